@@ -1,0 +1,38 @@
+//! The one place a concrete backend is chosen, by cargo feature. With several features on,
+//! the GPU ones win: `cuda`, then `wgpu`, then `ndarray`, then `flex`.
+
+#[cfg(feature = "cuda")]
+mod chosen {
+    pub type Inference = burn::backend::Cuda;
+    pub const NAME: &str = "cuda";
+}
+
+#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+mod chosen {
+    pub type Inference = burn::backend::Wgpu;
+    pub const NAME: &str = "wgpu";
+}
+
+#[cfg(all(feature = "ndarray", not(any(feature = "cuda", feature = "wgpu"))))]
+mod chosen {
+    pub type Inference = burn::backend::NdArray;
+    pub const NAME: &str = "ndarray";
+}
+
+#[cfg(all(feature = "flex", not(any(feature = "cuda", feature = "wgpu", feature = "ndarray"))))]
+mod chosen {
+    pub type Inference = burn::backend::Flex;
+    pub const NAME: &str = "flex";
+}
+
+#[cfg(not(any(feature = "flex", feature = "ndarray", feature = "wgpu", feature = "cuda")))]
+compile_error!("enable one backend feature of starbucks-cli: flex, ndarray, wgpu or cuda");
+
+pub use chosen::{Inference, NAME};
+
+/// The backend with automatic differentiation, for training and gradient benchmarks.
+pub type Training = burn::backend::Autodiff<Inference>;
+
+pub fn device() -> burn::tensor::Device<Inference> {
+    Default::default()
+}

@@ -1,0 +1,119 @@
+//! `BertConfig`: the HuggingFace `config.json` of a BERT model, keys as HF spells them.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result, read_json};
+
+/// The activation named by `hidden_act`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HiddenAct {
+    /// Exact GELU, `x · Φ(x)` with the error function (BERT's default).
+    Gelu,
+    /// The tanh approximation of GELU.
+    #[serde(alias = "gelu_pytorch_tanh")]
+    GeluNew,
+    Relu,
+}
+
+/// HuggingFace `BertConfig`. Defaults are HF's; keys this crate does not use are ignored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BertConfig {
+    #[serde(default = "defaults::vocab_size")]
+    pub vocab_size: usize,
+    #[serde(default = "defaults::hidden_size")]
+    pub hidden_size: usize,
+    #[serde(default = "defaults::num_hidden_layers")]
+    pub num_hidden_layers: usize,
+    #[serde(default = "defaults::num_attention_heads")]
+    pub num_attention_heads: usize,
+    #[serde(default = "defaults::intermediate_size")]
+    pub intermediate_size: usize,
+    #[serde(default = "defaults::hidden_act")]
+    pub hidden_act: HiddenAct,
+    #[serde(default = "defaults::dropout")]
+    pub hidden_dropout_prob: f64,
+    #[serde(default = "defaults::dropout")]
+    pub attention_probs_dropout_prob: f64,
+    #[serde(default = "defaults::max_position_embeddings")]
+    pub max_position_embeddings: usize,
+    #[serde(default = "defaults::type_vocab_size")]
+    pub type_vocab_size: usize,
+    #[serde(default = "defaults::layer_norm_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default)]
+    pub pad_token_id: usize,
+    #[serde(default = "defaults::position_embedding_type")]
+    pub position_embedding_type: String,
+}
+
+mod defaults {
+    use super::HiddenAct;
+    pub fn vocab_size() -> usize { 30522 }
+    pub fn hidden_size() -> usize { 768 }
+    pub fn num_hidden_layers() -> usize { 12 }
+    pub fn num_attention_heads() -> usize { 12 }
+    pub fn intermediate_size() -> usize { 3072 }
+    pub fn hidden_act() -> HiddenAct { HiddenAct::Gelu }
+    pub fn dropout() -> f64 { 0.1 }
+    pub fn max_position_embeddings() -> usize { 512 }
+    pub fn type_vocab_size() -> usize { 2 }
+    pub fn layer_norm_eps() -> f64 { 1e-12 }
+    pub fn position_embedding_type() -> String { "absolute".into() }
+}
+
+impl BertConfig {
+    /// Reads and checks a `config.json`; every error names the file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let config: Self = read_json(path)?;
+        config.validate().map_err(|message| Error::invalid(path, message))?;
+        Ok(config)
+    }
+
+    /// Checks the values that the encoder relies on; the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("intermediate_size", self.intermediate_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+            ("type_vocab_size", self.type_vocab_size),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(format!("`{key}` must be greater than 0"));
+            }
+        }
+        if self.hidden_size % self.num_attention_heads != 0 {
+            return Err(format!(
+                "`hidden_size` ({}) is not divisible by `num_attention_heads` ({})",
+                self.hidden_size, self.num_attention_heads
+            ));
+        }
+        if self.position_embedding_type != "absolute" {
+            return Err(format!(
+                "`position_embedding_type` is \"{}\"; only \"absolute\" is supported",
+                self.position_embedding_type
+            ));
+        }
+        for (key, p) in [
+            ("hidden_dropout_prob", self.hidden_dropout_prob),
+            ("attention_probs_dropout_prob", self.attention_probs_dropout_prob),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(format!("`{key}` must be in [0, 1), got {p}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Width of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+}

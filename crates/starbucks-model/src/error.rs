@@ -1,0 +1,71 @@
+//! One error type for everything a user can get wrong: each message names the file.
+
+use std::path::{Path, PathBuf};
+
+/// Errors from loading a model folder, tokenising, or asking for a size the model lacks.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read (missing, unreadable).
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A file was read but its content is wrong (bad JSON, bad value, truncated data).
+    #[error("{}: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+    /// A size that does not fit the model.
+    #[error(
+        "size ({layers} layers, {dims} dims) does not fit this model ({max_layers} layers, {max_dims} dims)"
+    )]
+    SizeTooLarge {
+        layers: usize,
+        dims: usize,
+        max_layers: usize,
+        max_dims: usize,
+    },
+    /// A size name or pair that cannot be parsed.
+    #[error("invalid size '{0}': expected a name (demi, short, tall, grande, venti, trenta) or 'layers,dims' with both > 0")]
+    BadSize(String),
+    /// The tokenizer failed on an input text.
+    #[error("tokenizer: {0}")]
+    Tokenize(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub(crate) fn invalid(path: &Path, message: impl Into<String>) -> Self {
+        Error::Invalid {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Reads a file to a string, naming the file on failure.
+pub(crate) fn read_to_string(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
+}
+
+/// Reads and parses a JSON file, naming the file, the key and the line on failure.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = read_to_string(path)?;
+    let deserializer = &mut serde_json::Deserializer::from_str(&text);
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() || key == "." {
+            Error::invalid(path, format!("not valid JSON: {inner}"))
+        } else {
+            Error::invalid(path, format!("key `{key}`: {inner}"))
+        }
+    })
+}

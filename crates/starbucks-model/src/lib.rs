@@ -1,0 +1,42 @@
+//! The 2D Matryoshka BERT encoder of starbucks-rs.
+//!
+//! One BERT encoder whose sentence embedding can be cut to the first *n* layers and the first
+//! *d* dimensions (a [`Size`]). It loads HuggingFace BERT folders (`config.json`,
+//! `model.safetensors`, `tokenizer.json`), runs on any burn backend (`B: Backend`), returns every
+//! layer's hidden states from one pass ([`BertModel::forward`]), and offers [`Embedder`] as the
+//! entry point for programs that embed text.
+//!
+//! This crate must never depend on training code (objectives, data, the train loop,
+//! evaluation) nor pick a concrete backend: users embed it in their own programs.
+//!
+//! ```no_run
+//! use burn::backend::Flex;
+//! use starbucks_model::{Embedder, Size};
+//!
+//! let device = Default::default();
+//! let embedder = Embedder::<Flex>::from_pretrained("assets/all-MiniLM-L6-v2", &device)?;
+//! let vectors = embedder.embed(&["A man is playing a guitar."], Size::new(2, 64))?;
+//! assert_eq!(vectors[0].len(), 64);
+//! # Ok::<(), starbucks_model::Error>(())
+//! ```
+
+mod bert;
+mod config;
+mod embedder;
+mod error;
+mod pooling;
+mod size;
+mod tokenizer;
+mod weights;
+
+pub use bert::{
+    BertAttention, BertEmbeddings, BertEncoder, BertInput, BertIntermediate, BertLayer, BertModel,
+    BertOutput, BertSelfAttention, BertSelfOutput,
+};
+pub use config::{BertConfig, HiddenAct};
+pub use embedder::{Embedder, SentenceConfig};
+pub use error::{Error, Result};
+pub use pooling::{Pooling, normalize, pool};
+pub use size::Size;
+pub use tokenizer::{Batch, Tokenizer};
+pub use weights::{LoadReport, expected_weights};

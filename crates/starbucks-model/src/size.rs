@@ -1,0 +1,89 @@
+//! `Size`: a (layers, dims) pair, the unit of a 2D Matryoshka model.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::BertConfig;
+use crate::error::{Error, Result};
+
+/// The first `layers` transformer layers and the first `dims` dimensions of the pooled embedding.
+/// Layer 0 is the embedding output; layer *n* the output of the *n*-th transformer layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Size {
+    pub layers: usize,
+    pub dims: usize,
+}
+
+impl Size {
+    /// The paper's names for BERT-base sizes, smallest first.
+    pub const NAMED: [(&'static str, Size); 6] = [
+        ("demi", Size::new(2, 32)),
+        ("short", Size::new(4, 64)),
+        ("tall", Size::new(6, 128)),
+        ("grande", Size::new(8, 256)),
+        ("venti", Size::new(10, 512)),
+        ("trenta", Size::new(12, 768)),
+    ];
+
+    pub const fn new(layers: usize, dims: usize) -> Self {
+        Size { layers, dims }
+    }
+
+    /// The whole model: every layer, every dimension.
+    pub fn full(config: &BertConfig) -> Self {
+        Size::new(config.num_hidden_layers, config.hidden_size)
+    }
+
+    /// The paper's name of this size, if it has one.
+    pub fn name(&self) -> Option<&'static str> {
+        Self::NAMED.iter().find(|(_, s)| s == self).map(|(n, _)| *n)
+    }
+
+    /// Errors when the size asks for more layers or dims than the model has.
+    pub fn check(&self, config: &BertConfig) -> Result<()> {
+        if self.layers == 0 || self.dims == 0 || self.layers > config.num_hidden_layers || self.dims > config.hidden_size {
+            return Err(Error::SizeTooLarge {
+                layers: self.layers,
+                dims: self.dims,
+                max_layers: config.num_hidden_layers,
+                max_dims: config.hidden_size,
+            });
+        }
+        Ok(())
+    }
+
+    /// Parses a list of sizes such as `"1,32 2,64"` or `"demi short"` (whitespace or `;` separated).
+    pub fn parse_list(text: &str) -> Result<Vec<Size>> {
+        text.split(|c: char| c.is_whitespace() || c == ';')
+            .filter(|s| !s.is_empty())
+            .map(str::parse)
+            .collect()
+    }
+}
+
+impl FromStr for Size {
+    type Err = Error;
+
+    /// `"demi"` (a paper name, any case) or `"layers,dims"` such as `"3,96"`.
+    fn from_str(text: &str) -> Result<Self> {
+        let lower = text.trim().to_ascii_lowercase();
+        if let Some((_, size)) = Self::NAMED.iter().find(|(name, _)| *name == lower) {
+            return Ok(*size);
+        }
+        let (layers, dims) = lower.split_once(',').ok_or_else(|| Error::BadSize(text.into()))?;
+        let layers: usize = layers.trim().parse().map_err(|_| Error::BadSize(text.into()))?;
+        let dims: usize = dims.trim().parse().map_err(|_| Error::BadSize(text.into()))?;
+        if layers == 0 || dims == 0 {
+            return Err(Error::BadSize(text.into()));
+        }
+        Ok(Size::new(layers, dims))
+    }
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "({}, {})", self.layers, self.dims)
+    }
+}

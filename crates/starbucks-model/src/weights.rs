@@ -1,0 +1,166 @@
+//! Loading HuggingFace BERT weights from `model.safetensors`.
+//!
+//! The file's header is checked against the keys and shapes this config needs, in HF naming,
+//! before burn-store copies the tensors: a missing key, a shape mismatch or a truncated file is
+//! an error naming the file and the key; keys the encoder does not use (the pooler, an MLM head,
+//! `position_ids`) are reported, not loaded.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use burn::tensor::backend::Backend;
+use burn_store::{KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use serde::Deserialize;
+
+use crate::bert::BertModel;
+use crate::config::BertConfig;
+use crate::error::{Error, Result};
+
+/// HF key pattern → burn module path, for the two names Rust cannot spell as HF does.
+pub(crate) const HF_TO_BURN: [(&str, &str); 2] =
+    [(r"LayerNorm\.", "layer_norm."), (r"\.attention\.self\.", ".attention.self_attention.")];
+
+/// What a load found besides the weights it used.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// The key prefix the file uses (`"bert."` for `BertFor…` checkpoints, else empty).
+    pub prefix: String,
+    /// Keys in the file the encoder does not use, e.g. `pooler.dense.weight`.
+    pub unused: Vec<String>,
+}
+
+/// Every weight a `BertModel` of this config needs: HF key (no prefix) and PyTorch shape.
+pub fn expected_weights(config: &BertConfig) -> Vec<(String, Vec<usize>)> {
+    let (h, i) = (config.hidden_size, config.intermediate_size);
+    let mut keys = vec![
+        ("embeddings.word_embeddings.weight".to_string(), vec![config.vocab_size, h]),
+        ("embeddings.position_embeddings.weight".to_string(), vec![config.max_position_embeddings, h]),
+        ("embeddings.token_type_embeddings.weight".to_string(), vec![config.type_vocab_size, h]),
+        ("embeddings.LayerNorm.weight".to_string(), vec![h]),
+        ("embeddings.LayerNorm.bias".to_string(), vec![h]),
+    ];
+    for layer in 0..config.num_hidden_layers {
+        let p = format!("encoder.layer.{layer}");
+        for (name, shape) in [
+            ("attention.self.query", [h, h]),
+            ("attention.self.key", [h, h]),
+            ("attention.self.value", [h, h]),
+            ("attention.output.dense", [h, h]),
+            ("intermediate.dense", [i, h]),
+            ("output.dense", [h, i]),
+        ] {
+            keys.push((format!("{p}.{name}.weight"), shape.to_vec()));
+            keys.push((format!("{p}.{name}.bias"), vec![shape[0]]));
+        }
+        for name in ["attention.output.LayerNorm", "output.LayerNorm"] {
+            keys.push((format!("{p}.{name}.weight"), vec![h]));
+            keys.push((format!("{p}.{name}.bias"), vec![h]));
+        }
+    }
+    keys
+}
+
+#[derive(Deserialize)]
+struct HeaderEntry {
+    dtype: String,
+    shape: Vec<usize>,
+    data_offsets: [u64; 2],
+}
+
+/// Reads the safetensors header: key → (dtype, shape); checks the file holds all the data.
+pub(crate) fn read_header(path: &Path) -> Result<BTreeMap<String, (String, Vec<usize>)>> {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut len_bytes = [0u8; 8];
+    file.read_exact(&mut len_bytes)
+        .map_err(|_| Error::invalid(path, "not a safetensors file: shorter than its 8-byte header length"))?;
+    let header_len = u64::from_le_bytes(len_bytes);
+    if header_len > file_len.saturating_sub(8) {
+        return Err(Error::invalid(
+            path,
+            format!("truncated or not a safetensors file: header of {header_len} bytes, file of {file_len} bytes"),
+        ));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header).map_err(|e| Error::io(path, e))?;
+    let mut entries: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&header)
+        .map_err(|e| Error::invalid(path, format!("safetensors header is not valid JSON: {e}")))?;
+    entries.remove("__metadata__");
+    let data_len = file_len - 8 - header_len;
+    let mut tensors = BTreeMap::new();
+    for (key, value) in entries {
+        let entry: HeaderEntry = serde_json::from_value(value)
+            .map_err(|e| Error::invalid(path, format!("safetensors header entry '{key}': {e}")))?;
+        if entry.data_offsets[1] > data_len {
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "truncated: tensor '{key}' ends at byte {} of the data section, which holds {data_len} bytes",
+                    entry.data_offsets[1]
+                ),
+            ));
+        }
+        tensors.insert(key, (entry.dtype, entry.shape));
+    }
+    Ok(tensors)
+}
+
+/// Strips the prefix and spells old LayerNorm names (`gamma`, `beta`) the current HF way.
+fn canonical(key: &str, prefix: &str) -> String {
+    let key = key.strip_prefix(prefix).unwrap_or(key);
+    key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
+}
+
+/// Loads the encoder's weights from an HF `model.safetensors` (keys with or without `bert.`).
+pub(crate) fn load_safetensors<B: Backend>(
+    mut model: BertModel<B>,
+    config: &BertConfig,
+    path: &Path,
+) -> Result<(BertModel<B>, LoadReport)> {
+    let header = read_header(path)?;
+    let prefix = if header.keys().any(|k| k.starts_with("bert.")) { "bert." } else { "" };
+    let found: BTreeMap<String, &Vec<usize>> =
+        header.iter().map(|(k, (_, shape))| (canonical(k, prefix), shape)).collect();
+
+    let expected = expected_weights(config);
+    let missing: Vec<&str> =
+        expected.iter().filter(|(k, _)| !found.contains_key(k)).map(|(k, _)| k.as_str()).collect();
+    if !missing.is_empty() {
+        let shown = missing.iter().take(5).copied().collect::<Vec<_>>().join(", ");
+        let more = if missing.len() > 5 { format!(" and {} more", missing.len() - 5) } else { String::new() };
+        return Err(Error::invalid(path, format!("missing weights for this config.json: {shown}{more}")));
+    }
+    for (key, shape) in &expected {
+        if found[key] != shape {
+            return Err(Error::invalid(
+                path,
+                format!("weight '{prefix}{key}' has shape {:?}, the config needs {shape:?}", found[key]),
+            ));
+        }
+    }
+    let unused: Vec<String> = found.keys().filter(|k| !expected.iter().any(|(e, _)| e == *k)).cloned().collect();
+    if !unused.is_empty() {
+        tracing::info!(file = %path.display(), "weights not used by the encoder: {}", unused.join(", "));
+    }
+
+    let mut patterns: Vec<(String, String)> = vec![(format!("^{}", regex_escape(prefix)), String::new())];
+    patterns.extend(HF_TO_BURN.iter().map(|(a, b)| (a.to_string(), b.to_string())));
+    let remapper = KeyRemapper::from_patterns(patterns).expect("the key patterns are valid regexes");
+    let mut store = SafetensorsStore::from_file(path)
+        .remap(remapper)
+        .with_from_adapter(PyTorchToBurnAdapter)
+        .allow_partial(true);
+    let result = model.load_from(&mut store).map_err(|e| Error::invalid(path, e.to_string()))?;
+    if let Some(error) = result.errors.first() {
+        return Err(Error::invalid(path, error.to_string()));
+    }
+    if let Some((missing, _)) = result.missing.first() {
+        return Err(Error::invalid(path, format!("weight for '{missing}' was not loaded")));
+    }
+    Ok((model, LoadReport { prefix: prefix.to_string(), unused }))
+}
+
+fn regex_escape(text: &str) -> String {
+    text.replace('.', r"\.")
+}

