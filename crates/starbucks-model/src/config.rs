@@ -117,3 +117,28 @@ impl BertConfig {
         self.hidden_size / self.num_attention_heads
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_bert_base() {
+        let config: BertConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!((config.hidden_size, config.num_hidden_layers, config.head_dim()), (768, 12, 64));
+        assert_eq!(config.hidden_act, HiddenAct::Gelu);
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let check = |json: &str| serde_json::from_str::<BertConfig>(json).unwrap().validate().unwrap_err();
+        assert!(check(r#"{"hidden_size": 100, "num_attention_heads": 12}"#).contains("not divisible"));
+        assert!(check(r#"{"num_hidden_layers": 0}"#).contains("num_hidden_layers"));
+        assert!(check(r#"{"position_embedding_type": "relative_key"}"#).contains("position_embedding_type"));
+        assert!(check(r#"{"hidden_dropout_prob": 1.5}"#).contains("hidden_dropout_prob"));
+        assert!(serde_json::from_str::<BertConfig>(r#"{"hidden_act": "swish"}"#).is_err());
+        let tanh: BertConfig = serde_json::from_str(r#"{"hidden_act": "gelu_pytorch_tanh"}"#).unwrap();
+        assert_eq!(tanh.hidden_act, HiddenAct::GeluNew);
+    }
+}

@@ -87,3 +87,28 @@ impl fmt::Display for Size {
         write!(f, "({}, {})", self.layers, self.dims)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_and_pairs() {
+        assert_eq!("Demi".parse::<Size>().unwrap(), Size::new(2, 32));
+        assert_eq!(" 3 , 96 ".parse::<Size>().unwrap(), Size::new(3, 96));
+        assert_eq!(Size::parse_list("1,32 tall;6,384").unwrap(), vec![Size::new(1, 32), Size::new(6, 128), Size::new(6, 384)]);
+        for bad in ["", "3", "3x96", "0,32", "2,0", "-1,32", "grandest"] {
+            assert!(matches!(bad.parse::<Size>(), Err(Error::BadSize(_))), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn checks_against_the_model() {
+        let config: BertConfig = serde_json::from_str(r#"{"num_hidden_layers": 6, "hidden_size": 384}"#).unwrap();
+        assert!(Size::new(6, 384).check(&config).is_ok());
+        assert!(Size::new(7, 32).check(&config).is_err());
+        assert!(Size::new(1, 385).check(&config).is_err());
+        assert_eq!(Size::full(&config), Size::new(6, 384));
+        assert_eq!(Size::new(8, 256).name(), Some("grande"));
+    }
+}
