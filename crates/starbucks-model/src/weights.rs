@@ -144,8 +144,10 @@ pub(crate) fn load_safetensors<B: Backend>(
         tracing::info!(file = %path.display(), "weights not used by the encoder: {}", unused.join(", "));
     }
 
-    let mut patterns: Vec<(String, String)> = vec![(format!("^{}", regex_escape(prefix)), String::new())];
-    patterns.extend(HF_TO_BURN.iter().map(|(a, b)| (a.to_string(), b.to_string())));
+    let mut patterns: Vec<(String, String)> = HF_TO_BURN.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    if !prefix.is_empty() {
+        patterns.push((r"^bert\.".to_string(), String::new()));
+    }
     let remapper = KeyRemapper::from_patterns(patterns).expect("the key patterns are valid regexes");
     let mut store = SafetensorsStore::from_file(path)
         .remap(remapper)
@@ -159,8 +161,4 @@ pub(crate) fn load_safetensors<B: Backend>(
         return Err(Error::invalid(path, format!("weight for '{missing}' was not loaded")));
     }
     Ok((model, LoadReport { prefix: prefix.to_string(), unused }))
-}
-
-fn regex_escape(text: &str) -> String {
-    text.replace('.', r"\.")
 }
