@@ -1,9 +1,25 @@
-//! Training and evaluation data for starbucks-rs: FineWeb streaming and masking for SMAE
-//! pre-training, NLI triplets and MS MARCO groups for SRL fine-tuning, STS pairs and retrieval
-//! corpora for evaluation.
+//! Training and evaluation data for starbucks-rs, as plain Rust values (text, token ids):
 //!
-//! Must never depend on burn, the model, the objectives or the train loop: it turns files and
-//! streams into plain Rust batches of text and token ids, which the train loop puts on a device.
+//! - [`fineweb`]: FineWeb documents streamed from Parquet / JSON Lines / JSON shards, local or
+//!   over HTTP range requests (HF dataset paths too), resumable by [`fineweb::Position`],
+//!   seeded shuffle, sharded by rank;
+//! - [`masking`]: SMAE pre-training examples (window, whole-word masks, encoder ⊂ decoder);
+//! - [`finetune`]: NLI triplets and pairs, MS MARCO (Tevatron JSONL, official triples), groups;
+//! - [`eval`]: STS-B, SemEval STS, SICK, BEIR, TREC qrels and runs, id-text collections;
+//! - [`batching`]: padding to the batch's longest, seeded (length-grouped) batch orders.
 //!
-//! Empty for now: its home in the workspace is laid down by the encoder issue; the data issue
-//! fills it.
+//! Every error names the file or URL and the line or row ([`DataError`]).
+//!
+//! Must never depend on burn, the model, the objectives or the train loop: the train loop puts
+//! these values on a device.
+
+pub mod batching;
+mod error;
+pub mod eval;
+pub mod finetune;
+pub mod fineweb;
+pub mod http;
+pub mod lines;
+pub mod masking;
+
+pub use error::{DataError, Location, Result};
