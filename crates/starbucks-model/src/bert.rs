@@ -251,6 +251,13 @@ pub struct BertEncoder<B: Backend> {
 /// Added to attention scores at padding keys (BERT's classic value; finite in f16 and bf16).
 const MASKED_SCORE: f64 = -10_000.0;
 
+/// The additive attention bias `[batch, 1, 1, seq]` of a `[batch, seq]` padding mask (1 token,
+/// 0 padding), as every layer's self-attention takes it.
+pub fn attention_bias<B: Backend>(attention_mask: Tensor<B, 2>) -> Tensor<B, 4> {
+    let [batch, seq] = attention_mask.dims();
+    (attention_mask.neg() + 1.0).mul_scalar(MASKED_SCORE).reshape([batch, 1, 1, seq])
+}
+
 /// `BertModel` without the pooler: embeddings and encoder.
 #[derive(Module, Debug)]
 pub struct BertModel<B: Backend> {
@@ -280,8 +287,7 @@ impl<B: Backend> BertModel<B> {
     /// Panics if `layers` exceeds the model's depth; check sizes with [`crate::Size::check`].
     pub fn forward(&self, input: BertInput<B>, layers: usize) -> Vec<Tensor<B, 3>> {
         assert!(layers <= self.num_layers(), "asked for {layers} layers of a {}-layer model", self.num_layers());
-        let [batch, seq] = input.attention_mask.dims();
-        let mask_bias = (input.attention_mask.neg() + 1.0).mul_scalar(MASKED_SCORE).reshape([batch, 1, 1, seq]);
+        let mask_bias = attention_bias(input.attention_mask);
         let mut hidden = vec![self.embeddings.forward(input.input_ids, input.token_type_ids)];
         for layer in &self.encoder.layer[..layers] {
             let next = layer.forward(hidden.last().expect("starts with the embeddings").clone(), mask_bias.clone());

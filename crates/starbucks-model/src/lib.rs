@@ -31,7 +31,7 @@ mod weights;
 
 pub use bert::{
     BertAttention, BertEmbeddings, BertEncoder, BertInput, BertIntermediate, BertLayer, BertModel,
-    BertOutput, BertSelfAttention, BertSelfOutput,
+    BertOutput, BertSelfAttention, BertSelfOutput, attention_bias,
 };
 pub use config::{BertConfig, HiddenAct};
 pub use embedder::{Embedder, SentenceConfig};
@@ -39,4 +39,4 @@ pub use error::{Error, Result};
 pub use pooling::{Pooling, normalize, pool};
 pub use size::Size;
 pub use tokenizer::{Batch, Tokenizer};
-pub use weights::{LoadReport, expected_weights};
+pub use weights::{LoadReport, expected_weights, load_module, read_safetensors_header, HF_TO_BURN};

@@ -17,9 +17,9 @@ use crate::bert::BertModel;
 use crate::config::BertConfig;
 use crate::error::{Error, Result};
 
-/// HF key pattern → burn module path, for the two names Rust cannot spell as HF does.
-pub(crate) const HF_TO_BURN: [(&str, &str); 2] =
-    [(r"LayerNorm\.", "layer_norm."), (r"\.attention\.self\.", ".attention.self_attention.")];
+/// HF key pattern → burn module path (regex, replacement), for the two names Rust cannot spell as HF does.
+pub const HF_TO_BURN: [(&str, &str); 2] =
+    [(r"LayerNorm\.", "layer_norm."), (r"(^|\.)attention\.self\.", "${1}attention.self_attention.")];
 
 /// What a load found besides the weights it used.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -68,8 +68,8 @@ struct HeaderEntry {
     data_offsets: [u64; 2],
 }
 
-/// Reads the safetensors header: key → (dtype, shape); checks the file holds all the data.
-pub(crate) fn read_header(path: &Path) -> Result<BTreeMap<String, (String, Vec<usize>)>> {
+/// Reads a safetensors header: key → (dtype, shape); checks the file holds all the data.
+pub fn read_safetensors_header(path: &Path) -> Result<BTreeMap<String, (String, Vec<usize>)>> {
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     let mut len_bytes = [0u8; 8];
@@ -118,7 +118,7 @@ pub(crate) fn load_safetensors<B: Backend>(
     config: &BertConfig,
     path: &Path,
 ) -> Result<(BertModel<B>, LoadReport)> {
-    let header = read_header(path)?;
+    let header = read_safetensors_header(path)?;
     let prefix = if header.keys().any(|k| k.starts_with("bert.")) { "bert." } else { "" };
     let found: BTreeMap<String, &Vec<usize>> =
         header.iter().map(|(k, (_, shape))| (canonical(k, prefix), shape)).collect();
@@ -161,4 +161,27 @@ pub(crate) fn load_safetensors<B: Backend>(
         return Err(Error::invalid(path, format!("weight for '{missing}' was not loaded")));
     }
     Ok((model, LoadReport { prefix: prefix.to_string(), unused }))
+}
+
+/// Loads the tensors stored under `prefix` (e.g. `"cls.predictions."`) of an HF safetensors
+/// file into `module`, whose paths spell HF names as this crate does (`layer_norm`,
+/// `self_attention`). Every parameter of `module` must be found.
+pub fn load_module<B: Backend, M: ModuleSnapshot<B>>(mut module: M, path: &Path, prefix: &str) -> Result<M> {
+    let header = read_safetensors_header(path)?;
+    if !header.keys().any(|k| k.starts_with(prefix)) {
+        return Err(Error::invalid(path, format!("no weights under `{prefix}`")));
+    }
+    let mut patterns = vec![(format!("^{}", prefix.replace('.', r"\.")), String::new())];
+    patterns.extend(HF_TO_BURN.iter().map(|(a, b)| (a.to_string(), b.to_string())));
+    let remapper = KeyRemapper::from_patterns(patterns).expect("the key patterns are valid regexes");
+    let mut store = SafetensorsStore::from_file(path).remap(remapper).with_from_adapter(PyTorchToBurnAdapter).allow_partial(true);
+    let result = module.load_from(&mut store).map_err(|e| Error::invalid(path, e.to_string()))?;
+    if let Some(error) = result.errors.first() {
+        return Err(Error::invalid(path, format!("under `{prefix}`: {error}")));
+    }
+    if !result.missing.is_empty() {
+        let missing: Vec<String> = result.missing.iter().map(|(k, _)| format!("{prefix}{k}")).collect();
+        return Err(Error::invalid(path, format!("missing weights: {}", missing.join(", "))));
+    }
+    Ok(module)
 }

@@ -1,8 +1,20 @@
-//! The training objectives of starbucks-rs: SRL with KL alignment, SMAE, and the 2DMSE
-//! baseline, on burn tensors of any `B: Backend`.
+//! The training objectives of starbucks-rs, on burn tensors of any `B: Backend`, differentiable:
+//!
+//! - [`losses`]: the base losses (MultipleNegativesRanking, CoSENT, retrieval cross-entropy)
+//!   and the KL alignment term;
+//! - [`SizeList`]: a checked list of (layers, dims) sizes, smallest first, the full model last;
+//! - [`Objective`]: SRL, 2DMSE and single-size training behind one interface, reading every
+//!   size from one encoder pass ([`Embeddings`] holds each layer's pooled embeddings);
+//! - [`smae`]: SMAE pre-training: the MLM head with first-d-columns slicing, the one-layer
+//!   decoder, masked-position-only logits.
 //!
 //! Depends on `starbucks-model` only; must never depend on the data crate, the train loop or
 //! evaluation.
-//!
-//! Empty for now: its home in the workspace is laid down by the encoder issue; the objectives
-//! issue fills it.
+
+pub mod losses;
+mod objective;
+pub mod smae;
+mod sizes;
+
+pub use objective::{Embeddings, LossOutput, Mse2dConfig, Mse2dDraw, Objective, labels, mse2d, srl};
+pub use sizes::{SizeList, SizeListError};

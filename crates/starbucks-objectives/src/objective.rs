@@ -1,0 +1,205 @@
+//! SRL, 2DMSE and single-size training behind one interface: every method takes the pooled
+//! embeddings of every layer from one encoder pass and returns a total loss and its terms.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use starbucks_model::Size;
+
+use crate::losses::{cosent, kl_div_temperature, kl_divergence, mnrl, retrieval_ce, scores};
+use crate::sizes::SizeList;
+
+/// Pooled embeddings of one batch, `layers[n]` from layer *n* (0 = embedding output), raw (not
+/// normalised), full width.
+#[derive(Debug, Clone)]
+pub enum Embeddings<B: Backend> {
+    /// Rows `[anchors; positives; negatives…]`, `batch` rows per block (MNRL, scale 20).
+    Triplets { layers: Vec<Tensor<B, 2>>, batch: usize },
+    /// Rows `[first; second]` with a gold score per pair (CoSENT, scale 20).
+    Scored { layers: Vec<Tensor<B, 2>>, labels: Tensor<B, 1> },
+    /// Queries `[B, h]` and passages `[B·group, h]`, positive first in each group (CLS pooled).
+    Retrieval { queries: Vec<Tensor<B, 2>>, passages: Vec<Tensor<B, 2>>, group: usize },
+}
+
+const SCALE: f64 = 20.0;
+
+fn cut<B: Backend>(x: &Tensor<B, 2>, dims: usize) -> Tensor<B, 2> {
+    x.clone().narrow(1, 0, dims)
+}
+
+impl<B: Backend> Embeddings<B> {
+    /// The base loss at one size, and the retrieval score matrix when there is one.
+    fn base(&self, size: Size) -> (Tensor<B, 1>, Option<Tensor<B, 2>>) {
+        match self {
+            Embeddings::Triplets { layers, batch } => {
+                let e = cut(&layers[size.layers], size.dims);
+                let [rows, _] = e.dims();
+                (mnrl(e.clone().narrow(0, 0, *batch), e.narrow(0, *batch, rows - batch), SCALE), None)
+            }
+            Embeddings::Scored { layers, labels } => {
+                let e = cut(&layers[size.layers], size.dims);
+                let [rows, _] = e.dims();
+                let half = rows / 2;
+                (cosent(e.clone().narrow(0, 0, half), e.narrow(0, half, half), labels.clone(), SCALE), None)
+            }
+            Embeddings::Retrieval { queries, passages, group } => {
+                let s = scores(cut(&queries[size.layers], size.dims), cut(&passages[size.layers], size.dims));
+                (retrieval_ce(s.clone(), *group), Some(s))
+            }
+        }
+    }
+
+    /// Every text's embedding at `layer`, full width (for 2DMSE's KL).
+    fn all_texts(&self, layer: usize) -> Tensor<B, 2> {
+        match self {
+            Embeddings::Triplets { layers, .. } | Embeddings::Scored { layers, .. } => layers[layer].clone(),
+            Embeddings::Retrieval { queries, passages, .. } => Tensor::cat(vec![queries[layer].clone(), passages[layer].clone()], 0),
+        }
+    }
+}
+
+/// A total loss and its named terms (for logging), each a one-element tensor.
+#[derive(Debug, Clone)]
+pub struct LossOutput<B: Backend> {
+    pub total: Tensor<B, 1>,
+    pub terms: Vec<(String, Tensor<B, 1>)>,
+}
+
+/// 2DMSE (sentence-transformers `Matryoshka2dLoss` defaults): last layer at one random dim;
+/// one random earlier layer k at a separately drawn dim, weighted 1/k; KL between the
+/// full-width embeddings of layer k and the last layer at temperature 0.3, times 0.3.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mse2dConfig {
+    /// Matryoshka dims, e.g. `[768, 512, 256, 128, 64, 32]`.
+    pub dims: Vec<usize>,
+    pub kl_temperature: f64,
+    pub kl_weight: f64,
+    /// sentence-transformers ≥ 5.2 detaches the last layer in the KL (its #3757); the version
+    /// the paper used did not. Default false, as the paper's runs.
+    pub detach_last_layer: bool,
+}
+
+impl Mse2dConfig {
+    pub fn new(dims: Vec<usize>) -> Self {
+        Mse2dConfig { dims, kl_temperature: 0.3, kl_weight: 1.0, detach_last_layer: false }
+    }
+
+    /// One step's random choices: uniform over `dims` for the last layer, uniform over layers
+    /// 1..N−1, and an independent uniform dim for that layer.
+    pub fn draw(&self, layers: usize, rng: &mut impl Rng) -> Mse2dDraw {
+        Mse2dDraw {
+            last_dims: self.dims[rng.random_range(0..self.dims.len())],
+            layer: if layers > 1 { rng.random_range(1..layers) } else { 0 },
+            layer_dims: self.dims[rng.random_range(0..self.dims.len())],
+        }
+    }
+}
+
+/// The random choices of one 2DMSE step (`layer` 0 means the model has a single layer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mse2dDraw {
+    pub last_dims: usize,
+    pub layer: usize,
+    pub layer_dims: usize,
+}
+
+/// How a model is trained. All methods read the sizes they need from one [`Embeddings`].
+#[derive(Debug, Clone)]
+pub enum Objective {
+    /// Starbucks Representation Learning: base loss at every size plus `kl_weight` · KL of every
+    /// smaller size against the full one (0.3 over dims, not detached, for STS; 1.0 over
+    /// passage scores with the full size detached, for retrieval).
+    Srl { sizes: SizeList, kl_weight: f64 },
+    Mse2d(Mse2dConfig),
+    /// Plain training of one size (a separately trained model, or the full model alone).
+    Single(Size),
+}
+
+impl Objective {
+    /// SRL with the paper's KL weight for this kind of data (0.3 STS, 1.0 retrieval).
+    pub fn srl(sizes: SizeList, retrieval: bool) -> Self {
+        Objective::Srl { sizes, kl_weight: if retrieval { 1.0 } else { 0.3 } }
+    }
+
+    /// The deepest layer this objective reads (run the encoder that far).
+    pub fn layers(&self, num_layers: usize) -> usize {
+        match self {
+            Objective::Srl { sizes, .. } => sizes.full().layers,
+            Objective::Mse2d(_) => num_layers,
+            Objective::Single(size) => size.layers,
+        }
+    }
+
+    /// The loss of one batch. `rng` is drawn from by 2DMSE only.
+    pub fn loss<B: Backend>(&self, embeddings: &Embeddings<B>, rng: &mut impl Rng) -> LossOutput<B> {
+        match self {
+            Objective::Srl { sizes, kl_weight } => srl(sizes, *kl_weight, embeddings),
+            Objective::Mse2d(config) => {
+                let layers = match embeddings {
+                    Embeddings::Triplets { layers, .. } | Embeddings::Scored { layers, .. } => layers.len() - 1,
+                    Embeddings::Retrieval { queries, .. } => queries.len() - 1,
+                };
+                mse2d(config, config.draw(layers, rng), embeddings)
+            }
+            Objective::Single(size) => {
+                let (loss, _) = embeddings.base(*size);
+                LossOutput { total: loss.clone(), terms: vec![(format!("base{size}"), loss)] }
+            }
+        }
+    }
+}
+
+/// SRL: `base(full) + Σ_{n ≠ full} (base(n) + kl_weight · KL_n)`.
+pub fn srl<B: Backend>(sizes: &SizeList, kl_weight: f64, embeddings: &Embeddings<B>) -> LossOutput<B> {
+    let full = sizes.full();
+    let (full_loss, full_scores) = embeddings.base(full);
+    let mut total = full_loss.clone();
+    let mut terms = Vec::new();
+    for &size in sizes.sizes() {
+        if size == full {
+            terms.push((format!("base{full}"), full_loss.clone()));
+            continue;
+        }
+        let (loss, size_scores) = embeddings.base(size);
+        let kl = match (embeddings, &full_scores, size_scores) {
+            // Retrieval: over the passage axis of the score matrices, full size detached.
+            (Embeddings::Retrieval { .. }, Some(teacher), Some(student)) => kl_divergence(teacher.clone(), student, true),
+            // STS: over the first d dims of the raw pooled embeddings, not detached.
+            (Embeddings::Triplets { layers, .. } | Embeddings::Scored { layers, .. }, _, _) => {
+                kl_divergence(cut(&layers[full.layers], size.dims), cut(&layers[size.layers], size.dims), false)
+            }
+            _ => unreachable!("retrieval embeddings always give scores"),
+        };
+        total = total + loss.clone() + kl.clone() * kl_weight;
+        terms.push((format!("base{size}"), loss));
+        terms.push((format!("kl{size}"), kl));
+    }
+    LossOutput { total, terms }
+}
+
+/// 2DMSE for one draw (see [`Mse2dConfig`]).
+pub fn mse2d<B: Backend>(config: &Mse2dConfig, draw: Mse2dDraw, embeddings: &Embeddings<B>) -> LossOutput<B> {
+    let last = match embeddings {
+        Embeddings::Triplets { layers, .. } | Embeddings::Scored { layers, .. } => layers.len() - 1,
+        Embeddings::Retrieval { queries, .. } => queries.len() - 1,
+    };
+    let (last_loss, _) = embeddings.base(Size::new(last, draw.last_dims));
+    let mut terms = vec![(format!("base({last}, {})", draw.last_dims), last_loss.clone())];
+    let mut total = last_loss;
+    if draw.layer > 0 {
+        let (layer_loss, _) = embeddings.base(Size::new(draw.layer, draw.layer_dims));
+        let teacher = embeddings.all_texts(last);
+        let teacher = if config.detach_last_layer { teacher.detach() } else { teacher };
+        let kl = kl_div_temperature(teacher, embeddings.all_texts(draw.layer), config.kl_temperature);
+        total = total + layer_loss.clone() / draw.layer as f64 + kl.clone() * (config.kl_temperature * config.kl_weight);
+        terms.push((format!("base({}, {})", draw.layer, draw.layer_dims), layer_loss));
+        terms.push((format!("kl({})", draw.layer), kl));
+    }
+    LossOutput { total, terms }
+}
+
+/// Float labels on the device, for [`Embeddings::Scored`].
+pub fn labels<B: Backend>(values: &[f32], device: &B::Device) -> Tensor<B, 1> {
+    Tensor::from_data(TensorData::new(values.to_vec(), [values.len()]), device)
+}
