@@ -19,10 +19,17 @@ pub enum Command {
     Similarity(SimilarityArgs),
     /// Time the encoder's forward pass at each size, and forward + backward at the full size.
     Bench(BenchArgs),
+    /// Evaluate models on STS and retrieval at every size (or the layer × dim grid) and write
+    /// Markdown, JSON and SVG reports.
+    Eval(EvalArgs),
 }
 
 /// The size list of METHOD.md for a 6-layer, 384-dim model such as all-MiniLM-L6-v2.
 pub const MINILM_SIZES: &str = "1,32 2,64 3,96 4,128 5,256 6,384";
+
+fn parse_dims(text: &str) -> Result<usize, String> {
+    text.parse().ok().filter(|&d| d > 0).ok_or_else(|| format!("invalid dims '{text}': expected a positive integer"))
+}
 
 fn parse_size(text: &str) -> Result<Size, String> {
     text.parse().map_err(|e: starbucks_model::Error| e.to_string())
@@ -58,4 +65,78 @@ pub struct BenchArgs {
     /// Timed repetitions of each measurement (the median is reported), after one warm-up.
     #[arg(long, default_value_t = 5)]
     pub rounds: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PoolingArg {
+    /// The model folder's own pooling (`1_Pooling/config.json`; mean when absent).
+    Model,
+    Mean,
+    Cls,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SimilarityArg {
+    Dot,
+    Cosine,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Model folder; repeat to compare models (the first is the baseline of the differences).
+    #[arg(long = "model", required = true)]
+    pub models: Vec<PathBuf>,
+    /// A display name per model, in the same order (default: the folder name).
+    #[arg(long = "name")]
+    pub names: Vec<String>,
+    /// Sizes to evaluate.
+    #[arg(long, value_parser = parse_size, default_value = MINILM_SIZES, value_delimiter = ' ')]
+    pub sizes: Vec<Size>,
+    /// STS Benchmark files (STS-B layout); repeatable.
+    #[arg(long = "stsb", default_value = "data/stsb/sts-test.csv")]
+    pub stsb: Vec<PathBuf>,
+    /// SemEval STS folders (`STS.input.*.txt` + `STS.gs.*.txt`), e.g. STS12 … STS16; repeatable.
+    #[arg(long = "semeval")]
+    pub semeval: Vec<PathBuf>,
+    /// SICK file (`SICK_test_annotated.txt`).
+    #[arg(long)]
+    pub sick: Option<PathBuf>,
+    /// Also evaluate STS on the full layer × dim grid and draw its heat-map.
+    #[arg(long)]
+    pub grid: bool,
+    /// Dims of the grid's columns (those above the model's width are skipped).
+    #[arg(long, value_parser = parse_dims, default_value = "32 64 128 256 384 512 768", value_delimiter = ' ')]
+    pub grid_dims: Vec<usize>,
+    /// Retrieval corpus: `id<TAB>text` (MS MARCO collection.tsv[.gz]) or a BEIR folder.
+    #[arg(long, requires_all = ["queries", "qrels"])]
+    pub corpus: Option<PathBuf>,
+    /// Retrieval queries: `id<TAB>text`.
+    #[arg(long)]
+    pub queries: Option<PathBuf>,
+    /// Retrieval judgements: TREC qrels.
+    #[arg(long)]
+    pub qrels: Option<PathBuf>,
+    /// Re-rank this TREC run (e.g. BM25 top 100) instead of searching the whole corpus.
+    #[arg(long, requires = "corpus")]
+    pub rerank: Option<PathBuf>,
+    /// Results kept per query.
+    #[arg(long, default_value_t = 1000)]
+    pub depth: usize,
+    /// Grade from which a passage counts as relevant for MRR and recall (TREC DL: 2).
+    #[arg(long, default_value_t = 2)]
+    pub relevance_level: i32,
+    #[arg(long, value_enum, default_value_t = SimilarityArg::Dot)]
+    pub similarity: SimilarityArg,
+    /// Pooling for retrieval (the paper: CLS).
+    #[arg(long, value_enum, default_value_t = PoolingArg::Model)]
+    pub retrieval_pooling: PoolingArg,
+    /// Texts per forward pass.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Skip measuring texts/s per size.
+    #[arg(long)]
+    pub no_throughput: bool,
+    /// Folder for report.md, report.json, the heat-maps and the TREC runs.
+    #[arg(long)]
+    pub output: PathBuf,
 }

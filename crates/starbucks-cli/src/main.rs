@@ -5,6 +5,7 @@
 mod args;
 mod backend;
 mod bench;
+mod eval;
 mod similarity;
 
 use std::process::ExitCode;
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         args::Command::Similarity(a) => similarity::run::<backend::Inference>(a, &device),
         args::Command::Bench(a) => bench::run::<backend::Training>(a, &device),
+        args::Command::Eval(a) => eval::run::<backend::Inference>(a, &device),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

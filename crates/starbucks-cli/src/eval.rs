@@ -1,0 +1,148 @@
+//! `starbucks eval`: STS and retrieval at every size (and the grid), for one or more models.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::backend::Backend;
+use starbucks_data::eval::{StsPair, read_id_text, read_semeval_dir, read_sick, read_stsb, read_trec_qrels, read_trec_run};
+use starbucks_eval::report::{Report, Row, compare, heatmap_svg};
+use starbucks_eval::retrieval::{RetrievalConfig, RetrievalTask, Similarity, write_trec_run};
+use starbucks_eval::{retrieval, sts, throughput};
+use starbucks_model::{Embedder, Pooling};
+
+use crate::args::{EvalArgs, PoolingArg, SimilarityArg};
+
+fn sts_datasets(args: &EvalArgs) -> Result<Vec<(String, Vec<StsPair>)>> {
+    let mut sets = Vec::new();
+    for path in &args.stsb {
+        sets.push((file_stem(path), read_stsb(path)?));
+    }
+    for dir in &args.semeval {
+        for (name, pairs) in read_semeval_dir(dir)? {
+            sets.push((format!("{}/{name}", file_stem(dir)), pairs));
+        }
+    }
+    if let Some(path) = &args.sick {
+        sets.push(("SICK-R".into(), read_sick(path)?));
+    }
+    Ok(sets)
+}
+
+fn file_stem(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().trim_end_matches(".gz").trim_end_matches(".csv").to_string()).unwrap_or_default()
+}
+
+struct Retrieval {
+    corpus: Vec<(String, String)>,
+    queries: Vec<(String, String)>,
+    qrels: HashMap<String, HashMap<String, i32>>,
+    candidates: Option<HashMap<String, Vec<String>>>,
+}
+
+fn retrieval_data(args: &EvalArgs) -> Result<Option<Retrieval>> {
+    let (Some(corpus), Some(queries), Some(qrels)) = (&args.corpus, &args.queries, &args.qrels) else { return Ok(None) };
+    let qrels = read_trec_qrels(qrels)?;
+    let queries: Vec<(String, String)> =
+        read_id_text(queries)?.collect::<Result<Vec<_>, _>>()?.into_iter().filter(|(id, _)| qrels.contains_key(id)).collect();
+    let candidates = match &args.rerank {
+        Some(path) => {
+            let mut by_query: HashMap<String, Vec<String>> = HashMap::new();
+            for entry in read_trec_run(path)? {
+                by_query.entry(entry.query_id).or_default().push(entry.doc_id);
+            }
+            Some(by_query)
+        }
+        None => None,
+    };
+    let corpus = read_id_text(corpus)?.collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(Retrieval { corpus, queries, qrels, candidates }))
+}
+
+pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
+    if !args.names.is_empty() && args.names.len() != args.models.len() {
+        bail!("give one --name per --model ({} names for {} models)", args.names.len(), args.models.len());
+    }
+    let datasets = sts_datasets(&args)?;
+    let retrieval_task = retrieval_data(&args)?;
+    std::fs::create_dir_all(&args.output).with_context(|| format!("{}: cannot create", args.output.display()))?;
+
+    let mut reports = Vec::new();
+    for (i, dir) in args.models.iter().enumerate() {
+        let name = args.names.get(i).cloned().unwrap_or_else(|| file_stem(dir));
+        let embedder = Embedder::<B>::from_pretrained(dir, device)?.with_batch_size(args.batch_size);
+        for size in &args.sizes {
+            size.check(embedder.config())?;
+        }
+        let mut rows = Vec::new();
+        if !datasets.is_empty() {
+            let scores = sts::evaluate(&embedder, &datasets, &args.sizes)?;
+            for s in &scores {
+                rows.push(Row { name: format!("{} Spearman", s.dataset), values: s.per_size.iter().map(|(_, c)| c.spearman).collect() });
+            }
+            if scores.len() > 1 {
+                let avg = (0..args.sizes.len()).map(|j| scores.iter().map(|s| s.per_size[j].1.spearman).sum::<f64>() / scores.len() as f64).collect();
+                rows.push(Row { name: "STS average Spearman".into(), values: avg });
+            }
+        }
+        if let Some(data) = &retrieval_task {
+            let pooling = match args.retrieval_pooling {
+                PoolingArg::Model => embedder.sentence_config().pooling,
+                PoolingArg::Mean => Pooling::Mean,
+                PoolingArg::Cls => Pooling::Cls,
+            };
+            let retriever = Embedder::<B>::from_pretrained(dir, device)?.with_batch_size(args.batch_size).with_pooling(pooling).with_normalize(false);
+            let task = RetrievalTask { corpus: &data.corpus, queries: &data.queries, qrels: &data.qrels, candidates: data.candidates.as_ref() };
+            let config = RetrievalConfig {
+                similarity: match args.similarity {
+                    SimilarityArg::Dot => Similarity::Dot,
+                    SimilarityArg::Cosine => Similarity::Cosine,
+                },
+                depth: args.depth,
+                level: args.relevance_level,
+                ..Default::default()
+            };
+            let runs = retrieval::evaluate(&retriever, &task, &args.sizes, config)?;
+            let run_dir = args.output.join("runs").join(&name);
+            std::fs::create_dir_all(&run_dir).with_context(|| format!("{}: cannot create", run_dir.display()))?;
+            for r in &runs {
+                let path = run_dir.join(format!("run.{}x{}.trec", r.size.layers, r.size.dims));
+                write_trec_run(&path, &r.run, &format!("{name}-{}x{}", r.size.layers, r.size.dims)).with_context(|| format!("{}: cannot write", path.display()))?;
+            }
+            for (label, pick) in [
+                ("nDCG@10", (|s: &starbucks_eval::metrics::RetrievalScores| s.ndcg_cut_10) as fn(&_) -> f64),
+                ("MRR@10", |s| s.mrr_10),
+                ("R@100", |s| s.recall_100),
+                ("R@1000", |s| s.recall_1000),
+            ] {
+                rows.push(Row { name: format!("{} {label}", file_stem(args.queries.as_deref().expect("checked"))), values: runs.iter().map(|r| pick(&r.scores)).collect() });
+            }
+        }
+        let grid = if args.grid && !datasets.is_empty() { Some(sts::evaluate_grid(&embedder, &datasets, &args.grid_dims)?) } else { None };
+        if let Some(grid) = &grid {
+            let path = args.output.join(format!("grid-{name}.svg"));
+            std::fs::write(&path, heatmap_svg(grid, &format!("{name}: {}", grid.metric))).with_context(|| format!("{}: cannot write", path.display()))?;
+        }
+        let throughput = if args.no_throughput || datasets.is_empty() {
+            Vec::new()
+        } else {
+            let texts: Vec<&str> = datasets[0].1.iter().take(256).flat_map(|p| [p.sentence1.as_str(), p.sentence2.as_str()]).collect();
+            throughput(&embedder, &texts, &args.sizes)?.into_iter().map(|(_, t)| t).collect()
+        };
+        reports.push(Report { model: name, sizes: args.sizes.clone(), rows, throughput, grid });
+    }
+
+    let mut markdown: String = reports.iter().map(|r| r.to_markdown() + "\n").collect();
+    if reports.len() > 1 {
+        markdown.push_str("## Comparison (difference from the first model)\n\n");
+        markdown.push_str(&compare(&reports));
+    }
+    print!("{markdown}");
+    let write = |file: &str, text: String| {
+        let path = args.output.join(file);
+        std::fs::write(&path, text).with_context(|| format!("{}: cannot write", path.display()))
+    };
+    write("report.md", markdown)?;
+    write("report.json", serde_json::to_string_pretty(&reports)? + "\n")?;
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! Reports a person can read: a Markdown table (rows: datasets or measures; columns: sizes and
+//! their average), the same as JSON, an SVG heat-map of the layer × dim grid, and comparisons
+//! of several models with their differences.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+use starbucks_model::Size;
+
+use crate::sts::Grid;
+
+/// One row of a table: a value per size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    pub name: String,
+    pub values: Vec<f64>,
+}
+
+impl Row {
+    pub fn average(&self) -> f64 {
+        self.values.iter().sum::<f64>() / self.values.len().max(1) as f64
+    }
+}
+
+/// Everything evaluated for one model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub model: String,
+    pub sizes: Vec<Size>,
+    /// STS Spearman per dataset (and their average) and retrieval measures, per size.
+    pub rows: Vec<Row>,
+    /// Texts per second at each size (early exit), on the machine that ran the evaluation.
+    pub throughput: Vec<f64>,
+    pub grid: Option<Grid>,
+}
+
+fn size_label(size: &Size) -> String {
+    match size.name() {
+        Some(name) => format!("{name} {size}"),
+        None => size.to_string(),
+    }
+}
+
+impl Report {
+    pub fn row(&self, name: &str) -> Option<&Row> {
+        self.rows.iter().find(|r| r.name == name)
+    }
+
+    pub fn to_markdown(&self) -> String {
+        let mut md = format!("### {}\n\n| | {} | average |\n|---|", self.model, self.sizes.iter().map(size_label).collect::<Vec<_>>().join(" | "));
+        md.push_str(&"---|".repeat(self.sizes.len() + 1));
+        md.push('\n');
+        for row in &self.rows {
+            let cells: Vec<String> = row.values.iter().map(|v| format!("{v:.4}")).collect();
+            let _ = writeln!(md, "| {} | {} | {:.4} |", row.name, cells.join(" | "), row.average());
+        }
+        if !self.throughput.is_empty() {
+            let cells: Vec<String> = self.throughput.iter().map(|v| format!("{v:.1}")).collect();
+            let _ = writeln!(md, "| texts/s | {} | |", cells.join(" | "));
+        }
+        if let Some(grid) = &self.grid {
+            let _ = write!(md, "\n{}: layers (rows) × dims (columns)\n\n| layers | {} |\n|---|", grid.metric, grid.dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(" | "));
+            md.push_str(&"---|".repeat(grid.dims.len()));
+            md.push('\n');
+            for (layer, values) in grid.layers.iter().zip(&grid.values) {
+                let cells: Vec<String> = values.iter().map(|v| format!("{v:.4}")).collect();
+                let _ = writeln!(md, "| {layer} | {} |", cells.join(" | "));
+            }
+        }
+        md
+    }
+}
+
+/// Rows present in every report, side by side: each model's values and its difference from the
+/// first model.
+pub fn compare(reports: &[Report]) -> String {
+    let Some(base) = reports.first() else { return String::new() };
+    let mut md = String::new();
+    for row in &base.rows {
+        let _ = write!(md, "### {}\n\n| model | {} | average |\n|---|", row.name, base.sizes.iter().map(size_label).collect::<Vec<_>>().join(" | "));
+        md.push_str(&"---|".repeat(base.sizes.len() + 1));
+        md.push('\n');
+        for report in reports {
+            let Some(other) = report.row(&row.name).filter(|_| report.sizes == base.sizes) else { continue };
+            let cells: Vec<String> = other
+                .values
+                .iter()
+                .zip(&row.values)
+                .map(|(v, b)| if std::ptr::eq(report, base) { format!("{v:.4}") } else { format!("{v:.4} ({:+.4})", v - b) })
+                .collect();
+            let avg = if std::ptr::eq(report, base) { format!("{:.4}", other.average()) } else { format!("{:.4} ({:+.4})", other.average(), other.average() - row.average()) };
+            let _ = writeln!(md, "| {} | {} | {avg} |", report.model, cells.join(" | "));
+        }
+        md.push('\n');
+    }
+    md
+}
+
+/// Linear blend through a dark-blue → teal → yellow ramp (viridis-like), `t` in [0, 1].
+fn color(t: f64) -> String {
+    let stops = [(68.0, 1.0, 84.0), (33.0, 145.0, 140.0), (253.0, 231.0, 37.0)];
+    let t = t.clamp(0.0, 1.0) * 2.0;
+    let (a, b, f) = if t < 1.0 { (stops[0], stops[1], t) } else { (stops[1], stops[2], t - 1.0) };
+    let mix = |x: f64, y: f64| (x + (y - x) * f).round() as u8;
+    format!("#{:02x}{:02x}{:02x}", mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+/// An SVG heat-map of the grid: layers down, dims across, each cell's value written in it.
+pub fn heatmap_svg(grid: &Grid, title: &str) -> String {
+    let (cell_w, cell_h, left, top) = (70.0, 36.0, 80.0, 70.0);
+    let width = left + cell_w * grid.dims.len() as f64 + 20.0;
+    let height = top + cell_h * grid.layers.len() as f64 + 50.0;
+    let all: Vec<f64> = grid.values.iter().flatten().copied().filter(|v| v.is_finite()).collect();
+    let (lo, hi) = all.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"13\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{}\" y=\"22\" text-anchor=\"middle\" font-size=\"15\" font-weight=\"bold\">{}</text>\n\
+         <text x=\"{}\" y=\"50\" text-anchor=\"middle\">dims</text>\n\
+         <text x=\"18\" y=\"{}\" text-anchor=\"middle\" transform=\"rotate(-90 18 {})\">layers</text>\n",
+        width / 2.0,
+        escape(title),
+        left + cell_w * grid.dims.len() as f64 / 2.0,
+        top + cell_h * grid.layers.len() as f64 / 2.0,
+        top + cell_h * grid.layers.len() as f64 / 2.0,
+    );
+    for (j, d) in grid.dims.iter().enumerate() {
+        let _ = writeln!(svg, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{d}</text>", left + cell_w * (j as f64 + 0.5), top - 6.0);
+    }
+    for (i, (layer, values)) in grid.layers.iter().zip(&grid.values).enumerate() {
+        let y = top + cell_h * i as f64;
+        let _ = writeln!(svg, "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{layer}</text>", left - 8.0, y + cell_h / 2.0 + 4.0);
+        for (j, v) in values.iter().enumerate() {
+            let t = (v - lo) / span;
+            let x = left + cell_w * j as f64;
+            let ink = if t > 0.6 { "black" } else { "white" };
+            let _ = writeln!(
+                svg,
+                "<rect x=\"{x}\" y=\"{y}\" width=\"{cell_w}\" height=\"{cell_h}\" fill=\"{}\" stroke=\"white\"/><text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"{ink}\">{v:.3}</text>",
+                color(t),
+                x + cell_w / 2.0,
+                y + cell_h / 2.0 + 4.0
+            );
+        }
+    }
+    let _ = writeln!(svg, "<text x=\"{left}\" y=\"{}\" font-size=\"11\">{} (colour from {lo:.3} to {hi:.3})</text>", height - 14.0, escape(&grid.metric));
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}

@@ -1,0 +1,150 @@
+//! Retrieval: exact search over a corpus embedded once (every size of the list from the same
+//! pass over each chunk), or re-ranking of a given run; one TREC run per size.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::io::Write;
+use std::path::Path;
+
+use burn::tensor::backend::Backend;
+use serde::{Deserialize, Serialize};
+use starbucks_model::{Embedder, Size};
+
+use crate::metrics::{Judgements, RetrievalScores, evaluate_run};
+
+/// How query and passage vectors are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Similarity {
+    /// Inner product (the paper's retrieval setting, CLS pooling, no normalisation).
+    Dot,
+    Cosine,
+}
+
+/// What to rank: a corpus, queries, their judgements, and optionally the candidates to re-rank.
+pub struct RetrievalTask<'a> {
+    pub corpus: &'a [(String, String)],
+    pub queries: &'a [(String, String)],
+    pub qrels: &'a HashMap<String, Judgements>,
+    /// Re-ranking mode: each query's candidate document ids (e.g. BM25's top 100).
+    pub candidates: Option<&'a HashMap<String, Vec<String>>>,
+}
+
+/// A run: query id → (document id, score), best first.
+pub type Run = HashMap<String, Vec<(String, f64)>>;
+
+/// The result at one size.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SizeRun {
+    pub size: Size,
+    pub scores: RetrievalScores,
+    #[serde(skip)]
+    pub run: Run,
+}
+
+/// Settings of a retrieval evaluation.
+#[derive(Debug, Clone, Copy)]
+pub struct RetrievalConfig {
+    pub similarity: Similarity,
+    /// Results kept per query (1000 for MS MARCO).
+    pub depth: usize,
+    /// Passages embedded per chunk (memory is bounded by this, not by the corpus).
+    pub chunk: usize,
+    /// Grade from which a document counts as relevant for MRR and recall (2 for TREC DL).
+    pub level: i32,
+}
+
+impl Default for RetrievalConfig {
+    fn default() -> Self {
+        RetrievalConfig { similarity: Similarity::Dot, depth: 1000, chunk: 2048, level: 2 }
+    }
+}
+
+#[derive(PartialEq, PartialOrd)]
+struct Scored(f64, usize);
+impl Eq for Scored {}
+impl Ord for Scored {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0).then(self.1.cmp(&other.1))
+    }
+}
+
+fn similarity(kind: Similarity, a: &[f32], b: &[f32]) -> f64 {
+    match kind {
+        Similarity::Dot => a.iter().zip(b).map(|(x, y)| (*x as f64) * (*y as f64)).sum(),
+        Similarity::Cosine => crate::sts::cosine(a, b),
+    }
+}
+
+/// Ranks the corpus (or each query's candidates) at every size.
+pub fn evaluate<B: Backend>(
+    embedder: &Embedder<B>,
+    task: &RetrievalTask<'_>,
+    sizes: &[Size],
+    config: RetrievalConfig,
+) -> starbucks_model::Result<Vec<SizeRun>> {
+    let query_texts: Vec<&str> = task.queries.iter().map(|(_, t)| t.as_str()).collect();
+    let queries = embedder.embed_sizes(&query_texts, sizes)?;
+    let candidate_sets: Option<Vec<HashSet<&str>>> = task
+        .candidates
+        .map(|c| task.queries.iter().map(|(qid, _)| c.get(qid).map(|v| v.iter().map(String::as_str).collect()).unwrap_or_default()).collect());
+    let wanted: Option<HashSet<&str>> = candidate_sets.as_ref().map(|sets| sets.iter().flatten().copied().collect());
+    let corpus: Vec<&(String, String)> =
+        task.corpus.iter().filter(|(id, _)| wanted.as_ref().is_none_or(|w| w.contains(id.as_str()))).collect();
+
+    // heaps[size][query]: the best `depth` (score, corpus index), smallest on top.
+    let mut heaps: Vec<Vec<BinaryHeap<Reverse<Scored>>>> = sizes.iter().map(|_| task.queries.iter().map(|_| BinaryHeap::new()).collect()).collect();
+    for (chunk_no, chunk) in corpus.chunks(config.chunk.max(1)).enumerate() {
+        let texts: Vec<&str> = chunk.iter().map(|(_, t)| t.as_str()).collect();
+        let passages = embedder.embed_sizes(&texts, sizes)?;
+        for (s, size) in sizes.iter().enumerate() {
+            for (q, heap) in heaps[s].iter_mut().enumerate() {
+                let query = &queries[s][q];
+                for (i, passage) in passages[s].iter().enumerate() {
+                    let doc = chunk_no * config.chunk + i;
+                    if let Some(sets) = &candidate_sets
+                        && !sets[q].contains(corpus[doc].0.as_str())
+                    {
+                        continue;
+                    }
+                    heap.push(Reverse(Scored(similarity(config.similarity, &query[..size.dims], &passage[..size.dims]), doc)));
+                    if heap.len() > config.depth {
+                        heap.pop();
+                    }
+                }
+            }
+        }
+        tracing::info!(done = (chunk_no + 1) * config.chunk, of = corpus.len(), "passages embedded");
+    }
+    Ok(sizes
+        .iter()
+        .zip(heaps)
+        .map(|(&size, heaps)| {
+            let run: Run = task
+                .queries
+                .iter()
+                .zip(heaps)
+                .map(|((qid, _), heap)| {
+                    let mut results: Vec<(String, f64)> = heap.into_iter().map(|Reverse(Scored(s, d))| (corpus[d].0.clone(), s)).collect();
+                    results.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+                    (qid.clone(), results)
+                })
+                .collect();
+            let (_, scores) = evaluate_run(&run, task.qrels, config.level);
+            SizeRun { size, scores, run }
+        })
+        .collect())
+}
+
+/// Writes a run in TREC format: `qid Q0 docid rank score tag`, queries sorted by id.
+pub fn write_trec_run(path: &Path, run: &Run, tag: &str) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut qids: Vec<&String> = run.keys().collect();
+    qids.sort();
+    for qid in qids {
+        for (rank, (doc, score)) in run[qid].iter().enumerate() {
+            writeln!(out, "{qid} Q0 {doc} {} {score:.6} {tag}", rank + 1)?;
+        }
+    }
+    out.flush()
+}

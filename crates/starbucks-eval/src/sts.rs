@@ -1,0 +1,127 @@
+//! STS evaluation: cosine similarity of each pair against its gold score, Spearman and Pearson,
+//! per dataset and size; or the full layer × dim grid. All sizes come from one pass per batch.
+
+use std::collections::HashMap;
+
+use burn::tensor::backend::Backend;
+use serde::{Deserialize, Serialize};
+use starbucks_data::eval::StsPair;
+use starbucks_model::{Embedder, Size};
+
+use crate::metrics::{pearson, spearman};
+
+/// One dataset's scores at one size.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Correlation {
+    pub spearman: f64,
+    pub pearson: f64,
+}
+
+/// Scores of one dataset at every size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StsScores {
+    pub dataset: String,
+    pub pairs: usize,
+    pub per_size: Vec<(Size, Correlation)>,
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let (mut dot, mut na, mut nb) = (0f64, 0f64, 0f64);
+    for (x, y) in a.iter().zip(b) {
+        let (x, y) = (*x as f64, *y as f64);
+        dot += x * y;
+        na += x * x;
+        nb += y * y;
+    }
+    dot / (na.sqrt() * nb.sqrt()).max(1e-12)
+}
+
+fn intern<'a>(text: &'a str, index: &mut HashMap<&'a str, usize>, sentences: &mut Vec<&'a str>) -> usize {
+    *index.entry(text).or_insert_with(|| {
+        sentences.push(text);
+        sentences.len() - 1
+    })
+}
+
+/// The distinct sentences of the datasets, and each pair's two indices into them.
+fn unique_sentences(datasets: &[(String, Vec<StsPair>)]) -> (Vec<&str>, Vec<Vec<(usize, usize)>>) {
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut sentences: Vec<&str> = Vec::new();
+    let mut ids = Vec::with_capacity(datasets.len());
+    for (_, pairs) in datasets {
+        let mut dataset = Vec::with_capacity(pairs.len());
+        for pair in pairs {
+            let a = intern(&pair.sentence1, &mut index, &mut sentences);
+            let b = intern(&pair.sentence2, &mut index, &mut sentences);
+            dataset.push((a, b));
+        }
+        ids.push(dataset);
+    }
+    (sentences, ids)
+}
+
+fn correlate(vectors: &[Vec<f32>], ids: &[(usize, usize)], gold: &[f64], dims: usize) -> Correlation {
+    let predicted: Vec<f64> = ids.iter().map(|&(a, b)| cosine(&vectors[a][..dims], &vectors[b][..dims])).collect();
+    Correlation { spearman: spearman(&predicted, gold), pearson: pearson(&predicted, gold) }
+}
+
+/// Every dataset at every size of `sizes`.
+pub fn evaluate<B: Backend>(
+    embedder: &Embedder<B>,
+    datasets: &[(String, Vec<StsPair>)],
+    sizes: &[Size],
+) -> starbucks_model::Result<Vec<StsScores>> {
+    let (sentences, ids) = unique_sentences(datasets);
+    let by_size = embedder.embed_sizes(&sentences, sizes)?;
+    Ok(datasets
+        .iter()
+        .zip(&ids)
+        .map(|((name, pairs), ids)| {
+            let gold: Vec<f64> = pairs.iter().map(|p| p.score).collect();
+            StsScores {
+                dataset: name.clone(),
+                pairs: pairs.len(),
+                per_size: sizes.iter().zip(&by_size).map(|(&size, vectors)| (size, correlate(vectors, ids, &gold, size.dims))).collect(),
+            }
+        })
+        .collect())
+}
+
+/// Spearman of the plain average over datasets on the whole grid: `values[i][j]` at layer
+/// `layers[i]` and dims `dims[j]` (dims larger than the model are skipped).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Grid {
+    pub metric: String,
+    pub layers: Vec<usize>,
+    pub dims: Vec<usize>,
+    pub values: Vec<Vec<f64>>,
+}
+
+pub fn evaluate_grid<B: Backend>(
+    embedder: &Embedder<B>,
+    datasets: &[(String, Vec<StsPair>)],
+    dims: &[usize],
+) -> starbucks_model::Result<Grid> {
+    let config = embedder.config();
+    let dims: Vec<usize> = dims.iter().copied().filter(|&d| d <= config.hidden_size).collect();
+    let layers: Vec<usize> = (1..=config.num_hidden_layers).collect();
+    let sizes: Vec<Size> = layers.iter().map(|&l| Size::new(l, config.hidden_size)).collect();
+    let (sentences, ids) = unique_sentences(datasets);
+    let by_layer = embedder.embed_sizes(&sentences, &sizes)?;
+    let values = by_layer
+        .iter()
+        .map(|vectors| {
+            dims.iter()
+                .map(|&d| {
+                    let total: f64 = datasets
+                        .iter()
+                        .zip(&ids)
+                        .map(|((_, pairs), ids)| correlate(vectors, ids, &pairs.iter().map(|p| p.score).collect::<Vec<_>>(), d).spearman)
+                        .sum();
+                    total / datasets.len() as f64
+                })
+                .collect()
+        })
+        .collect();
+    Ok(Grid { metric: "STS Spearman (average over datasets)".into(), layers, dims, values })
+}

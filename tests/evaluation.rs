@@ -1,0 +1,67 @@
+//! Evaluation of all-MiniLM-L6-v2 on the shipped data: STS-B test at the published sizes, and
+//! re-ranking BM25's top 100 on a few TREC DL 2020 queries.
+
+use std::collections::HashMap;
+
+use starbucks_data::eval::{read_id_text, read_stsb, read_trec_qrels, read_trec_run};
+use starbucks_eval::retrieval::{RetrievalConfig, RetrievalTask, write_trec_run};
+use starbucks_eval::{retrieval, sts};
+use starbucks_model::{Embedder, Pooling, Size};
+use starbucks_tests::{TestBackend, minilm_dir, workspace_root};
+
+/// STS-B test Spearman of all-MiniLM-L6-v2 (mean pooling, last layer, first d dims): this
+/// encoder gives the same values as the independent float64 numpy pass of
+/// tests/reference/encoder_parity.py (0.82032, 0.81890, 0.80676, 0.79207, 0.76670);
+/// shared/data/README.md lists figures 0.0020–0.0023 lower (0.8183, 0.8167, 0.8045, 0.7898,
+/// 0.7646), so the bound here is their ±0.002 band widened to hold both.
+#[test]
+fn stsb_test_spearman_at_the_published_sizes() {
+    let embedder = Embedder::<TestBackend>::from_pretrained(minilm_dir(), &Default::default()).unwrap().with_batch_size(64);
+    let pairs = read_stsb(&workspace_root().join("data/stsb/sts-test.csv")).unwrap();
+    let sizes: Vec<Size> = [384, 256, 128, 64, 32].iter().map(|&d| Size::new(6, d)).collect();
+    let scores = sts::evaluate(&embedder, &[("sts-test".into(), pairs)], &sizes).unwrap();
+    let numpy = [0.82032, 0.81890, 0.80676, 0.79207, 0.76670];
+    let published = [0.8183, 0.8167, 0.8045, 0.7898, 0.7646];
+    for (((size, got), want), paper) in scores[0].per_size.iter().zip(numpy).zip(published) {
+        assert!((got.spearman - want).abs() < 2e-4, "{size}: {} vs numpy {want}", got.spearman);
+        assert!((got.spearman - paper).abs() < 0.0025, "{size}: {} vs the data README's {paper}", got.spearman);
+    }
+}
+
+#[test]
+fn reranking_bm25_on_dl20_writes_a_run_per_size() {
+    let dir = workspace_root().join("data/msmarco-dl20");
+    let qrels = read_trec_qrels(&dir.join("qrels.dl20.in_corpus.txt")).unwrap();
+    let mut queries: Vec<(String, String)> = read_id_text(&dir.join("queries.dl20.tsv")).unwrap().collect::<Result<_, _>>().unwrap();
+    queries.sort();
+    queries.truncate(3);
+    let qrels: HashMap<_, _> = qrels.into_iter().filter(|(q, _)| queries.iter().any(|(id, _)| id == q)).collect();
+    let mut candidates: HashMap<String, Vec<String>> = HashMap::new();
+    for e in read_trec_run(&dir.join("bm25.dl20.top100.trec")).unwrap() {
+        if qrels.contains_key(&e.query_id) {
+            candidates.entry(e.query_id).or_default().push(e.doc_id);
+        }
+    }
+    let wanted: std::collections::HashSet<&String> = candidates.values().flatten().collect();
+    let corpus: Vec<(String, String)> =
+        read_id_text(&dir.join("corpus.tsv.gz")).unwrap().map(|r| r.unwrap()).filter(|(id, _)| wanted.contains(id)).collect();
+    let embedder = Embedder::<TestBackend>::from_pretrained(minilm_dir(), &Default::default()).unwrap().with_pooling(Pooling::Mean).with_normalize(false);
+    let task = RetrievalTask { corpus: &corpus, queries: &queries, qrels: &qrels, candidates: Some(&candidates) };
+    let sizes = [Size::new(1, 32), Size::new(6, 384)];
+    let runs = retrieval::evaluate(&embedder, &task, &sizes, RetrievalConfig { depth: 100, chunk: 64, ..Default::default() }).unwrap();
+    for r in &runs {
+        assert_eq!(r.run.len(), 3);
+        for (qid, results) in &r.run {
+            assert_eq!(results.len(), candidates[qid].len(), "every candidate re-ranked, nothing else");
+            assert!(results.windows(2).all(|w| w[0].1 >= w[1].1), "best first");
+        }
+        assert!((0.0..=1.0).contains(&r.scores.ndcg_cut_10));
+    }
+    assert!(runs[1].scores.ndcg_cut_10 > 0.3, "the full model ranks well: {}", runs[1].scores.ndcg_cut_10);
+    let out = tempfile::tempdir().unwrap();
+    let path = out.path().join("run.trec");
+    write_trec_run(&path, &runs[1].run, "minilm").unwrap();
+    let written = read_trec_run(&path).unwrap();
+    assert_eq!(written.len(), runs[1].run.values().map(Vec::len).sum::<usize>());
+    assert_eq!(written[0].rank, 1);
+}
