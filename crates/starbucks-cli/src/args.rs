@@ -22,6 +22,10 @@ pub enum Command {
     /// Evaluate models on STS and retrieval at every size (or the layer × dim grid) and write
     /// Markdown, JSON and SVG reports.
     Eval(EvalArgs),
+    /// Export a standalone (n layers, d dims) sentence-transformers / HF folder.
+    Export(ExportArgs),
+    /// Embed one text per line at one size, streaming, as JSON Lines or .npy.
+    Embed(EmbedArgs),
 }
 
 /// The size list of METHOD.md for a 6-layer, 384-dim model such as all-MiniLM-L6-v2.
@@ -139,4 +143,62 @@ pub struct EvalArgs {
     /// Folder for report.md, report.json, the heat-maps and the TREC runs.
     #[arg(long)]
     pub output: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// sentence-transformers folder (modules.json, pooling, Dense cut, optional Normalize).
+    SentenceTransformers,
+    /// A plain HF BertModel folder (config, weights, tokenizer): every dim, no pooling files.
+    Hf,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Model folder to export from.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The size to export: a paper name or `layers,dims`.
+    #[arg(long, value_parser = parse_size)]
+    pub size: Size,
+    #[arg(long, value_enum, default_value_t = ExportFormat::SentenceTransformers)]
+    pub format: ExportFormat,
+    /// Append a Normalize module.
+    #[arg(long)]
+    pub normalize: bool,
+    /// The sizes the model was trained for, recorded in config.json (default: the exported one).
+    #[arg(long, value_parser = parse_size, value_delimiter = ' ')]
+    pub trained_sizes: Vec<Size>,
+    /// Output folder (must not exist).
+    #[arg(long)]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EmbedFormat {
+    /// One JSON array of floats per line.
+    Jsonl,
+    /// A float32 NumPy array `[texts, dims]` (needs --output).
+    Npy,
+}
+
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// Model folder.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Size to embed at (default: the full model).
+    #[arg(long, value_parser = parse_size)]
+    pub size: Option<Size>,
+    /// Input file with one text per line; `-` for standard input.
+    #[arg(long, default_value = "-")]
+    pub input: PathBuf,
+    #[arg(long, value_enum, default_value_t = EmbedFormat::Jsonl)]
+    pub format: EmbedFormat,
+    /// Output file; standard output when absent (JSON Lines only).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Texts per forward pass.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
 }

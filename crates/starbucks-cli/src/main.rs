@@ -5,7 +5,9 @@
 mod args;
 mod backend;
 mod bench;
+mod embed;
 mod eval;
+mod export;
 mod similarity;
 
 use std::process::ExitCode;
@@ -25,6 +27,8 @@ fn main() -> ExitCode {
         args::Command::Similarity(a) => similarity::run::<backend::Inference>(a, &device),
         args::Command::Bench(a) => bench::run::<backend::Training>(a, &device),
         args::Command::Eval(a) => eval::run::<backend::Inference>(a, &device),
+        args::Command::Export(a) => export::run::<backend::Inference>(a, &device),
+        args::Command::Embed(a) => embed::run::<backend::Inference>(a, &device),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
 use serde::Deserialize;
 
 use crate::bert::{BertInput, BertModel};
@@ -26,7 +27,30 @@ impl<B: Backend> BertModel<B> {
 pub struct SentenceConfig {
     pub max_seq_length: usize,
     pub pooling: Pooling,
+    /// A sentence-transformers `Dense` module after pooling (identity activation).
+    pub dense: Option<DenseConfig>,
     pub normalize: bool,
+}
+
+/// A `Dense` module's folder and shape.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct DenseConfig {
+    #[serde(skip)]
+    pub path: std::path::PathBuf,
+    pub in_features: usize,
+    pub out_features: usize,
+    #[serde(default = "yes")]
+    pub bias: bool,
+    #[serde(default = "identity")]
+    pub activation_function: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn identity() -> String {
+    "torch.nn.modules.linear.Identity".into()
 }
 
 #[derive(Deserialize)]
@@ -50,6 +74,8 @@ struct PoolingConfig {
 struct ModuleEntry {
     #[serde(rename = "type")]
     kind: String,
+    #[serde(default)]
+    path: String,
 }
 
 impl SentenceConfig {
@@ -80,9 +106,25 @@ impl SentenceConfig {
             Pooling::Mean
         };
         let modules_path = dir.join("modules.json");
-        let normalize = modules_path.exists()
-            && read_json::<Vec<ModuleEntry>>(&modules_path)?.iter().any(|m| m.kind.ends_with(".Normalize"));
-        Ok(SentenceConfig { max_seq_length, pooling, normalize })
+        let modules: Vec<ModuleEntry> = if modules_path.exists() { read_json(&modules_path)? } else { Vec::new() };
+        let normalize = modules.iter().any(|m| m.kind.ends_with(".Normalize"));
+        let dense = match modules.iter().find(|m| m.kind.ends_with(".Dense")) {
+            Some(m) => {
+                let folder = dir.join(&m.path);
+                let config_path = folder.join("config.json");
+                let mut dense: DenseConfig = read_json(&config_path)?;
+                if !dense.activation_function.ends_with("Identity") {
+                    return Err(Error::invalid(&config_path, format!("unsupported Dense activation `{}` (only Identity)", dense.activation_function)));
+                }
+                if dense.in_features != config.hidden_size {
+                    return Err(Error::invalid(&config_path, format!("`in_features` {} differs from the model's hidden size {}", dense.in_features, config.hidden_size)));
+                }
+                dense.path = folder;
+                Some(dense)
+            }
+            None => None,
+        };
+        Ok(SentenceConfig { max_seq_length, pooling, dense, normalize })
     }
 }
 
@@ -90,6 +132,8 @@ impl SentenceConfig {
 #[derive(Debug)]
 pub struct Embedder<B: Backend> {
     model: BertModel<B>,
+    /// The Dense module's weight `[in, out]` and bias, when the folder has one.
+    dense: Option<(Tensor<B, 2>, Option<Tensor<B, 1>>)>,
     config: BertConfig,
     tokenizer: Tokenizer,
     sentence: SentenceConfig,
@@ -109,7 +153,8 @@ impl<B: Backend> Embedder<B> {
         let sentence = SentenceConfig::from_dir(dir, &config)?;
         let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"), sentence.max_seq_length)?;
         let (model, _) = BertModel::from_safetensors(&config, dir.join("model.safetensors"), device)?;
-        Ok(Embedder { model, config, tokenizer, sentence, batch_size: 32, device: device.clone() })
+        let dense = sentence.dense.as_ref().map(|d| load_dense(d, device)).transpose()?;
+        Ok(Embedder { model, dense, config, tokenizer, sentence, batch_size: 32, device: device.clone() })
     }
 
     pub fn with_pooling(mut self, pooling: Pooling) -> Self {
@@ -132,6 +177,12 @@ impl<B: Backend> Embedder<B> {
         &self.config
     }
 
+    /// The largest size this folder embeds at: all layers, and the Dense module's output width
+    /// (the hidden size when there is none).
+    pub fn full_size(&self) -> Size {
+        Size::new(self.config.num_hidden_layers, self.sentence.dense.as_ref().map_or(self.config.hidden_size, |d| d.out_features))
+    }
+
     pub fn sentence_config(&self) -> &SentenceConfig {
         &self.sentence
     }
@@ -152,8 +203,11 @@ impl<B: Backend> Embedder<B> {
     /// Embeds at several sizes from one pass through the deepest one: `result[i][j]` is text
     /// `j` at `sizes[i]`. Texts are batched longest first, as sentence-transformers does.
     pub fn embed_sizes<S: AsRef<str>>(&self, texts: &[S], sizes: &[Size]) -> Result<Vec<Vec<Vec<f32>>>> {
+        let full = self.full_size();
         for size in sizes {
-            size.check(&self.config)?;
+            if size.layers == 0 || size.dims == 0 || size.layers > full.layers || size.dims > full.dims {
+                return Err(Error::SizeTooLarge { layers: size.layers, dims: size.dims, max_layers: full.layers, max_dims: full.dims });
+            }
         }
         let layers = sizes.iter().map(|s| s.layers).max().unwrap_or(0);
         let mut order: Vec<usize> = (0..texts.len()).collect();
@@ -167,7 +221,14 @@ impl<B: Backend> Embedder<B> {
             let mask = input.attention_mask.clone();
             let hidden = self.model.forward(input, layers);
             for (s, size) in sizes.iter().enumerate() {
-                let mut pooled = pool(hidden[size.layers].clone(), mask.clone(), self.sentence.pooling).narrow(1, 0, size.dims);
+                let mut pooled = pool(hidden[size.layers].clone(), mask.clone(), self.sentence.pooling);
+                if let Some((weight, bias)) = &self.dense {
+                    pooled = pooled.matmul(weight.clone());
+                    if let Some(bias) = bias {
+                        pooled = pooled + bias.clone().unsqueeze();
+                    }
+                }
+                let mut pooled = pooled.narrow(1, 0, size.dims);
                 if self.sentence.normalize {
                     pooled = normalize(pooled);
                 }
@@ -180,4 +241,27 @@ impl<B: Backend> Embedder<B> {
         Ok(out)
     }
 
+}
+
+/// Reads a Dense module's `model.safetensors` (`linear.weight` `[out, in]`, `linear.bias`).
+fn load_dense<B: Backend>(dense: &DenseConfig, device: &B::Device) -> Result<(Tensor<B, 2>, Option<Tensor<B, 1>>)> {
+    let path = dense.path.join("model.safetensors");
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::invalid(&path, e.to_string()))?;
+    let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+        let view = tensors.tensor(name).map_err(|_| Error::invalid(&path, format!("no `{name}` tensor")))?;
+        if view.dtype() != safetensors::Dtype::F32 || view.shape() != shape {
+            return Err(Error::invalid(&path, format!("`{name}` must be F32 {shape:?}, found {:?} {:?}", view.dtype(), view.shape())));
+        }
+        Ok(view.data().chunks(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect())
+    };
+    let weight = read("linear.weight", &[dense.out_features, dense.in_features])?;
+    let weight = Tensor::<B, 2>::from_data(TensorData::new(weight, [dense.out_features, dense.in_features]), device).transpose();
+    let bias = if dense.bias {
+        let b = read("linear.bias", &[dense.out_features])?;
+        Some(Tensor::from_data(TensorData::new(b, [dense.out_features]), device))
+    } else {
+        None
+    };
+    Ok((weight, bias))
 }

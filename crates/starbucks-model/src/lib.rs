@@ -24,6 +24,7 @@ mod bert;
 mod config;
 mod embedder;
 mod error;
+mod export;
 mod pooling;
 mod size;
 mod tokenizer;
@@ -34,9 +35,10 @@ pub use bert::{
     BertOutput, BertSelfAttention, BertSelfOutput, attention_bias,
 };
 pub use config::{BertConfig, HiddenAct};
-pub use embedder::{Embedder, SentenceConfig};
+pub use embedder::{DenseConfig, Embedder, SentenceConfig};
 pub use error::{Error, Result};
+pub use export::{ExportOptions, export_sentence_transformers};
 pub use pooling::{Pooling, normalize, pool};
 pub use size::Size;
 pub use tokenizer::{Batch, Tokenizer};
-pub use weights::{LoadReport, expected_weights, load_module, read_safetensors_header, HF_TO_BURN};
+pub use weights::{LoadReport, expected_weights, load_module, read_safetensors_header, save_hf_safetensors, HF_TO_BURN};

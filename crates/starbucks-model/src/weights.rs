@@ -185,3 +185,22 @@ pub fn load_module<B: Backend, M: ModuleSnapshot<B>>(mut module: M, path: &Path,
     }
     Ok(module)
 }
+
+/// burn module path pattern → HF key, the inverse of [`HF_TO_BURN`].
+const BURN_TO_HF: [(&str, &str); 2] = [(r"layer_norm\.", "LayerNorm."), (r"(^|\.)attention\.self_attention\.", "${1}attention.self.")];
+
+/// Writes the embeddings and the first `layers` encoder layers as an HF `model.safetensors`
+/// (HF key names, PyTorch layouts, no prefix), via a temporary file renamed into place.
+pub fn save_hf_safetensors<B: Backend>(model: &BertModel<B>, path: &Path, layers: usize) -> Result<()> {
+    let kept: Vec<String> = (0..layers).map(|l| l.to_string()).collect();
+    let remapper = KeyRemapper::from_patterns(BURN_TO_HF.to_vec()).expect("the key patterns are valid regexes");
+    let tmp = path.with_extension("safetensors.tmp");
+    let mut store = SafetensorsStore::from_file(&tmp)
+        .with_regexes([r"^embeddings\.".to_string(), format!(r"^encoder\.layer\.({})\.", kept.join("|"))])
+        .remap(remapper)
+        .with_to_adapter(burn_store::BurnToPyTorchAdapter)
+        .metadata("format", "pt")
+        .overwrite(true);
+    model.save_into(&mut store).map_err(|e| Error::invalid(path, format!("cannot write: {e}")))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
