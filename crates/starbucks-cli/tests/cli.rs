@@ -56,3 +56,27 @@ fn a_bad_size_is_a_usage_error() {
     assert_eq!(code, 2, "clap's usage error code: {stderr}");
     assert!(stderr.contains("invalid size '3x96'") && !stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn embed_writes_json_lines_and_npy() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "first text\nsecond text\nthird\n").unwrap();
+    let input = input.to_str().unwrap();
+    let (code, stdout, stderr) = starbucks(&["embed", "--model", &minilm(), "--size", "2,64", "--input", input]);
+    assert_eq!(code, 0, "{stderr}");
+    let rows: Vec<Vec<f32>> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!((rows.len(), rows[0].len()), (3, 64));
+
+    let npy = dir.path().join("out.npy");
+    let (code, _, stderr) = starbucks(&["embed", "--model", &minilm(), "--size", "2,64", "--input", input, "--format", "npy", "--output", npy.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let bytes = std::fs::read(&npy).unwrap();
+    assert_eq!(&bytes[..6], b"\x93NUMPY");
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    assert!(header.contains("'shape': (3, 64)") && (10 + header_len) % 64 == 0, "{header}");
+    let first: Vec<f32> = bytes[10 + header_len..].chunks(4).take(64).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    assert!(first.iter().zip(&rows[0]).all(|(a, b)| (a - b).abs() < 1e-6));
+    assert_eq!(bytes.len(), 10 + header_len + 3 * 64 * 4);
+}
