@@ -108,11 +108,13 @@ fn color(t: f64) -> String {
 /// An SVG heat-map of the grid: layers down, dims across, each cell's value written in it.
 pub fn heatmap_svg(grid: &Grid, title: &str) -> String {
     let (cell_w, cell_h, left, top) = (70.0, 36.0, 80.0, 70.0);
-    let width = left + cell_w * grid.dims.len() as f64 + 20.0;
-    let height = top + cell_h * grid.layers.len() as f64 + 50.0;
     let all: Vec<f64> = grid.values.iter().flatten().copied().filter(|v| v.is_finite()).collect();
     let (lo, hi) = all.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
     let span = if hi > lo { hi - lo } else { 1.0 };
+    let footer = format!("{} (colour from {lo:.3} to {hi:.3})", grid.metric);
+    // Wide enough for the cells, the title (≈ 9 px a character at 15 px) and the footer (≈ 6.5 px).
+    let width = (left + cell_w * grid.dims.len() as f64 + 20.0).max(title.len() as f64 * 9.0 + 40.0).max(left + footer.len() as f64 * 6.5 + 40.0);
+    let height = top + cell_h * grid.layers.len() as f64 + 50.0;
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"13\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
@@ -144,11 +146,40 @@ pub fn heatmap_svg(grid: &Grid, title: &str) -> String {
             );
         }
     }
-    let _ = writeln!(svg, "<text x=\"{left}\" y=\"{}\" font-size=\"11\">{} (colour from {lo:.3} to {hi:.3})</text>", height - 14.0, escape(&grid.metric));
+    let _ = writeln!(svg, "<text x=\"{left}\" y=\"{}\" font-size=\"11\">{}</text>", height - 14.0, escape(&footer));
     svg.push_str("</svg>\n");
     svg
 }
 
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(model: &str, values: Vec<f64>) -> Report {
+        Report {
+            model: model.into(),
+            sizes: vec![Size::new(1, 32), Size::new(2, 64)],
+            rows: vec![Row { name: "sts-test Spearman".into(), values }],
+            throughput: vec![],
+            grid: Some(Grid { metric: "m".into(), layers: vec![1, 2], dims: vec![32, 64], values: vec![vec![0.1, 0.2], vec![0.3, 0.4]] }),
+        }
+    }
+
+    #[test]
+    fn tables_comparisons_and_heatmaps() {
+        let a = report("base", vec![0.5, 0.7]);
+        let b = report("srl", vec![0.6, 0.65]);
+        let md = a.to_markdown();
+        assert!(md.contains("| sts-test Spearman | 0.5000 | 0.7000 | 0.6000 |"), "{md}");
+        assert!(md.contains("| 2 | 0.3000 | 0.4000 |"), "{md}");
+        let cmp = compare(&[a.clone(), b]);
+        assert!(cmp.contains("| srl | 0.6000 (+0.1000) | 0.6500 (-0.0500) | 0.6250 (+0.0250) |"), "{cmp}");
+        let svg = heatmap_svg(a.grid.as_ref().unwrap(), "base <grid>");
+        assert!(svg.starts_with("<svg") && svg.contains("base &lt;grid&gt;") && svg.matches("<rect").count() == 5);
+        assert!(svg.contains(">0.400<") && svg.contains("layers") && svg.contains("dims"));
+    }
 }
