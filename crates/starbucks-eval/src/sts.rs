@@ -102,10 +102,10 @@ pub fn evaluate_grid<B: Backend>(
     datasets: &[(String, Vec<StsPair>)],
     dims: &[usize],
 ) -> starbucks_model::Result<Grid> {
-    let config = embedder.config();
-    let dims: Vec<usize> = dims.iter().copied().filter(|&d| d <= config.hidden_size).collect();
-    let layers: Vec<usize> = (1..=config.num_hidden_layers).collect();
-    let sizes: Vec<Size> = layers.iter().map(|&l| Size::new(l, config.hidden_size)).collect();
+    let full = embedder.full_size();
+    let dims: Vec<usize> = dims.iter().copied().filter(|&d| d <= full.dims).collect();
+    let layers: Vec<usize> = (1..=full.layers).collect();
+    let sizes: Vec<Size> = layers.iter().map(|&l| Size::new(l, full.dims)).collect();
     let (sentences, ids) = unique_sentences(datasets);
     let by_layer = embedder.embed_sizes(&sentences, &sizes)?;
     let values = by_layer
