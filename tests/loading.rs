@@ -46,3 +46,26 @@ fn a_prefixed_checkpoint_with_old_layer_norm_names_loads_the_same_weights() {
     assert!(!variant.sentence_config().normalize);
     assert_eq!(variant.sentence_config().max_seq_length, 512);
 }
+
+#[test]
+fn sentence_transformers_folders_with_cls_pooling_load_as_cls() {
+    let source = minilm_dir();
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["config.json", "tokenizer.json", "modules.json", "sentence_bert_config.json"] {
+        fs::copy(source.join(name), dir.path().join(name)).unwrap();
+    }
+    std::os::unix::fs::symlink(source.join("model.safetensors"), dir.path().join("model.safetensors")).unwrap();
+    fs::create_dir(dir.path().join("1_Pooling")).unwrap();
+    fs::write(
+        dir.path().join("1_Pooling/config.json"),
+        r#"{"word_embedding_dimension": 384, "pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false}"#,
+    )
+    .unwrap();
+    let cls = Embedder::<TestBackend>::from_pretrained(dir.path(), &Default::default()).unwrap();
+    assert_eq!(cls.sentence_config().pooling, starbucks_model::Pooling::Cls);
+    assert!(cls.sentence_config().normalize, "modules.json lists Normalize");
+    let manual = Embedder::<TestBackend>::from_pretrained(&source, &Default::default()).unwrap().with_pooling(starbucks_model::Pooling::Cls);
+    let texts = ["A man is playing a guitar."];
+    let size = Size::new(6, 384);
+    assert_eq!(max_abs_diff(&cls.embed(&texts, size).unwrap()[0], &manual.embed(&texts, size).unwrap()[0]), 0.0);
+}
