@@ -111,9 +111,16 @@ pub struct EvalArgs {
     /// Dims of the grid's columns (those above the model's width are skipped).
     #[arg(long, value_parser = parse_dims, default_value = "32 64 128 256 384 512 768", value_delimiter = ' ')]
     pub grid_dims: Vec<usize>,
-    /// Retrieval corpus: `id<TAB>text` (MS MARCO collection.tsv[.gz]) or a BEIR folder.
-    #[arg(long, requires_all = ["queries", "qrels"])]
+    /// Retrieval corpus: `id<TAB>text` (MS MARCO collection.tsv[.gz]).
+    #[arg(long, requires_all = ["queries", "qrels"], conflicts_with = "beir")]
     pub corpus: Option<PathBuf>,
+    /// A BEIR folder (`corpus.jsonl[.gz]`, `queries.jsonl`, `qrels/<split>.tsv`) instead of
+    /// --corpus/--queries/--qrels.
+    #[arg(long)]
+    pub beir: Option<PathBuf>,
+    /// The BEIR qrels split.
+    #[arg(long, default_value = "test")]
+    pub beir_split: String,
     /// Retrieval queries: `id<TAB>text`.
     #[arg(long)]
     pub queries: Option<PathBuf>,
@@ -121,7 +128,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub qrels: Option<PathBuf>,
     /// Re-rank this TREC run (e.g. BM25 top 100) instead of searching the whole corpus.
-    #[arg(long, requires = "corpus")]
+    #[arg(long)]
     pub rerank: Option<PathBuf>,
     /// Results kept per query.
     #[arg(long, default_value_t = 1000)]

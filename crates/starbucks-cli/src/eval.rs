@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::backend::Backend;
-use starbucks_data::eval::{StsPair, read_id_text, read_semeval_dir, read_sick, read_stsb, read_trec_qrels, read_trec_run};
+use starbucks_data::eval::{StsPair, read_beir, read_id_text, read_semeval_dir, read_sick, read_stsb, read_trec_qrels, read_trec_run};
 use starbucks_eval::report::{Report, Row, compare, heatmap_svg};
 use starbucks_eval::retrieval::{RetrievalConfig, RetrievalTask, Similarity, write_trec_run};
 use starbucks_eval::{retrieval, sts, throughput};
@@ -34,6 +34,7 @@ fn file_stem(path: &Path) -> String {
 }
 
 struct Retrieval {
+    name: String,
     corpus: Vec<(String, String)>,
     queries: Vec<(String, String)>,
     qrels: HashMap<String, HashMap<String, i32>>,
@@ -41,10 +42,19 @@ struct Retrieval {
 }
 
 fn retrieval_data(args: &EvalArgs) -> Result<Option<Retrieval>> {
-    let (Some(corpus), Some(queries), Some(qrels)) = (&args.corpus, &args.queries, &args.qrels) else { return Ok(None) };
-    let qrels = read_trec_qrels(qrels)?;
-    let queries: Vec<(String, String)> =
-        read_id_text(queries)?.collect::<Result<Vec<_>, _>>()?.into_iter().filter(|(id, _)| qrels.contains_key(id)).collect();
+    let (name, corpus, queries, qrels) = match (&args.beir, &args.corpus, &args.queries, &args.qrels) {
+        (Some(dir), ..) => {
+            let beir = read_beir(dir, &args.beir_split)?;
+            let corpus = beir.corpus.into_iter().map(|d| (d.id, if d.title.is_empty() { d.text } else { format!("{} {}", d.title, d.text) })).collect();
+            (file_stem(dir), corpus, beir.queries, beir.qrels)
+        }
+        (None, Some(corpus), Some(queries), Some(qrels)) => {
+            let corpus = read_id_text(corpus)?.collect::<Result<Vec<_>, _>>()?;
+            (file_stem(queries), corpus, read_id_text(queries)?.collect::<Result<Vec<_>, _>>()?, read_trec_qrels(qrels)?)
+        }
+        _ => return Ok(None),
+    };
+    let queries: Vec<(String, String)> = queries.into_iter().filter(|(id, _)| qrels.contains_key(id)).collect();
     let candidates = match &args.rerank {
         Some(path) => {
             let mut by_query: HashMap<String, Vec<String>> = HashMap::new();
@@ -55,8 +65,7 @@ fn retrieval_data(args: &EvalArgs) -> Result<Option<Retrieval>> {
         }
         None => None,
     };
-    let corpus = read_id_text(corpus)?.collect::<Result<Vec<_>, _>>()?;
-    Ok(Some(Retrieval { corpus, queries, qrels, candidates }))
+    Ok(Some(Retrieval { name, corpus, queries, qrels, candidates }))
 }
 
 pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
@@ -115,7 +124,7 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
                 ("R@100", |s| s.recall_100),
                 ("R@1000", |s| s.recall_1000),
             ] {
-                rows.push(Row { name: format!("{} {label}", file_stem(args.queries.as_deref().expect("checked"))), values: runs.iter().map(|r| pick(&r.scores)).collect() });
+                rows.push(Row { name: format!("{} {label}", data.name), values: runs.iter().map(|r| pick(&r.scores)).collect() });
             }
         }
         let grid = if args.grid && !datasets.is_empty() { Some(sts::evaluate_grid(&embedder, &datasets, &args.grid_dims)?) } else { None };
