@@ -16,7 +16,8 @@ use starbucks_tests::{TestBackend, minilm_dir, workspace_root};
 /// 0.7646), so the bound here is their ±0.002 band widened to hold both.
 #[test]
 fn stsb_test_spearman_at_the_published_sizes() {
-    let embedder = Embedder::<TestBackend>::from_pretrained(minilm_dir(), &Default::default()).unwrap().with_batch_size(64);
+    let embedder =
+        Embedder::<TestBackend>::from_pretrained(minilm_dir(), &Default::default()).unwrap().with_batch_size(64);
     let pairs = read_stsb(&workspace_root().join("data/stsb/sts-test.csv")).unwrap();
     let sizes: Vec<Size> = [384, 256, 128, 64, 32].iter().map(|&d| Size::new(6, d)).collect();
     let scores = sts::evaluate(&embedder, &[("sts-test".into(), pairs)], &sizes).unwrap();
@@ -32,7 +33,8 @@ fn stsb_test_spearman_at_the_published_sizes() {
 fn reranking_bm25_on_dl20_writes_a_run_per_size() {
     let dir = workspace_root().join("data/msmarco-dl20");
     let qrels = read_trec_qrels(&dir.join("qrels.dl20.in_corpus.txt")).unwrap();
-    let mut queries: Vec<(String, String)> = read_id_text(&dir.join("queries.dl20.tsv")).unwrap().collect::<Result<_, _>>().unwrap();
+    let mut queries: Vec<(String, String)> =
+        read_id_text(&dir.join("queries.dl20.tsv")).unwrap().collect::<Result<_, _>>().unwrap();
     queries.sort();
     queries.truncate(3);
     let qrels: HashMap<_, _> = qrels.into_iter().filter(|(q, _)| queries.iter().any(|(id, _)| id == q)).collect();
@@ -43,12 +45,20 @@ fn reranking_bm25_on_dl20_writes_a_run_per_size() {
         }
     }
     let wanted: std::collections::HashSet<&String> = candidates.values().flatten().collect();
-    let corpus: Vec<(String, String)> =
-        read_id_text(&dir.join("corpus.tsv.gz")).unwrap().map(|r| r.unwrap()).filter(|(id, _)| wanted.contains(id)).collect();
-    let embedder = Embedder::<TestBackend>::from_pretrained(minilm_dir(), &Default::default()).unwrap().with_pooling(Pooling::Mean).with_normalize(false);
+    let corpus: Vec<(String, String)> = read_id_text(&dir.join("corpus.tsv.gz"))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .filter(|(id, _)| wanted.contains(id))
+        .collect();
+    let embedder = Embedder::<TestBackend>::from_pretrained(minilm_dir(), &Default::default())
+        .unwrap()
+        .with_pooling(Pooling::Mean)
+        .with_normalize(false);
     let task = RetrievalTask { corpus: &corpus, queries: &queries, qrels: &qrels, candidates: Some(&candidates) };
     let sizes = [Size::new(1, 32), Size::new(6, 384)];
-    let runs = retrieval::evaluate(&embedder, &task, &sizes, RetrievalConfig { depth: 100, chunk: 64, ..Default::default() }).unwrap();
+    let runs =
+        retrieval::evaluate(&embedder, &task, &sizes, RetrievalConfig { depth: 100, chunk: 64, ..Default::default() })
+            .unwrap();
     for r in &runs {
         assert_eq!(r.run.len(), 3);
         for (qid, results) in &r.run {

@@ -15,7 +15,9 @@ fn a_prefixed_checkpoint_with_old_layer_norm_names_loads_the_same_weights() {
     let tensors = SafeTensors::deserialize(&bytes).unwrap();
     let mut renamed: HashMap<String, TensorView> = HashMap::new();
     for (name, view) in tensors.tensors() {
-        let name = format!("bert.{name}").replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta");
+        let name = format!("bert.{name}")
+            .replace("LayerNorm.weight", "LayerNorm.gamma")
+            .replace("LayerNorm.bias", "LayerNorm.beta");
         renamed.insert(name, view);
     }
     let head_bias = vec![0u8; 4 * 30522];
@@ -29,14 +31,16 @@ fn a_prefixed_checkpoint_with_old_layer_norm_names_loads_the_same_weights() {
 
     let config = BertConfig::from_file(dir.path().join("config.json")).unwrap();
     let (_, report) =
-        BertModel::<TestBackend>::from_safetensors(&config, dir.path().join("model.safetensors"), &Default::default()).unwrap();
+        BertModel::<TestBackend>::from_safetensors(&config, dir.path().join("model.safetensors"), &Default::default())
+            .unwrap();
     assert_eq!(report.prefix, "bert.");
     for key in ["cls.predictions.bias", "embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias"] {
         assert!(report.unused.iter().any(|k| k == key), "{key} not reported in {:?}", report.unused);
     }
 
     let texts = ["A man is playing a guitar.", "Zwei Hunde spielen im Schnee."];
-    let original = Embedder::<TestBackend>::from_pretrained(&source, &Default::default()).unwrap().with_normalize(false);
+    let original =
+        Embedder::<TestBackend>::from_pretrained(&source, &Default::default()).unwrap().with_normalize(false);
     let variant = Embedder::<TestBackend>::from_pretrained(dir.path(), &Default::default()).unwrap();
     let size = Size::new(6, 384);
     for (a, b) in original.embed(&texts, size).unwrap().iter().zip(&variant.embed(&texts, size).unwrap()) {
@@ -64,7 +68,9 @@ fn sentence_transformers_folders_with_cls_pooling_load_as_cls() {
     let cls = Embedder::<TestBackend>::from_pretrained(dir.path(), &Default::default()).unwrap();
     assert_eq!(cls.sentence_config().pooling, starbucks_model::Pooling::Cls);
     assert!(cls.sentence_config().normalize, "modules.json lists Normalize");
-    let manual = Embedder::<TestBackend>::from_pretrained(&source, &Default::default()).unwrap().with_pooling(starbucks_model::Pooling::Cls);
+    let manual = Embedder::<TestBackend>::from_pretrained(&source, &Default::default())
+        .unwrap()
+        .with_pooling(starbucks_model::Pooling::Cls);
     let texts = ["A man is playing a guitar."];
     let size = Size::new(6, 384);
     assert_eq!(max_abs_diff(&cls.embed(&texts, size).unwrap()[0], &manual.embed(&texts, size).unwrap()[0]), 0.0);

@@ -9,18 +9,19 @@ use crate::flags::Backend;
 pub fn run(backend: Backend, command: &str, args: &[String]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cargo_run = Command::new(cargo);
-    cargo_run
-        .current_dir(crate::fetch::workspace_root())
-        .args(["run", "--release", "--quiet", "--package", "starbucks-cli", "--bin", "starbucks"]);
+    cargo_run.current_dir(crate::fetch::workspace_root()).args([
+        "run",
+        "--release",
+        "--quiet",
+        "--package",
+        "starbucks-cli",
+        "--bin",
+        "starbucks",
+    ]);
     if backend != Backend::Flex {
         cargo_run.args(["--no-default-features", "--features", backend.feature()]);
     }
-    let status = cargo_run
-        .arg("--")
-        .arg(command)
-        .args(args)
-        .status()
-        .context("cannot start cargo")?;
+    let status = cargo_run.arg("--").arg(command).args(args).status().context("cannot start cargo")?;
     if !status.success() {
         bail!("`starbucks {command}` failed ({status})");
     }

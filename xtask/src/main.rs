@@ -16,10 +16,7 @@ fn main() -> ExitCode {
         flags::Task::Fetch { what } => fetch::run(&what),
         flags::Task::Demo { backend } => {
             fetch::run("minilm")?;
-            cli::run(backend, "similarity", &[
-                "--model".into(),
-                fetch::MINILM_DIR.into(),
-            ])
+            cli::run(backend, "similarity", &["--model".into(), fetch::MINILM_DIR.into()])
         }
         flags::Task::Cli { backend, command, args } => cli::run(backend, &command, &args),
         flags::Task::Help => {

@@ -21,11 +21,15 @@ fn median(mut times: Vec<Duration>) -> Duration {
 
 fn time<T>(rounds: usize, mut f: impl FnMut() -> T) -> Duration {
     f();
-    median((0..rounds.max(1)).map(|_| {
-        let start = Instant::now();
-        f();
-        start.elapsed()
-    }).collect())
+    median(
+        (0..rounds.max(1))
+            .map(|_| {
+                let start = Instant::now();
+                f();
+                start.elapsed()
+            })
+            .collect(),
+    )
 }
 
 /// Multiply-adds of one text through `layers` layers of `seq` tokens (projections, FFN, attention).
@@ -62,7 +66,10 @@ pub fn run<B: AutodiffBackend>(args: BenchArgs, device: &B::Device) -> Result<()
 
     println!(
         "backend {}, batch {} x {} tokens, median of {} rounds after 1 warm-up",
-        crate::backend::NAME, args.batch_size, args.seq_len, args.rounds
+        crate::backend::NAME,
+        args.batch_size,
+        args.seq_len,
+        args.rounds
     );
     println!("\nforward (inference, early exit), pooled and cut:");
     println!("{:>12} {:>12} {:>10} {:>12} {:>14}", "size", "median ms", "texts/s", "time / full", "MACs / full");
@@ -94,7 +101,8 @@ pub fn run<B: AutodiffBackend>(args: BenchArgs, device: &B::Device) -> Result<()
             let input = BertInput::from_batch(&batch, device);
             let mask = input.attention_mask.clone();
             let hidden = model.forward(input, size.layers);
-            let loss = pool(hidden[size.layers].clone(), mask, Pooling::Mean).narrow(1, 0, size.dims).powi_scalar(2).mean();
+            let loss =
+                pool(hidden[size.layers].clone(), mask, Pooling::Mean).narrow(1, 0, size.dims).powi_scalar(2).mean();
             loss.backward()
         });
         println!("{:>12} {:>12.1} ms", size.to_string(), t.as_secs_f64() * 1e3);

@@ -33,7 +33,9 @@ pub fn run<B: Backend>(args: EmbedArgs, device: &B::Device) -> Result<()> {
     let input: Box<dyn BufRead> = if args.input.as_os_str() == "-" {
         Box::new(BufReader::new(std::io::stdin()))
     } else {
-        Box::new(BufReader::new(File::open(&args.input).with_context(|| format!("{}: cannot open", args.input.display()))?))
+        Box::new(BufReader::new(
+            File::open(&args.input).with_context(|| format!("{}: cannot open", args.input.display()))?,
+        ))
     };
     let total = if args.input.as_os_str() == "-" {
         None
@@ -44,7 +46,9 @@ pub fn run<B: Backend>(args: EmbedArgs, device: &B::Device) -> Result<()> {
         Some(n) if n > CHUNK as u64 => ProgressBar::new(n),
         _ => ProgressBar::hidden(),
     };
-    progress.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} texts, {per_sec}, ETA {eta}").expect("valid template"));
+    progress.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} texts, {per_sec}, ETA {eta}").expect("valid template"),
+    );
 
     let (mut out, npy): (Box<dyn Write>, Option<File>) = match (&args.output, args.format) {
         (Some(path), EmbedFormat::Npy) => {
@@ -53,9 +57,10 @@ pub fn run<B: Backend>(args: EmbedArgs, device: &B::Device) -> Result<()> {
             (Box::new(BufWriter::new(file.try_clone()?)), Some(file))
         }
         (None, EmbedFormat::Npy) => bail!("--format npy needs --output FILE"),
-        (Some(path), EmbedFormat::Jsonl) => {
-            (Box::new(BufWriter::new(File::create(path).with_context(|| format!("{}: cannot create", path.display()))?)), None)
-        }
+        (Some(path), EmbedFormat::Jsonl) => (
+            Box::new(BufWriter::new(File::create(path).with_context(|| format!("{}: cannot create", path.display()))?)),
+            None,
+        ),
         (None, EmbedFormat::Jsonl) => (Box::new(BufWriter::new(std::io::stdout().lock())), None),
     };
 
@@ -64,7 +69,9 @@ pub fn run<B: Backend>(args: EmbedArgs, device: &B::Device) -> Result<()> {
     loop {
         let mut texts = Vec::with_capacity(CHUNK);
         for (number, line) in lines.by_ref().take(CHUNK) {
-            texts.push(line.with_context(|| format!("{}:{}: cannot read (not UTF-8?)", args.input.display(), number + 1))?);
+            texts.push(
+                line.with_context(|| format!("{}:{}: cannot read (not UTF-8?)", args.input.display(), number + 1))?,
+            );
         }
         if texts.is_empty() {
             break;

@@ -5,7 +5,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::backend::Backend;
-use starbucks_data::eval::{StsPair, read_beir, read_id_text, read_semeval_dir, read_sick, read_stsb, read_trec_qrels, read_trec_run};
+use starbucks_data::eval::{
+    StsPair, read_beir, read_id_text, read_semeval_dir, read_sick, read_stsb, read_trec_qrels, read_trec_run,
+};
 use starbucks_eval::report::{Report, Row, compare, heatmap_svg};
 use starbucks_eval::retrieval::{RetrievalConfig, RetrievalTask, Similarity, write_trec_run};
 use starbucks_eval::{retrieval, sts, throughput};
@@ -30,7 +32,9 @@ fn sts_datasets(args: &EvalArgs) -> Result<Vec<(String, Vec<StsPair>)>> {
 }
 
 fn file_stem(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().trim_end_matches(".gz").trim_end_matches(".csv").to_string()).unwrap_or_default()
+    path.file_name()
+        .map(|n| n.to_string_lossy().trim_end_matches(".gz").trim_end_matches(".csv").to_string())
+        .unwrap_or_default()
 }
 
 struct Retrieval {
@@ -45,12 +49,21 @@ fn retrieval_data(args: &EvalArgs) -> Result<Option<Retrieval>> {
     let (name, corpus, queries, qrels) = match (&args.beir, &args.corpus, &args.queries, &args.qrels) {
         (Some(dir), ..) => {
             let beir = read_beir(dir, &args.beir_split)?;
-            let corpus = beir.corpus.into_iter().map(|d| (d.id, if d.title.is_empty() { d.text } else { format!("{} {}", d.title, d.text) })).collect();
+            let corpus = beir
+                .corpus
+                .into_iter()
+                .map(|d| (d.id, if d.title.is_empty() { d.text } else { format!("{} {}", d.title, d.text) }))
+                .collect();
             (file_stem(dir), corpus, beir.queries, beir.qrels)
         }
         (None, Some(corpus), Some(queries), Some(qrels)) => {
             let corpus = read_id_text(corpus)?.collect::<Result<Vec<_>, _>>()?;
-            (file_stem(queries), corpus, read_id_text(queries)?.collect::<Result<Vec<_>, _>>()?, read_trec_qrels(qrels)?)
+            (
+                file_stem(queries),
+                corpus,
+                read_id_text(queries)?.collect::<Result<Vec<_>, _>>()?,
+                read_trec_qrels(qrels)?,
+            )
         }
         _ => return Ok(None),
     };
@@ -87,10 +100,15 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
         if !datasets.is_empty() {
             let scores = sts::evaluate(&embedder, &datasets, &args.sizes)?;
             for s in &scores {
-                rows.push(Row { name: format!("{} Spearman", s.dataset), values: s.per_size.iter().map(|(_, c)| c.spearman).collect() });
+                rows.push(Row {
+                    name: format!("{} Spearman", s.dataset),
+                    values: s.per_size.iter().map(|(_, c)| c.spearman).collect(),
+                });
             }
             if scores.len() > 1 {
-                let avg = (0..args.sizes.len()).map(|j| scores.iter().map(|s| s.per_size[j].1.spearman).sum::<f64>() / scores.len() as f64).collect();
+                let avg = (0..args.sizes.len())
+                    .map(|j| scores.iter().map(|s| s.per_size[j].1.spearman).sum::<f64>() / scores.len() as f64)
+                    .collect();
                 rows.push(Row { name: "STS average Spearman".into(), values: avg });
             }
         }
@@ -100,8 +118,16 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
                 PoolingArg::Mean => Pooling::Mean,
                 PoolingArg::Cls => Pooling::Cls,
             };
-            let retriever = Embedder::<B>::from_pretrained(dir, device)?.with_batch_size(args.batch_size).with_pooling(pooling).with_normalize(false);
-            let task = RetrievalTask { corpus: &data.corpus, queries: &data.queries, qrels: &data.qrels, candidates: data.candidates.as_ref() };
+            let retriever = Embedder::<B>::from_pretrained(dir, device)?
+                .with_batch_size(args.batch_size)
+                .with_pooling(pooling)
+                .with_normalize(false);
+            let task = RetrievalTask {
+                corpus: &data.corpus,
+                queries: &data.queries,
+                qrels: &data.qrels,
+                candidates: data.candidates.as_ref(),
+            };
             let config = RetrievalConfig {
                 similarity: match args.similarity {
                     SimilarityArg::Dot => Similarity::Dot,
@@ -116,7 +142,8 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
             std::fs::create_dir_all(&run_dir).with_context(|| format!("{}: cannot create", run_dir.display()))?;
             for r in &runs {
                 let path = run_dir.join(format!("run.{}x{}.trec", r.size.layers, r.size.dims));
-                write_trec_run(&path, &r.run, &format!("{name}-{}x{}", r.size.layers, r.size.dims)).with_context(|| format!("{}: cannot write", path.display()))?;
+                write_trec_run(&path, &r.run, &format!("{name}-{}x{}", r.size.layers, r.size.dims))
+                    .with_context(|| format!("{}: cannot write", path.display()))?;
             }
             for (label, pick) in [
                 ("nDCG@10", (|s: &starbucks_eval::metrics::RetrievalScores| s.ndcg_cut_10) as fn(&_) -> f64),
@@ -124,18 +151,27 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
                 ("R@100", |s| s.recall_100),
                 ("R@1000", |s| s.recall_1000),
             ] {
-                rows.push(Row { name: format!("{} {label}", data.name), values: runs.iter().map(|r| pick(&r.scores)).collect() });
+                rows.push(Row {
+                    name: format!("{} {label}", data.name),
+                    values: runs.iter().map(|r| pick(&r.scores)).collect(),
+                });
             }
         }
-        let grid = if args.grid && !datasets.is_empty() { Some(sts::evaluate_grid(&embedder, &datasets, &args.grid_dims)?) } else { None };
+        let grid = if args.grid && !datasets.is_empty() {
+            Some(sts::evaluate_grid(&embedder, &datasets, &args.grid_dims)?)
+        } else {
+            None
+        };
         if let Some(grid) = &grid {
             let path = args.output.join(format!("grid-{name}.svg"));
-            std::fs::write(&path, heatmap_svg(grid, &format!("{name}: {}", grid.metric))).with_context(|| format!("{}: cannot write", path.display()))?;
+            std::fs::write(&path, heatmap_svg(grid, &format!("{name}: {}", grid.metric)))
+                .with_context(|| format!("{}: cannot write", path.display()))?;
         }
         let throughput = if args.no_throughput || datasets.is_empty() {
             Vec::new()
         } else {
-            let texts: Vec<&str> = datasets[0].1.iter().take(256).flat_map(|p| [p.sentence1.as_str(), p.sentence2.as_str()]).collect();
+            let texts: Vec<&str> =
+                datasets[0].1.iter().take(256).flat_map(|p| [p.sentence1.as_str(), p.sentence2.as_str()]).collect();
             throughput(&embedder, &texts, &args.sizes)?.into_iter().map(|(_, t)| t).collect()
         };
         reports.push(Report { model: name, sizes: args.sizes.clone(), rows, throughput, grid });

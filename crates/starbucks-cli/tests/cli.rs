@@ -13,10 +13,7 @@ fn starbucks(args: &[&str]) -> (i32, String, String) {
 
 fn minilm() -> String {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../assets/all-MiniLM-L6-v2");
-    assert!(
-        std::path::Path::new(dir).join("model.safetensors").is_file(),
-        "run `cargo xtask fetch minilm` first"
-    );
+    assert!(std::path::Path::new(dir).join("model.safetensors").is_file(), "run `cargo xtask fetch minilm` first");
     dir.to_string()
 }
 
@@ -69,14 +66,27 @@ fn embed_writes_json_lines_and_npy() {
     assert_eq!((rows.len(), rows[0].len()), (3, 64));
 
     let npy = dir.path().join("out.npy");
-    let (code, _, stderr) = starbucks(&["embed", "--model", &minilm(), "--size", "2,64", "--input", input, "--format", "npy", "--output", npy.to_str().unwrap()]);
+    let (code, _, stderr) = starbucks(&[
+        "embed",
+        "--model",
+        &minilm(),
+        "--size",
+        "2,64",
+        "--input",
+        input,
+        "--format",
+        "npy",
+        "--output",
+        npy.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{stderr}");
     let bytes = std::fs::read(&npy).unwrap();
     assert_eq!(&bytes[..6], b"\x93NUMPY");
     let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
     let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
-    assert!(header.contains("'shape': (3, 64)") && (10 + header_len) % 64 == 0, "{header}");
-    let first: Vec<f32> = bytes[10 + header_len..].chunks(4).take(64).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    assert!(header.contains("'shape': (3, 64)") && (10 + header_len).is_multiple_of(64), "{header}");
+    let first: Vec<f32> =
+        bytes[10 + header_len..].chunks(4).take(64).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
     assert!(first.iter().zip(&rows[0]).all(|(a, b)| (a - b).abs() < 1e-6));
     assert_eq!(bytes.len(), 10 + header_len + 3 * 64 * 4);
 }
@@ -93,18 +103,33 @@ fn eval_on_a_beir_folder_writes_reports_and_runs() {
          {\"_id\":\"d3\",\"text\":\"Onions are sliced in the kitchen.\"}\n",
     )
     .unwrap();
-    std::fs::write(beir.join("queries.jsonl"), "{\"_id\":\"q1\",\"text\":\"who plays guitar\"}\n{\"_id\":\"q2\",\"text\":\"stock prices\"}\n").unwrap();
+    std::fs::write(
+        beir.join("queries.jsonl"),
+        "{\"_id\":\"q1\",\"text\":\"who plays guitar\"}\n{\"_id\":\"q2\",\"text\":\"stock prices\"}\n",
+    )
+    .unwrap();
     std::fs::write(beir.join("qrels/test.tsv"), "query-id\tcorpus-id\tscore\nq1\td1\t2\nq2\td2\t2\n").unwrap();
     let stsb = dir.path().join("sts.csv");
     std::fs::write(&stsb, "g\tf\t2012\t1\t5.0\tA cat sits.\tA cat is sitting.\ng\tf\t2012\t2\t0.5\tA cat sits.\tStocks fell.\ng\tf\t2012\t3\t3.0\tA dog runs.\tA dog is running fast.\n").unwrap();
     let out = dir.path().join("out");
     let (code, stdout, stderr) = starbucks(&[
-        "eval", "--model", &minilm(), "--sizes", "1,32 6,384", "--stsb", stsb.to_str().unwrap(),
-        "--beir", beir.to_str().unwrap(), "--no-throughput", "--output", out.to_str().unwrap(),
+        "eval",
+        "--model",
+        &minilm(),
+        "--sizes",
+        "1,32 6,384",
+        "--stsb",
+        stsb.to_str().unwrap(),
+        "--beir",
+        beir.to_str().unwrap(),
+        "--no-throughput",
+        "--output",
+        out.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("tiny-beir nDCG@10") && stdout.contains("sts Spearman"), "{stdout}");
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     let ndcg = report[0]["rows"].as_array().unwrap().iter().find(|r| r["name"] == "tiny-beir nDCG@10").unwrap();
     assert_eq!(ndcg["values"][1].as_f64().unwrap(), 1.0, "the full model ranks both right: {ndcg}");
     assert!(out.join("runs/all-MiniLM-L6-v2/run.6x384.trec").is_file());

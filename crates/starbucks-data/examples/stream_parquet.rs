@@ -48,7 +48,12 @@ fn write(path: &Path, megabytes: u64) {
     let mut n = 0usize;
     while writer.as_ref().map_or(0, |w| w.bytes_written() as u64) < megabytes << 20 {
         let texts: Vec<String> = (0..2000)
-            .map(|_| (0..rng.random_range(200..800)).map(|_| words[rng.random_range(0..words.len())].as_str()).collect::<Vec<_>>().join(" "))
+            .map(|_| {
+                (0..rng.random_range(200..800))
+                    .map(|_| words[rng.random_range(0..words.len())].as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
             .collect();
         let ids: Vec<String> = (n..n + texts.len()).map(|i| format!("<urn:uuid:{i:08}>")).collect();
         n += texts.len();
@@ -57,7 +62,9 @@ fn write(path: &Path, megabytes: u64) {
             ("id", Arc::new(StringArray::from(ids)) as ArrayRef),
         ])
         .unwrap();
-        let w = writer.get_or_insert_with(|| ArrowWriter::try_new(file.try_clone().unwrap(), batch.schema(), Some(props.clone())).unwrap());
+        let w = writer.get_or_insert_with(|| {
+            ArrowWriter::try_new(file.try_clone().unwrap(), batch.schema(), Some(props.clone())).unwrap()
+        });
         w.write(&batch).unwrap();
         w.flush().unwrap();
     }

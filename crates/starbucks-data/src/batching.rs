@@ -44,7 +44,14 @@ pub fn pad_labels(labels: &[Vec<i64>]) -> Vec<i64> {
 /// batches of `batch_size` (the last may be smaller unless `drop_last`). With `lengths`, the
 /// permutation is cut into mega-batches of 50 batches, each sorted longest first, so a batch
 /// holds texts of similar length (HF's length-grouped sampler), and the batch order is shuffled.
-pub fn epoch_batches(n: usize, batch_size: usize, seed: u64, epoch: u64, lengths: Option<&[usize]>, drop_last: bool) -> Vec<Vec<usize>> {
+pub fn epoch_batches(
+    n: usize,
+    batch_size: usize,
+    seed: u64,
+    epoch: u64,
+    lengths: Option<&[usize]>,
+    drop_last: bool,
+) -> Vec<Vec<usize>> {
     assert!(batch_size > 0, "batch_size must be positive");
     let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
     let mut order: Vec<usize> = (0..n).collect();

@@ -43,7 +43,11 @@ impl DataError {
     }
 
     pub fn row(source: impl fmt::Display, row_group: usize, row: usize, message: impl Into<String>) -> Self {
-        DataError { source_name: source.to_string(), location: Location::Row { row_group, row }, message: message.into() }
+        DataError {
+            source_name: source.to_string(),
+            location: Location::Row { row_group, row },
+            message: message.into(),
+        }
     }
 }
 

@@ -37,7 +37,11 @@ pub fn read_stsb(path: &Path) -> Result<Vec<StsPair>> {
             continue;
         }
         let cols = split_tsv(&name, number, &line, 7)?;
-        pairs.push(StsPair { sentence1: cols[5].into(), sentence2: cols[6].into(), score: parse_score(&name, number, cols[4])? });
+        pairs.push(StsPair {
+            sentence1: cols[5].into(),
+            sentence2: cols[6].into(),
+            score: parse_score(&name, number, cols[4])?,
+        });
     }
     nonempty(&name, pairs)
 }
@@ -98,7 +102,10 @@ pub fn read_sick(path: &Path) -> Result<Vec<StsPair>> {
     };
     let columns: Vec<&str> = header.split('\t').collect();
     let find = |key: &str| {
-        columns.iter().position(|c| c.trim() == key).ok_or_else(|| DataError::line(&name, 1, format!("header has no `{key}` column")))
+        columns
+            .iter()
+            .position(|c| c.trim() == key)
+            .ok_or_else(|| DataError::line(&name, 1, format!("header has no `{key}` column")))
     };
     let (a, b, s) = (find("sentence_A")?, find("sentence_B")?, find("relatedness_score")?);
     let mut pairs = Vec::new();
@@ -108,7 +115,11 @@ pub fn read_sick(path: &Path) -> Result<Vec<StsPair>> {
             continue;
         }
         let cols = split_tsv(&name, number, &line, columns.len())?;
-        pairs.push(StsPair { sentence1: cols[a].into(), sentence2: cols[b].into(), score: parse_score(&name, number, cols[s])? });
+        pairs.push(StsPair {
+            sentence1: cols[a].into(),
+            sentence2: cols[b].into(),
+            score: parse_score(&name, number, cols[s])?,
+        });
     }
     nonempty(&name, pairs)
 }
@@ -128,9 +139,15 @@ pub fn read_trec_qrels(path: &Path) -> Result<Qrels> {
             continue;
         }
         if cols.len() != 4 {
-            return Err(DataError::line(&name, number, format!("expected `qid iter docid grade`, found {} fields", cols.len())));
+            return Err(DataError::line(
+                &name,
+                number,
+                format!("expected `qid iter docid grade`, found {} fields", cols.len()),
+            ));
         }
-        let grade = cols[3].parse().map_err(|_| DataError::line(&name, number, format!("grade `{}` is not an integer", cols[3])))?;
+        let grade = cols[3]
+            .parse()
+            .map_err(|_| DataError::line(&name, number, format!("grade `{}` is not an integer", cols[3])))?;
         qrels.entry(cols[0].into()).or_default().insert(cols[2].into(), grade);
     }
     if qrels.is_empty() {
@@ -160,7 +177,11 @@ pub fn read_trec_run(path: &Path) -> Result<Vec<RunEntry>> {
             continue;
         }
         if cols.len() != 6 {
-            return Err(DataError::line(&name, number, format!("expected `qid Q0 docid rank score tag`, found {} fields", cols.len())));
+            return Err(DataError::line(
+                &name,
+                number,
+                format!("expected `qid Q0 docid rank score tag`, found {} fields", cols.len()),
+            ));
         }
         let bad = |what: &str| DataError::line(&name, number, format!("{what} is not a number"));
         run.push(RunEntry {
@@ -180,7 +201,9 @@ pub fn read_id_text(path: &Path) -> Result<impl Iterator<Item = Result<(String, 
     Ok(lines.filter_map(move |item| match item {
         Err(e) => Some(Err(e)),
         Ok((_, line)) if line.is_empty() => None,
-        Ok((number, line)) => Some(split_tsv(&name, number, &line, 2).map(|cols| (cols[0].to_string(), cols[1].to_string()))),
+        Ok((number, line)) => {
+            Some(split_tsv(&name, number, &line, 2).map(|cols| (cols[0].to_string(), cols[1].to_string())))
+        }
     }))
 }
 
@@ -211,7 +234,9 @@ fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path, what: &str) -> Result<V
         if line.trim().is_empty() {
             continue;
         }
-        rows.push(serde_json::from_str(&line).map_err(|e| DataError::line(&name, number, format!("not a {what}: {e}")))?);
+        rows.push(
+            serde_json::from_str(&line).map_err(|e| DataError::line(&name, number, format!("not a {what}: {e}")))?,
+        );
     }
     nonempty(&name, rows)
 }
@@ -237,7 +262,10 @@ pub fn read_beir(dir: &Path, split: &str) -> Result<Beir> {
             continue;
         }
         let cols = split_tsv(&name, number, &line, 3)?;
-        let grade = cols[2].trim().parse().map_err(|_| DataError::line(&name, number, format!("score `{}` is not an integer", cols[2])))?;
+        let grade = cols[2]
+            .trim()
+            .parse()
+            .map_err(|_| DataError::line(&name, number, format!("score `{}` is not an integer", cols[2])))?;
         qrels.entry(cols[0].into()).or_default().insert(cols[1].into(), grade);
     }
     if qrels.is_empty() {

@@ -67,7 +67,10 @@ fn read_records(path: &Path, required: &[&str]) -> Result<Vec<(usize, HashMap<St
                 continue;
             }
             let cols = split_tsv(&name, number, &line, columns.len())?;
-            records.push((number, required.iter().zip(&index).map(|(k, &i)| (k.to_string(), cols[i].to_string())).collect()));
+            records.push((
+                number,
+                required.iter().zip(&index).map(|(k, &i)| (k.to_string(), cols[i].to_string())).collect(),
+            ));
         }
     }
     if records.is_empty() {
@@ -116,7 +119,11 @@ pub fn read_nli_pairs(path: &Path) -> Result<Vec<NliPair>> {
                 "contradiction" => NliLabel::Contradiction,
                 other => return Err(DataError::line(&name, number, format!("unknown label `{other}`"))),
             };
-            Ok(NliPair { premise: r.remove("premise").expect("required"), hypothesis: r.remove("hypothesis").expect("required"), label })
+            Ok(NliPair {
+                premise: r.remove("premise").expect("required"),
+                hypothesis: r.remove("hypothesis").expect("required"),
+                label,
+            })
         })
         .collect()
 }
@@ -275,7 +282,9 @@ pub struct Group {
 /// generator seeded from (seed, epoch, index), so every epoch differs and every rerun agrees.
 /// With too few negatives they are drawn with replacement (Tevatron's rule).
 pub fn sample_group(example: &RetrievalExample, negatives: usize, seed: u64, epoch: u64, index: usize) -> Group {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (index as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
+    let mut rng = ChaCha8Rng::seed_from_u64(
+        seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (index as u64).wrapping_mul(0xD1B5_4A32_D192_ED03),
+    );
     let positive = example.positive_passages.choose(&mut rng).expect("examples have a positive").full_text();
     let pool = &example.negative_passages;
     let mut passages = vec![positive];

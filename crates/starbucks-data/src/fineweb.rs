@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, Int64Array, LargeStringArray, RecordBatch, StringArray, StringViewArray};
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
+};
 use parquet::file::reader::ChunkReader;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -103,7 +105,10 @@ impl Source {
         };
         files.sort();
         if files.is_empty() {
-            return Err(DataError::whole(spec, "no document shards found (a file, a folder of .parquet/.jsonl/.json, or a glob)"));
+            return Err(DataError::whole(
+                spec,
+                "no document shards found (a file, a folder of .parquet/.jsonl/.json, or a glob)",
+            ));
         }
         Ok(Source { shards: files.into_iter().map(Shard::Local).collect() })
     }
@@ -140,7 +145,9 @@ impl Source {
     /// This rank's share of the shards: every `world`-th one starting at `rank`.
     pub fn for_rank(self, rank: usize, world: usize) -> Self {
         assert!(world > 0 && rank < world, "rank {rank} of {world}");
-        Source { shards: self.shards.into_iter().enumerate().filter(|(i, _)| i % world == rank).map(|(_, s)| s).collect() }
+        Source {
+            shards: self.shards.into_iter().enumerate().filter(|(i, _)| i % world == rank).map(|(_, s)| s).collect(),
+        }
     }
 
     /// A stream of the documents from `start` on; empty and whitespace-only texts are skipped
@@ -183,7 +190,9 @@ impl DocumentStream {
                 let file = File::open(path).map_err(|e| DataError::whole(&name, format!("cannot open: {e}")))?;
                 Box::new(ParquetShard::open(file, name, at.row_group, at.row)?)
             }
-            (Kind::Parquet, Shard::Remote(url)) => Box::new(ParquetShard::open(HttpFile::open(url)?, name, at.row_group, at.row)?),
+            (Kind::Parquet, Shard::Remote(url)) => {
+                Box::new(ParquetShard::open(HttpFile::open(url)?, name, at.row_group, at.row)?)
+            }
             (Kind::JsonLines, Shard::Local(path)) => Box::new(JsonLinesShard::new(Lines::open(path)?, at.row)),
             (Kind::JsonLines, Shard::Remote(url)) => {
                 let reader = http::get_reader(url)?;
@@ -195,9 +204,10 @@ impl DocumentStream {
                 Box::new(JsonLinesShard::new(Lines::from_reader(name, reader), at.row))
             }
             (Kind::JsonArray, Shard::Local(path)) => Box::new(JsonArrayShard::read(Lines::open(path)?, at.row)?),
-            (Kind::JsonArray, Shard::Remote(url)) => {
-                Box::new(JsonArrayShard::read(Lines::from_reader(name, Box::new(BufReader::new(http::get_reader(url)?))), at.row)?)
-            }
+            (Kind::JsonArray, Shard::Remote(url)) => Box::new(JsonArrayShard::read(
+                Lines::from_reader(name, Box::new(BufReader::new(http::get_reader(url)?))),
+                at.row,
+            )?),
         })
     }
 }
@@ -332,7 +342,9 @@ impl<R: ChunkReader + 'static> ShardReader for ParquetShard<R> {
                     }
                     return Some(match string_at(texts, i_now) {
                         Some(text) => Ok((row_group, row, id, text)),
-                        None => Err(DataError::row(&self.name, row_group, row, "the `text` column is not a string column")),
+                        None => {
+                            Err(DataError::row(&self.name, row_group, row, "the `text` column is not a string column"))
+                        }
                     });
                 }
                 self.batch = None;

@@ -100,7 +100,10 @@ impl HttpFile {
             }) {
                 attempt += 1;
                 if attempt > self.retries {
-                    return Err(DataError::whole(&self.url, format!("range {range} failed after {} retries: {reason}", self.retries)));
+                    return Err(DataError::whole(
+                        &self.url,
+                        format!("range {range} failed after {} retries: {reason}", self.retries),
+                    ));
                 }
                 tracing::warn!(url = %self.url, range, attempt, "{reason}; retrying from byte {}", start + data.len() as u64);
                 std::thread::sleep(Duration::from_millis(50 << attempt.min(6)));

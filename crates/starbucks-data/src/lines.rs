@@ -12,11 +12,8 @@ use crate::error::{DataError, Result};
 /// Opens a file for reading, decompressing it when its name ends in `.gz`.
 pub fn open(path: &Path) -> Result<Box<dyn BufRead + Send>> {
     let file = File::open(path).map_err(|e| DataError::whole(path.display(), format!("cannot open: {e}")))?;
-    let reader: Box<dyn Read + Send> = if path.extension().is_some_and(|e| e == "gz") {
-        Box::new(MultiGzDecoder::new(file))
-    } else {
-        Box::new(file)
-    };
+    let reader: Box<dyn Read + Send> =
+        if path.extension().is_some_and(|e| e == "gz") { Box::new(MultiGzDecoder::new(file)) } else { Box::new(file) };
     Ok(Box::new(BufReader::with_capacity(1 << 16, reader)))
 }
 
@@ -85,7 +82,11 @@ pub fn read_nonempty(path: &Path) -> Result<Vec<(usize, String)>> {
 pub fn split_tsv<'a>(name: &str, number: usize, line: &'a str, at_least: usize) -> Result<Vec<&'a str>> {
     let cols: Vec<&str> = line.split('\t').collect();
     if cols.len() < at_least {
-        return Err(DataError::line(name, number, format!("expected at least {at_least} tab-separated columns, found {}", cols.len())));
+        return Err(DataError::line(
+            name,
+            number,
+            format!("expected at least {at_least} tab-separated columns, found {}", cols.len()),
+        ));
     }
     Ok(cols)
 }

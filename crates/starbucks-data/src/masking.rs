@@ -28,7 +28,13 @@ pub struct MaskingConfig {
 
 impl Default for MaskingConfig {
     fn default() -> Self {
-        MaskingConfig { max_len: 512, encoder_ratio: 0.2, decoder_ratio: 0.4, mask_token_share: 0.8, random_token_share: 0.1 }
+        MaskingConfig {
+            max_len: 512,
+            encoder_ratio: 0.2,
+            decoder_ratio: 0.4,
+            mask_token_share: 0.8,
+            random_token_share: 0.1,
+        }
     }
 }
 
@@ -63,11 +69,20 @@ impl SmaeMasker {
         tokenizer.with_padding(None);
         tokenizer.with_truncation(None).map_err(|e| DataError::whole(&name, e.to_string()))?;
         let id = |token: &str| {
-            tokenizer.token_to_id(token).ok_or_else(|| DataError::whole(&name, format!("the vocabulary has no {token} token")))
+            tokenizer
+                .token_to_id(token)
+                .ok_or_else(|| DataError::whole(&name, format!("the vocabulary has no {token} token")))
         };
         let (cls, sep, mask) = (id("[CLS]")?, id("[SEP]")?, id("[MASK]")?);
-        if config.max_len < 3 || !(0.0..=1.0).contains(&config.encoder_ratio) || config.encoder_ratio > config.decoder_ratio || config.decoder_ratio > 1.0 {
-            return Err(DataError::whole("masking config", "need max_len >= 3 and 0 <= encoder_ratio <= decoder_ratio <= 1"));
+        if config.max_len < 3
+            || !(0.0..=1.0).contains(&config.encoder_ratio)
+            || config.encoder_ratio > config.decoder_ratio
+            || config.decoder_ratio > 1.0
+        {
+            return Err(DataError::whole(
+                "masking config",
+                "need max_len >= 3 and 0 <= encoder_ratio <= decoder_ratio <= 1",
+            ));
         }
         let vocab_size = tokenizer.get_vocab_size(true) as u32;
         Ok(SmaeMasker { tokenizer, config, cls, sep, mask, vocab_size })
@@ -79,8 +94,7 @@ impl SmaeMasker {
 
     /// The example for one document, or `None` when it has no tokens.
     pub fn example(&self, text: &str, rng: &mut impl Rng) -> Result<Option<PretrainExample>> {
-        let encoding =
-            self.tokenizer.encode(text, false).map_err(|e| DataError::whole("tokenizer", e.to_string()))?;
+        let encoding = self.tokenizer.encode(text, false).map_err(|e| DataError::whole("tokenizer", e.to_string()))?;
         let (ids, word_ids) = (encoding.get_ids(), encoding.get_word_ids());
         if ids.is_empty() {
             return Ok(None);

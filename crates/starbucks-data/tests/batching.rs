@@ -29,10 +29,13 @@ fn length_grouping_keeps_similar_lengths_together() {
     let grouped = epoch_batches(1000, 16, 3, 0, Some(&lengths), false);
     let plain = epoch_batches(1000, 16, 3, 0, None, false);
     let padding = |batches: &[Vec<usize>]| -> usize {
-        batches.iter().map(|b| {
-            let max = b.iter().map(|&i| lengths[i]).max().unwrap();
-            b.iter().map(|&i| max - lengths[i]).sum::<usize>()
-        }).sum()
+        batches
+            .iter()
+            .map(|b| {
+                let max = b.iter().map(|&i| lengths[i]).max().unwrap();
+                b.iter().map(|&i| max - lengths[i]).sum::<usize>()
+            })
+            .sum()
     };
     assert!(padding(&grouped) * 5 < padding(&plain), "{} vs {}", padding(&grouped), padding(&plain));
     let mut all = grouped.concat();

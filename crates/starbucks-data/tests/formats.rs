@@ -7,7 +7,9 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use starbucks_data::eval::{read_beir, read_id_text, read_semeval_dir, read_sick, read_stsb, read_trec_qrels, read_trec_run};
+use starbucks_data::eval::{
+    read_beir, read_id_text, read_semeval_dir, read_sick, read_stsb, read_trec_qrels, read_trec_run,
+};
 use starbucks_data::finetune::{read_msmarco_triples, read_nli_pairs, read_tevatron, read_triplets, sample_group};
 use starbucks_data::fineweb::{Position, Source};
 use support::{documents, write_parquet};
@@ -31,7 +33,11 @@ fn write_gz(dir: &Path, name: &str, body: &str) -> PathBuf {
 fn triplets_from_tsv_and_jsonl_agree() {
     let dir = tempfile::tempdir().unwrap();
     let tsv = write(dir.path(), "t.tsv", "anchor\tpositive\tnegative\na\tb\tc\nd\te\tf\n");
-    let jsonl = write(dir.path(), "t.jsonl", "{\"anchor\":\"a\",\"positive\":\"b\",\"negative\":\"c\"}\n\n{\"anchor\":\"d\",\"positive\":\"e\",\"negative\":\"f\"}\n");
+    let jsonl = write(
+        dir.path(),
+        "t.jsonl",
+        "{\"anchor\":\"a\",\"positive\":\"b\",\"negative\":\"c\"}\n\n{\"anchor\":\"d\",\"positive\":\"e\",\"negative\":\"f\"}\n",
+    );
     assert_eq!(read_triplets(&tsv).unwrap(), read_triplets(&jsonl).unwrap());
     assert_eq!(read_triplets(&tsv).unwrap()[1].negative, "f");
 }
@@ -39,7 +45,11 @@ fn triplets_from_tsv_and_jsonl_agree() {
 #[test]
 fn nli_pairs_with_other_columns_and_labels() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), "p.tsv", "source\tpremise\thypothesis\tlabel\nx\tP\tH1\tentailment\nx\tP\tH2\tcontradiction\n");
+    let path = write(
+        dir.path(),
+        "p.tsv",
+        "source\tpremise\thypothesis\tlabel\nx\tP\tH1\tentailment\nx\tP\tH2\tcontradiction\n",
+    );
     let pairs = read_nli_pairs(&path).unwrap();
     assert_eq!(pairs.len(), 2);
     let bad = write(dir.path(), "bad.tsv", "premise\thypothesis\tlabel\nP\tH\tmaybe\n");
@@ -53,7 +63,10 @@ fn tevatron_jsonl_and_official_triples_build_groups() {
     let p = |id: &str| format!("{{\"docid\":\"{id}\",\"title\":\"T{id}\",\"text\":\"text {id}\"}}");
     let line = format!(
         "{{\"query_id\":\"1\",\"query\":\"what is rust\",\"positive_passages\":[{}],\"negative_passages\":[{},{},{}]}}\n",
-        p("p1"), p("n1"), p("n2"), p("n3")
+        p("p1"),
+        p("n1"),
+        p("n2"),
+        p("n3")
     );
     let path = write_gz(dir.path(), "train.jsonl.gz", &line);
     let examples = read_tevatron(&path).unwrap();
@@ -69,7 +82,8 @@ fn tevatron_jsonl_and_official_triples_build_groups() {
     // Too few negatives: drawn with replacement up to k.
     assert_eq!(sample_group(&examples[0], 7, 42, 0, 0).passages.len(), 8);
 
-    let triples = write(dir.path(), "triples.train.small.tsv", "q1\tpos a\tneg a\nq1\tpos a\tneg b\nq2\tpos c\tneg c\n");
+    let triples =
+        write(dir.path(), "triples.train.small.tsv", "q1\tpos a\tneg a\nq1\tpos a\tneg b\nq2\tpos c\tneg c\n");
     let examples = read_msmarco_triples(&triples).unwrap();
     assert_eq!(examples.len(), 2);
     assert_eq!(examples[0].negative_passages.len(), 2);
@@ -103,7 +117,11 @@ fn sts_layouts_read_the_same_pairs() {
 #[test]
 fn beir_and_trec_files() {
     let dir = tempfile::tempdir().unwrap();
-    write_gz(dir.path(), "corpus.jsonl.gz", "{\"_id\":\"d1\",\"title\":\"T\",\"text\":\"doc one\"}\n{\"_id\":\"d2\",\"text\":\"doc two\"}\n");
+    write_gz(
+        dir.path(),
+        "corpus.jsonl.gz",
+        "{\"_id\":\"d1\",\"title\":\"T\",\"text\":\"doc one\"}\n{\"_id\":\"d2\",\"text\":\"doc two\"}\n",
+    );
     write(dir.path(), "queries.jsonl", "{\"_id\":\"q1\",\"text\":\"query one\"}\n");
     write(dir.path(), "qrels/test.tsv", "query-id\tcorpus-id\tscore\nq1\td2\t1\n");
     let beir = read_beir(dir.path(), "test").unwrap();
@@ -125,11 +143,18 @@ fn fineweb_json_and_jsonl_read_like_parquet() {
     let dir = tempfile::tempdir().unwrap();
     let docs = documents(5);
     write_parquet(&dir.path().join("a.parquet"), &docs, 2, true);
-    let jsonl: String = docs.iter().map(|(id, t)| serde_json::json!({"id": id, "text": t, "url": "u"}).to_string() + "\n").collect();
+    let jsonl: String =
+        docs.iter().map(|(id, t)| serde_json::json!({"id": id, "text": t, "url": "u"}).to_string() + "\n").collect();
     write_gz(dir.path(), "b.jsonl.gz", &jsonl);
-    let array = serde_json::to_string(&docs.iter().map(|(id, t)| serde_json::json!({"id": id, "text": t})).collect::<Vec<_>>()).unwrap();
+    let array =
+        serde_json::to_string(&docs.iter().map(|(id, t)| serde_json::json!({"id": id, "text": t})).collect::<Vec<_>>())
+            .unwrap();
     write(dir.path(), "c.json", &array);
-    let read: Vec<_> = Source::local(dir.path().to_str().unwrap()).unwrap().stream(Position::default()).collect::<Result<Vec<_>, _>>().unwrap();
+    let read: Vec<_> = Source::local(dir.path().to_str().unwrap())
+        .unwrap()
+        .stream(Position::default())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
     assert_eq!(read.len(), 15);
     for k in 0..5 {
         assert_eq!((&read[k].id, &read[k].text), (&read[5 + k].id, &read[5 + k].text));
@@ -184,7 +209,9 @@ fn bad_input_names_the_file_and_the_line_or_row() {
     let err = read_trec_qrels(&d.join("empty.txt")).unwrap_err().to_string();
     assert!(err.contains("empty.txt") && err.contains("empty"), "{err}");
 
-    let err = read_tevatron(&write(d, "tev.jsonl", "{\"query\": \"q\", \"positive_passages\": []}\n")).unwrap_err().to_string();
+    let err = read_tevatron(&write(d, "tev.jsonl", "{\"query\": \"q\", \"positive_passages\": []}\n"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("tev.jsonl:1") && err.contains("positive"), "{err}");
 
     let err = Source::local(d.join("nothing-*.parquet").to_str().unwrap()).unwrap_err().to_string();

@@ -16,7 +16,8 @@ fn fineweb_texts() -> Vec<String> {
 
 #[test]
 fn masks_hold_their_properties_on_real_documents() {
-    let masker = SmaeMasker::from_file(&tokenizer_json(), MaskingConfig { max_len: 128, ..Default::default() }).unwrap();
+    let masker =
+        SmaeMasker::from_file(&tokenizer_json(), MaskingConfig { max_len: 128, ..Default::default() }).unwrap();
     let tokenizer = tokenizers::Tokenizer::from_file(tokenizer_json()).unwrap();
     let [cls, sep, mask] = masker.special_ids();
     let texts = fineweb_texts();

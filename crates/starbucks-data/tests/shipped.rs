@@ -35,8 +35,12 @@ fn snli_triplets_agree_with_the_labelled_pairs() {
     };
     for (b, s) in built.iter().zip(&shipped).step_by(97) {
         assert_eq!(b.anchor, s.anchor);
-        assert!(has(&s.anchor, &s.positive, NliLabel::Entailment) && has(&s.anchor, &s.negative, NliLabel::Contradiction));
-        assert!(has(&b.anchor, &b.positive, NliLabel::Entailment) && has(&b.anchor, &b.negative, NliLabel::Contradiction));
+        assert!(
+            has(&s.anchor, &s.positive, NliLabel::Entailment) && has(&s.anchor, &s.negative, NliLabel::Contradiction)
+        );
+        assert!(
+            has(&b.anchor, &b.positive, NliLabel::Entailment) && has(&b.anchor, &b.negative, NliLabel::Contradiction)
+        );
     }
 }
 

@@ -63,7 +63,8 @@ fn remote_parquet_over_http_equals_local_even_when_a_connection_drops() {
     assert_eq!(texts(&read), docs.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>());
     assert_eq!(server.drops.load(Ordering::SeqCst), 0, "every planned drop happened and was retried");
     // Resuming mid-shard over HTTP.
-    let rest: Vec<Document> = source.stream(Position { shard: 0, row_group: 3, row: 7 }).collect::<Result<_, _>>().unwrap();
+    let rest: Vec<Document> =
+        source.stream(Position { shard: 0, row_group: 3, row: 7 }).collect::<Result<_, _>>().unwrap();
     assert_eq!(rest[0].text, docs[127].1);
     assert_eq!(rest.len(), 380 - 127);
 }
@@ -114,8 +115,10 @@ fn remote_json_lines_stream_too() {
     let lines: String = (0..20).map(|i| format!("{{\"id\": \"j{i}\", \"text\": \"line {i}\"}}\n")).collect();
     std::fs::write(dir.path().join("part.jsonl"), lines).unwrap();
     let server = Server::start(dir.path());
-    let read: Vec<Document> =
-        Source::urls([server.url("part.jsonl")]).stream(Position { shard: 0, row_group: 0, row: 5 }).collect::<Result<_, _>>().unwrap();
+    let read: Vec<Document> = Source::urls([server.url("part.jsonl")])
+        .stream(Position { shard: 0, row_group: 0, row: 5 })
+        .collect::<Result<_, _>>()
+        .unwrap();
     assert_eq!(read.len(), 15);
     assert_eq!((read[0].id.as_str(), read[0].text.as_str()), ("j5", "line 5"));
 }

@@ -22,7 +22,11 @@ use burn::tensor::backend::Backend;
 use starbucks_model::{Embedder, Size};
 
 /// Texts per second of embedding `texts` at each size on its own (early exit), after a warm-up.
-pub fn throughput<B: Backend, S: AsRef<str>>(embedder: &Embedder<B>, texts: &[S], sizes: &[Size]) -> starbucks_model::Result<Vec<(Size, f64)>> {
+pub fn throughput<B: Backend, S: AsRef<str>>(
+    embedder: &Embedder<B>,
+    texts: &[S],
+    sizes: &[Size],
+) -> starbucks_model::Result<Vec<(Size, f64)>> {
     if let Some(&first) = sizes.first() {
         embedder.embed(&texts[..texts.len().min(32)], first)?;
     }

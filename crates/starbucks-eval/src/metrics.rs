@@ -57,7 +57,12 @@ pub fn trec_order(results: &[(String, f64)]) -> Vec<&str> {
 /// nDCG@k with linear gain (the grade; negative grades count 0), log2 discount.
 pub fn ndcg_at(ranking: &[&str], judged: &Judgements, k: usize) -> f64 {
     let gain = |g: i32| g.max(0) as f64;
-    let dcg: f64 = ranking.iter().take(k).enumerate().map(|(i, d)| gain(*judged.get(*d).unwrap_or(&0)) / (i as f64 + 2.0).log2()).sum();
+    let dcg: f64 = ranking
+        .iter()
+        .take(k)
+        .enumerate()
+        .map(|(i, d)| gain(*judged.get(*d).unwrap_or(&0)) / (i as f64 + 2.0).log2())
+        .sum();
     let mut ideal: Vec<i32> = judged.values().copied().filter(|&g| g > 0).collect();
     ideal.sort_unstable_by(|a, b| b.cmp(a));
     let idcg: f64 = ideal.iter().take(k).enumerate().map(|(i, &g)| gain(g) / (i as f64 + 2.0).log2()).sum();
@@ -66,7 +71,11 @@ pub fn ndcg_at(ranking: &[&str], judged: &Judgements, k: usize) -> f64 {
 
 /// Reciprocal rank of the first document with grade ≥ `level` within the top k, else 0.
 pub fn mrr_at(ranking: &[&str], judged: &Judgements, k: usize, level: i32) -> f64 {
-    ranking.iter().take(k).position(|d| judged.get(*d).is_some_and(|&g| g >= level)).map_or(0.0, |i| 1.0 / (i as f64 + 1.0))
+    ranking
+        .iter()
+        .take(k)
+        .position(|d| judged.get(*d).is_some_and(|&g| g >= level))
+        .map_or(0.0, |i| 1.0 / (i as f64 + 1.0))
 }
 
 /// Share of the documents with grade ≥ `level` found in the top k.

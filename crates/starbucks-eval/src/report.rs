@@ -47,7 +47,11 @@ impl Report {
     }
 
     pub fn to_markdown(&self) -> String {
-        let mut md = format!("### {}\n\n| | {} | average |\n|---|", self.model, self.sizes.iter().map(size_label).collect::<Vec<_>>().join(" | "));
+        let mut md = format!(
+            "### {}\n\n| | {} | average |\n|---|",
+            self.model,
+            self.sizes.iter().map(size_label).collect::<Vec<_>>().join(" | ")
+        );
         md.push_str(&"---|".repeat(self.sizes.len() + 1));
         md.push('\n');
         for row in &self.rows {
@@ -59,7 +63,12 @@ impl Report {
             let _ = writeln!(md, "| texts/s | {} | |", cells.join(" | "));
         }
         if let Some(grid) = &self.grid {
-            let _ = write!(md, "\n{}: layers (rows) × dims (columns)\n\n| layers | {} |\n|---|", grid.metric, grid.dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(" | "));
+            let _ = write!(
+                md,
+                "\n{}: layers (rows) × dims (columns)\n\n| layers | {} |\n|---|",
+                grid.metric,
+                grid.dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(" | ")
+            );
             md.push_str(&"---|".repeat(grid.dims.len()));
             md.push('\n');
             for (layer, values) in grid.layers.iter().zip(&grid.values) {
@@ -77,7 +86,12 @@ pub fn compare(reports: &[Report]) -> String {
     let Some(base) = reports.first() else { return String::new() };
     let mut md = String::new();
     for row in &base.rows {
-        let _ = write!(md, "### {}\n\n| model | {} | average |\n|---|", row.name, base.sizes.iter().map(size_label).collect::<Vec<_>>().join(" | "));
+        let _ = write!(
+            md,
+            "### {}\n\n| model | {} | average |\n|---|",
+            row.name,
+            base.sizes.iter().map(size_label).collect::<Vec<_>>().join(" | ")
+        );
         md.push_str(&"---|".repeat(base.sizes.len() + 1));
         md.push('\n');
         for report in reports {
@@ -86,9 +100,17 @@ pub fn compare(reports: &[Report]) -> String {
                 .values
                 .iter()
                 .zip(&row.values)
-                .map(|(v, b)| if std::ptr::eq(report, base) { format!("{v:.4}") } else { format!("{v:.4} ({:+.4})", v - b) })
+                .map(
+                    |(v, b)| {
+                        if std::ptr::eq(report, base) { format!("{v:.4}") } else { format!("{v:.4} ({:+.4})", v - b) }
+                    },
+                )
                 .collect();
-            let avg = if std::ptr::eq(report, base) { format!("{:.4}", other.average()) } else { format!("{:.4} ({:+.4})", other.average(), other.average() - row.average()) };
+            let avg = if std::ptr::eq(report, base) {
+                format!("{:.4}", other.average())
+            } else {
+                format!("{:.4} ({:+.4})", other.average(), other.average() - row.average())
+            };
             let _ = writeln!(md, "| {} | {} | {avg} |", report.model, cells.join(" | "));
         }
         md.push('\n');
@@ -113,7 +135,9 @@ pub fn heatmap_svg(grid: &Grid, title: &str) -> String {
     let span = if hi > lo { hi - lo } else { 1.0 };
     let footer = format!("{} (colour from {lo:.3} to {hi:.3})", grid.metric);
     // Wide enough for the cells, the title (≈ 9 px a character at 15 px) and the footer (≈ 6.5 px).
-    let width = (left + cell_w * grid.dims.len() as f64 + 20.0).max(title.len() as f64 * 9.0 + 40.0).max(left + footer.len() as f64 * 6.5 + 40.0);
+    let width = (left + cell_w * grid.dims.len() as f64 + 20.0)
+        .max(title.len() as f64 * 9.0 + 40.0)
+        .max(left + footer.len() as f64 * 6.5 + 40.0);
     let height = top + cell_h * grid.layers.len() as f64 + 50.0;
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"13\">\n\
@@ -128,11 +152,21 @@ pub fn heatmap_svg(grid: &Grid, title: &str) -> String {
         top + cell_h * grid.layers.len() as f64 / 2.0,
     );
     for (j, d) in grid.dims.iter().enumerate() {
-        let _ = writeln!(svg, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{d}</text>", left + cell_w * (j as f64 + 0.5), top - 6.0);
+        let _ = writeln!(
+            svg,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{d}</text>",
+            left + cell_w * (j as f64 + 0.5),
+            top - 6.0
+        );
     }
     for (i, (layer, values)) in grid.layers.iter().zip(&grid.values).enumerate() {
         let y = top + cell_h * i as f64;
-        let _ = writeln!(svg, "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{layer}</text>", left - 8.0, y + cell_h / 2.0 + 4.0);
+        let _ = writeln!(
+            svg,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{layer}</text>",
+            left - 8.0,
+            y + cell_h / 2.0 + 4.0
+        );
         for (j, v) in values.iter().enumerate() {
             let t = (v - lo) / span;
             let x = left + cell_w * j as f64;
@@ -165,7 +199,12 @@ mod tests {
             sizes: vec![Size::new(1, 32), Size::new(2, 64)],
             rows: vec![Row { name: "sts-test Spearman".into(), values }],
             throughput: vec![],
-            grid: Some(Grid { metric: "m".into(), layers: vec![1, 2], dims: vec![32, 64], values: vec![vec![0.1, 0.2], vec![0.3, 0.4]] }),
+            grid: Some(Grid {
+                metric: "m".into(),
+                layers: vec![1, 2],
+                dims: vec![32, 64],
+                values: vec![vec![0.1, 0.2], vec![0.3, 0.4]],
+            }),
         }
     }
 

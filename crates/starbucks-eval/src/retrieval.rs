@@ -60,9 +60,19 @@ impl Default for RetrievalConfig {
     }
 }
 
-#[derive(PartialEq, PartialOrd)]
+/// A score and a corpus index, ordered by score (total order), then index.
 struct Scored(f64, usize);
+impl PartialEq for Scored {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
 impl Eq for Scored {}
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 impl Ord for Scored {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.0.total_cmp(&other.0).then(self.1.cmp(&other.1))
@@ -85,15 +95,19 @@ pub fn evaluate<B: Backend>(
 ) -> starbucks_model::Result<Vec<SizeRun>> {
     let query_texts: Vec<&str> = task.queries.iter().map(|(_, t)| t.as_str()).collect();
     let queries = embedder.embed_sizes(&query_texts, sizes)?;
-    let candidate_sets: Option<Vec<HashSet<&str>>> = task
-        .candidates
-        .map(|c| task.queries.iter().map(|(qid, _)| c.get(qid).map(|v| v.iter().map(String::as_str).collect()).unwrap_or_default()).collect());
+    let candidate_sets: Option<Vec<HashSet<&str>>> = task.candidates.map(|c| {
+        task.queries
+            .iter()
+            .map(|(qid, _)| c.get(qid).map(|v| v.iter().map(String::as_str).collect()).unwrap_or_default())
+            .collect()
+    });
     let wanted: Option<HashSet<&str>> = candidate_sets.as_ref().map(|sets| sets.iter().flatten().copied().collect());
     let corpus: Vec<&(String, String)> =
         task.corpus.iter().filter(|(id, _)| wanted.as_ref().is_none_or(|w| w.contains(id.as_str()))).collect();
 
     // heaps[size][query]: the best `depth` (score, corpus index), smallest on top.
-    let mut heaps: Vec<Vec<BinaryHeap<Reverse<Scored>>>> = sizes.iter().map(|_| task.queries.iter().map(|_| BinaryHeap::new()).collect()).collect();
+    let mut heaps: Vec<Vec<BinaryHeap<Reverse<Scored>>>> =
+        sizes.iter().map(|_| task.queries.iter().map(|_| BinaryHeap::new()).collect()).collect();
     for (chunk_no, chunk) in corpus.chunks(config.chunk.max(1)).enumerate() {
         let texts: Vec<&str> = chunk.iter().map(|(_, t)| t.as_str()).collect();
         let passages = embedder.embed_sizes(&texts, sizes)?;
@@ -107,7 +121,10 @@ pub fn evaluate<B: Backend>(
                     {
                         continue;
                     }
-                    heap.push(Reverse(Scored(similarity(config.similarity, &query[..size.dims], &passage[..size.dims]), doc)));
+                    heap.push(Reverse(Scored(
+                        similarity(config.similarity, &query[..size.dims], &passage[..size.dims]),
+                        doc,
+                    )));
                     if heap.len() > config.depth {
                         heap.pop();
                     }
@@ -125,7 +142,8 @@ pub fn evaluate<B: Backend>(
                 .iter()
                 .zip(heaps)
                 .map(|((qid, _), heap)| {
-                    let mut results: Vec<(String, f64)> = heap.into_iter().map(|Reverse(Scored(s, d))| (corpus[d].0.clone(), s)).collect();
+                    let mut results: Vec<(String, f64)> =
+                        heap.into_iter().map(|Reverse(Scored(s, d))| (corpus[d].0.clone(), s)).collect();
                     results.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
                     (qid.clone(), results)
                 })

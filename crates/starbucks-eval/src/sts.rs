@@ -36,6 +36,9 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     dot / (na.sqrt() * nb.sqrt()).max(1e-12)
 }
 
+/// Each pair of a dataset as two indices into the distinct sentences.
+type PairIds = Vec<(usize, usize)>;
+
 fn intern<'a>(text: &'a str, index: &mut HashMap<&'a str, usize>, sentences: &mut Vec<&'a str>) -> usize {
     *index.entry(text).or_insert_with(|| {
         sentences.push(text);
@@ -44,7 +47,7 @@ fn intern<'a>(text: &'a str, index: &mut HashMap<&'a str, usize>, sentences: &mu
 }
 
 /// The distinct sentences of the datasets, and each pair's two indices into them.
-fn unique_sentences(datasets: &[(String, Vec<StsPair>)]) -> (Vec<&str>, Vec<Vec<(usize, usize)>>) {
+fn unique_sentences(datasets: &[(String, Vec<StsPair>)]) -> (Vec<&str>, Vec<PairIds>) {
     let mut index: HashMap<&str, usize> = HashMap::new();
     let mut sentences: Vec<&str> = Vec::new();
     let mut ids = Vec::with_capacity(datasets.len());
@@ -81,7 +84,11 @@ pub fn evaluate<B: Backend>(
             StsScores {
                 dataset: name.clone(),
                 pairs: pairs.len(),
-                per_size: sizes.iter().zip(&by_size).map(|(&size, vectors)| (size, correlate(vectors, ids, &gold, size.dims))).collect(),
+                per_size: sizes
+                    .iter()
+                    .zip(&by_size)
+                    .map(|(&size, vectors)| (size, correlate(vectors, ids, &gold, size.dims)))
+                    .collect(),
             }
         })
         .collect())
@@ -116,7 +123,9 @@ pub fn evaluate_grid<B: Backend>(
                     let total: f64 = datasets
                         .iter()
                         .zip(&ids)
-                        .map(|((_, pairs), ids)| correlate(vectors, ids, &pairs.iter().map(|p| p.score).collect::<Vec<_>>(), d).spearman)
+                        .map(|((_, pairs), ids)| {
+                            correlate(vectors, ids, &pairs.iter().map(|p| p.score).collect::<Vec<_>>(), d).spearman
+                        })
                         .sum();
                     total / datasets.len() as f64
                 })

@@ -23,7 +23,8 @@ struct Correlation {
 
 #[test]
 fn correlations_match_scipy_with_ties() {
-    let cases: Vec<Correlation> = serde_json::from_str(&std::fs::read_to_string(fixture("correlation.json")).unwrap()).unwrap();
+    let cases: Vec<Correlation> =
+        serde_json::from_str(&std::fs::read_to_string(fixture("correlation.json")).unwrap()).unwrap();
     for case in cases {
         assert!((spearman(&case.x, &case.y) - case.spearman).abs() < 1e-12, "spearman n={}", case.x.len());
         assert!((pearson(&case.x, &case.y) - case.pearson).abs() < 1e-12, "pearson n={}", case.x.len());
@@ -49,7 +50,8 @@ fn close(a: &RetrievalScores, b: &RetrievalScores, what: &str) {
 
 #[test]
 fn ranking_metrics_match_trec_eval() {
-    let expected: HashMap<String, Level> = serde_json::from_str(&std::fs::read_to_string(fixture("trec_eval.json")).unwrap()).unwrap();
+    let expected: HashMap<String, Level> =
+        serde_json::from_str(&std::fs::read_to_string(fixture("trec_eval.json")).unwrap()).unwrap();
     let qrels = read_trec_qrels(&fixture("qrels.txt")).unwrap();
     let mut run: HashMap<String, Vec<(String, f64)>> = HashMap::new();
     for entry in read_trec_run(&fixture("run.trec")).unwrap() {

@@ -6,7 +6,9 @@
 //! (see `weights.rs` for the mapping).
 
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
+};
 use burn::tensor::activation::{gelu, gelu_approximate, relu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -39,15 +41,11 @@ impl<B: Backend> BertInput<B> {
 }
 
 fn linear<B: Backend>(d_input: usize, d_output: usize, config: &BertConfig, device: &B::Device) -> Linear<B> {
-    LinearConfig::new(d_input, d_output)
-        .with_initializer(normal_init(config))
-        .init(device)
+    LinearConfig::new(d_input, d_output).with_initializer(normal_init(config)).init(device)
 }
 
 fn layer_norm<B: Backend>(config: &BertConfig, device: &B::Device) -> LayerNorm<B> {
-    LayerNormConfig::new(config.hidden_size)
-        .with_epsilon(config.layer_norm_eps)
-        .init(device)
+    LayerNormConfig::new(config.hidden_size).with_epsilon(config.layer_norm_eps).init(device)
 }
 
 /// HF's `initializer_range` 0.02 normal init, used when a module is created rather than loaded.

@@ -51,17 +51,39 @@ pub struct BertConfig {
 
 mod defaults {
     use super::HiddenAct;
-    pub fn vocab_size() -> usize { 30522 }
-    pub fn hidden_size() -> usize { 768 }
-    pub fn num_hidden_layers() -> usize { 12 }
-    pub fn num_attention_heads() -> usize { 12 }
-    pub fn intermediate_size() -> usize { 3072 }
-    pub fn hidden_act() -> HiddenAct { HiddenAct::Gelu }
-    pub fn dropout() -> f64 { 0.1 }
-    pub fn max_position_embeddings() -> usize { 512 }
-    pub fn type_vocab_size() -> usize { 2 }
-    pub fn layer_norm_eps() -> f64 { 1e-12 }
-    pub fn position_embedding_type() -> String { "absolute".into() }
+    pub fn vocab_size() -> usize {
+        30522
+    }
+    pub fn hidden_size() -> usize {
+        768
+    }
+    pub fn num_hidden_layers() -> usize {
+        12
+    }
+    pub fn num_attention_heads() -> usize {
+        12
+    }
+    pub fn intermediate_size() -> usize {
+        3072
+    }
+    pub fn hidden_act() -> HiddenAct {
+        HiddenAct::Gelu
+    }
+    pub fn dropout() -> f64 {
+        0.1
+    }
+    pub fn max_position_embeddings() -> usize {
+        512
+    }
+    pub fn type_vocab_size() -> usize {
+        2
+    }
+    pub fn layer_norm_eps() -> f64 {
+        1e-12
+    }
+    pub fn position_embedding_type() -> String {
+        "absolute".into()
+    }
 }
 
 impl BertConfig {
@@ -89,7 +111,7 @@ impl BertConfig {
                 return Err(format!("`{key}` must be greater than 0"));
             }
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(format!(
                 "`hidden_size` ({}) is not divisible by `num_attention_heads` ({})",
                 self.hidden_size, self.num_attention_heads

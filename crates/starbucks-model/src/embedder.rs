@@ -16,7 +16,11 @@ use crate::weights::{LoadReport, load_safetensors};
 
 impl<B: Backend> BertModel<B> {
     /// Builds the encoder for `config` and loads its weights from an HF `model.safetensors`.
-    pub fn from_safetensors(config: &BertConfig, path: impl AsRef<Path>, device: &B::Device) -> Result<(Self, LoadReport)> {
+    pub fn from_safetensors(
+        config: &BertConfig,
+        path: impl AsRef<Path>,
+        device: &B::Device,
+    ) -> Result<(Self, LoadReport)> {
         load_safetensors(BertModel::new(config, device), config, path.as_ref())
     }
 }
@@ -92,7 +96,12 @@ impl SentenceConfig {
         let pooling_path = dir.join("1_Pooling").join("config.json");
         let pooling = if pooling_path.exists() {
             let p: PoolingConfig = read_json(&pooling_path)?;
-            match (p.pooling_mode_cls_token, p.pooling_mode_mean_tokens, p.pooling_mode_max_tokens, p.pooling_mode_mean_sqrt_len_tokens) {
+            match (
+                p.pooling_mode_cls_token,
+                p.pooling_mode_mean_tokens,
+                p.pooling_mode_max_tokens,
+                p.pooling_mode_mean_sqrt_len_tokens,
+            ) {
                 (true, false, false, false) => Pooling::Cls,
                 (false, true, false, false) => Pooling::Mean,
                 _ => {
@@ -114,10 +123,19 @@ impl SentenceConfig {
                 let config_path = folder.join("config.json");
                 let mut dense: DenseConfig = read_json(&config_path)?;
                 if !dense.activation_function.ends_with("Identity") {
-                    return Err(Error::invalid(&config_path, format!("unsupported Dense activation `{}` (only Identity)", dense.activation_function)));
+                    return Err(Error::invalid(
+                        &config_path,
+                        format!("unsupported Dense activation `{}` (only Identity)", dense.activation_function),
+                    ));
                 }
                 if dense.in_features != config.hidden_size {
-                    return Err(Error::invalid(&config_path, format!("`in_features` {} differs from the model's hidden size {}", dense.in_features, config.hidden_size)));
+                    return Err(Error::invalid(
+                        &config_path,
+                        format!(
+                            "`in_features` {} differs from the model's hidden size {}",
+                            dense.in_features, config.hidden_size
+                        ),
+                    ));
                 }
                 dense.path = folder;
                 Some(dense)
@@ -180,7 +198,10 @@ impl<B: Backend> Embedder<B> {
     /// The largest size this folder embeds at: all layers, and the Dense module's output width
     /// (the hidden size when there is none).
     pub fn full_size(&self) -> Size {
-        Size::new(self.config.num_hidden_layers, self.sentence.dense.as_ref().map_or(self.config.hidden_size, |d| d.out_features))
+        Size::new(
+            self.config.num_hidden_layers,
+            self.sentence.dense.as_ref().map_or(self.config.hidden_size, |d| d.out_features),
+        )
     }
 
     pub fn sentence_config(&self) -> &SentenceConfig {
@@ -206,7 +227,12 @@ impl<B: Backend> Embedder<B> {
         let full = self.full_size();
         for size in sizes {
             if size.layers == 0 || size.dims == 0 || size.layers > full.layers || size.dims > full.dims {
-                return Err(Error::SizeTooLarge { layers: size.layers, dims: size.dims, max_layers: full.layers, max_dims: full.dims });
+                return Err(Error::SizeTooLarge {
+                    layers: size.layers,
+                    dims: size.dims,
+                    max_layers: full.layers,
+                    max_dims: full.dims,
+                });
             }
         }
         let layers = sizes.iter().map(|s| s.layers).max().unwrap_or(0);
@@ -240,7 +266,6 @@ impl<B: Backend> Embedder<B> {
         }
         Ok(out)
     }
-
 }
 
 /// Reads a Dense module's `model.safetensors` (`linear.weight` `[out, in]`, `linear.bias`).
@@ -251,12 +276,16 @@ fn load_dense<B: Backend>(dense: &DenseConfig, device: &B::Device) -> Result<(Te
     let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
         let view = tensors.tensor(name).map_err(|_| Error::invalid(&path, format!("no `{name}` tensor")))?;
         if view.dtype() != safetensors::Dtype::F32 || view.shape() != shape {
-            return Err(Error::invalid(&path, format!("`{name}` must be F32 {shape:?}, found {:?} {:?}", view.dtype(), view.shape())));
+            return Err(Error::invalid(
+                &path,
+                format!("`{name}` must be F32 {shape:?}, found {:?} {:?}", view.dtype(), view.shape()),
+            ));
         }
         Ok(view.data().chunks(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect())
     };
     let weight = read("linear.weight", &[dense.out_features, dense.in_features])?;
-    let weight = Tensor::<B, 2>::from_data(TensorData::new(weight, [dense.out_features, dense.in_features]), device).transpose();
+    let weight =
+        Tensor::<B, 2>::from_data(TensorData::new(weight, [dense.out_features, dense.in_features]), device).transpose();
     let bias = if dense.bias {
         let b = read("linear.bias", &[dense.out_features])?;
         Some(Tensor::from_data(TensorData::new(b, [dense.out_features]), device))

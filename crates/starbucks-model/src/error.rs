@@ -7,25 +7,17 @@ use std::path::{Path, PathBuf};
 pub enum Error {
     /// A file could not be read (missing, unreadable).
     #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     /// A file was read but its content is wrong (bad JSON, bad value, truncated data).
     #[error("{}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
     /// A size that does not fit the model.
-    #[error(
-        "size ({layers} layers, {dims} dims) does not fit this model ({max_layers} layers, {max_dims} dims)"
-    )]
-    SizeTooLarge {
-        layers: usize,
-        dims: usize,
-        max_layers: usize,
-        max_dims: usize,
-    },
+    #[error("size ({layers} layers, {dims} dims) does not fit this model ({max_layers} layers, {max_dims} dims)")]
+    SizeTooLarge { layers: usize, dims: usize, max_layers: usize, max_dims: usize },
     /// A size name or pair that cannot be parsed.
-    #[error("invalid size '{0}': expected a name (demi, short, tall, grande, venti, trenta) or 'layers,dims' with both > 0")]
+    #[error(
+        "invalid size '{0}': expected a name (demi, short, tall, grande, venti, trenta) or 'layers,dims' with both > 0"
+    )]
     BadSize(String),
     /// The tokenizer failed on an input text.
     #[error("tokenizer: {0}")]
@@ -34,17 +26,11 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+        Error::Io { path: path.to_path_buf(), source }
     }
 
     pub(crate) fn invalid(path: &Path, message: impl Into<String>) -> Self {
-        Error::Invalid {
-            path: path.to_path_buf(),
-            message: message.into(),
-        }
+        Error::Invalid { path: path.to_path_buf(), message: message.into() }
     }
 }
 

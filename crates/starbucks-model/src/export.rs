@@ -30,7 +30,8 @@ pub struct ExportOptions {
     pub trained_sizes: Vec<Size>,
 }
 
-const TOKENIZER_FILES: [&str; 5] = ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json"];
+const TOKENIZER_FILES: [&str; 5] =
+    ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json"];
 
 fn write_json(path: &Path, value: &Value) -> Result<()> {
     let text = serde_json::to_string_pretty(value).expect("JSON values serialise") + "\n";
@@ -39,10 +40,18 @@ fn write_json(path: &Path, value: &Value) -> Result<()> {
 
 /// Writes the exported folder `out` (created; must not exist yet) from the model folder `source`
 /// that `embedder` was loaded from.
-pub fn export_sentence_transformers<B: Backend>(embedder: &Embedder<B>, source: &Path, out: &Path, options: &ExportOptions) -> Result<()> {
+pub fn export_sentence_transformers<B: Backend>(
+    embedder: &Embedder<B>,
+    source: &Path,
+    out: &Path,
+    options: &ExportOptions,
+) -> Result<()> {
     options.size.check(embedder.config())?;
     if !options.sentence_transformers && (options.size.dims != embedder.config().hidden_size || options.normalize) {
-        return Err(Error::invalid(out, "a plain HF folder keeps every dim and no Normalize: export with the sentence-transformers format to cut dims"));
+        return Err(Error::invalid(
+            out,
+            "a plain HF folder keeps every dim and no Normalize: export with the sentence-transformers format to cut dims",
+        ));
     }
     if out.exists() {
         return Err(Error::invalid(out, "the output folder already exists"));
@@ -71,7 +80,8 @@ fn write_folder<B: Backend>(embedder: &Embedder<B>, source: &Path, out: &Path, o
     hf["model_type"] = json!("bert");
     let sizes: Vec<Size> = if options.trained_sizes.is_empty() { vec![size] } else { options.trained_sizes.clone() };
     hf["starbucks_sizes"] = json!(sizes.iter().map(|s| [s.layers, s.dims]).collect::<Vec<_>>());
-    let mut dims: Vec<usize> = sizes.iter().filter(|s| s.layers == size.layers && s.dims <= size.dims).map(|s| s.dims).collect();
+    let mut dims: Vec<usize> =
+        sizes.iter().filter(|s| s.layers == size.layers && s.dims <= size.dims).map(|s| s.dims).collect();
     dims.sort_unstable_by(|a, b| b.cmp(a));
     dims.dedup();
     hf["matryoshka_dimensions"] = json!(dims);
@@ -89,7 +99,10 @@ fn write_folder<B: Backend>(embedder: &Embedder<B>, source: &Path, out: &Path, o
         return Ok(());
     }
     let sentence = embedder.sentence_config();
-    write_json(&out.join("sentence_bert_config.json"), &json!({"max_seq_length": sentence.max_seq_length, "do_lower_case": false}))?;
+    write_json(
+        &out.join("sentence_bert_config.json"),
+        &json!({"max_seq_length": sentence.max_seq_length, "do_lower_case": false}),
+    )?;
     write_json(
         &out.join("config_sentence_transformers.json"),
         &json!({"__version__": {"starbucks-rs": env!("CARGO_PKG_VERSION")}, "prompts": {}, "default_prompt_name": null, "similarity_fn_name": "cosine"}),
@@ -138,7 +151,7 @@ fn write_identity_slice(path: &Path, dims: usize, hidden: usize) -> Result<()> {
     let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
     let header = json!({"linear.weight": {"dtype": "F32", "shape": [dims, hidden], "data_offsets": [0, bytes.len()]}, "__metadata__": {"format": "pt"}});
     let mut header = serde_json::to_vec(&header).expect("JSON");
-    while header.len() % 8 != 0 {
+    while !header.len().is_multiple_of(8) {
         header.push(b' ');
     }
     let mut file = (header.len() as u64).to_le_bytes().to_vec();

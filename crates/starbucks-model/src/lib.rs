@@ -31,8 +31,8 @@ mod tokenizer;
 mod weights;
 
 pub use bert::{
-    BertAttention, BertEmbeddings, BertEncoder, BertInput, BertIntermediate, BertLayer, BertModel,
-    BertOutput, BertSelfAttention, BertSelfOutput, attention_bias,
+    BertAttention, BertEmbeddings, BertEncoder, BertInput, BertIntermediate, BertLayer, BertModel, BertOutput,
+    BertSelfAttention, BertSelfOutput, attention_bias,
 };
 pub use config::{BertConfig, HiddenAct};
 pub use embedder::{DenseConfig, Embedder, SentenceConfig};
@@ -41,4 +41,6 @@ pub use export::{ExportOptions, export_sentence_transformers};
 pub use pooling::{Pooling, normalize, pool};
 pub use size::Size;
 pub use tokenizer::{Batch, Tokenizer};
-pub use weights::{LoadReport, expected_weights, load_module, read_safetensors_header, save_hf_safetensors, HF_TO_BURN};
+pub use weights::{
+    HF_TO_BURN, LoadReport, expected_weights, load_module, read_safetensors_header, save_hf_safetensors,
+};

@@ -50,7 +50,8 @@ mod tests {
             TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 10.0, 20.0, 30.0, 40.0, 99.0, 99.0], [2, 3, 2]),
             &device,
         );
-        let mask = Tensor::<Flex, 2>::from_data(TensorData::new(vec![1.0f32, 1.0, 1.0, 1.0, 1.0, 0.0], [2, 3]), &device);
+        let mask =
+            Tensor::<Flex, 2>::from_data(TensorData::new(vec![1.0f32, 1.0, 1.0, 1.0, 1.0, 0.0], [2, 3]), &device);
         let mean = pool(hidden.clone(), mask.clone(), Pooling::Mean).into_data().to_vec::<f32>().unwrap();
         assert_eq!(mean, vec![3.0, 4.0, 20.0, 30.0]);
         let cls = pool(hidden, mask, Pooling::Cls).into_data().to_vec::<f32>().unwrap();

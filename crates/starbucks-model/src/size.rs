@@ -43,7 +43,11 @@ impl Size {
 
     /// Errors when the size asks for more layers or dims than the model has.
     pub fn check(&self, config: &BertConfig) -> Result<()> {
-        if self.layers == 0 || self.dims == 0 || self.layers > config.num_hidden_layers || self.dims > config.hidden_size {
+        if self.layers == 0
+            || self.dims == 0
+            || self.layers > config.num_hidden_layers
+            || self.dims > config.hidden_size
+        {
             return Err(Error::SizeTooLarge {
                 layers: self.layers,
                 dims: self.dims,
@@ -56,10 +60,7 @@ impl Size {
 
     /// Parses a list of sizes such as `"1,32 2,64"` or `"demi short"` (whitespace or `;` separated).
     pub fn parse_list(text: &str) -> Result<Vec<Size>> {
-        text.split(|c: char| c.is_whitespace() || c == ';')
-            .filter(|s| !s.is_empty())
-            .map(str::parse)
-            .collect()
+        text.split(|c: char| c.is_whitespace() || c == ';').filter(|s| !s.is_empty()).map(str::parse).collect()
     }
 }
 
@@ -96,7 +97,10 @@ mod tests {
     fn parses_names_and_pairs() {
         assert_eq!("Demi".parse::<Size>().unwrap(), Size::new(2, 32));
         assert_eq!(" 3 , 96 ".parse::<Size>().unwrap(), Size::new(3, 96));
-        assert_eq!(Size::parse_list("1,32 tall;6,384").unwrap(), vec![Size::new(1, 32), Size::new(6, 128), Size::new(6, 384)]);
+        assert_eq!(
+            Size::parse_list("1,32 tall;6,384").unwrap(),
+            vec![Size::new(1, 32), Size::new(6, 128), Size::new(6, 384)]
+        );
         for bad in ["", "3", "3x96", "0,32", "2,0", "-1,32", "grandest"] {
             assert!(matches!(bad.parse::<Size>(), Err(Error::BadSize(_))), "{bad:?}");
         }

@@ -19,10 +19,7 @@ pub struct Batch {
 impl Batch {
     /// Number of real (non-padding) tokens of each row.
     pub fn lengths(&self) -> Vec<usize> {
-        self.attention_mask
-            .chunks(self.seq_len.max(1))
-            .map(|row| row.iter().filter(|&&m| m != 0).count())
-            .collect()
+        self.attention_mask.chunks(self.seq_len.max(1)).map(|row| row.iter().filter(|&&m| m != 0).count()).collect()
     }
 }
 
@@ -45,9 +42,8 @@ impl Tokenizer {
     pub fn from_file(path: impl AsRef<Path>, max_length: usize) -> Result<Self> {
         let path = path.as_ref();
         let text = read_to_string(path)?;
-        let inner: tokenizers::Tokenizer = text
-            .parse()
-            .map_err(|e| Error::invalid(path, format!("not a valid tokenizer.json: {e}")))?;
+        let inner: tokenizers::Tokenizer =
+            text.parse().map_err(|e| Error::invalid(path, format!("not a valid tokenizer.json: {e}")))?;
         Self::new(inner, max_length).map_err(|e| Error::invalid(path, e))
     }
 

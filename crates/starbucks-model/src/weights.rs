@@ -124,8 +124,7 @@ pub(crate) fn load_safetensors<B: Backend>(
         header.iter().map(|(k, (_, shape))| (canonical(k, prefix), shape)).collect();
 
     let expected = expected_weights(config);
-    let missing: Vec<&str> =
-        expected.iter().filter(|(k, _)| !found.contains_key(k)).map(|(k, _)| k.as_str()).collect();
+    let missing: Vec<&str> = expected.iter().filter(|(k, _)| !found.contains_key(k)).map(|(k, _)| k.as_str()).collect();
     if !missing.is_empty() {
         let shown = missing.iter().take(5).copied().collect::<Vec<_>>().join(", ");
         let more = if missing.len() > 5 { format!(" and {} more", missing.len() - 5) } else { String::new() };
@@ -149,10 +148,8 @@ pub(crate) fn load_safetensors<B: Backend>(
         patterns.push((r"^bert\.".to_string(), String::new()));
     }
     let remapper = KeyRemapper::from_patterns(patterns).expect("the key patterns are valid regexes");
-    let mut store = SafetensorsStore::from_file(path)
-        .remap(remapper)
-        .with_from_adapter(PyTorchToBurnAdapter)
-        .allow_partial(true);
+    let mut store =
+        SafetensorsStore::from_file(path).remap(remapper).with_from_adapter(PyTorchToBurnAdapter).allow_partial(true);
     let result = model.load_from(&mut store).map_err(|e| Error::invalid(path, e.to_string()))?;
     if let Some(error) = result.errors.first() {
         return Err(Error::invalid(path, error.to_string()));
@@ -174,7 +171,8 @@ pub fn load_module<B: Backend, M: ModuleSnapshot<B>>(mut module: M, path: &Path,
     let mut patterns = vec![(format!("^{}", prefix.replace('.', r"\.")), String::new())];
     patterns.extend(HF_TO_BURN.iter().map(|(a, b)| (a.to_string(), b.to_string())));
     let remapper = KeyRemapper::from_patterns(patterns).expect("the key patterns are valid regexes");
-    let mut store = SafetensorsStore::from_file(path).remap(remapper).with_from_adapter(PyTorchToBurnAdapter).allow_partial(true);
+    let mut store =
+        SafetensorsStore::from_file(path).remap(remapper).with_from_adapter(PyTorchToBurnAdapter).allow_partial(true);
     let result = module.load_from(&mut store).map_err(|e| Error::invalid(path, e.to_string()))?;
     if let Some(error) = result.errors.first() {
         return Err(Error::invalid(path, format!("under `{prefix}`: {error}")));
@@ -187,7 +185,8 @@ pub fn load_module<B: Backend, M: ModuleSnapshot<B>>(mut module: M, path: &Path,
 }
 
 /// burn module path pattern → HF key, the inverse of [`HF_TO_BURN`].
-const BURN_TO_HF: [(&str, &str); 2] = [(r"layer_norm\.", "LayerNorm."), (r"(^|\.)attention\.self_attention\.", "${1}attention.self.")];
+const BURN_TO_HF: [(&str, &str); 2] =
+    [(r"layer_norm\.", "LayerNorm."), (r"(^|\.)attention\.self_attention\.", "${1}attention.self.")];
 
 /// Writes the embeddings and the first `layers` encoder layers as an HF `model.safetensors`
 /// (HF key names, PyTorch layouts, no prefix), via a temporary file renamed into place.

@@ -13,8 +13,8 @@
 
 pub mod losses;
 mod objective;
-pub mod smae;
 mod sizes;
+pub mod smae;
 
 pub use objective::{Embeddings, LossOutput, Mse2dConfig, Mse2dDraw, Objective, labels, mse2d, srl};
 pub use sizes::{SizeList, SizeListError};

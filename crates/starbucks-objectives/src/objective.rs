@@ -54,7 +54,9 @@ impl<B: Backend> Embeddings<B> {
     fn all_texts(&self, layer: usize) -> Tensor<B, 2> {
         match self {
             Embeddings::Triplets { layers, .. } | Embeddings::Scored { layers, .. } => layers[layer].clone(),
-            Embeddings::Retrieval { queries, passages, .. } => Tensor::cat(vec![queries[layer].clone(), passages[layer].clone()], 0),
+            Embeddings::Retrieval { queries, passages, .. } => {
+                Tensor::cat(vec![queries[layer].clone(), passages[layer].clone()], 0)
+            }
         }
     }
 }
@@ -110,7 +112,10 @@ pub enum Objective {
     /// Starbucks Representation Learning: base loss at every size plus `kl_weight` · KL of every
     /// smaller size against the full one (0.3 over dims, not detached, for STS; 1.0 over
     /// passage scores with the full size detached, for retrieval).
-    Srl { sizes: SizeList, kl_weight: f64 },
+    Srl {
+        sizes: SizeList,
+        kl_weight: f64,
+    },
     Mse2d(Mse2dConfig),
     /// Plain training of one size (a separately trained model, or the full model alone).
     Single(Size),
@@ -164,7 +169,9 @@ pub fn srl<B: Backend>(sizes: &SizeList, kl_weight: f64, embeddings: &Embeddings
         let (loss, size_scores) = embeddings.base(size);
         let kl = match (embeddings, &full_scores, size_scores) {
             // Retrieval: over the passage axis of the score matrices, full size detached.
-            (Embeddings::Retrieval { .. }, Some(teacher), Some(student)) => kl_divergence(teacher.clone(), student, true),
+            (Embeddings::Retrieval { .. }, Some(teacher), Some(student)) => {
+                kl_divergence(teacher.clone(), student, true)
+            }
             // STS: over the first d dims of the raw pooled embeddings, not detached.
             (Embeddings::Triplets { layers, .. } | Embeddings::Scored { layers, .. }, _, _) => {
                 kl_divergence(cut(&layers[full.layers], size.dims), cut(&layers[size.layers], size.dims), false)
@@ -192,7 +199,8 @@ pub fn mse2d<B: Backend>(config: &Mse2dConfig, draw: Mse2dDraw, embeddings: &Emb
         let teacher = embeddings.all_texts(last);
         let teacher = if config.detach_last_layer { teacher.detach() } else { teacher };
         let kl = kl_div_temperature(teacher, embeddings.all_texts(draw.layer), config.kl_temperature);
-        total = total + layer_loss.clone() / draw.layer as f64 + kl.clone() * (config.kl_temperature * config.kl_weight);
+        total =
+            total + layer_loss.clone() / draw.layer as f64 + kl.clone() * (config.kl_temperature * config.kl_weight);
         terms.push((format!("base({}, {})", draw.layer, draw.layer_dims), layer_loss));
         terms.push((format!("kl({})", draw.layer), kl));
     }

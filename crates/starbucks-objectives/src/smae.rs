@@ -4,6 +4,7 @@
 //! - MLM_n: the encoder's layer-n output, cut to d, predicts the encoder-masked tokens;
 //! - MAE_n: the decoder reads the decoder-masked text with position 0 replaced by layer n's CLS
 //!   vector (cut to d, through the head's transform) and predicts the decoder-masked tokens.
+//!
 //! Total = mean over sizes of (MLM_n + MAE_n) / 2. Vocabulary logits are computed only at
 //! masked positions.
 
@@ -14,7 +15,9 @@ use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
-use starbucks_model::{BertConfig, BertInput, BertLayer, BertModel, attention_bias, load_module, read_safetensors_header};
+use starbucks_model::{
+    BertConfig, BertInput, BertLayer, BertModel, attention_bias, load_module, read_safetensors_header,
+};
 
 use crate::losses::cross_entropy;
 use crate::objective::LossOutput;
@@ -41,7 +44,9 @@ impl<B: Backend> MlmHead<B> {
         let h = config.hidden_size;
         MlmHead {
             transform: PredictionHeadTransform {
-                dense: LinearConfig::new(h, h).with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 }).init(device),
+                dense: LinearConfig::new(h, h)
+                    .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
+                    .init(device),
                 layer_norm: LayerNormConfig::new(h).with_epsilon(config.layer_norm_eps).init(device),
             },
             bias: Param::from_tensor(Tensor::zeros([config.vocab_size], device)),
@@ -50,7 +55,11 @@ impl<B: Backend> MlmHead<B> {
 
     /// The head of an HF `BertForMaskedLM` checkpoint (`cls.predictions.*`) when the file has
     /// one, else a new head.
-    pub fn from_safetensors_or_new(config: &BertConfig, path: &Path, device: &B::Device) -> starbucks_model::Result<Self> {
+    pub fn from_safetensors_or_new(
+        config: &BertConfig,
+        path: &Path,
+        device: &B::Device,
+    ) -> starbucks_model::Result<Self> {
         let has_head = read_safetensors_header(path)?.keys().any(|k| k.starts_with("cls.predictions.transform."));
         let head = MlmHead::new(config, device);
         if has_head { load_module(head, path, "cls.predictions.") } else { Ok(head) }
@@ -131,7 +140,8 @@ impl<B: Backend> Smae<B> {
     pub fn loss(&self, encoder: &BertModel<B>, sizes: &SizeList, batch: SmaeBatch<'_, B>) -> LossOutput<B> {
         let words = encoder.embeddings.word_embeddings.weight.val();
         let mask_bias = attention_bias(batch.decoder_input.attention_mask.clone());
-        let decoder_embeddings = encoder.embeddings.forward(batch.decoder_input.input_ids, batch.decoder_input.token_type_ids);
+        let decoder_embeddings =
+            encoder.embeddings.forward(batch.decoder_input.input_ids, batch.decoder_input.token_type_ids);
         let [b, seq, hidden] = decoder_embeddings.dims();
         let rest = decoder_embeddings.narrow(1, 1, seq - 1);
 
@@ -140,13 +150,19 @@ impl<B: Backend> Smae<B> {
         for &size in sizes.sizes() {
             let layer = batch.hidden[size.layers].clone();
             let at_masks = batch.encoder_masked.gather(layer.clone()).narrow(1, 0, size.dims);
-            let mlm = cross_entropy(self.head.logits(self.head.transform(at_masks), words.clone()), batch.encoder_masked.targets.clone());
+            let mlm = cross_entropy(
+                self.head.logits(self.head.transform(at_masks), words.clone()),
+                batch.encoder_masked.targets.clone(),
+            );
 
             let cls = self.head.transform(layer.narrow(1, 0, 1).reshape([b, hidden]).narrow(1, 0, size.dims));
             let decoder_in = Tensor::cat(vec![cls.unsqueeze_dim::<3>(1), rest.clone()], 1);
             let decoded = self.decoder.forward(decoder_in, mask_bias.clone());
             let at_masks = batch.decoder_masked.gather(decoded);
-            let mae = cross_entropy(self.head.logits(self.head.transform(at_masks), words.clone()), batch.decoder_masked.targets.clone());
+            let mae = cross_entropy(
+                self.head.logits(self.head.transform(at_masks), words.clone()),
+                batch.decoder_masked.targets.clone(),
+            );
 
             let pair = (mlm.clone() + mae.clone()) / 2.0;
             total = Some(match total {

@@ -35,9 +35,13 @@ impl Fixture {
         let view = st.tensor(name).unwrap_or_else(|_| panic!("fixture has no {name}"));
         let data = view.data();
         let values = match view.dtype() {
-            safetensors::Dtype::F32 => data.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+            safetensors::Dtype::F32 => {
+                data.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect()
+            }
             safetensors::Dtype::F64 => data.chunks(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
-            safetensors::Dtype::I64 => data.chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+            safetensors::Dtype::I64 => {
+                data.chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64).collect()
+            }
             other => panic!("{name}: {other:?}"),
         };
         (values, view.shape().to_vec())
@@ -51,7 +55,10 @@ impl Fixture {
 
     fn ints<const D: usize>(&self, name: &str) -> Tensor<B, D, Int> {
         let (values, shape) = self.f64s(name);
-        Tensor::from_data(TensorData::new(values.iter().map(|&v| v as i64).collect::<Vec<_>>(), shape), &Default::default())
+        Tensor::from_data(
+            TensorData::new(values.iter().map(|&v| v as i64).collect::<Vec<_>>(), shape),
+            &Default::default(),
+        )
     }
 
     fn leaves(&self, case: &str, prefix: &str, count: usize) -> Vec<Tensor<B, 2>> {
@@ -93,13 +100,18 @@ fn check(fixture: &Fixture, case: &str, out: &LossOutput<B>, leaves: &[(&str, &[
     let grads = out.total.backward();
     for (prefix, group) in leaves {
         for (n, leaf) in group.iter().enumerate() {
-            assert_grad(leaf.grad(&grads), fixture.f64s(&format!("{case}/grad_{prefix}{n}")), &format!("{case} d/d{prefix}{n}"));
+            assert_grad(
+                leaf.grad(&grads),
+                fixture.f64s(&format!("{case}/grad_{prefix}{n}")),
+                &format!("{case} d/d{prefix}{n}"),
+            );
         }
     }
 }
 
 fn minilm_sizes() -> SizeList {
-    let config: BertConfig = serde_json::from_str(r#"{"num_hidden_layers": 6, "hidden_size": 384, "num_attention_heads": 12}"#).unwrap();
+    let config: BertConfig =
+        serde_json::from_str(r#"{"num_hidden_layers": 6, "hidden_size": 384, "num_attention_heads": 12}"#).unwrap();
     SizeList::new(Size::parse_list("1,32 2,64 3,96 4,128 5,256 6,384").unwrap(), &config).unwrap()
 }
 
@@ -208,15 +220,18 @@ fn smae_matches_pytorch_with_masked_only_logits() {
     smae.head = load_module(MlmHead::new(&config, &device), &path, "cls.predictions.").unwrap();
     smae.decoder = load_module(BertLayer::new(&config, &device), &path, "decoder.").unwrap();
 
-    let hidden: Vec<Tensor<B, 3>> = (0..4).map(|n| fixture.tensor::<3>(&format!("{case}/hidden{n}")).require_grad()).collect();
+    let hidden: Vec<Tensor<B, 3>> =
+        (0..4).map(|n| fixture.tensor::<3>(&format!("{case}/hidden{n}")).require_grad()).collect();
     let mask = fixture.tensor::<2>(&format!("{case}/attention_mask"));
     let ids = fixture.ints::<2>(&format!("{case}/decoder_input_ids"));
     let decoder_input = BertInput { token_type_ids: ids.zeros_like(), input_ids: ids, attention_mask: mask };
-    let label_vec = |name: &str| fixture.f64s(&format!("{case}/{name}")).0.iter().map(|&v| v as i64).collect::<Vec<_>>();
+    let label_vec =
+        |name: &str| fixture.f64s(&format!("{case}/{name}")).0.iter().map(|&v| v as i64).collect::<Vec<_>>();
     let encoder_masked = Masked::from_labels(&label_vec("encoder_labels"), &device);
     let decoder_masked = Masked::from_labels(&label_vec("decoder_labels"), &device);
     let sizes = SizeList::new(Size::parse_list("1,8 2,16 3,32").unwrap(), &config).unwrap();
-    let batch = SmaeBatch { hidden: &hidden, decoder_input, encoder_masked: &encoder_masked, decoder_masked: &decoder_masked };
+    let batch =
+        SmaeBatch { hidden: &hidden, decoder_input, encoder_masked: &encoder_masked, decoder_masked: &decoder_masked };
     let out = smae.loss(&encoder, &sizes, batch);
 
     assert_close(value(&out.total), fixture.scalar(&format!("{case}/total")), "smae total");

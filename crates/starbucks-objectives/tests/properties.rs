@@ -33,7 +33,11 @@ fn gradient_check(name: &str, x: Tensor<B, 2>, f: impl Fn(Tensor<B, 2>) -> Tenso
         plus[i] += h;
         minus[i] -= h;
         let numeric = ((eval(&plus) - eval(&minus)) / (2.0 * h as f64)) as f32;
-        assert!((numeric - analytic[i]).abs() <= 2e-2 * scale, "{name}[{i}]: numeric {numeric}, autodiff {}", analytic[i]);
+        assert!(
+            (numeric - analytic[i]).abs() <= 2e-2 * scale,
+            "{name}[{i}]: numeric {numeric}, autodiff {}",
+            analytic[i]
+        );
     }
 }
 
@@ -46,13 +50,20 @@ fn random(rows: usize, cols: usize, seed: u64) -> Tensor<B, 2> {
 fn every_loss_has_the_gradient_of_its_value() {
     let x = random(9, 6, 1);
     gradient_check("mnrl", x.clone(), |e| mnrl(e.clone().narrow(0, 0, 3), e.narrow(0, 3, 6), 20.0 / 10.0));
-    let labels: Tensor<B, 1> = Tensor::from_data(TensorData::new(vec![0.5f32, 3.0, 3.0, 1.0], [4]), &Default::default());
-    gradient_check("cosent", random(8, 5, 2), |e| cosent(e.clone().narrow(0, 0, 4), e.narrow(0, 4, 4), labels.clone(), 2.0));
+    let labels: Tensor<B, 1> =
+        Tensor::from_data(TensorData::new(vec![0.5f32, 3.0, 3.0, 1.0], [4]), &Default::default());
+    gradient_check("cosent", random(8, 5, 2), |e| {
+        cosent(e.clone().narrow(0, 0, 4), e.narrow(0, 4, 4), labels.clone(), 2.0)
+    });
     gradient_check("retrieval_ce", random(2 + 2 * 3, 4, 3), |e| {
         retrieval_ce(scores(e.clone().narrow(0, 0, 2), e.narrow(0, 2, 6)), 3)
     });
-    gradient_check("kl (both sides)", random(6, 5, 4), |e| kl_divergence(e.clone().narrow(0, 0, 3), e.narrow(0, 3, 3), false));
-    gradient_check("kl with temperature", random(6, 5, 5), |e| kl_div_temperature(e.clone().narrow(0, 0, 3), e.narrow(0, 3, 3), 0.3));
+    gradient_check("kl (both sides)", random(6, 5, 4), |e| {
+        kl_divergence(e.clone().narrow(0, 0, 3), e.narrow(0, 3, 3), false)
+    });
+    gradient_check("kl with temperature", random(6, 5, 5), |e| {
+        kl_div_temperature(e.clone().narrow(0, 0, 3), e.narrow(0, 3, 3), 0.3)
+    });
 }
 
 #[test]
@@ -67,7 +78,12 @@ fn a_detached_teacher_gets_no_gradient() {
 #[test]
 fn mse2d_draws_are_seeded_and_uniform() {
     let config = Mse2dConfig::new(vec![384, 256, 128, 64, 32]);
-    let draws = |seed| (0..10_000).map(|_| ()).scan(ChaCha8Rng::seed_from_u64(seed), |rng, _| Some(config.draw(6, rng))).collect::<Vec<_>>();
+    let draws = |seed| {
+        (0..10_000)
+            .map(|_| ())
+            .scan(ChaCha8Rng::seed_from_u64(seed), |rng, _| Some(config.draw(6, rng)))
+            .collect::<Vec<_>>()
+    };
     let a = draws(42);
     assert_eq!(a, draws(42));
     assert_ne!(a, draws(43));
@@ -93,7 +109,8 @@ fn mse2d_draws_are_seeded_and_uniform() {
 
 #[test]
 fn misconfigured_size_lists_are_clear_errors() {
-    let config: BertConfig = serde_json::from_str(r#"{"num_hidden_layers": 6, "hidden_size": 384, "num_attention_heads": 12}"#).unwrap();
+    let config: BertConfig =
+        serde_json::from_str(r#"{"num_hidden_layers": 6, "hidden_size": 384, "num_attention_heads": 12}"#).unwrap();
     let list = |s: &str| SizeList::new(Size::parse_list(s).unwrap(), &config);
     assert!(list("1,32 2,64 3,96 4,128 5,256 6,384").is_ok());
     assert_eq!(list(""), Err(SizeListError::Empty));

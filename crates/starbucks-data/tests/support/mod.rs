@@ -31,11 +31,20 @@ pub fn write_parquet(path: &Path, docs: &[(String, String)], rows_per_group: usi
         let batch = RecordBatch::try_from_iter(vec![
             (text_name, Arc::new(StringArray::from_iter_values(chunk.iter().map(|(_, t)| t.as_str()))) as ArrayRef),
             ("id", Arc::new(StringArray::from_iter_values(chunk.iter().map(|(i, _)| i.as_str()))) as ArrayRef),
-            ("url", Arc::new(StringArray::from_iter_values(chunk.iter().map(|(i, _)| format!("https://example.com/{i}")))) as ArrayRef),
-            ("token_count", Arc::new(Int64Array::from_iter_values(chunk.iter().map(|(_, t)| t.len() as i64))) as ArrayRef),
+            (
+                "url",
+                Arc::new(StringArray::from_iter_values(chunk.iter().map(|(i, _)| format!("https://example.com/{i}"))))
+                    as ArrayRef,
+            ),
+            (
+                "token_count",
+                Arc::new(Int64Array::from_iter_values(chunk.iter().map(|(_, t)| t.len() as i64))) as ArrayRef,
+            ),
         ])
         .unwrap();
-        let w = writer.get_or_insert_with(|| ArrowWriter::try_new(file.try_clone().unwrap(), batch.schema(), Some(props.clone())).unwrap());
+        let w = writer.get_or_insert_with(|| {
+            ArrowWriter::try_new(file.try_clone().unwrap(), batch.schema(), Some(props.clone())).unwrap()
+        });
         w.write(&batch).unwrap();
         w.flush().unwrap();
     }
@@ -44,5 +53,7 @@ pub fn write_parquet(path: &Path, docs: &[(String, String)], rows_per_group: usi
 
 /// `n` documents with ids `doc-i` and varied texts.
 pub fn documents(n: usize) -> Vec<(String, String)> {
-    (0..n).map(|i| (format!("doc-{i}"), format!("Document number {i} says {} things.", "many ".repeat(i % 7 + 1)))).collect()
+    (0..n)
+        .map(|i| (format!("doc-{i}"), format!("Document number {i} says {} things.", "many ".repeat(i % 7 + 1))))
+        .collect()
 }

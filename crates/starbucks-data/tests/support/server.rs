@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -39,7 +39,7 @@ impl Server {
     }
 }
 
-fn handle(stream: TcpStream, root: &PathBuf, drops: &AtomicUsize, requests: &AtomicUsize) -> std::io::Result<()> {
+fn handle(stream: TcpStream, root: &Path, drops: &AtomicUsize, requests: &AtomicUsize) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request = String::new();
     reader.read_line(&mut request)?;
@@ -60,7 +60,9 @@ fn handle(stream: TcpStream, root: &PathBuf, drops: &AtomicUsize, requests: &Ato
     let path = request.split_whitespace().nth(1).unwrap_or("/");
     let path = path.split('?').next().unwrap_or(path);
     let file_path = root.join(path.trim_start_matches('/'));
-    let Ok(mut file) = std::fs::File::open(&file_path).and_then(|f| if f.metadata()?.is_file() { Ok(f) } else { Err(std::io::ErrorKind::NotFound.into()) }) else {
+    let Ok(mut file) = std::fs::File::open(&file_path)
+        .and_then(|f| if f.metadata()?.is_file() { Ok(f) } else { Err(std::io::ErrorKind::NotFound.into()) })
+    else {
         let body = b"not found";
         write!(stream, "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
         return stream.write_all(body);
