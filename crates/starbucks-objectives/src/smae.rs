@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use burn::module::{Module, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
@@ -112,6 +112,24 @@ impl<B: Backend> Masked<B> {
     }
 }
 
+/// Reads every float parameter once, which fixes its lazily initialised value.
+struct Initialise;
+
+impl<B: Backend> ModuleVisitor<B> for Initialise {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let _ = param.val();
+    }
+}
+
+/// Gives every float parameter a new id, with a detached copy of its value.
+struct FreshParams;
+
+impl<B: Backend> ModuleMapper<B> for FreshParams {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        Param::from_tensor(param.val().detach())
+    }
+}
+
 /// The SMAE-only modules: the MLM head and the one-layer decoder.
 #[derive(Module, Debug)]
 pub struct Smae<B: Backend> {
@@ -131,9 +149,15 @@ pub struct SmaeBatch<'a, B: Backend> {
 }
 
 impl<B: Backend> Smae<B> {
-    /// A new head and a decoder copied from encoder layer 0.
+    /// A new head and a decoder copied from encoder layer 0. The copy gets parameters of its
+    /// own (new ids), so an optimiser updates it apart from the encoder's layer 0.
     pub fn new(encoder: &BertModel<B>, config: &BertConfig, device: &B::Device) -> Self {
-        Smae { head: MlmHead::new(config, device), decoder: encoder.encoder.layer[0].clone() }
+        let layer0 = &encoder.encoder.layer[0];
+        // Parameters are initialised lazily: settle layer 0's values before copying them, or a
+        // clone of a never-read parameter would draw its own random values.
+        layer0.visit(&mut Initialise);
+        let decoder = layer0.clone().map(&mut FreshParams);
+        Smae { head: MlmHead::new(config, device), decoder }
     }
 
     /// The SMAE loss; terms `mlm(n, d)` and `mae(n, d)` per size.

@@ -122,3 +122,32 @@ fn misconfigured_size_lists_are_clear_errors() {
     let message = list("2,64 1,32 6,384").unwrap_err().to_string();
     assert!(message.contains("(1, 32)") && message.contains("(2, 64)"), "{message}");
 }
+
+#[test]
+fn the_smae_decoder_starts_as_layer_0_with_parameters_of_its_own() {
+    use burn::module::{Module, ModuleVisitor, Param, ParamId};
+    use starbucks_model::BertModel;
+    use starbucks_objectives::smae::Smae;
+
+    struct Ids(Vec<(ParamId, Vec<f32>)>);
+    impl ModuleVisitor<B> for Ids {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            self.0.push((param.id, param.val().into_data().to_vec::<f32>().unwrap()));
+        }
+    }
+    let config: BertConfig = serde_json::from_str(
+        r#"{"vocab_size": 20, "hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 16, "max_position_embeddings": 8}"#,
+    )
+    .unwrap();
+    let device = Default::default();
+    let encoder = BertModel::<B>::new(&config, &device);
+    let smae = Smae::new(&encoder, &config, &device);
+    let (mut layer0, mut decoder) = (Ids(vec![]), Ids(vec![]));
+    encoder.encoder.layer[0].visit(&mut layer0);
+    smae.decoder.visit(&mut decoder);
+    assert_eq!(layer0.0.len(), decoder.0.len());
+    for ((id_a, a), (id_b, b)) in layer0.0.iter().zip(&decoder.0) {
+        assert_ne!(id_a, id_b, "the decoder must not share parameter ids with layer 0");
+        assert_eq!(a, b, "the decoder starts from layer 0's weights");
+    }
+}
