@@ -1,8 +1,12 @@
-//! The train loop of starbucks-rs: SMAE pre-training and SRL / 2DMSE fine-tuning, checkpoints,
-//! resumption, metrics.
+//! The train engine of starbucks-rs: the optimiser as the reference runs configure it (AdamW,
+//! β 0.9/0.999, eps 1e-8, decoupled weight decay), linear warm-up then linear or cosine decay,
+//! global-norm gradient clipping with a finite check (a NaN/Inf step is skipped, not applied).
+//! The pretrain and finetune loops, checkpoints and resumption are built on these by the
+//! training issue.
 //!
 //! Depends on the model, objectives and data crates; must never depend on evaluation or the CLI,
 //! and never picks a concrete backend (`B: AutodiffBackend` throughout).
-//!
-//! Empty for now: its home in the workspace is laid down by the encoder issue; the training
-//! issue fills it.
+
+mod optim;
+
+pub use optim::{Decay, LrSchedule, StepGradients, adamw, clip_global_norm};
