@@ -127,32 +127,41 @@ pub fn read_sick(path: &Path) -> Result<Vec<StsPair>> {
 /// Relevance judgements: query id → document id → grade.
 pub type Qrels = HashMap<String, HashMap<String, i32>>;
 
-/// TREC qrels: `qid iteration docid grade`, whitespace-separated.
-pub fn read_trec_qrels(path: &Path) -> Result<Qrels> {
+/// Visits the whitespace-separated fields of every non-empty line, which must be exactly as
+/// many as `layout` names (e.g. `qid iter docid grade`); `f` gets the file name, line and fields.
+fn for_each_record(path: &Path, layout: &str, mut f: impl FnMut(&str, usize, &[&str]) -> Result<()>) -> Result<()> {
     let lines = Lines::open(path)?;
     let name = lines.name().to_string();
-    let mut qrels: Qrels = HashMap::new();
+    let fields = layout.split_whitespace().count();
+    let mut seen = false;
     for item in lines {
         let (number, line) = item?;
         let cols: Vec<&str> = line.split_whitespace().collect();
         if cols.is_empty() {
             continue;
         }
-        if cols.len() != 4 {
-            return Err(DataError::line(
-                &name,
-                number,
-                format!("expected `qid iter docid grade`, found {} fields", cols.len()),
-            ));
+        if cols.len() != fields {
+            return Err(DataError::line(&name, number, format!("expected `{layout}`, found {} fields", cols.len())));
         }
-        let grade = cols[3]
-            .parse()
-            .map_err(|_| DataError::line(&name, number, format!("grade `{}` is not an integer", cols[3])))?;
-        qrels.entry(cols[0].into()).or_default().insert(cols[2].into(), grade);
+        f(&name, number, &cols)?;
+        seen = true;
     }
-    if qrels.is_empty() {
+    if !seen {
         return Err(DataError::whole(&name, "the file is empty"));
     }
+    Ok(())
+}
+
+/// TREC qrels: `qid iteration docid grade`, whitespace-separated.
+pub fn read_trec_qrels(path: &Path) -> Result<Qrels> {
+    let mut qrels: Qrels = HashMap::new();
+    for_each_record(path, "qid iter docid grade", |name, number, cols| {
+        let grade = cols[3]
+            .parse()
+            .map_err(|_| DataError::line(name, number, format!("grade `{}` is not an integer", cols[3])))?;
+        qrels.entry(cols[0].into()).or_default().insert(cols[2].into(), grade);
+        Ok(())
+    })?;
     Ok(qrels)
 }
 
@@ -167,31 +176,18 @@ pub struct RunEntry {
 
 /// A TREC run: `qid Q0 docid rank score tag`, whitespace-separated.
 pub fn read_trec_run(path: &Path) -> Result<Vec<RunEntry>> {
-    let lines = Lines::open(path)?;
-    let name = lines.name().to_string();
     let mut run = Vec::new();
-    for item in lines {
-        let (number, line) = item?;
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        if cols.is_empty() {
-            continue;
-        }
-        if cols.len() != 6 {
-            return Err(DataError::line(
-                &name,
-                number,
-                format!("expected `qid Q0 docid rank score tag`, found {} fields", cols.len()),
-            ));
-        }
-        let bad = |what: &str| DataError::line(&name, number, format!("{what} is not a number"));
+    for_each_record(path, "qid Q0 docid rank score tag", |name, number, cols| {
+        let bad = |what: &str| DataError::line(name, number, format!("{what} is not a number"));
         run.push(RunEntry {
             query_id: cols[0].into(),
             doc_id: cols[2].into(),
             rank: cols[3].parse().map_err(|_| bad("rank"))?,
             score: cols[4].parse().map_err(|_| bad("score"))?,
         });
-    }
-    nonempty(&name, run)
+        Ok(())
+    })?;
+    Ok(run)
 }
 
 /// `id TAB text` files (MS MARCO `collection.tsv[.gz]`, `queries.tsv`), streamed.
