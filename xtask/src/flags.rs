@@ -10,7 +10,7 @@ tasks:
                    assets/all-MiniLM-L6-v2, verifying sha256s; a no-op when already present
   demo             fetch, then embed a few sentences at every size of the MiniLM size list and
                    print their cosine-similarity matrices
-  <command>        any `starbucks` subcommand (bench, similarity, ...): builds the CLI in release
+  <command>        any `starbucks` subcommand (similarity, bench, eval, export, embed): builds the CLI in release
                    with the backend's cargo feature and runs it with the remaining arguments;
                    `cargo xtask <command> --help` shows its options
 
