@@ -94,7 +94,7 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
         let name = args.names.get(i).cloned().unwrap_or_else(|| file_stem(dir));
         let embedder = Embedder::<B>::from_pretrained(dir, device)?.with_batch_size(args.batch_size);
         for size in &args.sizes {
-            size.check(embedder.config())?;
+            size.check_within(embedder.full_size())?;
         }
         let mut rows = Vec::new();
         if !datasets.is_empty() {
@@ -112,16 +112,31 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
                 rows.push(Row { name: "STS average Spearman".into(), values: avg });
             }
         }
+        let grid = if args.grid && !datasets.is_empty() {
+            Some(sts::evaluate_grid(&embedder, &datasets, &args.grid_dims)?)
+        } else {
+            None
+        };
+        if let Some(grid) = &grid {
+            let path = args.output.join(format!("grid-{name}.svg"));
+            std::fs::write(&path, heatmap_svg(grid, &format!("{name}: {}", grid.metric)))
+                .with_context(|| format!("{}: cannot write", path.display()))?;
+        }
+        let throughput = if args.no_throughput || datasets.is_empty() {
+            Vec::new()
+        } else {
+            let texts: Vec<&str> =
+                datasets[0].1.iter().take(256).flat_map(|p| [p.sentence1.as_str(), p.sentence2.as_str()]).collect();
+            throughput(&embedder, &texts, &args.sizes)?.into_iter().map(|(_, t)| t).collect()
+        };
         if let Some(data) = &retrieval_task {
             let pooling = match args.retrieval_pooling {
                 PoolingArg::Model => embedder.sentence_config().pooling,
                 PoolingArg::Mean => Pooling::Mean,
                 PoolingArg::Cls => Pooling::Cls,
             };
-            let retriever = Embedder::<B>::from_pretrained(dir, device)?
-                .with_batch_size(args.batch_size)
-                .with_pooling(pooling)
-                .with_normalize(false);
+            // STS, the grid and the throughput are done: the same loaded model serves retrieval.
+            let retriever = embedder.with_pooling(pooling).with_normalize(false);
             let task = RetrievalTask {
                 corpus: &data.corpus,
                 queries: &data.queries,
@@ -157,23 +172,6 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
                 });
             }
         }
-        let grid = if args.grid && !datasets.is_empty() {
-            Some(sts::evaluate_grid(&embedder, &datasets, &args.grid_dims)?)
-        } else {
-            None
-        };
-        if let Some(grid) = &grid {
-            let path = args.output.join(format!("grid-{name}.svg"));
-            std::fs::write(&path, heatmap_svg(grid, &format!("{name}: {}", grid.metric)))
-                .with_context(|| format!("{}: cannot write", path.display()))?;
-        }
-        let throughput = if args.no_throughput || datasets.is_empty() {
-            Vec::new()
-        } else {
-            let texts: Vec<&str> =
-                datasets[0].1.iter().take(256).flat_map(|p| [p.sentence1.as_str(), p.sentence2.as_str()]).collect();
-            throughput(&embedder, &texts, &args.sizes)?.into_iter().map(|(_, t)| t).collect()
-        };
         reports.push(Report { model: name, sizes: args.sizes.clone(), rows, throughput, grid });
     }
 

@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use burn::tensor::backend::Backend;
+use starbucks_eval::sts::cosine;
 use starbucks_model::{Embedder, Size};
 
 use crate::args::SimilarityArgs;
@@ -13,12 +14,6 @@ const DEFAULT_SENTENCES: [&str; 5] = [
     "Someone is chopping vegetables in the kitchen.",
     "The stock market fell sharply on Monday.",
 ];
-
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-    dot / (norm(a) * norm(b))
-}
 
 pub fn run<B: Backend>(args: SimilarityArgs, device: &B::Device) -> Result<()> {
     let embedder = Embedder::<B>::from_pretrained(&args.model, device)?;

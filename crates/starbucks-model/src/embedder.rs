@@ -224,16 +224,8 @@ impl<B: Backend> Embedder<B> {
     /// Embeds at several sizes from one pass through the deepest one: `result[i][j]` is text
     /// `j` at `sizes[i]`. Texts are batched longest first, as sentence-transformers does.
     pub fn embed_sizes<S: AsRef<str>>(&self, texts: &[S], sizes: &[Size]) -> Result<Vec<Vec<Vec<f32>>>> {
-        let full = self.full_size();
         for size in sizes {
-            if size.layers == 0 || size.dims == 0 || size.layers > full.layers || size.dims > full.dims {
-                return Err(Error::SizeTooLarge {
-                    layers: size.layers,
-                    dims: size.dims,
-                    max_layers: full.layers,
-                    max_dims: full.dims,
-                });
-            }
+            size.check_within(self.full_size())?;
         }
         let layers = sizes.iter().map(|s| s.layers).max().unwrap_or(0);
         let mut order: Vec<usize> = (0..texts.len()).collect();

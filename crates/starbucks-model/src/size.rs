@@ -43,16 +43,18 @@ impl Size {
 
     /// Errors when the size asks for more layers or dims than the model has.
     pub fn check(&self, config: &BertConfig) -> Result<()> {
-        if self.layers == 0
-            || self.dims == 0
-            || self.layers > config.num_hidden_layers
-            || self.dims > config.hidden_size
-        {
+        self.check_within(Size::full(config))
+    }
+
+    /// Errors when the size asks for more layers or dims than `full` (e.g. a folder whose
+    /// Dense module already cut the dims).
+    pub fn check_within(&self, full: Size) -> Result<()> {
+        if self.layers == 0 || self.dims == 0 || self.layers > full.layers || self.dims > full.dims {
             return Err(Error::SizeTooLarge {
                 layers: self.layers,
                 dims: self.dims,
-                max_layers: config.num_hidden_layers,
-                max_dims: config.hidden_size,
+                max_layers: full.layers,
+                max_dims: full.dims,
             });
         }
         Ok(())

@@ -114,7 +114,7 @@ fn canonical(key: &str, prefix: &str) -> String {
 
 /// Loads the encoder's weights from an HF `model.safetensors` (keys with or without `bert.`).
 pub(crate) fn load_safetensors<B: Backend>(
-    mut model: BertModel<B>,
+    model: BertModel<B>,
     config: &BertConfig,
     path: &Path,
 ) -> Result<(BertModel<B>, LoadReport)> {
@@ -143,33 +143,17 @@ pub(crate) fn load_safetensors<B: Backend>(
         tracing::info!(file = %path.display(), "weights not used by the encoder: {}", unused.join(", "));
     }
 
-    let mut patterns: Vec<(String, String)> = HF_TO_BURN.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
-    if !prefix.is_empty() {
-        patterns.push((r"^bert\.".to_string(), String::new()));
-    }
-    let remapper = KeyRemapper::from_patterns(patterns).expect("the key patterns are valid regexes");
-    let mut store =
-        SafetensorsStore::from_file(path).remap(remapper).with_from_adapter(PyTorchToBurnAdapter).allow_partial(true);
-    let result = model.load_from(&mut store).map_err(|e| Error::invalid(path, e.to_string()))?;
-    if let Some(error) = result.errors.first() {
-        return Err(Error::invalid(path, error.to_string()));
-    }
-    if let Some((missing, _)) = result.missing.first() {
-        return Err(Error::invalid(path, format!("weight for '{missing}' was not loaded")));
-    }
+    let model = apply_hf(model, path, prefix)?;
     Ok((model, LoadReport { prefix: prefix.to_string(), unused }))
 }
 
-/// Loads the tensors stored under `prefix` (e.g. `"cls.predictions."`) of an HF safetensors
-/// file into `module`, whose paths spell HF names as this crate does (`layer_norm`,
-/// `self_attention`). Every parameter of `module` must be found.
-pub fn load_module<B: Backend, M: ModuleSnapshot<B>>(mut module: M, path: &Path, prefix: &str) -> Result<M> {
-    let header = read_safetensors_header(path)?;
-    if !header.keys().any(|k| k.starts_with(prefix)) {
-        return Err(Error::invalid(path, format!("no weights under `{prefix}`")));
+/// Copies the tensors under `prefix` of an HF safetensors file into `module` (prefix stripped,
+/// HF names mapped to this crate's, PyTorch layouts converted). Every parameter must be found.
+fn apply_hf<B: Backend, M: ModuleSnapshot<B>>(mut module: M, path: &Path, prefix: &str) -> Result<M> {
+    let mut patterns: Vec<(String, String)> = HF_TO_BURN.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    if !prefix.is_empty() {
+        patterns.push((format!("^{}", prefix.replace('.', r"\.")), String::new()));
     }
-    let mut patterns = vec![(format!("^{}", prefix.replace('.', r"\.")), String::new())];
-    patterns.extend(HF_TO_BURN.iter().map(|(a, b)| (a.to_string(), b.to_string())));
     let remapper = KeyRemapper::from_patterns(patterns).expect("the key patterns are valid regexes");
     let mut store =
         SafetensorsStore::from_file(path).remap(remapper).with_from_adapter(PyTorchToBurnAdapter).allow_partial(true);
@@ -182,6 +166,17 @@ pub fn load_module<B: Backend, M: ModuleSnapshot<B>>(mut module: M, path: &Path,
         return Err(Error::invalid(path, format!("missing weights: {}", missing.join(", "))));
     }
     Ok(module)
+}
+
+/// Loads the tensors stored under `prefix` (e.g. `"cls.predictions."`) of an HF safetensors
+/// file into `module`, whose paths spell HF names as this crate does (`layer_norm`,
+/// `self_attention`). Every parameter of `module` must be found.
+pub fn load_module<B: Backend, M: ModuleSnapshot<B>>(module: M, path: &Path, prefix: &str) -> Result<M> {
+    let header = read_safetensors_header(path)?;
+    if !header.keys().any(|k| k.starts_with(prefix)) {
+        return Err(Error::invalid(path, format!("no weights under `{prefix}`")));
+    }
+    apply_hf(module, path, prefix)
 }
 
 /// burn module path pattern → HF key, the inverse of [`HF_TO_BURN`].
