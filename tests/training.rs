@@ -1,17 +1,21 @@
-//! SRL fine-tuning steps on all-MiniLM-L6-v2 with the shipped SNLI triplets: the loss is
-//! finite, falls on a repeated batch, and the weights move.
+//! SRL fine-tuning steps on all-MiniLM-L6-v2 with the shipped SNLI triplets, through the
+//! engine and the fine-tuning task the CLI runs: the loss is finite, falls on a repeated batch,
+//! the weights move, and the data position advances by epoch and batch.
 
 use burn::backend::{Autodiff, Flex};
-use burn::module::AutodiffModule;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use starbucks_data::finetune::read_triplets;
-use starbucks_model::{BertConfig, BertModel, Size, Tokenizer};
+use starbucks_model::{BertConfig, BertModel, Pooling, Size, Tokenizer};
 use starbucks_objectives::{Objective, SizeList};
 use starbucks_tests::{minilm_dir, workspace_root};
-use starbucks_train::{Decay, LrSchedule, TripletTrainer, adamw};
+use starbucks_train::checkpoint::TrainState;
+use starbucks_train::finetune::{FinetuneData, FinetuneTask};
+use starbucks_train::{Decay, Engine, LrSchedule, Task, adamw};
 
 type B = Autodiff<Flex>;
+
+fn weight<Bk: burn::tensor::backend::Backend>(m: &BertModel<Bk>) -> Vec<f32> {
+    m.encoder.layer[0].output.dense.weight.val().into_data().convert::<f32>().to_vec::<f32>().unwrap()
+}
 
 #[test]
 fn srl_steps_lower_the_loss_of_a_batch() {
@@ -20,24 +24,25 @@ fn srl_steps_lower_the_loss_of_a_batch() {
     let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"), 128).unwrap();
     let device = Default::default();
     let (model, _) = BertModel::<B>::from_safetensors(&config, dir.join("model.safetensors"), &device).unwrap();
-    let before = model.valid().encoder.layer[0].output.dense.weight.val().into_data().to_vec::<f32>().unwrap();
+    let before = weight(&model);
     let sizes = SizeList::new(Size::parse_list("1,32 2,64 3,96 4,128 5,256 6,384").unwrap(), &config).unwrap();
     let schedule = LrSchedule { peak: 5e-5, warmup_steps: 0, total_steps: 100, decay: Decay::Linear };
-    let optimizer = adamw(0.01).init::<B, BertModel<B>>();
-    let mut trainer =
-        TripletTrainer::new(model, optimizer, Objective::srl(sizes, false), schedule, ChaCha8Rng::seed_from_u64(42));
+    let state = TrainState { step: 0, skipped: 0, bad_in_row: 0, position: serde_json::Value::Null, seed: 42 };
+    let mut engine = Engine::new(model, adamw(0.01).init(), schedule, state, device);
 
+    // One batch holding all six triplets: every step sees the same texts.
     let triplets = read_triplets(&workspace_root().join("data/nli/snli-triplets.tsv.gz")).unwrap();
-    let batch = &triplets[..6];
-    let reports: Vec<_> = (0..4).map(|_| trainer.step(&tokenizer, batch).unwrap()).collect();
+    let data = FinetuneData::Triplets(triplets[..6].to_vec());
+    let mut task = FinetuneTask::new(data, tokenizer, Objective::srl(sizes, false), Pooling::Mean, 6, 42);
+    let reports: Vec<_> = (0..4).map(|_| engine.step(&mut task).unwrap()).collect();
     for r in &reports {
         assert!(r.applied && r.loss.is_finite() && r.grad_norm.is_finite() && r.grad_norm > 0.0, "{r:?}");
         assert_eq!(r.terms.len(), 11, "base at 6 sizes, KL at 5");
         assert!(r.tokens > 18);
     }
     assert!(reports[3].loss < reports[0].loss, "{} -> {}", reports[0].loss, reports[3].loss);
-    assert_eq!((trainer.step, trainer.skipped), (4, 0));
-    let after =
-        trainer.inference_model().encoder.layer[0].output.dense.weight.val().into_data().to_vec::<f32>().unwrap();
-    assert!(before.iter().zip(&after).any(|(a, b)| a != b), "the weights moved");
+    assert_eq!((engine.state.step, engine.state.skipped), (4, 0));
+    assert_eq!(engine.state.position, serde_json::json!({"epoch": 3, "batch": 1}));
+    assert_eq!(Task::<B>::position(&task), engine.state.position);
+    assert!(before.iter().zip(&weight(&engine.inference_model())).any(|(a, b)| a != b), "the weights moved");
 }

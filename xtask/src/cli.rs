@@ -1,4 +1,5 @@
-//! Builds the `starbucks` CLI in release with one backend feature and runs a subcommand.
+//! Builds the `starbucks` CLI in release with one backend feature and runs a subcommand; its
+//! exit code becomes xtask's.
 
 use std::process::Command;
 
@@ -22,8 +23,10 @@ pub fn run(backend: Backend, command: &str, args: &[String]) -> Result<()> {
         cargo_run.args(["--no-default-features", "--features", backend.feature()]);
     }
     let status = cargo_run.arg("--").arg(command).args(args).status().context("cannot start cargo")?;
-    if !status.success() {
-        bail!("`starbucks {command}` failed ({status})");
+    match status.code() {
+        Some(0) => Ok(()),
+        // The CLI printed its own one-line error: pass its exit code on (2 = bad input).
+        Some(code) => std::process::exit(code),
+        None => bail!("`starbucks {command}` was stopped ({status})"),
     }
-    Ok(())
 }

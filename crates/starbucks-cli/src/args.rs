@@ -28,6 +28,32 @@ pub enum Command {
     Export(ExportArgs),
     /// Embed one text per line at one size, streaming, as JSON Lines or .npy.
     Embed(EmbedArgs),
+    /// SMAE pre-training from a TOML config (`configs/pretrain-*.toml`).
+    Pretrain(TrainArgs),
+    /// SRL / 2DMSE / single-size fine-tuning from a TOML config (`configs/finetune-*.toml`).
+    Finetune(TrainArgs),
+}
+
+/// `pretrain` and `finetune`: a config file, overridden by `STARBUCKS_<SECTION>__<KEY>`
+/// environment variables, then by `--set`. Bad input exits with code 2 and writes nothing.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The run's TOML config (see `configs/README.md` for every key).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Override one key, e.g. `--set train.lr=1e-4 --set train.max_steps=200`; repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Output folder (default: the config's `output`).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Continue the run in the output folder from its newest valid checkpoint (a finished run
+    /// is reused); starts the run when the folder is empty or missing.
+    #[arg(long)]
+    pub resume: bool,
+    /// No progress bar (logs only; set STARBUCKS_LOG=info to see them).
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 /// The size list of METHOD.md for a 6-layer, 384-dim model such as all-MiniLM-L6-v2.

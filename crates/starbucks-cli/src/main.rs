@@ -9,26 +9,51 @@ mod embed;
 mod eval;
 mod export;
 mod similarity;
+mod train;
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use starbucks_train::config::Task;
 use tracing_subscriber::EnvFilter;
+
+/// Runs a training task: bad input exits with 2, a failure while training with 1.
+fn train(task: Task, args: args::TrainArgs, device: &burn::tensor::Device<backend::Inference>) -> ExitCode {
+    match train::run::<backend::Training>(task, args, device) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(if e.is_input() { 2 } else { 1 })
+        }
+    }
+}
+
+/// Training logs its progress at info level; other commands only warn.
+fn default_log(command: &args::Command) -> &'static str {
+    match command {
+        args::Command::Pretrain(_) | args::Command::Finetune(_) => "info",
+        _ => "warn",
+    }
+}
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("STARBUCKS_LOG").unwrap_or_else(|_| EnvFilter::new("warn")))
+        .with_env_filter(
+            EnvFilter::try_from_env("STARBUCKS_LOG").unwrap_or_else(|_| EnvFilter::new(default_log(&cli.command))),
+        )
         .with_writer(std::io::stderr)
         .init();
     let device = backend::device();
-    tracing::info!(backend = backend::NAME, "starting");
+    tracing::debug!(backend = backend::NAME, "starting");
     let result = match cli.command {
         args::Command::Similarity(a) => similarity::run::<backend::Inference>(a, &device),
         args::Command::Bench(a) => bench::run::<backend::Training>(a, &device),
         args::Command::Eval(a) => eval::run::<backend::Inference>(a, &device),
         args::Command::Export(a) => export::run::<backend::Inference>(a, &device),
         args::Command::Embed(a) => embed::run::<backend::Inference>(a, &device),
+        args::Command::Pretrain(a) => return train(Task::Pretrain, a, &device),
+        args::Command::Finetune(a) => return train(Task::Finetune, a, &device),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

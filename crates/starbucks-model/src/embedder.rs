@@ -175,6 +175,19 @@ impl<B: Backend> Embedder<B> {
         Ok(Embedder { model, dense, config, tokenizer, sentence, batch_size: 32, device: device.clone() })
     }
 
+    /// An embedder around a model in memory (one being trained, say), with its config,
+    /// tokenizer and sentence settings. The model has no Dense module: `sentence.dense` is ignored.
+    pub fn from_parts(
+        model: BertModel<B>,
+        config: BertConfig,
+        tokenizer: Tokenizer,
+        sentence: SentenceConfig,
+        device: &B::Device,
+    ) -> Self {
+        let sentence = SentenceConfig { dense: None, ..sentence };
+        Embedder { model, dense: None, config, tokenizer, sentence, batch_size: 32, device: device.clone() }
+    }
+
     pub fn with_pooling(mut self, pooling: Pooling) -> Self {
         self.sentence.pooling = pooling;
         self

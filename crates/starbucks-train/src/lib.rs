@@ -1,15 +1,30 @@
-//! The train engine of starbucks-rs: the optimiser as the reference runs configure it (AdamW,
-//! β 0.9/0.999, eps 1e-8, decoupled weight decay), linear warm-up then linear or cosine decay,
-//! global-norm gradient clipping with a finite check (a NaN/Inf step is skipped, not applied),
-//! and [`TripletTrainer`], one SRL / 2DMSE / single-size step on NLI triplets from one encoder
-//! pass. The pretrain and finetune loops, checkpoints and resumption are built on these by the
-//! training issue.
+//! The training of starbucks-rs: SMAE pre-training and SRL / 2DMSE / single-size fine-tuning,
+//! from a TOML config to a trained model folder.
 //!
-//! Depends on the model, objectives and data crates; must never depend on evaluation or the CLI,
-//! and never picks a concrete backend (`B: AutodiffBackend` throughout).
+//! - [`config`]: the run's settings, layered (file, `STARBUCKS_…` environment, `--set`), checked;
+//! - [`engine`]: one optimiser step over gradient-accumulated micro-batches of a [`Task`]
+//!   (AdamW with PyTorch's eps, warm-up + linear/cosine decay, global-norm clipping, NaN/Inf
+//!   steps skipped and counted, randomness derived from (seed, step));
+//! - [`finetune`] and [`pretrain`]: the two tasks (NLI triplets / retrieval groups; SMAE on
+//!   streamed documents);
+//! - [`checkpoint`]: atomic checkpoints with a hash manifest, resumption from the newest valid;
+//! - [`run`]: a whole run with progress, logs, `metrics.jsonl`, periodic evaluation through a
+//!   caller's function, and the final model folder.
+//!
+//! Depends on the model, objectives and data crates; must never depend on evaluation or the CLI
+//! (the caller passes its evaluator in), and never picks a concrete backend.
 
+pub mod checkpoint;
+pub mod config;
+pub mod engine;
+mod error;
+pub mod finetune;
 mod optim;
-mod step;
+pub mod pretrain;
+pub mod run;
 
+pub use config::RunConfig;
+pub use engine::{Engine, Micro, StepReport, Task};
+pub use error::{Error, Result};
 pub use optim::{Decay, LrSchedule, StepGradients, adamw, clip_global_norm};
-pub use step::{StepReport, TripletTrainer};
+pub use run::{EvalFn, RunOptions, Summary, run};

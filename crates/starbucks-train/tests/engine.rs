@@ -7,8 +7,9 @@ use burn::tensor::{Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use starbucks_model::{BertConfig, BertInput, BertModel, Pooling, Size, pool};
-use starbucks_objectives::{Embeddings, Objective, SizeList};
-use starbucks_train::{Decay, LrSchedule, adamw, clip_global_norm};
+use starbucks_objectives::{Embeddings, LossOutput, Objective, SizeList};
+use starbucks_train::checkpoint::TrainState;
+use starbucks_train::{Decay, Engine, LrSchedule, Micro, Task, adamw, clip_global_norm};
 
 type B = Autodiff<Flex>;
 
@@ -90,4 +91,88 @@ fn adamw_steps_lower_the_srl_loss() {
     }
     let last = value(srl_loss(&model, &config));
     assert!(last < first * 0.9, "loss {first} -> {last}");
+}
+
+/// A task whose every loss is the SRL loss of the tiny model times `factor` (NaN to diverge).
+struct Scaled {
+    config: BertConfig,
+    factor: f32,
+    served: usize,
+}
+
+impl Task<B> for Scaled {
+    type Model = BertModel<B>;
+
+    fn next(&mut self, model: &BertModel<B>, _rng: &mut ChaCha8Rng) -> starbucks_train::Result<Micro<B>> {
+        self.served += 1;
+        let total = srl_loss(model, &self.config) * self.factor;
+        Ok(Micro { loss: LossOutput { total: total.clone(), terms: vec![("srl".into(), total)] }, tokens: 54 })
+    }
+
+    fn position(&self) -> serde_json::Value {
+        serde_json::json!(self.served)
+    }
+
+    fn seek(&mut self, position: &serde_json::Value) -> starbucks_train::Result<()> {
+        self.served = position.as_u64().unwrap() as usize;
+        Ok(())
+    }
+
+    fn encoder(model: &BertModel<B>) -> &BertModel<B> {
+        model
+    }
+}
+
+fn engine(model: BertModel<B>) -> Engine<B, BertModel<B>> {
+    let schedule = LrSchedule { peak: 1e-3, warmup_steps: 0, total_steps: 100, decay: Decay::Linear };
+    let state = TrainState { step: 0, skipped: 0, bad_in_row: 0, position: serde_json::Value::Null, seed: 1 };
+    Engine::new(model, adamw(0.0).init(), schedule, state, Default::default())
+}
+
+#[test]
+fn nan_steps_are_skipped_counted_and_abort_after_the_limit() {
+    let (config, model) = tiny();
+    let mut engine = engine(model);
+    engine.max_bad_steps = 3;
+    let before = engine.inference_model().encoder.layer[0].output.dense.weight.val().into_data();
+    let mut task = Scaled { config, factor: f32::NAN, served: 0 };
+    for step in 1..=2 {
+        let report = engine.step(&mut task).unwrap();
+        assert!(!report.applied && report.step == step, "{report:?}");
+    }
+    assert_eq!((engine.state.skipped, engine.state.bad_in_row), (2, 2));
+    let after = engine.inference_model().encoder.layer[0].output.dense.weight.val().into_data();
+    assert_eq!(before, after, "a skipped step leaves the weights alone");
+
+    task.factor = 1.0;
+    assert!(engine.step(&mut task).unwrap().applied);
+    assert_eq!((engine.state.skipped, engine.state.bad_in_row), (2, 0), "a good step resets the run of bad ones");
+
+    task.factor = f32::NAN;
+    engine.step(&mut task).unwrap();
+    engine.step(&mut task).unwrap();
+    let err = engine.step(&mut task).unwrap_err();
+    assert!(matches!(err, starbucks_train::Error::Diverged(_)), "{err}");
+    assert!(err.to_string().contains("3 steps in a row"), "{err}");
+}
+
+#[test]
+fn accumulated_micro_batches_average_their_gradients() {
+    // Two micro-batches of the same loss accumulate to the gradient of one: the same update.
+    let (config, model) = tiny();
+    // Parameters are initialised lazily: read them all before cloning, or the clone draws anew.
+    let _ = srl_loss(&model, &config);
+    let mut once = engine(model.clone());
+    let mut twice = engine(model);
+    twice.grad_accum = 2;
+    let a = once.step(&mut Scaled { config: config.clone(), factor: 1.0, served: 0 }).unwrap();
+    let b = twice.step(&mut Scaled { config, factor: 1.0, served: 0 }).unwrap();
+    assert!((a.loss - b.loss).abs() < 1e-6 && (a.grad_norm - b.grad_norm).abs() < 1e-4 * a.grad_norm);
+    assert_eq!(twice.state.position, serde_json::json!(2), "two micro-batches read");
+    let w = |e: &Engine<B, BertModel<B>>| {
+        e.inference_model().encoder.layer[1].output.dense.weight.val().into_data().to_vec::<f32>().unwrap()
+    };
+    for (x, y) in w(&once).iter().zip(&w(&twice)) {
+        assert!((x - y).abs() < 1e-6, "{x} vs {y}");
+    }
 }

@@ -1,0 +1,262 @@
+//! `starbucks finetune` / `starbucks pretrain` end to end on all-MiniLM-L6-v2 and the shipped
+//! data: a run killed with SIGKILL after a checkpoint resumes to bit-identical weights; a
+//! corrupt checkpoint is skipped with a warning naming it; bad input is one line, exit code 2,
+//! and nothing written; SMAE pre-training writes a model folder the embedder loads.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn minilm() -> PathBuf {
+    let dir = root().join("assets/all-MiniLM-L6-v2");
+    assert!(dir.join("model.safetensors").is_file(), "run `cargo xtask fetch minilm` first");
+    dir
+}
+
+fn finetune_config(dir: &Path) -> PathBuf {
+    let text = format!(
+        r#"task = "finetune"
+output = "{out}"
+[model]
+path = "{model}"
+max_seq_length = 64
+[data]
+format = "triplets"
+path = "{data}"
+[objective]
+method = "srl"
+sizes = "1,32 3,96 6,384"
+[train]
+seed = 7
+batch_size = 4
+max_steps = 8
+lr = 1e-4
+warmup_ratio = 0.25
+log_every = 1
+[checkpoint]
+every = 2
+keep = 2
+"#,
+        out = dir.join("default-output").display(),
+        model = minilm().display(),
+        data = root().join("data/nli/snli-triplets.tsv.gz").display(),
+    );
+    let path = dir.join("finetune.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn starbucks(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_starbucks")).args(args).output().expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn finetune(config: &Path, output: &Path, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["finetune", "--config", config.to_str().unwrap(), "--output", output.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.push("--no-progress");
+    starbucks(&args)
+}
+
+/// (step, loss) of every step line of a run's metrics.jsonl.
+fn losses(output: &Path) -> Vec<(u64, f64)> {
+    std::fs::read_to_string(output.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("loss").is_some())
+        .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap()))
+        .collect()
+}
+
+/// Every tensor of the run's model, by name, as raw bytes (the file's metadata map is written in
+/// no fixed order, so the files themselves are not compared).
+fn weights(output: &Path) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(output.join("model/model.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, Vec<u8>)> =
+        file.tensors().into_iter().map(|(name, view)| (name, view.data().to_vec())).collect();
+    tensors.sort();
+    assert!(tensors.len() > 90, "the whole encoder");
+    tensors
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_same_weights_and_skips_a_corrupt_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = finetune_config(dir.path());
+    let whole = dir.path().join("whole");
+    let (code, stdout, stderr) = finetune(&config, &whole, &[]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("steps 8"), "{stdout}");
+    let whole_losses = losses(&whole);
+    assert_eq!(whole_losses.iter().map(|l| l.0).collect::<Vec<_>>(), (1..=8).collect::<Vec<_>>());
+    let kept: Vec<String> = std::fs::read_dir(whole.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(kept.len(), 2, "keep = 2: {kept:?}");
+
+    // Kill a second run as soon as its first checkpoint is in place.
+    let killed = dir.path().join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_starbucks"))
+        .args(["finetune", "--config", config.to_str().unwrap(), "--output", killed.to_str().unwrap(), "--no-progress"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = killed.join("checkpoints/step-00000002");
+    let started = Instant::now();
+    while !first.is_dir() {
+        assert!(started.elapsed() < Duration::from_secs(600), "no checkpoint appeared");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before its first checkpoint");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the run was killed mid-way");
+    assert!(!killed.join("model").exists(), "killed before the end");
+
+    let (code, stdout, stderr) = finetune(&config, &killed, &["--resume"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("resumed from step"), "{stdout}");
+    assert_eq!(weights(&killed), weights(&whole), "resumed weights are bit-identical");
+    assert_eq!(losses(&killed), whole_losses, "every step logged once, with the same loss");
+
+    // Corrupt the newest checkpoint: it is skipped, the run redoes its steps from the one before.
+    let newest = killed.join("checkpoints/step-00000008/model.bin");
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&newest, bytes).unwrap();
+    std::fs::remove_dir_all(killed.join("model")).unwrap();
+    let (code, stdout, stderr) = finetune(&config, &killed, &["--resume"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stderr.contains("skipping checkpoint") && stderr.contains("step-00000008"), "{stderr}");
+    assert!(stdout.contains("resumed from step 6"), "{stdout}");
+    assert_eq!(weights(&killed), weights(&whole));
+    assert_eq!(losses(&killed), whole_losses);
+
+    // A finished run is reused as it is.
+    let (code, stdout, _) = finetune(&config, &killed, &["--resume"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("resumed from step 8") && stdout.contains("steps 8"), "{stdout}");
+}
+
+fn assert_bad_input(args: &[&str], needle: &str, output: &Path) {
+    let (code, stdout, stderr) = starbucks(args);
+    assert_eq!(code, 2, "exit code 2 for bad input: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line expected: {stderr}");
+    assert!(lines[0].starts_with("error: ") && lines[0].contains(needle), "wanted `{needle}` in: {stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(!output.exists(), "nothing written for bad input");
+}
+
+#[test]
+fn bad_input_is_one_line_exit_code_2_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = finetune_config(dir.path());
+    let c = config.to_str().unwrap();
+    let out = dir.path().join("out");
+    let o = out.to_str().unwrap();
+    let base = ["finetune", "--config", c, "--output", o];
+    let with = |extra: &[&'static str]| [&base[..], extra].concat();
+
+    let unknown = dir.path().join("unknown.toml");
+    std::fs::write(
+        &unknown,
+        std::fs::read_to_string(&config).unwrap().replace("lr = 1e-4", "lr = 1e-4\nlearning_rate = 1"),
+    )
+    .unwrap();
+    assert_bad_input(&["finetune", "--config", unknown.to_str().unwrap(), "--output", o], "learning_rate", &out);
+    assert_bad_input(&with(&["--set", "train.lr=-0.001"]), "train.lr", &out);
+    assert_bad_input(&with(&["--set", "objective.sizes=1,32 7,384"]), "objective.sizes", &out);
+    assert_bad_input(&with(&["--set", "data.path=/nonexistent/triplets.tsv"]), "/nonexistent/triplets.tsv", &out);
+    assert_bad_input(&with(&["--set", "model.path=/nonexistent/model"]), "/nonexistent/model", &out);
+    assert_bad_input(&["pretrain", "--config", c, "--output", o], "starbucks finetune", &out);
+    assert_bad_input(&["finetune", "--config", "/nonexistent/run.toml", "--output", o], "/nonexistent/run.toml", &out);
+
+    // An output folder that holds another run is left as it is.
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let their_config = std::fs::read_to_string(&config).unwrap().replace("seed = 7", "seed = 8");
+    let parsed: starbucks_train::RunConfig = toml::from_str(&their_config).unwrap();
+    std::fs::write(other.join("config.toml"), parsed.to_toml()).unwrap();
+    let ot = other.to_str().unwrap();
+    for extra in [&[][..], &["--resume"][..]] {
+        let args = [&["finetune", "--config", c, "--output", ot][..], extra].concat();
+        let (code, _, stderr) = starbucks(&args);
+        assert_eq!(code, 2, "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("holds") && stderr.contains(ot), "{stderr}");
+        if !extra.is_empty() {
+            assert!(stderr.contains("train.seed"), "names the differing key: {stderr}");
+        }
+        let names: Vec<_> = std::fs::read_dir(&other).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("config.toml")], "left as it was");
+    }
+}
+
+#[test]
+fn smae_pretraining_writes_a_model_the_embedder_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pretrain.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"task = "pretrain"
+output = "{out}"
+[model]
+path = "{model}"
+[data]
+format = "fineweb"
+path = "{data}"
+max_len = 64
+[objective]
+method = "smae"
+sizes = "2,64 6,384"
+[train]
+batch_size = 2
+max_steps = 2
+lr = 1e-4
+decay = "cosine"
+weight_decay = 0.001
+[checkpoint]
+every = 1
+keep = 1
+"#,
+            out = dir.path().join("run").display(),
+            model = minilm().display(),
+            data = root().join("data/fineweb/fineweb-subset-300.json.gz").display(),
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = starbucks(&["pretrain", "--config", config.to_str().unwrap(), "--no-progress"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let run = dir.path().join("run");
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+    for term in ["mlm(2, 64)", "mae(2, 64)", "mlm(6, 384)", "mae(6, 384)"] {
+        assert!(first["terms"][term].as_f64().unwrap().is_finite(), "{first}");
+    }
+    assert_eq!(first["step"], 1);
+    let position = std::fs::read_to_string(run.join("checkpoints/step-00000002/state.json")).unwrap();
+    assert!(position.contains("\"row\": 4"), "four documents read: {position}");
+    assert_eq!(std::fs::read_dir(run.join("checkpoints")).unwrap().count(), 1, "keep = 1");
+
+    let device = Default::default();
+    let embedder =
+        starbucks_model::Embedder::<burn::backend::Flex>::from_pretrained(run.join("model"), &device).unwrap();
+    let e = embedder.embed(&["a sentence"], starbucks_model::Size::new(2, 64)).unwrap();
+    assert_eq!(e[0].len(), 64);
+}

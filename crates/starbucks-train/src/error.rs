@@ -1,0 +1,42 @@
+//! The train crate's errors. [`Error::Input`] is what a user got wrong (config, paths, data,
+//! model folder), found before anything is written; the rest happen while a run goes on.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad input: a config key, a path, a data file, a model folder, an output folder in use.
+    #[error("{0}")]
+    Input(String),
+    /// A file could not be written or read while running.
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    /// A data file or stream failed while running.
+    #[error(transparent)]
+    Data(#[from] starbucks_data::DataError),
+    /// The model crate failed while running (tokenising, saving).
+    #[error(transparent)]
+    Model(#[from] starbucks_model::Error),
+    /// A checkpoint could not be written or decoded.
+    #[error("checkpoint {}: {message}", path.display())]
+    Checkpoint { path: PathBuf, message: String },
+    /// Too many steps in a row had NaN/Inf gradients.
+    #[error("{0}")]
+    Diverged(String),
+    /// The evaluation during training failed.
+    #[error("evaluation: {0}")]
+    Eval(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io { path: path.to_path_buf(), source }
+    }
+
+    /// True for mistakes in what the user gave (exit code 2), false for failures while running.
+    pub fn is_input(&self) -> bool {
+        matches!(self, Error::Input(_))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
