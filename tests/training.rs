@@ -8,8 +8,9 @@ use starbucks_model::{BertConfig, BertModel, Pooling, Size, Tokenizer};
 use starbucks_objectives::{Objective, SizeList};
 use starbucks_tests::{minilm_dir, workspace_root};
 use starbucks_train::checkpoint::TrainState;
-use starbucks_train::finetune::{FinetuneData, FinetuneTask};
-use starbucks_train::{Decay, Engine, LrSchedule, Task, adamw};
+use starbucks_train::engine::DataSource;
+use starbucks_train::finetune::{Examples, FinetuneData, FinetuneTask};
+use starbucks_train::{Decay, Engine, LrSchedule, adamw};
 
 type B = Autodiff<Flex>;
 
@@ -32,9 +33,14 @@ fn srl_steps_lower_the_loss_of_a_batch() {
 
     // One batch holding all six triplets: every step sees the same texts.
     let triplets = read_triplets(&workspace_root().join("data/nli/snli-triplets.tsv.gz")).unwrap();
-    let data = FinetuneData::Triplets(triplets[..6].to_vec());
-    let mut task = FinetuneTask::new(data, tokenizer, Objective::srl(sizes, false), Pooling::Mean, 6, 42);
-    let reports: Vec<_> = (0..4).map(|_| engine.step(&mut task).unwrap()).collect();
+    let data = std::sync::Mutex::new(FinetuneData::new(Examples::Triplets(triplets[..6].to_vec()), 6, 42));
+    let task = FinetuneTask {
+        tokenizer: tokenizer.clone(),
+        query_tokenizer: tokenizer,
+        objective: Objective::srl(sizes, false),
+        pooling: Pooling::Mean,
+    };
+    let reports: Vec<_> = (0..4).map(|_| engine.step(&task, &data).unwrap()).collect();
     for r in &reports {
         assert!(r.applied && r.loss.is_finite() && r.grad_norm.is_finite() && r.grad_norm > 0.0, "{r:?}");
         assert_eq!(r.terms.len(), 11, "base at 6 sizes, KL at 5");
@@ -43,6 +49,6 @@ fn srl_steps_lower_the_loss_of_a_batch() {
     assert!(reports[3].loss < reports[0].loss, "{} -> {}", reports[0].loss, reports[3].loss);
     assert_eq!((engine.state.step, engine.state.skipped), (4, 0));
     assert_eq!(engine.state.position, serde_json::json!({"epoch": 3, "batch": 1}));
-    assert_eq!(Task::<B>::position(&task), engine.state.position);
+    assert_eq!(data.lock().unwrap().position(), engine.state.position);
     assert!(before.iter().zip(&weight(&engine.inference_model())).any(|(a, b)| a != b), "the weights moved");
 }

@@ -5,30 +5,50 @@
 mod chosen {
     pub type Inference = burn::backend::Cuda;
     pub const NAME: &str = "cuda";
+
+    /// GPU `index` (CUDA's numbering).
+    pub fn device_at(index: usize) -> burn::tensor::Device<Inference> {
+        burn::backend::cuda::CudaDevice::new(index)
+    }
 }
 
 #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
 mod chosen {
     pub type Inference = burn::backend::Wgpu;
     pub const NAME: &str = "wgpu";
+
+    /// The `index`-th discrete GPU wgpu finds.
+    pub fn device_at(index: usize) -> burn::tensor::Device<Inference> {
+        burn::backend::wgpu::WgpuDevice::DiscreteGpu(index)
+    }
 }
 
 #[cfg(all(feature = "ndarray", not(any(feature = "cuda", feature = "wgpu"))))]
 mod chosen {
     pub type Inference = burn::backend::NdArray;
     pub const NAME: &str = "ndarray";
+
+    /// The CPU backends have one device: every index is the CPU.
+    pub fn device_at(_index: usize) -> burn::tensor::Device<Inference> {
+        Default::default()
+    }
 }
 
 #[cfg(all(feature = "flex", not(any(feature = "cuda", feature = "wgpu", feature = "ndarray"))))]
 mod chosen {
     pub type Inference = burn::backend::Flex;
     pub const NAME: &str = "flex";
+
+    /// The CPU backends have one device: every index is the CPU.
+    pub fn device_at(_index: usize) -> burn::tensor::Device<Inference> {
+        Default::default()
+    }
 }
 
 #[cfg(not(any(feature = "flex", feature = "ndarray", feature = "wgpu", feature = "cuda")))]
 compile_error!("enable one backend feature of starbucks-cli: flex, ndarray, wgpu or cuda");
 
-pub use chosen::{Inference, NAME};
+pub use chosen::{Inference, NAME, device_at};
 
 /// The backend with automatic differentiation, for training and gradient benchmarks.
 pub type Training = burn::backend::Autodiff<Inference>;

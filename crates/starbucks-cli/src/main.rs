@@ -18,8 +18,8 @@ use starbucks_train::config::Task;
 use tracing_subscriber::EnvFilter;
 
 /// Runs a training task: bad input exits with 2, a failure while training with 1.
-fn train(task: Task, args: args::TrainArgs, device: &burn::tensor::Device<backend::Inference>) -> ExitCode {
-    match train::run::<backend::Training>(task, args, device) {
+fn train(task: Task, args: args::TrainArgs) -> ExitCode {
+    match train::run::<backend::Training>(task, args, backend::device_at) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -52,8 +52,8 @@ fn main() -> ExitCode {
         args::Command::Eval(a) => eval::run::<backend::Inference>(a, &device),
         args::Command::Export(a) => export::run::<backend::Inference>(a, &device),
         args::Command::Embed(a) => embed::run::<backend::Inference>(a, &device),
-        args::Command::Pretrain(a) => return train(Task::Pretrain, a, &device),
-        args::Command::Finetune(a) => return train(Task::Finetune, a, &device),
+        args::Command::Pretrain(a) => return train(Task::Pretrain, a),
+        args::Command::Finetune(a) => return train(Task::Finetune, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -22,7 +22,13 @@ fn stsb_evaluator<B: burn::tensor::backend::Backend>(path: &Path) -> Result<Box<
     }))
 }
 
-pub fn run<B: AutodiffBackend>(task: Task, args: TrainArgs, device: &B::Device) -> Result<(), Error> {
+/// Runs `task` on the devices the config's `train.devices` names (`device_at` maps an index to
+/// the backend's device).
+pub fn run<B: AutodiffBackend>(
+    task: Task,
+    args: TrainArgs,
+    device_at: impl Fn(usize) -> B::Device,
+) -> Result<(), Error> {
     let env: BTreeMap<String, String> = env_overrides();
     let config = RunConfig::load(&args.config, &env, &args.sets)?;
     if config.task != task {
@@ -33,13 +39,14 @@ pub fn run<B: AutodiffBackend>(task: Task, args: TrainArgs, device: &B::Device) 
             config.task
         )));
     }
+    let devices: Vec<B::Device> = config.train.devices.iter().map(|&i| device_at(i)).collect();
     let options = RunOptions { output: args.output, resume: args.resume, progress: !args.no_progress };
     let summary = match &config.eval.stsb {
         Some(path) => {
             let mut eval = stsb_evaluator::<B::InnerBackend>(path)?;
-            starbucks_train::run::<B>(&config, &options, device, Some(eval.as_mut()))?
+            starbucks_train::run::<B>(&config, &options, &devices, Some(eval.as_mut()))?
         }
-        None => starbucks_train::run::<B>(&config, &options, device, None)?,
+        None => starbucks_train::run::<B>(&config, &options, &devices, None)?,
     };
 
     println!("{task} run in {}", summary.output.display());

@@ -260,3 +260,23 @@ keep = 1
     let e = embedder.embed(&["a sentence"], starbucks_model::Size::new(2, 64)).unwrap();
     assert_eq!(e[0].len(), 64);
 }
+
+#[test]
+fn data_parallel_over_two_peers_reads_two_micro_batches_a_step() {
+    // The CPU backend has one device: the two peers are threads sharing it, their gradients
+    // averaged by burn's collective all-reduce, as on two GPUs.
+    let dir = tempfile::tempdir().unwrap();
+    let config = finetune_config(dir.path());
+    let out = dir.path().join("parallel");
+    let (code, stdout, stderr) = finetune(
+        &config,
+        &out,
+        &["--set", "train.devices=[0, 1]", "--set", "train.max_steps=3", "--set", "checkpoint.every=3"],
+    );
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stderr.contains("data-parallel over 2 peers: global batch 8"), "{stderr}");
+    let state = std::fs::read_to_string(out.join("checkpoints/step-00000003/state.json")).unwrap();
+    assert!(state.contains("\"batch\": 6"), "3 steps × 2 peers: {state}");
+    assert_eq!(losses(&out).len(), 3);
+    assert!(weights(&out).len() > 90);
+}

@@ -155,8 +155,15 @@ fn verify(dir: &Path) -> std::result::Result<TrainState, String> {
 
 /// The newest checkpoint under `root` whose files match its manifest and decode, loaded into
 /// `model` and `optimizer`; corrupt ones are skipped with a warning naming them. `None` when
-/// there is no valid checkpoint.
-pub fn load_newest<B, M, O>(root: &Path, model: M, optimizer: O, device: &B::Device) -> (M, O, Option<TrainState>)
+/// there is no valid checkpoint. `report` logs what was skipped and what is resumed (one replica
+/// of a data-parallel run speaks for all).
+pub fn load_newest<B, M, O>(
+    root: &Path,
+    model: M,
+    optimizer: O,
+    device: &B::Device,
+    report: bool,
+) -> (M, O, Option<TrainState>)
 where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
@@ -167,7 +174,9 @@ where
         let state = match verify(&dir) {
             Ok(state) => state,
             Err(why) => {
-                tracing::warn!("skipping checkpoint {}: {why}", dir.display());
+                if report {
+                    tracing::warn!("skipping checkpoint {}: {why}", dir.display());
+                }
                 continue;
             }
         };
@@ -175,10 +184,15 @@ where
         let optim_record = recorder.load(dir.join("optimizer"), device);
         match (model_record, optim_record) {
             (Ok(m), Ok(o)) => {
-                tracing::info!("resuming from {} (step {})", dir.display(), state.step);
+                if report {
+                    tracing::info!("resuming from {} (step {})", dir.display(), state.step);
+                }
                 return (model.load_record(m), optimizer.load_record(o), Some(state));
             }
-            (Err(e), _) | (_, Err(e)) => tracing::warn!("skipping checkpoint {}: cannot decode: {e}", dir.display()),
+            (Err(e), _) | (_, Err(e)) if report => {
+                tracing::warn!("skipping checkpoint {}: cannot decode: {e}", dir.display())
+            }
+            _ => {}
         }
     }
     (model, optimizer, None)

@@ -151,9 +151,15 @@ pub struct TrainSection {
     /// Abort after this many steps in a row with NaN/Inf gradients (each is skipped, not applied).
     #[serde(default = "defaults::max_bad_steps")]
     pub max_bad_steps: usize,
-    /// A `metrics.jsonl` line and a log line every this many steps.
+    /// A log line every this many steps (`metrics.jsonl` gets every step).
     #[serde(default = "defaults::log_every")]
     pub log_every: usize,
+    /// Devices to train on, data-parallel: one peer per entry, each with `batch_size` examples
+    /// per micro-batch, gradients averaged by burn's collective all-reduce. Ids are the
+    /// backend's device indices (GPU 0, 1, …); the CPU backends have one device, which every
+    /// entry then shares.
+    #[serde(default = "defaults::devices")]
+    pub devices: Vec<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -207,6 +213,9 @@ mod defaults {
     pub fn log_every() -> usize {
         10
     }
+    pub fn devices() -> Vec<usize> {
+        vec![0]
+    }
     pub fn checkpoint_every() -> usize {
         500
     }
@@ -226,6 +235,20 @@ pub fn env_overrides() -> BTreeMap<String, String> {
         .collect()
 }
 
+/// An override's value: `[a, b]` is a list (`--set train.devices=[0,1]`), anything else a
+/// string the config crate converts to the key's type.
+fn override_value(value: &str) -> config::Value {
+    let value = value.trim();
+    match value.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
+        Some(items) => {
+            let items: Vec<config::Value> =
+                items.split(',').map(str::trim).filter(|s| !s.is_empty()).map(config::Value::from).collect();
+            config::Value::from(items)
+        }
+        None => config::Value::from(value),
+    }
+}
+
 impl RunConfig {
     /// Reads `path`, then applies `env` (from [`env_overrides`]) and `sets` (`key=value`), in
     /// that order, and checks every value.
@@ -235,7 +258,7 @@ impl RunConfig {
         let mut builder = config::Config::builder().add_source(config::File::from_str(&text, config::FileFormat::Toml));
         for (key, value) in env {
             builder = builder
-                .set_override(key.as_str(), value.as_str())
+                .set_override(key.as_str(), override_value(value))
                 .map_err(|e| Error::Input(format!("environment STARBUCKS_{}: {e}", key.replace('.', "__"))))?;
         }
         for set in sets {
@@ -243,7 +266,7 @@ impl RunConfig {
                 .split_once('=')
                 .ok_or_else(|| Error::Input(format!("--set {set}: expected key=value, e.g. train.lr=1e-4")))?;
             builder = builder
-                .set_override(key.trim(), value.trim())
+                .set_override(key.trim(), override_value(value))
                 .map_err(|e| Error::Input(format!("--set {set}: {e}")))?;
         }
         let layered = builder.build().map_err(|e| Error::Input(format!("{name}: {e}")))?;
@@ -280,6 +303,12 @@ impl RunConfig {
         }
         if t.log_every == 0 || self.checkpoint.every == 0 || self.checkpoint.keep == 0 {
             return Err("keys `train.log_every`, `checkpoint.every` and `checkpoint.keep` must be ≥ 1".into());
+        }
+        if t.devices.is_empty() {
+            return Err("key `train.devices` needs at least one device".into());
+        }
+        if let Some(i) = (1..t.devices.len()).find(|&i| t.devices[..i].contains(&t.devices[i])) {
+            return Err(format!("key `train.devices` lists device {} twice", t.devices[i]));
         }
         if t.max_steps == Some(0) || t.epochs == Some(0) {
             return Err("keys `train.max_steps` and `train.epochs` must be ≥ 1 when given".into());

@@ -23,6 +23,9 @@ pub enum Error {
     /// Too many steps in a row had NaN/Inf gradients.
     #[error("{0}")]
     Diverged(String),
+    /// A collective operation of a data-parallel run failed.
+    #[error("data-parallel: {0}")]
+    Parallel(String),
     /// The evaluation during training failed.
     #[error("evaluation: {0}")]
     Eval(String),

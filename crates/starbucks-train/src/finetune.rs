@@ -1,35 +1,48 @@
 //! The fine-tuning task: NLI triplets (mean pooling, MNRL) or retrieval groups (CLS pooling,
 //! query + 1 positive + k negatives), trained with SRL, 2DMSE or one size, every size read from
-//! one encoder pass. Batches are a seeded permutation per epoch; the position is (epoch, batch).
+//! one encoder pass. [`FinetuneData`] cuts a seeded permutation per epoch into batches; its
+//! position is (epoch, batch).
 
+use burn::module::Module;
+use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use starbucks_data::batching::epoch_batches;
-use starbucks_data::finetune::{RetrievalExample, Triplet, sample_group};
+use starbucks_data::finetune::{Group, RetrievalExample, Triplet, sample_group};
 use starbucks_model::{BertInput, BertModel, Pooling, Tokenizer, pool};
 use starbucks_objectives::{Embeddings, Objective};
 
-use crate::engine::{Micro, Task};
+use crate::engine::{DataSource, Micro, Task};
 use crate::error::{Error, Result};
 
-/// The examples of a fine-tuning run.
-pub enum FinetuneData {
+/// The training examples.
+pub enum Examples {
     Triplets(Vec<Triplet>),
-    Retrieval { examples: Vec<RetrievalExample>, negatives: usize, query_tokenizer: Box<Tokenizer> },
+    /// Queries with positives and negatives; each batch samples a group of 1 + `negatives`.
+    Retrieval {
+        examples: Vec<RetrievalExample>,
+        negatives: usize,
+    },
 }
 
-impl FinetuneData {
+impl Examples {
     pub fn len(&self) -> usize {
         match self {
-            FinetuneData::Triplets(t) => t.len(),
-            FinetuneData::Retrieval { examples, .. } => examples.len(),
+            Examples::Triplets(t) => t.len(),
+            Examples::Retrieval { examples, .. } => examples.len(),
         }
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// One micro-batch of text.
+pub enum FinetuneBatch {
+    Triplets(Vec<Triplet>),
+    Groups(Vec<Group>),
 }
 
 /// Where the data continues: batch `batch` of epoch `epoch`'s order.
@@ -39,62 +52,81 @@ pub struct EpochPosition {
     pub batch: usize,
 }
 
-pub struct FinetuneTask {
-    pub data: FinetuneData,
-    /// The tokenizer of anchors/positives/negatives, or of passages for retrieval.
-    pub tokenizer: Tokenizer,
-    pub objective: Objective,
-    pub pooling: Pooling,
+/// The examples in seeded batches, epoch after epoch.
+pub struct FinetuneData {
+    pub examples: Examples,
     pub batch_size: usize,
     pub seed: u64,
     position: EpochPosition,
     order: Vec<Vec<usize>>,
 }
 
-impl FinetuneTask {
-    pub fn new(
-        data: FinetuneData,
-        tokenizer: Tokenizer,
-        objective: Objective,
-        pooling: Pooling,
-        batch_size: usize,
-        seed: u64,
-    ) -> Self {
-        let order = epoch_batches(data.len(), batch_size, seed, 0, None, false);
-        FinetuneTask {
-            data,
-            tokenizer,
-            objective,
-            pooling,
-            batch_size,
-            seed,
-            position: EpochPosition::default(),
-            order,
-        }
+impl FinetuneData {
+    pub fn new(examples: Examples, batch_size: usize, seed: u64) -> Self {
+        let order = epoch_batches(examples.len(), batch_size, seed, 0, None, false);
+        FinetuneData { examples, batch_size, seed, position: EpochPosition::default(), order }
     }
 
     /// Micro-batches in one pass over the data.
     pub fn batches_per_epoch(&self) -> usize {
-        self.data.len().div_ceil(self.batch_size)
+        self.examples.len().div_ceil(self.batch_size)
     }
+}
 
-    fn next_indices(&mut self) -> Vec<usize> {
+impl DataSource for FinetuneData {
+    type Batch = FinetuneBatch;
+
+    fn next_batch(&mut self, _rng: &mut ChaCha8Rng) -> Result<FinetuneBatch> {
         if self.position.batch >= self.order.len() {
             self.position = EpochPosition { epoch: self.position.epoch + 1, batch: 0 };
-            self.order = epoch_batches(self.data.len(), self.batch_size, self.seed, self.position.epoch, None, false);
+            self.order =
+                epoch_batches(self.examples.len(), self.batch_size, self.seed, self.position.epoch, None, false);
         }
-        let indices = self.order[self.position.batch].clone();
+        let indices = &self.order[self.position.batch];
+        let epoch = self.position.epoch;
         self.position.batch += 1;
-        indices
+        Ok(match &self.examples {
+            Examples::Triplets(triplets) => {
+                FinetuneBatch::Triplets(indices.iter().map(|&i| triplets[i].clone()).collect())
+            }
+            Examples::Retrieval { examples, negatives } => FinetuneBatch::Groups(
+                indices.iter().map(|&i| sample_group(&examples[i], *negatives, self.seed, epoch, i)).collect(),
+            ),
+        })
     }
 
+    fn position(&self) -> serde_json::Value {
+        serde_json::to_value(self.position).expect("serialises")
+    }
+
+    fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
+        let position: EpochPosition = serde_json::from_value(position.clone())
+            .map_err(|e| Error::Input(format!("checkpoint data position {position}: {e}")))?;
+        self.order = epoch_batches(self.examples.len(), self.batch_size, self.seed, position.epoch, None, false);
+        self.position = position;
+        Ok(())
+    }
+}
+
+/// The loss side: tokenizers, pooling and the objective.
+pub struct FinetuneTask {
+    /// Tokenizes triplets, or passages for retrieval.
+    pub tokenizer: Tokenizer,
+    /// Tokenizes retrieval queries (their own, shorter, max length).
+    pub query_tokenizer: Tokenizer,
+    pub objective: Objective,
+    pub pooling: Pooling,
+}
+
+impl FinetuneTask {
+    /// Every layer's pooled embeddings of `texts` up to `layers`, and the tokens read.
     fn pooled<B: AutodiffBackend>(
         &self,
         model: &BertModel<B>,
         tokenizer: &Tokenizer,
         texts: &[&str],
         layers: usize,
-    ) -> Result<(Vec<burn::tensor::Tensor<B, 2>>, usize)> {
+    ) -> Result<(Vec<Tensor<B, 2>>, usize)> {
         let batch = tokenizer.encode(texts)?;
         let tokens = batch.attention_mask.iter().filter(|&&m| m != 0).count();
         let device = model.devices()[0].clone();
@@ -105,18 +137,15 @@ impl FinetuneTask {
     }
 }
 
-use burn::module::Module;
-
 impl<B: AutodiffBackend> Task<B> for FinetuneTask {
     type Model = BertModel<B>;
+    type Data = FinetuneData;
 
-    fn next(&mut self, model: &BertModel<B>, rng: &mut ChaCha8Rng) -> Result<Micro<B>> {
-        let epoch = self.position.epoch;
-        let indices = self.next_indices();
+    fn loss(&self, model: &BertModel<B>, batch: FinetuneBatch, rng: &mut ChaCha8Rng) -> Result<Micro<B>> {
         let layers = self.objective.layers(model.num_layers());
-        let (embeddings, tokens) = match &self.data {
-            FinetuneData::Triplets(triplets) => {
-                let rows: Vec<&Triplet> = indices.iter().map(|&i| &triplets[i]).collect();
+        let (embeddings, tokens) = match &batch {
+            FinetuneBatch::Triplets(rows) => {
+                // Rows [anchors; positives; negatives], one encoder pass.
                 let texts: Vec<&str> = rows
                     .iter()
                     .map(|t| t.anchor.as_str())
@@ -126,29 +155,16 @@ impl<B: AutodiffBackend> Task<B> for FinetuneTask {
                 let (layers, tokens) = self.pooled(model, &self.tokenizer, &texts, layers)?;
                 (Embeddings::Triplets { layers, batch: rows.len() }, tokens)
             }
-            FinetuneData::Retrieval { examples, negatives, query_tokenizer } => {
-                let groups: Vec<_> =
-                    indices.iter().map(|&i| sample_group(&examples[i], *negatives, self.seed, epoch, i)).collect();
+            FinetuneBatch::Groups(groups) => {
                 let queries: Vec<&str> = groups.iter().map(|g| g.query.as_str()).collect();
                 let passages: Vec<&str> = groups.iter().flat_map(|g| g.passages.iter().map(String::as_str)).collect();
-                let (queries, q_tokens) = self.pooled(model, query_tokenizer, &queries, layers)?;
+                let group = groups[0].passages.len();
+                let (queries, q_tokens) = self.pooled(model, &self.query_tokenizer, &queries, layers)?;
                 let (passages, p_tokens) = self.pooled(model, &self.tokenizer, &passages, layers)?;
-                (Embeddings::Retrieval { queries, passages, group: negatives + 1 }, q_tokens + p_tokens)
+                (Embeddings::Retrieval { queries, passages, group }, q_tokens + p_tokens)
             }
         };
         Ok(Micro { loss: self.objective.loss(&embeddings, rng), tokens })
-    }
-
-    fn position(&self) -> serde_json::Value {
-        serde_json::to_value(self.position).expect("serialises")
-    }
-
-    fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
-        let position: EpochPosition = serde_json::from_value(position.clone())
-            .map_err(|e| Error::Input(format!("checkpoint data position {position}: {e}")))?;
-        self.order = epoch_batches(self.data.len(), self.batch_size, self.seed, position.epoch, None, false);
-        self.position = position;
-        Ok(())
     }
 
     fn encoder(model: &BertModel<B>) -> &BertModel<B> {

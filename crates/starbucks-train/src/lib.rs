@@ -2,7 +2,8 @@
 //! from a TOML config to a trained model folder.
 //!
 //! - [`config`]: the run's settings, layered (file, `STARBUCKS_…` environment, `--set`), checked;
-//! - [`engine`]: one optimiser step over gradient-accumulated micro-batches of a [`Task`]
+//! - [`engine`]: one optimiser step over gradient-accumulated micro-batches of a [`Task`] from a
+//!   [`DataSource`], averaged over data-parallel peers with burn's collective all-reduce
 //!   (AdamW with PyTorch's eps, warm-up + linear/cosine decay, global-norm clipping, NaN/Inf
 //!   steps skipped and counted, randomness derived from (seed, step));
 //! - [`finetune`] and [`pretrain`]: the two tasks (NLI triplets / retrieval groups; SMAE on
@@ -24,7 +25,7 @@ pub mod pretrain;
 pub mod run;
 
 pub use config::RunConfig;
-pub use engine::{Engine, Micro, StepReport, Task};
+pub use engine::{DataSource, Engine, Micro, Peer, StepReport, Task};
 pub use error::{Error, Result};
 pub use optim::{Decay, LrSchedule, StepGradients, adamw, clip_global_norm};
 pub use run::{EvalFn, RunOptions, Summary, run};

@@ -1,8 +1,8 @@
-//! The pre-training task: SMAE on streamed documents. Each micro-batch reads the next
-//! `batch_size` documents, masks one random window of each (encoder 0.2 ⊂ decoder 0.4, whole
-//! words), runs the encoder once on the encoder-masked text, and takes MLM + MAE at every size.
-//! At the end of the stream it starts over (the next epoch); the position is
-//! (epoch, shard, row group, row).
+//! The pre-training task: SMAE on streamed documents. [`PretrainData`] reads the next
+//! `batch_size` documents and masks one random window of each (encoder 0.2 ⊂ decoder 0.4, whole
+//! words); at the end of the stream it starts over (the next epoch); its position is
+//! (epoch, shard, row group, row). [`PretrainTask`] runs the encoder once on the encoder-masked
+//! text and takes MLM + MAE at every size.
 
 use burn::module::Module;
 use burn::tensor::backend::AutodiffBackend;
@@ -10,12 +10,12 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use starbucks_data::batching::{pad, pad_labels};
 use starbucks_data::fineweb::{DocumentStream, Position, Source};
-use starbucks_data::masking::SmaeMasker;
+use starbucks_data::masking::{PretrainExample, SmaeMasker};
 use starbucks_model::{Batch, BertInput, BertModel};
 use starbucks_objectives::SizeList;
 use starbucks_objectives::smae::{Masked, Smae, SmaeBatch};
 
-use crate::engine::{Micro, Task};
+use crate::engine::{DataSource, Micro, Task};
 use crate::error::{Error, Result};
 
 /// The encoder and the SMAE-only modules, trained together.
@@ -31,20 +31,19 @@ pub struct StreamPosition {
     pub at: Position,
 }
 
-pub struct PretrainTask {
+/// Documents streamed epoch after epoch, masked into SMAE examples.
+pub struct PretrainData {
     pub source: Source,
     pub masker: SmaeMasker,
-    pub sizes: SizeList,
     pub batch_size: usize,
-    pub pad_id: u32,
     position: StreamPosition,
     stream: DocumentStream,
 }
 
-impl PretrainTask {
-    pub fn new(source: Source, masker: SmaeMasker, sizes: SizeList, batch_size: usize, pad_id: u32) -> Self {
+impl PretrainData {
+    pub fn new(source: Source, masker: SmaeMasker, batch_size: usize) -> Self {
         let stream = source.stream(Position::default());
-        PretrainTask { source, masker, sizes, batch_size, pad_id, position: StreamPosition::default(), stream }
+        PretrainData { source, masker, batch_size, position: StreamPosition::default(), stream }
     }
 
     /// The next document's text, starting the stream over at its end.
@@ -71,6 +70,39 @@ impl PretrainTask {
     }
 }
 
+impl DataSource for PretrainData {
+    type Batch = Vec<PretrainExample>;
+
+    fn next_batch(&mut self, rng: &mut ChaCha8Rng) -> Result<Vec<PretrainExample>> {
+        let mut examples = Vec::with_capacity(self.batch_size);
+        while examples.len() < self.batch_size {
+            let text = self.next_text()?;
+            if let Some(example) = self.masker.example(&text, rng)? {
+                examples.push(example);
+            }
+        }
+        Ok(examples)
+    }
+
+    fn position(&self) -> serde_json::Value {
+        serde_json::to_value(self.position).expect("serialises")
+    }
+
+    fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
+        let position: StreamPosition = serde_json::from_value(position.clone())
+            .map_err(|e| Error::Input(format!("checkpoint data position {position}: {e}")))?;
+        self.stream = self.source.stream(position.at);
+        self.position = position;
+        Ok(())
+    }
+}
+
+/// The loss side: the size list and the padding id.
+pub struct PretrainTask {
+    pub sizes: SizeList,
+    pub pad_id: u32,
+}
+
 fn batch(padded: starbucks_data::batching::Padded) -> Batch {
     Batch {
         token_type_ids: vec![0; padded.input_ids.len()],
@@ -83,15 +115,14 @@ fn batch(padded: starbucks_data::batching::Padded) -> Batch {
 
 impl<B: AutodiffBackend> Task<B> for PretrainTask {
     type Model = PretrainModel<B>;
+    type Data = PretrainData;
 
-    fn next(&mut self, model: &PretrainModel<B>, rng: &mut ChaCha8Rng) -> Result<Micro<B>> {
-        let mut examples = Vec::with_capacity(self.batch_size);
-        while examples.len() < self.batch_size {
-            let text = self.next_text()?;
-            if let Some(example) = self.masker.example(&text, rng)? {
-                examples.push(example);
-            }
-        }
+    fn loss(
+        &self,
+        model: &PretrainModel<B>,
+        examples: Vec<PretrainExample>,
+        _rng: &mut ChaCha8Rng,
+    ) -> Result<Micro<B>> {
         let encoder_ids: Vec<Vec<u32>> = examples.iter().map(|e| e.encoder_input_ids.clone()).collect();
         let decoder_ids: Vec<Vec<u32>> = examples.iter().map(|e| e.decoder_input_ids.clone()).collect();
         let encoder_batch = batch(pad(&encoder_ids, self.pad_id));
@@ -116,18 +147,6 @@ impl<B: AutodiffBackend> Task<B> for PretrainTask {
             },
         );
         Ok(Micro { loss, tokens })
-    }
-
-    fn position(&self) -> serde_json::Value {
-        serde_json::to_value(self.position).expect("serialises")
-    }
-
-    fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
-        let position: StreamPosition = serde_json::from_value(position.clone())
-            .map_err(|e| Error::Input(format!("checkpoint data position {position}: {e}")))?;
-        self.stream = self.source.stream(position.at);
-        self.position = position;
-        Ok(())
     }
 
     fn encoder(model: &PretrainModel<B>) -> &BertModel<B> {

@@ -12,8 +12,10 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Instant;
 
+use burn::collective::{self, CollectiveConfig, PeerId};
 use burn::module::AutodiffModule;
 use burn::optim::AdamW;
 use burn::optim::adaptor::OptimizerAdaptor;
@@ -29,11 +31,11 @@ use starbucks_objectives::{Mse2dConfig, Objective, SizeList};
 
 use crate::checkpoint::{self, TrainState};
 use crate::config::{DataFormat, Method, RunConfig, Task as TaskKind};
-use crate::engine::{Engine, StepReport, Task};
+use crate::engine::{DataSource, Engine, Peer, StepReport, Task};
 use crate::error::{Error, Result};
-use crate::finetune::{FinetuneData, FinetuneTask};
+use crate::finetune::{Examples, FinetuneData, FinetuneTask};
 use crate::optim::{LrSchedule, adamw};
-use crate::pretrain::{PretrainModel, PretrainTask};
+use crate::pretrain::{PretrainData, PretrainModel, PretrainTask};
 
 /// Evaluates a model at the given sizes (e.g. STS-B dev Spearman), one score per size.
 pub type EvalFn<'a, B> = dyn FnMut(&Embedder<B>, &[Size]) -> std::result::Result<Vec<f64>, String> + 'a;
@@ -76,6 +78,7 @@ struct Common {
     tokenizer: Tokenizer,
     sizes: SizeList,
     pooling: Pooling,
+    progress: bool,
 }
 
 fn input<E: std::fmt::Display>(e: E) -> Error {
@@ -140,7 +143,7 @@ fn common(config: &RunConfig, options: &RunOptions) -> Result<Common> {
         config.model.pooling.unwrap_or(if config.data.format.is_retrieval() { Pooling::Cls } else { Pooling::Mean });
     check_output(config, &output, options.resume)?;
     let sentence = SentenceConfig { max_seq_length: max_len, pooling, ..sentence };
-    Ok(Common { config: config.clone(), output, bert, sentence, tokenizer, sizes, pooling })
+    Ok(Common { config: config.clone(), output, bert, sentence, tokenizer, sizes, pooling, progress: options.progress })
 }
 
 fn load_encoder<B: AutodiffBackend>(c: &Common, device: &B::Device) -> Result<BertModel<B>> {
@@ -176,12 +179,12 @@ fn objective(c: &Common) -> Result<Objective> {
     })
 }
 
-fn finetune_task(c: &Common) -> Result<FinetuneTask> {
+fn finetune_task(c: &Common) -> Result<(FinetuneTask, FinetuneData)> {
     let d = &c.config.data;
     let path = Path::new(&d.path);
-    let data = match d.format {
-        DataFormat::Triplets => FinetuneData::Triplets(starbucks_data::finetune::read_triplets(path).map_err(input)?),
-        DataFormat::NliPairs => FinetuneData::Triplets(starbucks_data::finetune::triplets_from_pairs(
+    let examples = match d.format {
+        DataFormat::Triplets => Examples::Triplets(starbucks_data::finetune::read_triplets(path).map_err(input)?),
+        DataFormat::NliPairs => Examples::Triplets(starbucks_data::finetune::triplets_from_pairs(
             &starbucks_data::finetune::read_nli_pairs(path).map_err(input)?,
         )),
         DataFormat::Tevatron | DataFormat::MsmarcoTriples => {
@@ -191,27 +194,28 @@ fn finetune_task(c: &Common) -> Result<FinetuneTask> {
                 starbucks_data::finetune::read_msmarco_triples(path)
             }
             .map_err(input)?;
-            let tokenizer_path = c.config.model.path.join("tokenizer.json");
-            let query_tokenizer =
-                Tokenizer::from_file(&tokenizer_path, d.query_max_len.unwrap_or(32)).map_err(input)?;
-            FinetuneData::Retrieval {
-                examples,
-                negatives: d.negatives.unwrap_or(7),
-                query_tokenizer: Box::new(query_tokenizer),
+            if let Some(e) = examples.iter().find(|e| e.negative_passages.is_empty()) {
+                return Err(Error::Input(format!("{}: query {} has no negative passage", d.path, e.query_id)));
             }
+            Examples::Retrieval { examples, negatives: d.negatives.unwrap_or(7) }
         }
         DataFormat::Fineweb => unreachable!("the config check keeps FineWeb to pre-training"),
     };
-    if data.is_empty() {
+    if examples.is_empty() {
         return Err(Error::Input(format!("{}: no training examples", d.path)));
     }
-    let tokenizer = match d.format.is_retrieval() {
-        true => Tokenizer::from_file(c.config.model.path.join("tokenizer.json"), d.passage_max_len.unwrap_or(196))
-            .map_err(input)?,
-        false => c.tokenizer.clone(),
+    let tokenizer_path = c.config.model.path.join("tokenizer.json");
+    let (tokenizer, query_tokenizer) = if d.format.is_retrieval() {
+        (
+            Tokenizer::from_file(&tokenizer_path, d.passage_max_len.unwrap_or(196)).map_err(input)?,
+            Tokenizer::from_file(&tokenizer_path, d.query_max_len.unwrap_or(32)).map_err(input)?,
+        )
+    } else {
+        (c.tokenizer.clone(), c.tokenizer.clone())
     };
     let t = &c.config.train;
-    Ok(FinetuneTask::new(data, tokenizer, objective(c)?, c.pooling, t.batch_size, t.seed))
+    let task = FinetuneTask { tokenizer, query_tokenizer, objective: objective(c)?, pooling: c.pooling };
+    Ok((task, FinetuneData::new(examples, t.batch_size, t.seed)))
 }
 
 fn pretrain_source(spec: &str) -> Result<Source> {
@@ -230,7 +234,7 @@ fn pretrain_source(spec: &str) -> Result<Source> {
     Source::local(spec).map_err(input)
 }
 
-fn pretrain_task(c: &Common) -> Result<PretrainTask> {
+fn pretrain_task(c: &Common) -> Result<(PretrainTask, PretrainData)> {
     let d = &c.config.data;
     let source = pretrain_source(&d.path)?;
     let defaults = MaskingConfig::default();
@@ -251,7 +255,8 @@ fn pretrain_task(c: &Common) -> Result<PretrainTask> {
     // The first document is read now, so a bad path or format is reported before any output.
     source.stream(Default::default()).next().transpose().map_err(input)?;
     let pad_id = c.tokenizer.inner().get_padding().map_or(0, |p| p.pad_id);
-    Ok(PretrainTask::new(source, masker, c.sizes.clone(), c.config.train.batch_size, pad_id))
+    let task = PretrainTask { sizes: c.sizes.clone(), pad_id };
+    Ok((task, PretrainData::new(source, masker, c.config.train.batch_size)))
 }
 
 /// Trains as `config` says. Every input is checked before anything is written; such errors are
@@ -260,29 +265,38 @@ fn pretrain_task(c: &Common) -> Result<PretrainTask> {
 pub fn run<B: AutodiffBackend>(
     config: &RunConfig,
     options: &RunOptions,
-    device: &B::Device,
+    devices: &[B::Device],
     eval: Option<&mut EvalFn<'_, B::InnerBackend>>,
 ) -> Result<Summary> {
     let c = common(config, options)?;
+    if devices.len() != config.train.devices.len() {
+        return Err(Error::Input(format!(
+            "key `train.devices` lists {} devices but {} were given",
+            config.train.devices.len(),
+            devices.len()
+        )));
+    }
+    let device = &devices[0];
     match config.task {
         TaskKind::Finetune => {
-            let task = finetune_task(&c)?;
+            let (task, data) = finetune_task(&c)?;
+            let per_step = config.train.grad_accum * devices.len();
             let total = match (config.train.max_steps, config.train.epochs) {
                 (Some(steps), _) => steps,
-                (None, Some(epochs)) => (task.batches_per_epoch() * epochs).div_ceil(config.train.grad_accum),
+                (None, Some(epochs)) => (data.batches_per_epoch() * epochs).div_ceil(per_step),
                 (None, None) => unreachable!("checked with the config"),
             };
             let model = load_encoder::<B>(&c, device)?;
-            drive(&c, options, task, model, total, device, eval)
+            drive(&c, options, task, data, model, total, devices, eval)
         }
         TaskKind::Pretrain => {
-            let task = pretrain_task(&c)?;
+            let (task, data) = pretrain_task(&c)?;
             let encoder = load_encoder::<B>(&c, device)?;
             let mut smae = Smae::new(&encoder, &c.bert, device);
             smae.head = MlmHead::from_safetensors_or_new(&c.bert, &config.model.path.join("model.safetensors"), device)
                 .map_err(input)?;
             let total = config.train.max_steps.expect("checked with the config");
-            drive(&c, options, task, PretrainModel { encoder, smae }, total, device, eval)
+            drive(&c, options, task, data, PretrainModel { encoder, smae }, total, devices, eval)
         }
     }
 }
@@ -362,25 +376,96 @@ fn log_eval(step: usize, scores: &[(Size, f64)]) {
     tracing::info!(step, "eval spearman: {}", line.join(", "));
 }
 
+/// Reads every float parameter once: parameters are initialised lazily, and a clone of one
+/// never read would draw its own random values, so replicas must be settled first.
+struct Settle;
+
+impl<B: burn::tensor::backend::Backend> burn::module::ModuleVisitor<B> for Settle {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<burn::tensor::Tensor<B, D>>) {
+        let _ = param.val();
+    }
+}
+
+/// One engine per device, each with the model (a replica on its device), a fresh optimiser, and
+/// the newest valid checkpoint when resuming.
+#[allow(clippy::type_complexity)]
+fn engines<B: AutodiffBackend, M: AutodiffModule<B>>(
+    c: &Common,
+    options: &RunOptions,
+    model: M,
+    schedule: LrSchedule,
+    fresh: TrainState,
+    devices: &[B::Device],
+) -> Vec<Engine<B, M>> {
+    let t = &c.config.train;
+    let checkpoints = c.output.join("checkpoints");
+    model.visit(&mut Settle);
+    let world = devices.len();
+    devices
+        .iter()
+        .enumerate()
+        .map(|(rank, device)| {
+            let replica = if rank == 0 { model.clone() } else { model.clone().fork(device) };
+            let optimizer: OptimizerAdaptor<AdamW, M, B> = adamw(t.weight_decay as f32).init();
+            let (replica, optimizer, resumed) = if options.resume {
+                checkpoint::load_newest::<B, _, _>(&checkpoints, replica, optimizer, device, rank == 0)
+            } else {
+                (replica, optimizer, None)
+            };
+            let mut engine =
+                Engine::new(replica, optimizer, schedule, resumed.unwrap_or(fresh.clone()), device.clone());
+            engine.max_grad_norm = t.max_grad_norm;
+            engine.grad_accum = t.grad_accum;
+            engine.max_bad_steps = t.max_bad_steps;
+            engine.peer = (world > 1).then_some(Peer { rank, world });
+            engine
+        })
+        .collect()
+}
+
+/// Registers `engine`'s peer with burn's collective (a no-op on a single device).
+fn register<B: AutodiffBackend, M: AutodiffModule<B>>(engine: &Engine<B, M>, device: &B::Device) -> Result<()> {
+    let Some(peer) = engine.peer else { return Ok(()) };
+    let config = CollectiveConfig::default().with_num_devices(peer.world);
+    collective::register::<B::InnerBackend>(PeerId::from(peer.rank as u32), device.clone(), config)
+        .map_err(|e| Error::Parallel(format!("registering peer {}: {e:?}", peer.rank)))
+}
+
+/// A peer other than rank 0: steps in lockstep (the all-reduce inside each step is the
+/// barrier); rank 0 logs, checkpoints and evaluates for all.
+fn follow<B: AutodiffBackend, T: Task<B>>(
+    mut engine: Engine<B, T::Model>,
+    task: &T,
+    data: &Mutex<T::Data>,
+    total_steps: usize,
+    device: &B::Device,
+) -> Result<()> {
+    register(&engine, device)?;
+    while engine.state.step < total_steps {
+        engine.step(task, data)?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
 fn drive<B: AutodiffBackend, T: Task<B>>(
     c: &Common,
     options: &RunOptions,
-    mut task: T,
+    task: T,
+    data: T::Data,
     model: T::Model,
     total_steps: usize,
-    device: &B::Device,
-    mut eval: Option<&mut EvalFn<'_, B::InnerBackend>>,
+    devices: &[B::Device],
+    eval: Option<&mut EvalFn<'_, B::InnerBackend>>,
 ) -> Result<Summary>
 where
     T::Model: AutodiffModule<B>,
     <T::Model as AutodiffModule<B>>::InnerModule: Clone,
 {
-    let started = Instant::now();
     let t = &c.config.train;
     let out = &c.output;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     checkpoint::write_atomic(&out.join("config.toml"), c.config.to_toml().as_bytes())?;
-    let checkpoints = out.join("checkpoints");
 
     let schedule = LrSchedule {
         peak: t.lr,
@@ -388,37 +473,100 @@ where
         total_steps,
         decay: t.decay,
     };
-    let optimizer: OptimizerAdaptor<AdamW, T::Model, B> = adamw(t.weight_decay as f32).init();
-    let fresh = TrainState { step: 0, skipped: 0, bad_in_row: 0, position: task.position(), seed: t.seed };
-    let (model, optimizer, resumed) = if options.resume {
-        checkpoint::load_newest::<B, _, _>(&checkpoints, model, optimizer, device)
-    } else {
-        (model, optimizer, None)
-    };
-    let state = match resumed {
-        Some(state) => {
-            task.seek(&state.position)?;
-            state
+    let fresh = TrainState { step: 0, skipped: 0, bad_in_row: 0, position: data.position(), seed: t.seed };
+    let mut engines = engines(c, options, model, schedule, fresh, devices);
+    let mut data = data;
+    if engines[0].state.step > 0 {
+        data.seek(&engines[0].state.position)?;
+    }
+    if engines.iter().any(|e| e.state != engines[0].state) {
+        return Err(Error::Parallel("the replicas resumed from different checkpoints".into()));
+    }
+    let data = Mutex::new(data);
+    let leader = engines.remove(0);
+    if engines.is_empty() {
+        return lead(c, leader, &task, &data, total_steps, &devices[0], eval);
+    }
+
+    collective::reset_collective::<B::InnerBackend>();
+    tracing::info!(
+        "data-parallel over {} peers: global batch {}",
+        devices.len(),
+        t.batch_size * t.grad_accum * devices.len()
+    );
+    std::thread::scope(|scope| {
+        let (task, data) = (&task, &data);
+        let followers: Vec<_> = engines
+            .into_iter()
+            .zip(&devices[1..])
+            .map(|(engine, device)| {
+                scope.spawn(move || {
+                    let result = follow(engine, task, data, total_steps, device);
+                    if result.is_err() {
+                        // Wake the peers waiting in an all-reduce: they fail too, and the run ends.
+                        collective::reset_collective::<B::InnerBackend>();
+                    }
+                    result
+                })
+            })
+            .collect();
+        let led = lead(c, leader, task, data, total_steps, &devices[0], eval);
+        if led.is_err() {
+            collective::reset_collective::<B::InnerBackend>();
         }
-        None => fresh,
-    };
-    let resumed_from = state.step;
-    let mut engine = Engine::new(model, optimizer, schedule, state, device.clone());
-    engine.max_grad_norm = t.max_grad_norm;
-    engine.grad_accum = t.grad_accum;
-    engine.max_bad_steps = t.max_bad_steps;
+        let mut first_error = None;
+        for follower in followers {
+            match follower.join() {
+                Ok(Err(e)) if !matches!(e, Error::Parallel(_)) => {
+                    first_error.get_or_insert(e);
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    first_error.get_or_insert(Error::Parallel("a peer panicked".into()));
+                }
+            }
+        }
+        match (led, first_error) {
+            (Ok(summary), None) => Ok(summary),
+            (Err(e), _) if !matches!(e, Error::Parallel(_)) => Err(e),
+            (_, Some(e)) => Err(e),
+            (Err(e), None) => Err(e),
+        }
+    })
+}
+
+/// Rank 0 (or the only device): steps, logs, `metrics.jsonl`, checkpoints, evaluation, and the
+/// final model folder.
+fn lead<B: AutodiffBackend, T: Task<B>>(
+    c: &Common,
+    mut engine: Engine<B, T::Model>,
+    task: &T,
+    data: &Mutex<T::Data>,
+    total_steps: usize,
+    device: &B::Device,
+    mut eval: Option<&mut EvalFn<'_, B::InnerBackend>>,
+) -> Result<Summary>
+where
+    <T::Model as AutodiffModule<B>>::InnerModule: Clone,
+{
+    register(&engine, device)?;
+    let started = Instant::now();
+    let t = &c.config.train;
+    let out = &c.output;
+    let checkpoints = out.join("checkpoints");
+    let resumed_from = engine.state.step;
     let mut metrics = Metrics::open(&out.join("metrics.jsonl"), resumed_from)?;
 
     tracing::info!(
         task = %c.config.task,
         steps = total_steps,
         from = resumed_from,
-        warmup = schedule.warmup_steps,
+        warmup = engine.schedule.warmup_steps,
         "training {} sizes {}; precision f32 (burn 0.21 has no automatic mixed precision)",
         c.config.model.path.display(),
         c.sizes.sizes().iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" ")
     );
-    let bar = if options.progress { ProgressBar::new(total_steps as u64) } else { ProgressBar::hidden() };
+    let bar = if c.progress { ProgressBar::new(total_steps as u64) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("{spinner} step {pos}/{len} [{bar:30}] {msg} {elapsed_precise} (eta {eta})")
             .expect("a valid template")
@@ -432,7 +580,7 @@ where
     let eval_every = c.config.eval.every;
     while engine.state.step < total_steps {
         let step_started = Instant::now();
-        let report = match engine.step(&mut task) {
+        let report = match engine.step(task, data) {
             Ok(report) => report,
             Err(e @ Error::Diverged(_)) => {
                 // The model is the last applied one: keep it before giving up.

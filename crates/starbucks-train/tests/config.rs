@@ -93,6 +93,9 @@ fn bad_values_name_their_key() {
     assert!(no_eq.contains("key=value"), "{no_eq}");
     let wrong_task = load(&BASE.replace("\"triplets\"", "\"fineweb\""), &[], &[]).unwrap_err();
     assert!(wrong_task.contains("pretrain"), "{wrong_task}");
+    let twice = load(BASE, &[], &["train.devices=[0, 0]"]).unwrap_err();
+    assert!(twice.contains("train.devices") && twice.contains("twice"), "{twice}");
+    assert_eq!(load(BASE, &[], &["train.devices=[0,1]"]).unwrap().train.devices, vec![0, 1]);
     let file = RunConfig::load(std::path::Path::new("/nonexistent/run.toml"), &BTreeMap::new(), &[]).unwrap_err();
     assert!(file.to_string().contains("/nonexistent/run.toml"), "{file}");
 }

@@ -9,7 +9,9 @@ use rand_chacha::ChaCha8Rng;
 use starbucks_model::{BertConfig, BertInput, BertModel, Pooling, Size, pool};
 use starbucks_objectives::{Embeddings, LossOutput, Objective, SizeList};
 use starbucks_train::checkpoint::TrainState;
+use starbucks_train::engine::DataSource;
 use starbucks_train::{Decay, Engine, LrSchedule, Micro, Task, adamw, clip_global_norm};
+use std::sync::Mutex;
 
 type B = Autodiff<Flex>;
 
@@ -93,29 +95,41 @@ fn adamw_steps_lower_the_srl_loss() {
     assert!(last < first * 0.9, "loss {first} -> {last}");
 }
 
-/// A task whose every loss is the SRL loss of the tiny model times `factor` (NaN to diverge).
+/// Micro-batch k is just its index.
+struct Counter(usize);
+
+impl DataSource for Counter {
+    type Batch = usize;
+
+    fn next_batch(&mut self, _rng: &mut ChaCha8Rng) -> starbucks_train::Result<usize> {
+        self.0 += 1;
+        Ok(self.0 - 1)
+    }
+
+    fn position(&self) -> serde_json::Value {
+        serde_json::json!(self.0)
+    }
+
+    fn seek(&mut self, position: &serde_json::Value) -> starbucks_train::Result<()> {
+        self.0 = position.as_u64().unwrap() as usize;
+        Ok(())
+    }
+}
+
+/// The loss of micro-batch k is the tiny model's SRL loss times `factor` · (1 + `per_batch` · k).
 struct Scaled {
     config: BertConfig,
     factor: f32,
-    served: usize,
+    per_batch: f32,
 }
 
 impl Task<B> for Scaled {
     type Model = BertModel<B>;
+    type Data = Counter;
 
-    fn next(&mut self, model: &BertModel<B>, _rng: &mut ChaCha8Rng) -> starbucks_train::Result<Micro<B>> {
-        self.served += 1;
-        let total = srl_loss(model, &self.config) * self.factor;
+    fn loss(&self, model: &BertModel<B>, k: usize, _rng: &mut ChaCha8Rng) -> starbucks_train::Result<Micro<B>> {
+        let total = srl_loss(model, &self.config) * (self.factor * (1.0 + self.per_batch * k as f32));
         Ok(Micro { loss: LossOutput { total: total.clone(), terms: vec![("srl".into(), total)] }, tokens: 54 })
-    }
-
-    fn position(&self) -> serde_json::Value {
-        serde_json::json!(self.served)
-    }
-
-    fn seek(&mut self, position: &serde_json::Value) -> starbucks_train::Result<()> {
-        self.served = position.as_u64().unwrap() as usize;
-        Ok(())
     }
 
     fn encoder(model: &BertModel<B>) -> &BertModel<B> {
@@ -129,29 +143,33 @@ fn engine(model: BertModel<B>) -> Engine<B, BertModel<B>> {
     Engine::new(model, adamw(0.0).init(), schedule, state, Default::default())
 }
 
+fn weights(e: &Engine<B, BertModel<B>>) -> Vec<f32> {
+    e.inference_model().encoder.layer[1].output.dense.weight.val().into_data().to_vec::<f32>().unwrap()
+}
+
 #[test]
 fn nan_steps_are_skipped_counted_and_abort_after_the_limit() {
     let (config, model) = tiny();
     let mut engine = engine(model);
     engine.max_bad_steps = 3;
-    let before = engine.inference_model().encoder.layer[0].output.dense.weight.val().into_data();
-    let mut task = Scaled { config, factor: f32::NAN, served: 0 };
+    let before = weights(&engine);
+    let data = Mutex::new(Counter(0));
+    let mut task = Scaled { config, factor: f32::NAN, per_batch: 0.0 };
     for step in 1..=2 {
-        let report = engine.step(&mut task).unwrap();
+        let report = engine.step(&task, &data).unwrap();
         assert!(!report.applied && report.step == step, "{report:?}");
     }
     assert_eq!((engine.state.skipped, engine.state.bad_in_row), (2, 2));
-    let after = engine.inference_model().encoder.layer[0].output.dense.weight.val().into_data();
-    assert_eq!(before, after, "a skipped step leaves the weights alone");
+    assert_eq!(before, weights(&engine), "a skipped step leaves the weights alone");
 
     task.factor = 1.0;
-    assert!(engine.step(&mut task).unwrap().applied);
+    assert!(engine.step(&task, &data).unwrap().applied);
     assert_eq!((engine.state.skipped, engine.state.bad_in_row), (2, 0), "a good step resets the run of bad ones");
 
     task.factor = f32::NAN;
-    engine.step(&mut task).unwrap();
-    engine.step(&mut task).unwrap();
-    let err = engine.step(&mut task).unwrap_err();
+    engine.step(&task, &data).unwrap();
+    engine.step(&task, &data).unwrap();
+    let err = engine.step(&task, &data).unwrap_err();
     assert!(matches!(err, starbucks_train::Error::Diverged(_)), "{err}");
     assert!(err.to_string().contains("3 steps in a row"), "{err}");
 }
@@ -165,14 +183,58 @@ fn accumulated_micro_batches_average_their_gradients() {
     let mut once = engine(model.clone());
     let mut twice = engine(model);
     twice.grad_accum = 2;
-    let a = once.step(&mut Scaled { config: config.clone(), factor: 1.0, served: 0 }).unwrap();
-    let b = twice.step(&mut Scaled { config, factor: 1.0, served: 0 }).unwrap();
+    let task = Scaled { config, factor: 1.0, per_batch: 0.0 };
+    let a = once.step(&task, &Mutex::new(Counter(0))).unwrap();
+    let data = Mutex::new(Counter(0));
+    let b = twice.step(&task, &data).unwrap();
     assert!((a.loss - b.loss).abs() < 1e-6 && (a.grad_norm - b.grad_norm).abs() < 1e-4 * a.grad_norm);
     assert_eq!(twice.state.position, serde_json::json!(2), "two micro-batches read");
-    let w = |e: &Engine<B, BertModel<B>>| {
-        e.inference_model().encoder.layer[1].output.dense.weight.val().into_data().to_vec::<f32>().unwrap()
-    };
-    for (x, y) in w(&once).iter().zip(&w(&twice)) {
+    for (x, y) in weights(&once).iter().zip(&weights(&twice)) {
         assert!((x - y).abs() < 1e-6, "{x} vs {y}");
+    }
+}
+
+#[test]
+fn data_parallel_peers_match_gradient_accumulation() {
+    // Two peers (threads sharing the CPU device, burn's collective all-reduce between them),
+    // one micro-batch each, equal one engine accumulating the same two micro-batches.
+    use burn::collective::{CollectiveConfig, PeerId, register, reset_collective};
+    use starbucks_train::engine::Peer;
+    let (config, model) = tiny();
+    let _ = srl_loss(&model, &config);
+    let task = Scaled { config, factor: 1.0, per_batch: 0.5 };
+    let steps = 3;
+
+    let mut single = engine(model.clone());
+    single.grad_accum = 2;
+    let data = Mutex::new(Counter(0));
+    let single_losses: Vec<f64> = (0..steps).map(|_| single.step(&task, &data).unwrap().loss).collect();
+
+    reset_collective::<Flex>();
+    let shared = Mutex::new(Counter(0));
+    let peers: Vec<(Vec<f32>, Vec<f64>, serde_json::Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..2)
+            .map(|rank| {
+                let (model, task, shared) = (model.clone(), &task, &shared);
+                scope.spawn(move || {
+                    let mut peer = engine(model);
+                    peer.peer = Some(Peer { rank, world: 2 });
+                    let config = CollectiveConfig::default().with_num_devices(2);
+                    register::<Flex>(PeerId::from(rank as u32), Default::default(), config).unwrap();
+                    let losses = (0..steps).map(|_| peer.step(task, shared).unwrap().loss).collect();
+                    (weights(&peer), losses, peer.state.position.clone())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(peers[0].0, peers[1].0, "the replicas stay identical");
+    assert_eq!(peers[0].2, serde_json::json!(6), "six micro-batches read in all");
+    assert_eq!(peers[0].2, peers[1].2, "both peers record the same position");
+    for (x, y) in peers[0].0.iter().zip(&weights(&single)) {
+        assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+    }
+    for ((a, b), c) in single_losses.iter().zip(&peers[0].1).zip(&peers[1].1) {
+        assert!((a - b).abs() < 1e-5 && b == c, "losses {a} {b} {c}");
     }
 }
