@@ -280,3 +280,47 @@ fn data_parallel_over_two_peers_reads_two_micro_batches_a_step() {
     assert_eq!(losses(&out).len(), 3);
     assert!(weights(&out).len() > 90);
 }
+
+#[test]
+fn retrieval_groups_and_2dmse_train_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = finetune_config(dir.path());
+    let triples = root().join("data/msmarco-dl20/triples.dl20.bm25neg.tsv.gz");
+    let data_path = format!("data.path={}", triples.display());
+    let retrieval = dir.path().join("retrieval");
+    let (code, stdout, stderr) = finetune(
+        &config,
+        &retrieval,
+        &[
+            "--set",
+            "data.format=msmarco-triples",
+            "--set",
+            &data_path,
+            "--set",
+            "data.negatives=3",
+            "--set",
+            "data.passage_max_len=48",
+            "--set",
+            "model.pooling=cls",
+            "--set",
+            "train.max_steps=2",
+            "--set",
+            "train.batch_size=2",
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let first: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(retrieval.join("metrics.jsonl")).unwrap().lines().next().unwrap())
+            .unwrap();
+    for term in ["base(1, 32)", "base(3, 96)", "base(6, 384)", "kl(1, 32)", "kl(3, 96)"] {
+        assert!(first["terms"][term].as_f64().unwrap().is_finite(), "{first}");
+    }
+    let pooling = std::fs::read_to_string(retrieval.join("model/1_Pooling/config.json")).unwrap();
+    assert!(pooling.contains("\"pooling_mode_cls_token\": true"), "{pooling}");
+
+    let mse = dir.path().join("2dmse");
+    let (code, stdout, stderr) =
+        finetune(&config, &mse, &["--set", "objective.method=2dmse", "--set", "train.max_steps=2"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(losses(&mse).len(), 2);
+}
