@@ -36,7 +36,25 @@ fn default_log(command: &args::Command) -> &'static str {
     }
 }
 
+/// burn allocates and frees tensors of up to tens of MB every step. glibc's malloc gives blocks
+/// above its mmap threshold, and a heap top above its trim threshold, back to the kernel, which
+/// faults the pages in again at the next step (a fifth of a CPU training step's samples under
+/// `perf`). Keeping freed memory made a 5-step MiniLM fine-tuning run 11–13 % faster here.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_freed_memory() {
+    // SAFETY: mallopt only changes allocator parameters; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_TOP_PAD, 256 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory() {}
+
 fn main() -> ExitCode {
+    keep_freed_memory();
     let cli = args::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
