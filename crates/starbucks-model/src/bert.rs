@@ -256,6 +256,18 @@ pub fn attention_bias<B: Backend>(attention_mask: Tensor<B, 2>) -> Tensor<B, 4> 
     (attention_mask.neg() + 1.0).mul_scalar(MASKED_SCORE).reshape([batch, 1, 1, seq])
 }
 
+/// Reads every float parameter of `module` once. burn initialises parameters lazily, so a clone
+/// of one never read draws its own random values: settle a module before copying it.
+pub fn settle<B: Backend, M: Module<B>>(module: &M) {
+    struct Settle;
+    impl<B: Backend> burn::module::ModuleVisitor<B> for Settle {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {
+            let _ = param.val();
+        }
+    }
+    module.visit(&mut Settle);
+}
+
 /// `BertModel` without the pooler: embeddings and encoder.
 #[derive(Module, Debug)]
 pub struct BertModel<B: Backend> {

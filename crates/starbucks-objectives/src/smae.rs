@@ -10,13 +10,13 @@
 
 use std::path::Path;
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, Param};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use starbucks_model::{
-    BertConfig, BertInput, BertLayer, BertModel, attention_bias, load_module, read_safetensors_header,
+    BertConfig, BertInput, BertLayer, BertModel, attention_bias, load_module, read_safetensors_header, settle,
 };
 
 use crate::losses::cross_entropy;
@@ -112,15 +112,6 @@ impl<B: Backend> Masked<B> {
     }
 }
 
-/// Reads every float parameter once, which fixes its lazily initialised value.
-struct Initialise;
-
-impl<B: Backend> ModuleVisitor<B> for Initialise {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let _ = param.val();
-    }
-}
-
 /// Gives every float parameter a new id, with a detached copy of its value.
 struct FreshParams;
 
@@ -155,7 +146,7 @@ impl<B: Backend> Smae<B> {
         let layer0 = &encoder.encoder.layer[0];
         // Parameters are initialised lazily: settle layer 0's values before copying them, or a
         // clone of a never-read parameter would draw its own random values.
-        layer0.visit(&mut Initialise);
+        settle(layer0);
         let decoder = layer0.clone().map(&mut FreshParams);
         Smae { head: MlmHead::new(config, device), decoder }
     }

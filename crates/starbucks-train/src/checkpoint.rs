@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use burn::module::AutodiffModule;
+use burn::module::{AutodiffModule, Module};
 use burn::optim::Optimizer;
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::AutodiffBackend;
@@ -153,46 +153,63 @@ fn verify(dir: &Path) -> std::result::Result<TrainState, String> {
     Ok(state)
 }
 
-/// The newest checkpoint under `root` whose files match its manifest and decode, loaded into
-/// `model` and `optimizer`; corrupt ones are skipped with a warning naming them. `None` when
-/// there is no valid checkpoint. `report` logs what was skipped and what is resumed (one replica
-/// of a data-parallel run speaks for all).
-pub fn load_newest<B, M, O>(
-    root: &Path,
-    model: M,
-    optimizer: O,
-    device: &B::Device,
-    report: bool,
-) -> (M, O, Option<TrainState>)
+type Records<B, M, O> = (<M as Module<B>>::Record, <O as Optimizer<M, B>>::Record);
+
+/// Decodes the model and optimiser records of the checkpoint in `dir`.
+fn records<B, M, O>(dir: &Path, device: &B::Device) -> Result<Records<B, M, O>>
 where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
     O: Optimizer<M, B>,
 {
     let recorder = Rec::new();
+    let failed = |e: burn::record::RecorderError| Error::Checkpoint { path: dir.to_path_buf(), message: e.to_string() };
+    Ok((
+        recorder.load(dir.join("model"), device).map_err(failed)?,
+        recorder.load(dir.join("optimizer"), device).map_err(failed)?,
+    ))
+}
+
+/// Loads the checkpoint in `dir` into `model` and `optimizer` (on `device`).
+pub fn load<B, M, O>(dir: &Path, model: M, optimizer: O, device: &B::Device) -> Result<(M, O)>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    O: Optimizer<M, B>,
+{
+    let (m, o) = records::<B, M, O>(dir, device)?;
+    Ok((model.load_record(m), optimizer.load_record(o)))
+}
+
+/// The newest checkpoint under `root` whose files match its manifest and decode, loaded into
+/// `model` and `optimizer`, with its folder and state; corrupt ones are skipped with a warning
+/// naming them. `None` when there is no valid checkpoint.
+#[allow(clippy::type_complexity)]
+pub fn load_newest<B, M, O>(
+    root: &Path,
+    model: M,
+    optimizer: O,
+    device: &B::Device,
+) -> (M, O, Option<(PathBuf, TrainState)>)
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    O: Optimizer<M, B>,
+{
     for (_, dir) in list(root) {
         let state = match verify(&dir) {
             Ok(state) => state,
             Err(why) => {
-                if report {
-                    tracing::warn!("skipping checkpoint {}: {why}", dir.display());
-                }
+                tracing::warn!("skipping checkpoint {}: {why}", dir.display());
                 continue;
             }
         };
-        let model_record = recorder.load(dir.join("model"), device);
-        let optim_record = recorder.load(dir.join("optimizer"), device);
-        match (model_record, optim_record) {
-            (Ok(m), Ok(o)) => {
-                if report {
-                    tracing::info!("resuming from {} (step {})", dir.display(), state.step);
-                }
-                return (model.load_record(m), optimizer.load_record(o), Some(state));
+        match records::<B, M, O>(&dir, device) {
+            Ok((m, o)) => {
+                tracing::info!("resuming from {} (step {})", dir.display(), state.step);
+                return (model.load_record(m), optimizer.load_record(o), Some((dir, state)));
             }
-            (Err(e), _) | (_, Err(e)) if report => {
-                tracing::warn!("skipping checkpoint {}: cannot decode: {e}", dir.display())
-            }
-            _ => {}
+            Err(e) => tracing::warn!("skipping checkpoint {}: cannot decode: {e}", dir.display()),
         }
     }
     (model, optimizer, None)

@@ -24,7 +24,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use starbucks_data::fineweb::Source;
 use starbucks_data::masking::{MaskingConfig, SmaeMasker};
-use starbucks_model::{BertConfig, BertModel, Embedder, Pooling, SentenceConfig, Size, Tokenizer};
+use starbucks_model::{BertConfig, BertModel, Embedder, Pooling, SentenceConfig, Size, Tokenizer, settle};
 use starbucks_model::{ExportOptions, export_sentence_transformers};
 use starbucks_objectives::smae::{MlmHead, Smae};
 use starbucks_objectives::{Mse2dConfig, Objective, SizeList};
@@ -302,7 +302,10 @@ pub fn run<B: AutodiffBackend>(
 }
 
 /// Appends JSON lines to `metrics.jsonl`, flushed line by line.
-struct Metrics(std::fs::File);
+struct Metrics {
+    path: PathBuf,
+    file: std::fs::File,
+}
 
 impl Metrics {
     /// Opens `path`, keeping only the lines of steps ≤ `step` (those after the checkpoint a
@@ -321,11 +324,11 @@ impl Metrics {
             .collect();
         checkpoint::write_atomic(path, kept.as_bytes())?;
         let file = OpenOptions::new().append(true).open(path).map_err(|e| Error::io(path, e))?;
-        Ok(Metrics(file))
+        Ok(Metrics { path: path.to_path_buf(), file })
     }
 
     fn write(&mut self, value: serde_json::Value) -> Result<()> {
-        writeln!(self.0, "{value}").map_err(|e| Error::Io { path: "metrics.jsonl".into(), source: e })
+        writeln!(self.file, "{value}").map_err(|e| Error::io(&self.path, e))
     }
 }
 
@@ -376,19 +379,8 @@ fn log_eval(step: usize, scores: &[(Size, f64)]) {
     tracing::info!(step, "eval spearman: {}", line.join(", "));
 }
 
-/// Reads every float parameter once: parameters are initialised lazily, and a clone of one
-/// never read would draw its own random values, so replicas must be settled first.
-struct Settle;
-
-impl<B: burn::tensor::backend::Backend> burn::module::ModuleVisitor<B> for Settle {
-    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<burn::tensor::Tensor<B, D>>) {
-        let _ = param.val();
-    }
-}
-
-/// One engine per device, each with the model (a replica on its device), a fresh optimiser, and
-/// the newest valid checkpoint when resuming.
-#[allow(clippy::type_complexity)]
+/// One engine per device, each with the model (a replica on its device), a fresh optimiser, and,
+/// when resuming, the newest valid checkpoint: chosen once by rank 0, loaded by every replica.
 fn engines<B: AutodiffBackend, M: AutodiffModule<B>>(
     c: &Common,
     options: &RunOptions,
@@ -396,29 +388,34 @@ fn engines<B: AutodiffBackend, M: AutodiffModule<B>>(
     schedule: LrSchedule,
     fresh: TrainState,
     devices: &[B::Device],
-) -> Vec<Engine<B, M>> {
+) -> Result<Vec<Engine<B, M>>> {
     let t = &c.config.train;
     let checkpoints = c.output.join("checkpoints");
-    model.visit(&mut Settle);
+    settle(&model);
     let world = devices.len();
+    let mut chosen: Option<(PathBuf, TrainState)> = None;
     devices
         .iter()
         .enumerate()
         .map(|(rank, device)| {
             let replica = if rank == 0 { model.clone() } else { model.clone().fork(device) };
             let optimizer: OptimizerAdaptor<AdamW, M, B> = adamw(t.weight_decay as f32).init();
-            let (replica, optimizer, resumed) = if options.resume {
-                checkpoint::load_newest::<B, _, _>(&checkpoints, replica, optimizer, device, rank == 0)
-            } else {
-                (replica, optimizer, None)
+            let (replica, optimizer) = match (&chosen, options.resume) {
+                (Some((dir, _)), _) => checkpoint::load(dir, replica, optimizer, device)?,
+                (None, true) if rank == 0 => {
+                    let (replica, optimizer, found) = checkpoint::load_newest(&checkpoints, replica, optimizer, device);
+                    chosen = found;
+                    (replica, optimizer)
+                }
+                _ => (replica, optimizer),
             };
-            let mut engine =
-                Engine::new(replica, optimizer, schedule, resumed.unwrap_or(fresh.clone()), device.clone());
+            let state = chosen.as_ref().map_or_else(|| fresh.clone(), |(_, state)| state.clone());
+            let mut engine = Engine::new(replica, optimizer, schedule, state, device.clone());
             engine.max_grad_norm = t.max_grad_norm;
             engine.grad_accum = t.grad_accum;
             engine.max_bad_steps = t.max_bad_steps;
             engine.peer = (world > 1).then_some(Peer { rank, world });
-            engine
+            Ok(engine)
         })
         .collect()
 }
@@ -474,13 +471,10 @@ where
         decay: t.decay,
     };
     let fresh = TrainState { step: 0, skipped: 0, bad_in_row: 0, position: data.position(), seed: t.seed };
-    let mut engines = engines(c, options, model, schedule, fresh, devices);
+    let mut engines = engines(c, options, model, schedule, fresh, devices)?;
     let mut data = data;
     if engines[0].state.step > 0 {
         data.seek(&engines[0].state.position)?;
-    }
-    if engines.iter().any(|e| e.state != engines[0].state) {
-        return Err(Error::Parallel("the replicas resumed from different checkpoints".into()));
     }
     let data = Mutex::new(data);
     let leader = engines.remove(0);
@@ -575,6 +569,9 @@ where
     bar.set_position(resumed_from as u64);
     bar.reset_eta();
 
+    let save = |engine: &Engine<B, T::Model>| {
+        checkpoint::save(&checkpoints, &engine.model, &engine.optimizer, &engine.state, c.config.checkpoint.keep)
+    };
     let mut losses = Vec::new();
     let (mut tokens, mut timed) = (0usize, 0f64);
     let eval_every = c.config.eval.every;
@@ -584,13 +581,7 @@ where
             Ok(report) => report,
             Err(e @ Error::Diverged(_)) => {
                 // The model is the last applied one: keep it before giving up.
-                checkpoint::save(
-                    &checkpoints,
-                    &engine.model,
-                    &engine.optimizer,
-                    &engine.state,
-                    c.config.checkpoint.keep,
-                )?;
+                save(&engine)?;
                 return Err(e);
             }
             Err(e) => return Err(e),
@@ -613,13 +604,7 @@ where
             );
         }
         if report.step % c.config.checkpoint.every == 0 || report.step == total_steps {
-            let dir = checkpoint::save(
-                &checkpoints,
-                &engine.model,
-                &engine.optimizer,
-                &engine.state,
-                c.config.checkpoint.keep,
-            )?;
+            let dir = save(&engine)?;
             tracing::info!("checkpoint {}", dir.display());
         }
         if let Some(eval) = eval.as_deref_mut()
