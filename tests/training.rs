@@ -52,3 +52,62 @@ fn srl_steps_lower_the_loss_of_a_batch() {
     assert_eq!(data.lock().unwrap().position(), engine.state.position);
     assert!(before.iter().zip(&weight(&engine.inference_model())).any(|(a, b)| a != b), "the weights moved");
 }
+
+#[test]
+fn length_groups_give_the_loss_and_gradients_of_one_padded_pass() {
+    use burn::tensor::Tensor;
+    use rand::SeedableRng;
+    use starbucks_model::{BertInput, pool};
+    use starbucks_objectives::Embeddings;
+    use starbucks_train::engine::Task;
+    use starbucks_train::finetune::FinetuneBatch;
+
+    let dir = minilm_dir();
+    // Dropout off, so that both passes compute the same function.
+    let mut config = BertConfig::from_file(dir.join("config.json")).unwrap();
+    config.hidden_dropout_prob = 0.0;
+    config.attention_probs_dropout_prob = 0.0;
+    let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"), 128).unwrap();
+    let device = Default::default();
+    let (model, _) = BertModel::<B>::from_safetensors(&config, dir.join("model.safetensors"), &device).unwrap();
+    let sizes = SizeList::new(Size::parse_list("1,32 2,64 3,96 4,128 5,256 6,384").unwrap(), &config).unwrap();
+    let objective = Objective::srl(sizes, false);
+    let triplets = read_triplets(&workspace_root().join("data/nli/snli-triplets.tsv.gz")).unwrap()[..8].to_vec();
+    let texts: Vec<&str> = triplets
+        .iter()
+        .map(|t| t.anchor.as_str())
+        .chain(triplets.iter().map(|t| t.positive.as_str()))
+        .chain(triplets.iter().map(|t| t.negative.as_str()))
+        .collect();
+    let task = FinetuneTask {
+        tokenizer: tokenizer.clone(),
+        query_tokenizer: tokenizer.clone(),
+        objective: objective.clone(),
+        pooling: Pooling::Mean,
+    };
+    let whole = tokenizer.encode(&texts).unwrap();
+    let (tokens, computed) = task.token_counts(&texts).unwrap();
+    assert!(computed < whole.batch_size * whole.seq_len, "these texts are split into groups of similar length");
+    assert!(computed >= tokens);
+
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let grouped = task.loss(&model, FinetuneBatch::Triplets(triplets.clone()), &mut rng).unwrap();
+    // The reference: one pass over the batch padded to its longest text.
+    let input = BertInput::<B>::from_batch(&whole, &device);
+    let mask = input.attention_mask.clone();
+    let layers: Vec<Tensor<B, 2>> =
+        model.forward(input, 6).into_iter().map(|h| pool(h, mask.clone(), Pooling::Mean)).collect();
+    let one_pass = objective.loss(&Embeddings::Triplets { layers, batch: triplets.len() }, &mut rng);
+
+    let value = |t: &Tensor<B, 1>| t.clone().into_data().convert::<f64>().to_vec::<f64>().unwrap()[0];
+    let (a, b) = (value(&grouped.loss.total), value(&one_pass.total));
+    assert!((a - b).abs() < 1e-4 * b.abs(), "grouped {a} vs one pass {b}");
+    let gradient = |t: Tensor<B, 1>| {
+        let grads = t.backward();
+        model.encoder.layer[2].intermediate.dense.weight.val().grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap()
+    };
+    let (ga, gb) = (gradient(grouped.loss.total), gradient(one_pass.total));
+    let scale = gb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let diff = ga.iter().zip(&gb).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(diff < 1e-3 * scale, "gradients differ by {diff} (largest {scale})");
+}

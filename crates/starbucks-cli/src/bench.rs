@@ -1,111 +1,300 @@
-//! `starbucks bench`: forward time at each size (early exit: a size runs only its layers) and
-//! forward + backward time at the full size, on the compiled backend. A benchmark, not a test.
+//! `starbucks bench`: one workload of the side-by-side benchmark, timed on the compiled backend,
+//! printed as one JSON line. `cargo xtask bench` runs every workload here and in
+//! `bench/reference/bench.py` (PyTorch) alternately and writes the comparison; the workloads and
+//! their inputs are the same on both sides (the first rows of the shipped data files):
+//!
+//! - `train-srl`: an SRL fine-tuning step (the training engine's `step`: forward, SRL loss over
+//!   the MiniLM size list, backward, clipping, AdamW) on 32 SNLI triplets;
+//! - `train-single`: the same batch, MNRL at the full size only;
+//! - `train-smae`: an SMAE pre-training step on 8 FineWeb windows of ≤ 128 tokens;
+//! - `train-mlm`: a plain MLM step on the same windows (full size, encoder masks, no decoder);
+//! - `forward-N`: inference of the first N layers on 256 STS-B test sentences, mean-pooled;
+//! - `embed`: `Embedder::embed` of every STS-B test sentence at the full size (batch 32).
+//!
+//! A benchmark, not a test: nothing here asserts a time.
 
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use burn::module::{AutodiffModule, Module};
-use burn::tensor::backend::AutodiffBackend;
-use starbucks_model::{Batch, BertConfig, BertInput, BertModel, Pooling, Size, Tokenizer, pool};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+use starbucks_data::eval::read_stsb;
+use starbucks_data::finetune::read_triplets;
+use starbucks_data::fineweb::{Position, Source};
+use starbucks_data::masking::{MaskingConfig, PretrainExample, SmaeMasker};
+use starbucks_model::{BertConfig, BertInput, BertModel, Embedder, Pooling, Size, Tokenizer, pool};
+use starbucks_objectives::losses::cross_entropy;
+use starbucks_objectives::smae::Smae;
+use starbucks_objectives::{LossOutput, Objective, SizeList};
+use starbucks_train::checkpoint::TrainState;
+use starbucks_train::engine::{DataSource, Engine, Micro, Task};
+use starbucks_train::finetune::{FinetuneBatch, FinetuneTask};
+use starbucks_train::{Decay, LrSchedule, adamw};
+use starbucks_train::pretrain::{PretrainModel, PretrainTask, smae_inputs};
 
-use crate::args::BenchArgs;
+use crate::args::{BenchArgs, MINILM_SIZES};
 
-const TEXT: &str = "Starbucks trains one encoder whose sentence embeddings stay useful when they are \
-cut to the first few layers and the first few dimensions, so that a user can trade quality for speed \
-at query time without training and storing a separate model for every size.";
+const TRIPLETS: usize = 32;
+const FORWARD_BATCH: usize = 256;
+const SMAE_BATCH: usize = 8;
+const SMAE_LEN: usize = 128;
 
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
+/// A data source that yields the same micro-batch at every step.
+struct Repeat<T>(T);
+
+impl<T: Clone + Send> DataSource for Repeat<T> {
+    type Batch = T;
+
+    fn next_batch(&mut self, _rng: &mut ChaCha8Rng) -> starbucks_train::Result<T> {
+        Ok(self.0.clone())
+    }
+
+    fn position(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
+    fn seek(&mut self, _position: &serde_json::Value) -> starbucks_train::Result<()> {
+        Ok(())
+    }
 }
 
-fn time<T>(rounds: usize, mut f: impl FnMut() -> T) -> Duration {
-    f();
-    median(
-        (0..rounds.max(1))
-            .map(|_| {
-                let start = Instant::now();
-                f();
-                start.elapsed()
-            })
-            .collect(),
-    )
+/// A training task fed one fixed micro-batch at every step.
+struct Fixed<T>(T);
+
+impl<B: AutodiffBackend, T: Task<B>> Task<B> for Fixed<T>
+where
+    <T::Data as DataSource>::Batch: Clone,
+{
+    type Model = T::Model;
+    type Data = Repeat<<T::Data as DataSource>::Batch>;
+
+    fn loss(
+        &self,
+        model: &T::Model,
+        batch: <T::Data as DataSource>::Batch,
+        rng: &mut ChaCha8Rng,
+    ) -> starbucks_train::Result<Micro<B>> {
+        self.0.loss(model, batch, rng)
+    }
+
+    fn encoder(model: &T::Model) -> &BertModel<B> {
+        T::encoder(model)
+    }
 }
 
-/// Multiply-adds of one text through `layers` layers of `seq` tokens (projections, FFN, attention).
-fn layer_macs(config: &BertConfig, layers: usize, seq: usize) -> f64 {
-    let (h, i, s) = (config.hidden_size as f64, config.intermediate_size as f64, seq as f64);
-    layers as f64 * (4.0 * h * h * s + 2.0 * h * i * s + 2.0 * s * s * h)
+/// A plain MLM step: the encoder's last layer at the full width through the SMAE head, at the
+/// encoder-masked positions only. The decoder is not used.
+struct MlmTask {
+    pad_id: u32,
 }
 
-/// `batch_size` identical rows of `seq_len` real tokens (a paragraph, repeated as needed).
-fn fixed_batch(tokenizer: &Tokenizer, batch_size: usize, seq_len: usize) -> Result<Batch> {
-    let ids = tokenizer.encode(&[TEXT])?.input_ids;
-    let row: Vec<i64> = ids.iter().cycle().take(seq_len).copied().collect();
-    Ok(Batch {
-        input_ids: row.iter().cycle().take(seq_len * batch_size).copied().collect(),
-        token_type_ids: vec![0; seq_len * batch_size],
-        attention_mask: vec![1; seq_len * batch_size],
-        batch_size,
-        seq_len,
-    })
+impl<B: AutodiffBackend> Task<B> for MlmTask {
+    type Model = PretrainModel<B>;
+    type Data = Repeat<Vec<PretrainExample>>;
+
+    fn loss(
+        &self,
+        model: &PretrainModel<B>,
+        examples: Vec<PretrainExample>,
+        _rng: &mut ChaCha8Rng,
+    ) -> starbucks_train::Result<Micro<B>> {
+        let device = model.encoder.devices()[0].clone();
+        let inputs = smae_inputs::<B>(&examples, self.pad_id, &device);
+        let layers = model.encoder.num_layers();
+        let hidden = model.encoder.forward(inputs.encoder_input, layers);
+        let head = &model.smae.head;
+        let logits = head.logits(
+            head.transform(inputs.encoder_masked.gather(hidden[layers].clone())),
+            model.encoder.embeddings.word_embeddings.weight.val(),
+        );
+        let total = cross_entropy(logits, inputs.encoder_masked.targets.clone());
+        Ok(Micro { loss: LossOutput { total, terms: Vec::new() }, tokens: inputs.tokens })
+    }
+
+    fn encoder(model: &PretrainModel<B>) -> &BertModel<B> {
+        &model.encoder
+    }
+}
+
+/// What one workload measured.
+struct Measured {
+    times_ms: Vec<f64>,
+    items: usize,
+    tokens: Option<usize>,
+    padded_tokens: Option<usize>,
+}
+
+fn timed(warmup: usize, iters: usize, mut step: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
+    for _ in 0..warmup {
+        step()?;
+    }
+    (0..iters.max(1))
+        .map(|_| {
+            let start = Instant::now();
+            step()?;
+            Ok(start.elapsed().as_secs_f64() * 1e3)
+        })
+        .collect()
+}
+
+fn peak_rss_mb() -> Option<f64> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: getrusage only fills the struct it is given.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0 {
+            return Some(usage.ru_maxrss as f64 / 1024.0);
+        }
+    }
+    None
+}
+
+/// STS-B test: every first sentence, then every second one.
+fn stsb_sentences(data: &Path) -> Result<Vec<String>> {
+    let pairs = read_stsb(&data.join("stsb").join("sts-test.csv"))?;
+    Ok(pairs.iter().map(|p| p.sentence1.clone()).chain(pairs.iter().map(|p| p.sentence2.clone())).collect())
+}
+
+/// The engine of a training run (AdamW wd 0.01, clipping 1.0) at a constant learning rate.
+fn engine<B: AutodiffBackend, M: AutodiffModule<B>>(model: M, lr: f64, device: &B::Device) -> Engine<B, M> {
+    let schedule = LrSchedule { peak: lr, warmup_steps: 0, total_steps: usize::MAX, decay: Decay::Linear };
+    let state = TrainState { step: 0, skipped: 0, bad_in_row: 0, position: serde_json::Value::Null, seed: 42 };
+    Engine::new(model, adamw(0.01).init(), schedule, state, device.clone())
+}
+
+fn train<B: AutodiffBackend, T: Task<B>>(
+    args: &BenchArgs,
+    model: T::Model,
+    task: &T,
+    data: T::Data,
+    lr: f64,
+    device: &B::Device,
+) -> Result<Vec<f64>> {
+    let data = Mutex::new(data);
+    let mut engine = engine(model, lr, device);
+    timed(args.warmup, args.iters, || Ok(engine.step(task, &data).map(|_| ())?))
+}
+
+fn finetune<B: AutodiffBackend>(args: &BenchArgs, config: &BertConfig, single: bool, device: &B::Device) -> Result<Measured> {
+    let mut triplets = read_triplets(&args.data.join("nli").join("snli-triplets.tsv.gz"))?;
+    triplets.truncate(TRIPLETS);
+    let tokenizer = Tokenizer::from_file(args.model.join("tokenizer.json"), 128)?;
+    let all: Vec<Size> = MINILM_SIZES.split(' ').map(|s| s.parse().expect("the MiniLM list parses")).collect();
+    let objective = if single {
+        Objective::Single(Size::full(config))
+    } else {
+        Objective::srl(SizeList::new(all, config)?, false)
+    };
+    let task = FinetuneTask { tokenizer: tokenizer.clone(), query_tokenizer: tokenizer, objective, pooling: Pooling::Mean };
+    let texts: Vec<&str> = triplets
+        .iter()
+        .map(|t| t.anchor.as_str())
+        .chain(triplets.iter().map(|t| t.positive.as_str()))
+        .chain(triplets.iter().map(|t| t.negative.as_str()))
+        .collect();
+    let (tokens, padded) = task.token_counts(&texts)?;
+    let (model, _) = BertModel::<B>::from_safetensors(config, args.model.join("model.safetensors"), device)?;
+    let batch = Repeat(FinetuneBatch::Triplets(triplets));
+    let times_ms = train(args, model, &Fixed(task), batch, 5e-5, device)?;
+    Ok(Measured { times_ms, items: 3 * TRIPLETS, tokens: Some(tokens), padded_tokens: Some(padded) })
+}
+
+fn pretrain<B: AutodiffBackend>(args: &BenchArgs, config: &BertConfig, smae: bool, device: &B::Device) -> Result<Measured> {
+    let tokenizer_path = args.model.join("tokenizer.json");
+    let masker = SmaeMasker::from_file(&tokenizer_path, MaskingConfig { max_len: SMAE_LEN, ..MaskingConfig::default() })?;
+    let source = Source::local(&args.data.join("fineweb").join("fineweb-subset-300.json.gz").display().to_string())?;
+    let mut rng = ChaCha8Rng::seed_from_u64(42);
+    let mut examples = Vec::new();
+    for doc in source.stream(Position::default()) {
+        if let Some(example) = masker.example(&doc?.text, &mut rng)? {
+            examples.push(example);
+        }
+        if examples.len() == SMAE_BATCH {
+            break;
+        }
+    }
+    let tokens: usize = examples.iter().map(|e| e.input_ids.len()).sum();
+    let padded = SMAE_BATCH * examples.iter().map(|e| e.input_ids.len()).max().unwrap_or(0);
+    let pad_id = Tokenizer::from_file(&tokenizer_path, SMAE_LEN)?.inner().get_padding().map_or(0, |p| p.pad_id);
+    let (encoder, _) = BertModel::<B>::from_safetensors(config, args.model.join("model.safetensors"), device)?;
+    let smae_modules = Smae::new(&encoder, config, device);
+    let model = PretrainModel { encoder, smae: smae_modules };
+    let batch = Repeat(examples);
+    let times_ms = if smae {
+        let sizes = MINILM_SIZES.split(' ').map(|s| s.parse().expect("the MiniLM list parses")).collect();
+        let task = PretrainTask { sizes: SizeList::new(sizes, config)?, pad_id };
+        train(args, model, &Fixed(task), batch, 1e-4, device)?
+    } else {
+        train(args, model, &MlmTask { pad_id }, batch, 1e-4, device)?
+    };
+    Ok(Measured { times_ms, items: SMAE_BATCH, tokens: Some(tokens), padded_tokens: Some(padded) })
+}
+
+fn forward<B: Backend>(args: &BenchArgs, config: &BertConfig, layers: usize, device: &B::Device) -> Result<Measured> {
+    let mut sentences = stsb_sentences(&args.data)?;
+    sentences.truncate(FORWARD_BATCH);
+    let tokenizer = Tokenizer::from_file(args.model.join("tokenizer.json"), 128)?;
+    let batch = tokenizer.encode(&sentences)?;
+    let (model, _) = BertModel::<B>::from_safetensors(config, args.model.join("model.safetensors"), device)?;
+    let times_ms = timed(args.warmup, args.iters, || {
+        let input = BertInput::from_batch(&batch, device);
+        let mask = input.attention_mask.clone();
+        let hidden = model.forward(input, layers);
+        pool(hidden[layers].clone(), mask, Pooling::Mean).into_data();
+        Ok(())
+    })?;
+    let tokens = batch.attention_mask.iter().filter(|&&m| m != 0).count();
+    Ok(Measured { times_ms, items: FORWARD_BATCH, tokens: Some(tokens), padded_tokens: Some(batch.input_ids.len()) })
+}
+
+fn embed<B: Backend>(args: &BenchArgs, device: &B::Device) -> Result<Measured> {
+    let sentences = stsb_sentences(&args.data)?;
+    let embedder = Embedder::<B>::from_pretrained(&args.model, device)?.with_batch_size(32);
+    let size = embedder.full_size();
+    let times_ms = timed(args.warmup, args.iters, || Ok(embedder.embed(&sentences, size).map(|_| ())?))?;
+    Ok(Measured { times_ms, items: sentences.len(), tokens: None, padded_tokens: None })
 }
 
 pub fn run<B: AutodiffBackend>(args: BenchArgs, device: &B::Device) -> Result<()> {
     let config = BertConfig::from_file(args.model.join("config.json"))?;
-    for size in &args.sizes {
-        size.check(&config)?;
-    }
-    if args.seq_len == 0 || args.seq_len > config.max_position_embeddings || args.batch_size == 0 {
-        bail!("--seq-len must be in 1..={} and --batch-size at least 1", config.max_position_embeddings);
-    }
-    let tokenizer = Tokenizer::from_file(args.model.join("tokenizer.json"), config.max_position_embeddings)?;
-    let (model, _) = BertModel::<B>::from_safetensors(&config, args.model.join("model.safetensors"), device)?;
-    let batch = fixed_batch(&tokenizer, args.batch_size, args.seq_len)?;
-    let full = Size::full(&config);
-
-    println!(
-        "backend {}, batch {} x {} tokens, median of {} rounds after 1 warm-up",
-        crate::backend::NAME,
-        args.batch_size,
-        args.seq_len,
-        args.rounds
-    );
-    println!("\nforward (inference, early exit), pooled and cut:");
-    println!("{:>12} {:>12} {:>10} {:>12} {:>14}", "size", "median ms", "texts/s", "time / full", "MACs / full");
-    let inference = model.valid();
-    let inner_device = inference.devices().into_iter().next().context("model has a device")?;
-    let forward = |size: Size| {
-        let input = BertInput::from_batch(&batch, &inner_device);
-        let mask = input.attention_mask.clone();
-        let hidden = inference.forward(input, size.layers);
-        pool(hidden[size.layers].clone(), mask, Pooling::Mean).narrow(1, 0, size.dims).into_data()
+    let w = args.workload.as_str();
+    let measured = match w {
+        "train-srl" => finetune::<B>(&args, &config, false, device)?,
+        "train-single" => finetune::<B>(&args, &config, true, device)?,
+        "train-smae" => pretrain::<B>(&args, &config, true, device)?,
+        "train-mlm" => pretrain::<B>(&args, &config, false, device)?,
+        "embed" => embed::<B::InnerBackend>(&args, device)?,
+        _ => match w.strip_prefix("forward-").and_then(|n| n.parse::<usize>().ok()) {
+            Some(layers) if (1..=config.num_hidden_layers).contains(&layers) => {
+                forward::<B::InnerBackend>(&args, &config, layers, device)?
+            }
+            _ => bail!(
+                "unknown workload '{w}': expected train-srl, train-single, train-smae, train-mlm, embed or forward-N \
+                 (N in 1..={})",
+                config.num_hidden_layers
+            ),
+        },
     };
-    let full_time = time(args.rounds, || forward(full));
-    let full_macs = layer_macs(&config, full.layers, args.seq_len);
-    for &size in &args.sizes {
-        let t = if size == full { full_time } else { time(args.rounds, || forward(size)) };
-        println!(
-            "{:>12} {:>12.1} {:>10.1} {:>12.3} {:>14.3}",
-            size.to_string(),
-            t.as_secs_f64() * 1e3,
-            args.batch_size as f64 / t.as_secs_f64(),
-            t.as_secs_f64() / full_time.as_secs_f64(),
-            layer_macs(&config, size.layers, args.seq_len) / full_macs,
-        );
-    }
-
-    println!("\nforward + backward (autodiff, dropout on), loss = mean of squared pooled embedding:");
-    for size in [full, *args.sizes.iter().min().expect("at least one size")] {
-        let t = time(args.rounds, || {
-            let input = BertInput::from_batch(&batch, device);
-            let mask = input.attention_mask.clone();
-            let hidden = model.forward(input, size.layers);
-            let loss =
-                pool(hidden[size.layers].clone(), mask, Pooling::Mean).narrow(1, 0, size.dims).powi_scalar(2).mean();
-            loss.backward()
-        });
-        println!("{:>12} {:>12.1} ms", size.to_string(), t.as_secs_f64() * 1e3);
-    }
+    let mut sorted = measured.times_ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    let line = json!({
+        "side": "burn",
+        "workload": w,
+        "backend": crate::backend::NAME,
+        "times_ms": measured.times_ms,
+        "median_ms": sorted[sorted.len() / 2],
+        "items": measured.items,
+        "tokens": measured.tokens,
+        "padded_tokens": measured.padded_tokens,
+        "threads": std::thread::available_parallelism().map(|n| n.get()).ok(),
+        "peak_rss_mb": peak_rss_mb(),
+        "versions": { "starbucks": env!("CARGO_PKG_VERSION"), "burn": "0.21.0" },
+    });
+    println!("{line}");
     Ok(())
 }

@@ -32,7 +32,7 @@ mod weights;
 
 pub use bert::{
     BertAttention, BertEmbeddings, BertEncoder, BertInput, BertIntermediate, BertLayer, BertModel, BertOutput,
-    BertSelfAttention, BertSelfOutput, attention_bias, settle,
+    BertSelfAttention, BertSelfOutput, attention_bias, dense, settle,
 };
 pub use config::{BertConfig, HiddenAct};
 pub use embedder::{DenseConfig, Embedder, SentenceConfig};

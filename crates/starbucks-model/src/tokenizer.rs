@@ -21,6 +21,50 @@ impl Batch {
     pub fn lengths(&self) -> Vec<usize> {
         self.attention_mask.chunks(self.seq_len.max(1)).map(|row| row.iter().filter(|&&m| m != 0).count()).collect()
     }
+
+    /// Rows `rows` of this batch, padded only to their own longest.
+    pub fn select(&self, rows: &[usize]) -> Batch {
+        let lengths = self.lengths();
+        let seq_len = rows.iter().map(|&r| lengths[r]).max().unwrap_or(0);
+        let take = |v: &[i64]| -> Vec<i64> {
+            rows.iter().flat_map(|&r| v[r * self.seq_len..r * self.seq_len + seq_len].iter().copied()).collect()
+        };
+        Batch {
+            input_ids: take(&self.input_ids),
+            token_type_ids: take(&self.token_type_ids),
+            attention_mask: take(&self.attention_mask),
+            batch_size: rows.len(),
+            seq_len,
+        }
+    }
+
+    /// Splits the batch into groups of rows of similar length, so that little padding is
+    /// computed: the rows sorted by length, cut where the padded tokens plus `group_cost` per
+    /// group (the fixed cost of one more, smaller pass, in tokens) add up to the least
+    /// (an exact dynamic programme over the sorted rows). Returns each group's row indices
+    /// (into this batch) and its sub-batch.
+    pub fn by_length(&self, group_cost: usize) -> Vec<(Vec<usize>, Batch)> {
+        let lengths = self.lengths();
+        let mut order: Vec<usize> = (0..self.batch_size).collect();
+        order.sort_by_key(|&r| (lengths[r], r));
+        let n = order.len();
+        // best[j]: least cost of the first j sorted rows; cut[j]: where its last group starts.
+        let mut best = vec![0usize; n + 1];
+        let mut cut = vec![0usize; n + 1];
+        for j in 1..=n {
+            let longest = lengths[order[j - 1]];
+            (best[j], cut[j]) = (0..j).map(|i| (best[i] + (j - i) * longest + group_cost, i)).min().expect("j >= 1");
+        }
+        let mut groups = Vec::new();
+        let mut j = n;
+        while j > 0 {
+            let rows = order[cut[j]..j].to_vec();
+            groups.push((rows.clone(), self.select(&rows)));
+            j = cut[j];
+        }
+        groups.reverse();
+        groups
+    }
 }
 
 /// A HuggingFace `tokenizer.json` set up to pad each batch to its longest text and truncate
@@ -86,5 +130,71 @@ impl Tokenizer {
             batch.attention_mask.extend(encoding.get_attention_mask().iter().map(|&x| x as i64));
         }
         Ok(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Batch;
+
+    /// A batch whose rows have these real lengths (ids = 1 + position, padding 0).
+    fn batch(lengths: &[usize]) -> Batch {
+        let seq_len = lengths.iter().copied().max().unwrap_or(0);
+        let row = |&l: &usize| (0..seq_len).map(move |i| if i < l { 1 + i as i64 } else { 0 });
+        let mask = |&l: &usize| (0..seq_len).map(move |i| (i < l) as i64);
+        Batch {
+            input_ids: lengths.iter().flat_map(row).collect(),
+            token_type_ids: vec![0; lengths.len() * seq_len],
+            attention_mask: lengths.iter().flat_map(mask).collect(),
+            batch_size: lengths.len(),
+            seq_len,
+        }
+    }
+
+    /// The least cost of any split of the sorted lengths into consecutive groups, by brute force.
+    fn brute_force(sorted: &[usize], group_cost: usize) -> usize {
+        let n = sorted.len();
+        (0..1usize << (n - 1))
+            .map(|cuts| {
+                let (mut cost, mut start) = (0, 0);
+                for end in 1..=n {
+                    if end == n || cuts & (1 << (end - 1)) != 0 {
+                        cost += (end - start) * sorted[end - 1] + group_cost;
+                        start = end;
+                    }
+                }
+                cost
+            })
+            .min()
+            .unwrap()
+    }
+
+    #[test]
+    fn length_groups_cover_every_row_once_with_their_own_padding() {
+        let lengths = [12, 3, 40, 5, 11, 38, 4, 13, 39, 6];
+        let b = batch(&lengths);
+        for group_cost in [0, 20, 60, 10_000] {
+            let groups = b.by_length(group_cost);
+            let mut seen: Vec<usize> = groups.iter().flat_map(|(rows, _)| rows.clone()).collect();
+            seen.sort();
+            assert_eq!(seen, (0..lengths.len()).collect::<Vec<_>>());
+            let mut cost = 0;
+            for (rows, group) in &groups {
+                let longest = rows.iter().map(|&r| lengths[r]).max().unwrap();
+                assert_eq!((group.batch_size, group.seq_len), (rows.len(), longest));
+                // Each row keeps its tokens, padded to the group's longest.
+                for (i, &r) in rows.iter().enumerate() {
+                    let got = &group.input_ids[i * longest..(i + 1) * longest];
+                    assert_eq!(got, &b.input_ids[r * b.seq_len..r * b.seq_len + longest]);
+                    assert_eq!(group.lengths()[i], lengths[r]);
+                }
+                cost += rows.len() * longest + group_cost;
+            }
+            let mut sorted = lengths.to_vec();
+            sorted.sort();
+            assert_eq!(cost, brute_force(&sorted, group_cost), "the split is the cheapest at cost {group_cost}");
+        }
+        assert_eq!(b.by_length(10_000).len(), 1, "a high group cost keeps one group");
+        assert_eq!(b.by_length(0).len(), 10, "a free group gives every distinct length its own");
     }
 }

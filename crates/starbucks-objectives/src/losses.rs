@@ -8,9 +8,14 @@ use starbucks_model::normalize;
 
 /// Mean cross-entropy of `logits` `[rows, classes]` against one target class per row.
 pub fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>) -> Tensor<B, 1> {
+    cross_entropy_rows(logits, targets).mean()
+}
+
+/// The cross-entropy of each row of `logits` `[rows, classes]` against its target class →
+/// `[rows]`.
+pub fn cross_entropy_rows<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>) -> Tensor<B, 1> {
     let [rows, _] = logits.dims();
-    let picked = log_softmax(logits, 1).gather(1, targets.reshape([rows, 1]));
-    picked.mean().neg()
+    log_softmax(logits, 1).gather(1, targets.reshape([rows, 1])).reshape([rows]).neg()
 }
 
 fn arange_times<B: Backend>(n: usize, step: usize, device: &B::Device) -> Tensor<B, 1, Int> {

@@ -16,10 +16,10 @@ use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use starbucks_model::{
-    BertConfig, BertInput, BertLayer, BertModel, attention_bias, load_module, read_safetensors_header, settle,
+    BertConfig, BertInput, BertLayer, BertModel, attention_bias, dense, load_module, read_safetensors_header, settle,
 };
 
-use crate::losses::cross_entropy;
+use crate::losses::cross_entropy_rows;
 use crate::objective::LossOutput;
 use crate::sizes::SizeList;
 
@@ -152,6 +152,13 @@ impl<B: Backend> Smae<B> {
     }
 
     /// The SMAE loss; terms `mlm(n, d)` and `mae(n, d)` per size.
+    ///
+    /// Computed without waste, the same numbers as the reference's way: the decoder input of
+    /// every size differs from the others only at position 0 (the size's CLS vector), so the
+    /// decoder's key, value and query projections of positions 1.. are computed once for all
+    /// sizes, and the decoder's attention output, FFN and both LayerNorms run only at the
+    /// decoder-masked positions (the only ones predicted). The vocabulary logits of every term
+    /// come from one product with the tied word embeddings.
     pub fn loss(&self, encoder: &BertModel<B>, sizes: &SizeList, batch: SmaeBatch<'_, B>) -> LossOutput<B> {
         let words = encoder.embeddings.word_embeddings.weight.val();
         let mask_bias = attention_bias(batch.decoder_input.attention_mask.clone());
@@ -159,26 +166,50 @@ impl<B: Backend> Smae<B> {
             encoder.embeddings.forward(batch.decoder_input.input_ids, batch.decoder_input.token_type_ids);
         let [b, seq, hidden] = decoder_embeddings.dims();
         let rest = decoder_embeddings.narrow(1, 1, seq - 1);
+        let attention = &self.decoder.attention.self_attention;
+        let shared = [&attention.query, &attention.key, &attention.value].map(|l| dense(l, rest.clone()));
+
+        // Rows to predict, in term order mlm(s1), mae(s1), mlm(s2), …, and their targets.
+        let mut rows = Vec::new();
+        let mut targets = Vec::new();
+        for &size in sizes.sizes() {
+            let layer = batch.hidden[size.layers].clone();
+            rows.push(self.head.transform(batch.encoder_masked.gather(layer.clone()).narrow(1, 0, size.dims)));
+            targets.push(batch.encoder_masked.targets.clone());
+
+            let cls = self.head.transform(layer.narrow(1, 0, 1).reshape([b, hidden]).narrow(1, 0, size.dims));
+            let cls = cls.unsqueeze_dim::<3>(1);
+            let decoder_in = Tensor::cat(vec![cls.clone(), rest.clone()], 1);
+            let [q, k, v] = [&attention.query, &attention.key, &attention.value]
+                .map(|l| dense(l, cls.clone()))
+                .into_iter()
+                .zip(shared.iter())
+                .map(|(first, others)| Tensor::cat(vec![first, others.clone()], 1))
+                .collect::<Vec<_>>()
+                .try_into()
+                .expect("three projections");
+            let context = attention.attend(q, k, v, mask_bias.clone());
+            let at_masks = |t: Tensor<B, 3>| batch.decoder_masked.gather(t);
+            let attended = self.decoder.attention.output.forward(at_masks(context), at_masks(decoder_in));
+            let decoded = self.decoder.feed_forward(attended);
+            rows.push(self.head.transform(decoded));
+            targets.push(batch.decoder_masked.targets.clone());
+        }
+        let counts: Vec<usize> = rows.iter().map(|r| r.dims()[0]).collect();
+        let logits = self.head.logits(Tensor::cat(rows, 0), words);
+        let losses = cross_entropy_rows(logits, Tensor::cat(targets, 0));
 
         let mut terms = Vec::new();
         let mut total: Option<Tensor<B, 1>> = None;
-        for &size in sizes.sizes() {
-            let layer = batch.hidden[size.layers].clone();
-            let at_masks = batch.encoder_masked.gather(layer.clone()).narrow(1, 0, size.dims);
-            let mlm = cross_entropy(
-                self.head.logits(self.head.transform(at_masks), words.clone()),
-                batch.encoder_masked.targets.clone(),
-            );
-
-            let cls = self.head.transform(layer.narrow(1, 0, 1).reshape([b, hidden]).narrow(1, 0, size.dims));
-            let decoder_in = Tensor::cat(vec![cls.unsqueeze_dim::<3>(1), rest.clone()], 1);
-            let decoded = self.decoder.forward(decoder_in, mask_bias.clone());
-            let at_masks = batch.decoder_masked.gather(decoded);
-            let mae = cross_entropy(
-                self.head.logits(self.head.transform(at_masks), words.clone()),
-                batch.decoder_masked.targets.clone(),
-            );
-
+        let mut start = 0;
+        for (i, &size) in sizes.sizes().iter().enumerate() {
+            let mut term = |k: usize| {
+                let n = counts[2 * i + k];
+                let mean = losses.clone().narrow(0, start, n).mean();
+                start += n;
+                mean
+            };
+            let (mlm, mae) = (term(0), term(1));
             let pair = (mlm.clone() + mae.clone()) / 2.0;
             total = Some(match total {
                 Some(t) => t + pair,

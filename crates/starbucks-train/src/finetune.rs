@@ -4,7 +4,7 @@
 //! position is (epoch, batch).
 
 use burn::module::Module;
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor, TensorData};
 use burn::tensor::backend::AutodiffBackend;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -40,6 +40,7 @@ impl Examples {
 }
 
 /// One micro-batch of text.
+#[derive(Debug, Clone)]
 pub enum FinetuneBatch {
     Triplets(Vec<Triplet>),
     Groups(Vec<Group>),
@@ -118,8 +119,15 @@ pub struct FinetuneTask {
     pub pooling: Pooling,
 }
 
+/// The fixed cost of one more encoder pass, in padded tokens, when a micro-batch is split into
+/// groups of similar length (`Batch::by_length`). Measured on the CPU backend with
+/// `cargo xtask bench` (docs/benchmarks.md).
+pub const LENGTH_GROUP_COST: usize = 256;
+
 impl FinetuneTask {
-    /// Every layer's pooled embeddings of `texts` up to `layers`, and the tokens read.
+    /// Every layer's pooled embeddings of `texts` up to `layers`, and the tokens read. The texts
+    /// go through the encoder in groups of similar length (each padded to its own longest, so
+    /// little padding is computed); the pooled rows come back in the order of `texts`.
     fn pooled<B: AutodiffBackend>(
         &self,
         model: &BertModel<B>,
@@ -130,10 +138,35 @@ impl FinetuneTask {
         let batch = tokenizer.encode(texts)?;
         let tokens = batch.attention_mask.iter().filter(|&&m| m != 0).count();
         let device = model.devices()[0].clone();
-        let input = BertInput::<B>::from_batch(&batch, &device);
-        let mask = input.attention_mask.clone();
-        let hidden = model.forward(input, layers);
-        Ok((hidden.into_iter().map(|h| pool(h, mask.clone(), self.pooling)).collect(), tokens))
+        let mut pooled: Vec<Vec<Tensor<B, 2>>> = (0..=layers).map(|_| Vec::new()).collect();
+        let mut order = Vec::with_capacity(texts.len());
+        for (rows, group) in batch.by_length(LENGTH_GROUP_COST) {
+            let input = BertInput::<B>::from_batch(&group, &device);
+            let mask = input.attention_mask.clone();
+            for (n, hidden) in model.forward(input, layers).into_iter().enumerate() {
+                pooled[n].push(pool(hidden, mask.clone(), self.pooling));
+            }
+            order.extend(rows);
+        }
+        if order.iter().enumerate().all(|(i, &row)| i == row) {
+            return Ok((pooled.into_iter().map(|groups| Tensor::cat(groups, 0)).collect(), tokens));
+        }
+        // Row `row` of the batch sits at position `back[row]` of the concatenated groups.
+        let mut back = vec![0i64; order.len()];
+        for (position, &row) in order.iter().enumerate() {
+            back[row] = position as i64;
+        }
+        let back = Tensor::<B, 1, Int>::from_data(TensorData::new(back, [order.len()]), &device);
+        Ok((pooled.into_iter().map(|groups| Tensor::cat(groups, 0).select(0, back.clone())).collect(), tokens))
+    }
+
+    /// Non-padding tokens of `texts`, and the tokens (padding included) that [`Self::pooled`]
+    /// computes for them.
+    pub fn token_counts(&self, texts: &[&str]) -> Result<(usize, usize)> {
+        let batch = self.tokenizer.encode(texts)?;
+        let tokens = batch.attention_mask.iter().filter(|&&m| m != 0).count();
+        let padded = batch.by_length(LENGTH_GROUP_COST).iter().map(|(_, g)| g.batch_size * g.seq_len).sum();
+        Ok((tokens, padded))
     }
 }
 

@@ -5,7 +5,7 @@
 //! text and takes MLM + MAE at every size.
 
 use burn::module::Module;
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use starbucks_data::batching::{pad, pad_labels};
@@ -113,6 +113,34 @@ fn batch(padded: starbucks_data::batching::Padded) -> Batch {
     }
 }
 
+/// One pre-training micro-batch on the device: the encoder-masked and the decoder-masked input
+/// (same padding) and their masked positions.
+pub struct SmaeInputs<B: Backend> {
+    pub encoder_input: BertInput<B>,
+    pub decoder_input: BertInput<B>,
+    pub encoder_masked: Masked<B>,
+    pub decoder_masked: Masked<B>,
+    /// Non-padding tokens.
+    pub tokens: usize,
+}
+
+/// Pads `examples` into device tensors.
+pub fn smae_inputs<B: Backend>(examples: &[PretrainExample], pad_id: u32, device: &B::Device) -> SmaeInputs<B> {
+    let encoder_ids: Vec<Vec<u32>> = examples.iter().map(|e| e.encoder_input_ids.clone()).collect();
+    let decoder_ids: Vec<Vec<u32>> = examples.iter().map(|e| e.decoder_input_ids.clone()).collect();
+    let encoder_batch = batch(pad(&encoder_ids, pad_id));
+    let tokens = encoder_batch.attention_mask.iter().filter(|&&m| m != 0).count();
+    let encoder_labels: Vec<Vec<i64>> = examples.iter().map(|e| e.encoder_labels.clone()).collect();
+    let decoder_labels: Vec<Vec<i64>> = examples.iter().map(|e| e.decoder_labels.clone()).collect();
+    SmaeInputs {
+        encoder_input: BertInput::from_batch(&encoder_batch, device),
+        decoder_input: BertInput::from_batch(&batch(pad(&decoder_ids, pad_id)), device),
+        encoder_masked: Masked::from_labels(&pad_labels(&encoder_labels), device),
+        decoder_masked: Masked::from_labels(&pad_labels(&decoder_labels), device),
+        tokens,
+    }
+}
+
 impl<B: AutodiffBackend> Task<B> for PretrainTask {
     type Model = PretrainModel<B>;
     type Data = PretrainData;
@@ -123,30 +151,20 @@ impl<B: AutodiffBackend> Task<B> for PretrainTask {
         examples: Vec<PretrainExample>,
         _rng: &mut ChaCha8Rng,
     ) -> Result<Micro<B>> {
-        let encoder_ids: Vec<Vec<u32>> = examples.iter().map(|e| e.encoder_input_ids.clone()).collect();
-        let decoder_ids: Vec<Vec<u32>> = examples.iter().map(|e| e.decoder_input_ids.clone()).collect();
-        let encoder_batch = batch(pad(&encoder_ids, self.pad_id));
-        let tokens = encoder_batch.attention_mask.iter().filter(|&&m| m != 0).count();
         let device = model.encoder.devices()[0].clone();
-        let encoder_input = BertInput::<B>::from_batch(&encoder_batch, &device);
-        let decoder_input = BertInput::<B>::from_batch(&batch(pad(&decoder_ids, self.pad_id)), &device);
-        let encoder_labels: Vec<Vec<i64>> = examples.iter().map(|e| e.encoder_labels.clone()).collect();
-        let decoder_labels: Vec<Vec<i64>> = examples.iter().map(|e| e.decoder_labels.clone()).collect();
-        let encoder_masked = Masked::from_labels(&pad_labels(&encoder_labels), &device);
-        let decoder_masked = Masked::from_labels(&pad_labels(&decoder_labels), &device);
-
-        let hidden = model.encoder.forward(encoder_input, self.sizes.full().layers);
+        let inputs = smae_inputs::<B>(&examples, self.pad_id, &device);
+        let hidden = model.encoder.forward(inputs.encoder_input, self.sizes.full().layers);
         let loss = model.smae.loss(
             &model.encoder,
             &self.sizes,
             SmaeBatch {
                 hidden: &hidden,
-                decoder_input,
-                encoder_masked: &encoder_masked,
-                decoder_masked: &decoder_masked,
+                decoder_input: inputs.decoder_input,
+                encoder_masked: &inputs.encoder_masked,
+                decoder_masked: &inputs.decoder_masked,
             },
         );
-        Ok(Micro { loss, tokens })
+        Ok(Micro { loss, tokens: inputs.tokens })
     }
 
     fn encoder(model: &PretrainModel<B>) -> &BertModel<B> {
