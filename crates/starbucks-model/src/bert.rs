@@ -129,10 +129,22 @@ impl<B: Backend> BertSelfAttention<B> {
     /// `x`: `[batch, seq, hidden]`; `mask_bias`: `[batch, 1, 1, seq]`, 0 for tokens and a large
     /// negative number for padding keys.
     pub fn forward(&self, x: Tensor<B, 3>, mask_bias: Tensor<B, 4>) -> Tensor<B, 3> {
-        let q = dense(&self.query, x.clone());
-        let k = dense(&self.key, x.clone());
-        let v = dense(&self.value, x);
+        let [q, k, v] = self.project(x);
         self.attend(q, k, v, mask_bias)
+    }
+
+    /// The query, key and value projections of `x` `[batch, seq, hidden]`, as one product with
+    /// the three weights side by side (one pass over `x`, forward and backward).
+    pub fn project(&self, x: Tensor<B, 3>) -> [Tensor<B, 3>; 3] {
+        let [batch, seq, hidden] = x.dims();
+        let layers = [&self.query, &self.key, &self.value];
+        let weight = Tensor::cat(layers.map(|l| l.weight.val()).to_vec(), 1);
+        let mut qkv = x.reshape([batch * seq, hidden]).matmul(weight);
+        if let [Some(q), Some(k), Some(v)] = layers.map(|l| l.bias.as_ref()) {
+            qkv = qkv + Tensor::cat(vec![q.val(), k.val(), v.val()], 0).unsqueeze();
+        }
+        let width = qkv.dims()[1] / 3;
+        [0, 1, 2].map(|i| qkv.clone().narrow(1, i * width, width).reshape([batch, seq, width]))
     }
 
     /// Multi-head scaled dot-product attention of projected queries `q` `[batch, seq_q, hidden]`

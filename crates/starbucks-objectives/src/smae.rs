@@ -16,7 +16,7 @@ use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use starbucks_model::{
-    BertConfig, BertInput, BertLayer, BertModel, attention_bias, dense, load_module, read_safetensors_header, settle,
+    BertConfig, BertInput, BertLayer, BertModel, attention_bias, load_module, read_safetensors_header, settle,
 };
 
 use crate::losses::cross_entropy_rows;
@@ -167,7 +167,7 @@ impl<B: Backend> Smae<B> {
         let [b, seq, hidden] = decoder_embeddings.dims();
         let rest = decoder_embeddings.narrow(1, 1, seq - 1);
         let attention = &self.decoder.attention.self_attention;
-        let shared = [&attention.query, &attention.key, &attention.value].map(|l| dense(l, rest.clone()));
+        let shared = attention.project(rest.clone());
 
         // Rows to predict, in term order mlm(s1), mae(s1), mlm(s2), …, and their targets.
         let mut rows = Vec::new();
@@ -180,14 +180,9 @@ impl<B: Backend> Smae<B> {
             let cls = self.head.transform(layer.narrow(1, 0, 1).reshape([b, hidden]).narrow(1, 0, size.dims));
             let cls = cls.unsqueeze_dim::<3>(1);
             let decoder_in = Tensor::cat(vec![cls.clone(), rest.clone()], 1);
-            let [q, k, v] = [&attention.query, &attention.key, &attention.value]
-                .map(|l| dense(l, cls.clone()))
-                .into_iter()
-                .zip(shared.iter())
-                .map(|(first, others)| Tensor::cat(vec![first, others.clone()], 1))
-                .collect::<Vec<_>>()
-                .try_into()
-                .expect("three projections");
+            let [q, k, v] = attention.project(cls.clone());
+            let [q, k, v] = [(q, &shared[0]), (k, &shared[1]), (v, &shared[2])]
+                .map(|(first, others)| Tensor::cat(vec![first, others.clone()], 1));
             let context = attention.attend(q, k, v, mask_bias.clone());
             let at_masks = |t: Tensor<B, 3>| batch.decoder_masked.gather(t);
             let attended = self.decoder.attention.output.forward(at_masks(context), at_masks(decoder_in));

@@ -120,9 +120,10 @@ pub struct FinetuneTask {
 }
 
 /// The fixed cost of one more encoder pass, in padded tokens, when a micro-batch is split into
-/// groups of similar length (`Batch::by_length`). Measured on the CPU backend with
-/// `cargo xtask bench` (docs/benchmarks.md).
-pub const LENGTH_GROUP_COST: usize = 256;
+/// groups of similar length (`Batch::by_length`). On the CPU backend an SRL step of 32 SNLI
+/// triplets took the same time (within noise) for costs 16 to 128; 64 computes 1,474 tokens for
+/// its 1,232 real ones (one pass padded to the longest text: 3,936).
+pub const LENGTH_GROUP_COST: usize = 64;
 
 impl FinetuneTask {
     /// Every layer's pooled embeddings of `texts` up to `layers`, and the tokens read. The texts
