@@ -3,7 +3,7 @@
 //! the weights move, and the data position advances by epoch and batch.
 
 use burn::backend::{Autodiff, Flex};
-use starbucks_data::finetune::read_triplets;
+use starbucks_data::finetune::{read_triplets, triplet_texts};
 use starbucks_model::{BertConfig, BertModel, Pooling, Size, Tokenizer};
 use starbucks_objectives::{Objective, SizeList};
 use starbucks_tests::{minilm_dir, workspace_root};
@@ -73,12 +73,7 @@ fn length_groups_give_the_loss_and_gradients_of_one_padded_pass() {
     let sizes = SizeList::new(Size::parse_list("1,32 2,64 3,96 4,128 5,256 6,384").unwrap(), &config).unwrap();
     let objective = Objective::srl(sizes, false);
     let triplets = read_triplets(&workspace_root().join("data/nli/snli-triplets.tsv.gz")).unwrap()[..8].to_vec();
-    let texts: Vec<&str> = triplets
-        .iter()
-        .map(|t| t.anchor.as_str())
-        .chain(triplets.iter().map(|t| t.positive.as_str()))
-        .chain(triplets.iter().map(|t| t.negative.as_str()))
-        .collect();
+    let texts = triplet_texts(&triplets);
     let task = FinetuneTask {
         tokenizer: tokenizer.clone(),
         query_tokenizer: tokenizer.clone(),
@@ -104,7 +99,16 @@ fn length_groups_give_the_loss_and_gradients_of_one_padded_pass() {
     assert!((a - b).abs() < 1e-4 * b.abs(), "grouped {a} vs one pass {b}");
     let gradient = |t: Tensor<B, 1>| {
         let grads = t.backward();
-        model.encoder.layer[2].intermediate.dense.weight.val().grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap()
+        model.encoder.layer[2]
+            .intermediate
+            .dense
+            .weight
+            .val()
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap()
     };
     let (ga, gb) = (gradient(grouped.loss.total), gradient(one_pass.total));
     let scale = gb.iter().fold(0.0f32, |m, v| m.max(v.abs()));

@@ -95,7 +95,12 @@ struct Runs {
 impl Runs {
     /// The median over every timed iteration of every run.
     fn median_ms(&self) -> f64 {
-        median(self.lines.iter().flat_map(|l| l["times_ms"].as_array().into_iter().flatten().filter_map(Value::as_f64)).collect())
+        median(
+            self.lines
+                .iter()
+                .flat_map(|l| l["times_ms"].as_array().into_iter().flatten().filter_map(Value::as_f64))
+                .collect(),
+        )
     }
 
     /// The per-run medians, for the spread between rounds.
@@ -155,9 +160,24 @@ fn report(results: &BTreeMap<(String, &'static str), Runs>, workloads: &[String]
         _ => "–".into(),
     };
     let _ = writeln!(md, "\n| ratio within one side | burn | PyTorch |\n|---|---|---|");
-    let _ = writeln!(md, "| SRL step / single-size step | {} | {} |", ratio("train-srl", "train-single", "burn"), ratio("train-srl", "train-single", "pytorch"));
-    let _ = writeln!(md, "| SMAE step / plain MLM step | {} | {} |", ratio("train-smae", "train-mlm", "burn"), ratio("train-smae", "train-mlm", "pytorch"));
-    let _ = writeln!(md, "| forward: 6 layers / 1 layer (early-exit speed-up) | {} | {} |", ratio("forward-6", "forward-1", "burn"), ratio("forward-6", "forward-1", "pytorch"));
+    let _ = writeln!(
+        md,
+        "| SRL step / single-size step | {} | {} |",
+        ratio("train-srl", "train-single", "burn"),
+        ratio("train-srl", "train-single", "pytorch")
+    );
+    let _ = writeln!(
+        md,
+        "| SMAE step / plain MLM step | {} | {} |",
+        ratio("train-smae", "train-mlm", "burn"),
+        ratio("train-smae", "train-mlm", "pytorch")
+    );
+    let _ = writeln!(
+        md,
+        "| forward: 6 layers / 1 layer (early-exit speed-up) | {} | {} |",
+        ratio("forward-6", "forward-1", "burn"),
+        ratio("forward-6", "forward-1", "pytorch")
+    );
     if let (Some(b), Some(p)) = (get("embed", "burn"), get("embed", "pytorch")) {
         let texts = b.field("items").unwrap_or(0) as f64;
         let _ = writeln!(
@@ -206,7 +226,11 @@ pub fn run(backend: Backend, options: BenchOptions) -> Result<()> {
             torch.current_dir(&root).arg(SCRIPT).args(common(w)).args(["--threads", &options.threads.to_string()]);
             for (side, command) in [("burn", burn), ("pytorch", torch)] {
                 let line = run_side(command, &format!("{side} {w}"))?;
-                println!("{w:>13} round {} {side:>8}: {:>10.1} ms", round + 1, line["median_ms"].as_f64().unwrap_or(f64::NAN));
+                println!(
+                    "{w:>13} round {} {side:>8}: {:>10.1} ms",
+                    round + 1,
+                    line["median_ms"].as_f64().unwrap_or(f64::NAN)
+                );
                 let _ = writeln!(raw, "{line}");
                 results.entry((w.clone(), side)).or_default().lines.push(line);
             }

@@ -12,7 +12,15 @@ use crate::flags::Backend;
 fn cargo(backend: Backend, verb: &str) -> Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
-    command.current_dir(crate::fetch::workspace_root()).args([verb, "--release", "--quiet", "--package", "starbucks-cli", "--bin", "starbucks"]);
+    command.current_dir(crate::fetch::workspace_root()).args([
+        verb,
+        "--release",
+        "--quiet",
+        "--package",
+        "starbucks-cli",
+        "--bin",
+        "starbucks",
+    ]);
     if backend != Backend::Flex {
         command.args(["--no-default-features", "--features", backend.feature()]);
     }

@@ -94,12 +94,20 @@ impl BenchOptions {
             match flag.as_str() {
                 "--rounds" => options.rounds = count(&value)?,
                 "--iters" => options.iters = count(&value)?,
-                "--warmup" => options.warmup = value.parse().map_err(|_| anyhow::anyhow!("bench: --warmup takes a whole number, got '{value}'"))?,
+                "--warmup" => {
+                    options.warmup = value
+                        .parse()
+                        .map_err(|_| anyhow::anyhow!("bench: --warmup takes a whole number, got '{value}'"))?
+                }
                 "--threads" => options.threads = count(&value)?,
                 "--workloads" => {
-                    let list: Vec<String> = value.split(',').map(|w| w.trim().to_string()).filter(|w| !w.is_empty()).collect();
+                    let list: Vec<String> =
+                        value.split(',').map(|w| w.trim().to_string()).filter(|w| !w.is_empty()).collect();
                     if let Some(bad) = list.iter().find(|w| !crate::bench::WORKLOADS.contains(&w.as_str())) {
-                        bail!("bench: unknown workload '{bad}'; the workloads are {}", crate::bench::WORKLOADS.join(", "));
+                        bail!(
+                            "bench: unknown workload '{bad}'; the workloads are {}",
+                            crate::bench::WORKLOADS.join(", ")
+                        );
                     }
                     options.workloads = Some(list);
                 }
@@ -152,5 +160,35 @@ impl Task {
             Some("bench") => Task::Bench { backend, options: BenchOptions::parse(rest)? },
             Some(command) => Task::Cli { backend, command: command.to_string(), args: rest.collect() },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Task> {
+        Task::parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn bench_options_are_parsed_and_checked() {
+        let Task::Bench { backend, options } =
+            parse(&["bench", "--rounds", "3", "--workloads", "train-srl,forward-1", "--backend", "ndarray"]).unwrap()
+        else {
+            panic!("a bench task")
+        };
+        assert_eq!(backend, Backend::Ndarray);
+        assert_eq!((options.rounds, options.iters, options.warmup), (3, 3, 1));
+        assert_eq!(options.workloads, Some(vec!["train-srl".to_string(), "forward-1".to_string()]));
+        for (args, needle) in [
+            (&["bench", "--workloads", "train-srl,forward-9"][..], "unknown workload 'forward-9'"),
+            (&["bench", "--rounds", "0"][..], "--rounds takes a whole number"),
+            (&["bench", "--iters"][..], "--iters needs a value"),
+            (&["bench", "--model", "x"][..], "unknown flag '--model'"),
+        ] {
+            let err = parse(args).unwrap_err().to_string();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
     }
 }

@@ -24,7 +24,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use starbucks_data::eval::read_stsb;
-use starbucks_data::finetune::read_triplets;
+use starbucks_data::finetune::{read_triplets, triplet_texts};
 use starbucks_data::fineweb::{Position, Source};
 use starbucks_data::masking::{MaskingConfig, PretrainExample, SmaeMasker};
 use starbucks_model::{BertConfig, BertInput, BertModel, Embedder, Pooling, Size, Tokenizer, pool};
@@ -34,8 +34,8 @@ use starbucks_objectives::{LossOutput, Objective, SizeList};
 use starbucks_train::checkpoint::TrainState;
 use starbucks_train::engine::{DataSource, Engine, Micro, Task};
 use starbucks_train::finetune::{FinetuneBatch, FinetuneTask};
-use starbucks_train::{Decay, LrSchedule, adamw};
 use starbucks_train::pretrain::{PretrainModel, PretrainTask, smae_inputs};
+use starbucks_train::{Decay, LrSchedule, adamw};
 
 use crate::args::{BenchArgs, MINILM_SIZES};
 
@@ -154,6 +154,11 @@ fn peak_rss_mb() -> Option<f64> {
     None
 }
 
+/// The MiniLM size list (1,32) … (6,384), checked against the model.
+fn minilm(config: &BertConfig) -> Result<SizeList> {
+    Ok(SizeList::new(Size::parse_list(MINILM_SIZES)?, config)?)
+}
+
 /// STS-B test: every first sentence, then every second one.
 fn stsb_sentences(data: &Path) -> Result<Vec<String>> {
     let pairs = read_stsb(&data.join("stsb").join("sts-test.csv"))?;
@@ -180,23 +185,19 @@ fn train<B: AutodiffBackend, T: Task<B>>(
     timed(args.warmup, args.iters, || Ok(engine.step(task, &data).map(|_| ())?))
 }
 
-fn finetune<B: AutodiffBackend>(args: &BenchArgs, config: &BertConfig, single: bool, device: &B::Device) -> Result<Measured> {
+fn finetune<B: AutodiffBackend>(
+    args: &BenchArgs,
+    config: &BertConfig,
+    single: bool,
+    device: &B::Device,
+) -> Result<Measured> {
     let mut triplets = read_triplets(&args.data.join("nli").join("snli-triplets.tsv.gz"))?;
     triplets.truncate(TRIPLETS);
     let tokenizer = Tokenizer::from_file(args.model.join("tokenizer.json"), 128)?;
-    let all: Vec<Size> = MINILM_SIZES.split(' ').map(|s| s.parse().expect("the MiniLM list parses")).collect();
-    let objective = if single {
-        Objective::Single(Size::full(config))
-    } else {
-        Objective::srl(SizeList::new(all, config)?, false)
-    };
-    let task = FinetuneTask { tokenizer: tokenizer.clone(), query_tokenizer: tokenizer, objective, pooling: Pooling::Mean };
-    let texts: Vec<&str> = triplets
-        .iter()
-        .map(|t| t.anchor.as_str())
-        .chain(triplets.iter().map(|t| t.positive.as_str()))
-        .chain(triplets.iter().map(|t| t.negative.as_str()))
-        .collect();
+    let objective = if single { Objective::Single(Size::full(config)) } else { Objective::srl(minilm(config)?, false) };
+    let task =
+        FinetuneTask { tokenizer: tokenizer.clone(), query_tokenizer: tokenizer, objective, pooling: Pooling::Mean };
+    let texts = triplet_texts(&triplets);
     let (tokens, padded) = task.token_counts(&texts)?;
     let (model, _) = BertModel::<B>::from_safetensors(config, args.model.join("model.safetensors"), device)?;
     let batch = Repeat(FinetuneBatch::Triplets(triplets));
@@ -204,9 +205,15 @@ fn finetune<B: AutodiffBackend>(args: &BenchArgs, config: &BertConfig, single: b
     Ok(Measured { times_ms, items: 3 * TRIPLETS, tokens: Some(tokens), padded_tokens: Some(padded) })
 }
 
-fn pretrain<B: AutodiffBackend>(args: &BenchArgs, config: &BertConfig, smae: bool, device: &B::Device) -> Result<Measured> {
+fn pretrain<B: AutodiffBackend>(
+    args: &BenchArgs,
+    config: &BertConfig,
+    smae: bool,
+    device: &B::Device,
+) -> Result<Measured> {
     let tokenizer_path = args.model.join("tokenizer.json");
-    let masker = SmaeMasker::from_file(&tokenizer_path, MaskingConfig { max_len: SMAE_LEN, ..MaskingConfig::default() })?;
+    let masker =
+        SmaeMasker::from_file(&tokenizer_path, MaskingConfig { max_len: SMAE_LEN, ..MaskingConfig::default() })?;
     let source = Source::local(&args.data.join("fineweb").join("fineweb-subset-300.json.gz").display().to_string())?;
     let mut rng = ChaCha8Rng::seed_from_u64(42);
     let mut examples = Vec::new();
@@ -226,8 +233,7 @@ fn pretrain<B: AutodiffBackend>(args: &BenchArgs, config: &BertConfig, smae: boo
     let model = PretrainModel { encoder, smae: smae_modules };
     let batch = Repeat(examples);
     let times_ms = if smae {
-        let sizes = MINILM_SIZES.split(' ').map(|s| s.parse().expect("the MiniLM list parses")).collect();
-        let task = PretrainTask { sizes: SizeList::new(sizes, config)?, pad_id };
+        let task = PretrainTask { sizes: minilm(config)?, pad_id };
         train(args, model, &Fixed(task), batch, 1e-4, device)?
     } else {
         train(args, model, &MlmTask { pad_id }, batch, 1e-4, device)?

@@ -134,3 +134,31 @@ fn eval_on_a_beir_folder_writes_reports_and_runs() {
     assert_eq!(ndcg["values"][1].as_f64().unwrap(), 1.0, "the full model ranks both right: {ndcg}");
     assert!(out.join("runs/all-MiniLM-L6-v2/run.6x384.trec").is_file());
 }
+
+fn data_dir() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../data").to_string()
+}
+
+#[test]
+fn bench_times_a_workload_and_prints_one_json_line() {
+    let (model, data) = (minilm(), data_dir());
+    let args =
+        ["bench", "--workload", "forward-2", "--model", &model, "--data", &data, "--warmup", "0", "--iters", "2"];
+    let (code, stdout, stderr) = starbucks(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let line: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert_eq!((line["side"].as_str(), line["workload"].as_str()), (Some("burn"), Some("forward-2")));
+    assert_eq!(line["times_ms"].as_array().map(Vec::len), Some(2));
+    assert_eq!(line["items"], 256, "the first 256 STS-B test sentences");
+    assert!(line["tokens"].as_u64().unwrap() <= line["padded_tokens"].as_u64().unwrap());
+    assert!(line["peak_rss_mb"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn bench_refuses_an_unknown_workload_and_a_layer_the_model_lacks() {
+    let (model, data) = (minilm(), data_dir());
+    for workload in ["train-everything", "forward-7", "forward-0"] {
+        let (code, _, stderr) = starbucks(&["bench", "--workload", workload, "--model", &model, "--data", &data]);
+        assert_clean_failure(code, &stderr, &format!("unknown workload '{workload}'"));
+    }
+}

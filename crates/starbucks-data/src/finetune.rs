@@ -20,6 +20,13 @@ pub struct Triplet {
     pub negative: String,
 }
 
+/// The texts of `rows` in the order the losses read them: every anchor, then every positive,
+/// then every negative.
+pub fn triplet_texts(rows: &[Triplet]) -> Vec<&str> {
+    let column = |pick: fn(&Triplet) -> &String| rows.iter().map(move |t| pick(t).as_str());
+    column(|t| &t.anchor).chain(column(|t| &t.positive)).chain(column(|t| &t.negative)).collect()
+}
+
 fn is_jsonl(path: &Path) -> bool {
     let name = path.to_string_lossy();
     name.trim_end_matches(".gz").ends_with(".jsonl") || name.trim_end_matches(".gz").ends_with(".json")

@@ -4,12 +4,12 @@
 //! position is (epoch, batch).
 
 use burn::module::Module;
-use burn::tensor::{Int, Tensor, TensorData};
 use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Int, Tensor, TensorData};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use starbucks_data::batching::epoch_batches;
-use starbucks_data::finetune::{Group, RetrievalExample, Triplet, sample_group};
+use starbucks_data::finetune::{Group, RetrievalExample, Triplet, sample_group, triplet_texts};
 use starbucks_model::{BertInput, BertModel, Pooling, Tokenizer, pool};
 use starbucks_objectives::{Embeddings, Objective};
 
@@ -122,7 +122,7 @@ pub struct FinetuneTask {
 /// The fixed cost of one more encoder pass, in padded tokens, when a micro-batch is split into
 /// groups of similar length (`Batch::by_length`). On the CPU backend an SRL step of 32 SNLI
 /// triplets took the same time (within noise) for costs 16 to 128; 64 computes 1,474 tokens for
-/// its 1,232 real ones (one pass padded to the longest text: 3,936).
+/// its 1,232 real ones (one pass padded to the longest text: 3,456).
 pub const LENGTH_GROUP_COST: usize = 64;
 
 impl FinetuneTask {
@@ -179,13 +179,8 @@ impl<B: AutodiffBackend> Task<B> for FinetuneTask {
         let layers = self.objective.layers(model.num_layers());
         let (embeddings, tokens) = match &batch {
             FinetuneBatch::Triplets(rows) => {
-                // Rows [anchors; positives; negatives], one encoder pass.
-                let texts: Vec<&str> = rows
-                    .iter()
-                    .map(|t| t.anchor.as_str())
-                    .chain(rows.iter().map(|t| t.positive.as_str()))
-                    .chain(rows.iter().map(|t| t.negative.as_str()))
-                    .collect();
+                // Rows [anchors; positives; negatives], one encoder pass (in length groups).
+                let texts = triplet_texts(&rows);
                 let (layers, tokens) = self.pooled(model, &self.tokenizer, &texts, layers)?;
                 (Embeddings::Triplets { layers, batch: rows.len() }, tokens)
             }
