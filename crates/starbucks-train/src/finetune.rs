@@ -180,7 +180,7 @@ impl<B: AutodiffBackend> Task<B> for FinetuneTask {
         let (embeddings, tokens) = match &batch {
             FinetuneBatch::Triplets(rows) => {
                 // Rows [anchors; positives; negatives], one encoder pass (in length groups).
-                let texts = triplet_texts(&rows);
+                let texts = triplet_texts(rows);
                 let (layers, tokens) = self.pooled(model, &self.tokenizer, &texts, layers)?;
                 (Embeddings::Triplets { layers, batch: rows.len() }, tokens)
             }
