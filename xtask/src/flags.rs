@@ -10,7 +10,7 @@ tasks:
                    assets/all-MiniLM-L6-v2, verifying sha256s; a no-op when already present
   demo             the main job on the embedded default: fetch, fine-tune all-MiniLM-L6-v2 with
                    SRL on the shipped SNLI triplets (configs/finetune-srl-nli-minilm-demo.toml,
-                   ~12 min on 2 cores; a finished run is reused), then evaluate the untouched and
+                   ~3 min of training on 2 cores; a finished run is reused), then evaluate the untouched and
                    the fine-tuned model on STS-B dev and test at every size and print both rows
   bench            the side-by-side benchmark against PyTorch (docs/benchmarks.md): every
                    workload (training steps: SRL, single size, SMAE, plain MLM; forward at each
