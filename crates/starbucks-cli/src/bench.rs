@@ -254,8 +254,12 @@ fn forward<B: Backend>(args: &BenchArgs, config: &BertConfig, layers: usize, dev
         pool(hidden[layers].clone(), mask, Pooling::Mean).into_data();
         Ok(())
     })?;
-    let tokens = batch.attention_mask.iter().filter(|&&m| m != 0).count();
-    Ok(Measured { times_ms, items: FORWARD_BATCH, tokens: Some(tokens), padded_tokens: Some(batch.input_ids.len()) })
+    Ok(Measured {
+        times_ms,
+        items: FORWARD_BATCH,
+        tokens: Some(batch.tokens()),
+        padded_tokens: Some(batch.input_ids.len()),
+    })
 }
 
 fn embed<B: Backend>(args: &BenchArgs, device: &B::Device) -> Result<Measured> {

@@ -22,10 +22,13 @@ impl Batch {
         self.attention_mask.chunks(self.seq_len.max(1)).map(|row| row.iter().filter(|&&m| m != 0).count()).collect()
     }
 
-    /// Rows `rows` of this batch, padded only to their own longest.
-    pub fn select(&self, rows: &[usize]) -> Batch {
-        let lengths = self.lengths();
-        let seq_len = rows.iter().map(|&r| lengths[r]).max().unwrap_or(0);
+    /// Non-padding tokens in the whole batch.
+    pub fn tokens(&self) -> usize {
+        self.attention_mask.iter().filter(|&&m| m != 0).count()
+    }
+
+    /// Rows `rows` of this batch, cut to `seq_len` tokens each (their longest).
+    fn rows(&self, rows: &[usize], seq_len: usize) -> Batch {
         let take = |v: &[i64]| -> Vec<i64> {
             rows.iter().flat_map(|&r| v[r * self.seq_len..r * self.seq_len + seq_len].iter().copied()).collect()
         };
@@ -59,7 +62,8 @@ impl Batch {
         let mut j = n;
         while j > 0 {
             let rows = order[cut[j]..j].to_vec();
-            groups.push((rows.clone(), self.select(&rows)));
+            let group = self.rows(&rows, lengths[order[j - 1]]);
+            groups.push((rows, group));
             j = cut[j];
         }
         groups.reverse();

@@ -137,7 +137,7 @@ impl FinetuneTask {
         layers: usize,
     ) -> Result<(Vec<Tensor<B, 2>>, usize)> {
         let batch = tokenizer.encode(texts)?;
-        let tokens = batch.attention_mask.iter().filter(|&&m| m != 0).count();
+        let tokens = batch.tokens();
         let device = model.devices()[0].clone();
         let mut pooled: Vec<Vec<Tensor<B, 2>>> = (0..=layers).map(|_| Vec::new()).collect();
         let mut order = Vec::with_capacity(texts.len());
@@ -148,9 +148,6 @@ impl FinetuneTask {
                 pooled[n].push(pool(hidden, mask.clone(), self.pooling));
             }
             order.extend(rows);
-        }
-        if order.iter().enumerate().all(|(i, &row)| i == row) {
-            return Ok((pooled.into_iter().map(|groups| Tensor::cat(groups, 0)).collect(), tokens));
         }
         // Row `row` of the batch sits at position `back[row]` of the concatenated groups.
         let mut back = vec![0i64; order.len()];
@@ -165,7 +162,7 @@ impl FinetuneTask {
     /// computes for them.
     pub fn token_counts(&self, texts: &[&str]) -> Result<(usize, usize)> {
         let batch = self.tokenizer.encode(texts)?;
-        let tokens = batch.attention_mask.iter().filter(|&&m| m != 0).count();
+        let tokens = batch.tokens();
         let padded = batch.by_length(LENGTH_GROUP_COST).iter().map(|(_, g)| g.batch_size * g.seq_len).sum();
         Ok((tokens, padded))
     }

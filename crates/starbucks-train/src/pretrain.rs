@@ -129,7 +129,7 @@ pub fn smae_inputs<B: Backend>(examples: &[PretrainExample], pad_id: u32, device
     let encoder_ids: Vec<Vec<u32>> = examples.iter().map(|e| e.encoder_input_ids.clone()).collect();
     let decoder_ids: Vec<Vec<u32>> = examples.iter().map(|e| e.decoder_input_ids.clone()).collect();
     let encoder_batch = batch(pad(&encoder_ids, pad_id));
-    let tokens = encoder_batch.attention_mask.iter().filter(|&&m| m != 0).count();
+    let tokens = encoder_batch.tokens();
     let encoder_labels: Vec<Vec<i64>> = examples.iter().map(|e| e.encoder_labels.clone()).collect();
     let decoder_labels: Vec<Vec<i64>> = examples.iter().map(|e| e.decoder_labels.clone()).collect();
     SmaeInputs {
