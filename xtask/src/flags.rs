@@ -20,6 +20,13 @@ tasks:
                    ~/.cache/starbucks-rs/bench-venv the first time (~5 GB).
                    [--rounds 2] [--iters 3] [--warmup 1] [--threads <cores>]
                    [--workloads train-srl,forward-1,...] [--venv DIR] [--output runs/bench]
+  experiment       the paper's comparison at small scale (docs/results.md): from one checkpoint,
+                   with the same data, steps, batch and seed, trains single-size (full), one
+                   model per size, 2DMSE, SRL, and SMAE then SRL; evaluates each and the
+                   untouched checkpoint on STS-B test (every size, the layer x dim grid) and
+                   TREC DL 2020 (nDCG@10 per size); writes results.md. Finished stages are
+                   reused, an interrupted one resumes: rerun to continue.
+                   [--preset minilm-nli|bert-base-nli] [--output runs/experiment-<preset>]
   pretrain         `starbucks pretrain --config FILE [--set k=v] [--output DIR] [--resume]`
   finetune         `starbucks finetune --config FILE [--set k=v] [--output DIR] [--resume]`
   <command>        any `starbucks` subcommand (pretrain, finetune, similarity, eval,
@@ -120,11 +127,39 @@ impl BenchOptions {
     }
 }
 
+/// `cargo xtask experiment` options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExperimentOptions {
+    pub preset: String,
+    /// Default: `runs/experiment-<preset>`.
+    pub output: Option<std::path::PathBuf>,
+}
+
+impl ExperimentOptions {
+    fn parse(args: impl Iterator<Item = String>) -> Result<Self> {
+        let mut options = ExperimentOptions { preset: "minilm-nli".into(), output: None };
+        let mut args = args.into_iter();
+        while let Some(flag) = args.next() {
+            let Some(value) = args.next() else { bail!("experiment: {flag} needs a value (see `cargo xtask help`)") };
+            match flag.as_str() {
+                "--preset" => {
+                    crate::experiment::preset(&value)?;
+                    options.preset = value;
+                }
+                "--output" => options.output = Some(value.into()),
+                other => bail!("experiment: unknown flag '{other}' (see `cargo xtask help`)"),
+            }
+        }
+        Ok(options)
+    }
+}
+
 #[derive(Debug)]
 pub enum Task {
     Fetch { what: String },
     Demo { backend: Backend },
     Bench { backend: Backend, options: BenchOptions },
+    Experiment { backend: Backend, options: ExperimentOptions },
     Cli { backend: Backend, command: String, args: Vec<String> },
     Help,
 }
@@ -158,6 +193,7 @@ impl Task {
                 Some(extra) => bail!("demo takes no arguments besides --backend, got '{extra}'"),
             },
             Some("bench") => Task::Bench { backend, options: BenchOptions::parse(rest)? },
+            Some("experiment") => Task::Experiment { backend, options: ExperimentOptions::parse(rest)? },
             Some(command) => Task::Cli { backend, command: command.to_string(), args: rest.collect() },
         })
     }
@@ -186,6 +222,26 @@ mod tests {
             (&["bench", "--rounds", "0"][..], "--rounds takes a whole number"),
             (&["bench", "--iters"][..], "--iters needs a value"),
             (&["bench", "--model", "x"][..], "unknown flag '--model'"),
+        ] {
+            let err = parse(args).unwrap_err().to_string();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn experiment_options_are_parsed_and_checked() {
+        let Task::Experiment { options, .. } = parse(&["experiment"]).unwrap() else { panic!("an experiment") };
+        assert_eq!(options, ExperimentOptions { preset: "minilm-nli".into(), output: None });
+        let Task::Experiment { options, .. } =
+            parse(&["experiment", "--preset", "bert-base-nli", "--output", "runs/x"]).unwrap()
+        else {
+            panic!("an experiment")
+        };
+        assert_eq!(options, ExperimentOptions { preset: "bert-base-nli".into(), output: Some("runs/x".into()) });
+        for (args, needle) in [
+            (&["experiment", "--preset", "gpt"][..], "unknown preset 'gpt'; the presets are minilm-nli, bert-base-nli"),
+            (&["experiment", "--output"][..], "--output needs a value"),
+            (&["experiment", "--steps", "3"][..], "unknown flag '--steps'"),
         ] {
             let err = parse(args).unwrap_err().to_string();
             assert!(err.contains(needle), "{args:?}: {err}");

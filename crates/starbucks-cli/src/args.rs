@@ -173,6 +173,10 @@ pub struct EvalArgs {
     /// Texts per forward pass.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+    /// Truncate every text at this many tokens (default: each model's
+    /// `sentence_bert_config.json`, else 512).
+    #[arg(long)]
+    pub max_seq_length: Option<usize>,
     /// Skip measuring texts/s per size.
     #[arg(long)]
     pub no_throughput: bool,

@@ -92,7 +92,11 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
     let mut reports = Vec::new();
     for (i, dir) in args.models.iter().enumerate() {
         let name = args.names.get(i).cloned().unwrap_or_else(|| file_stem(dir));
-        let embedder = Embedder::<B>::from_pretrained(dir, device)?.with_batch_size(args.batch_size);
+        let mut embedder = Embedder::<B>::from_pretrained(dir, device)?.with_batch_size(args.batch_size);
+        if let Some(max) = args.max_seq_length {
+            embedder =
+                embedder.with_max_seq_length(max).with_context(|| format!("--max-seq-length for {}", dir.display()))?;
+        }
         for size in &args.sizes {
             size.check_within(embedder.full_size())?;
         }

@@ -198,6 +198,20 @@ impl<B: Backend> Embedder<B> {
         self
     }
 
+    /// Truncate texts at `max_seq_length` tokens, special tokens included (default: the
+    /// folder's `sentence_bert_config.json`), as sentence-transformers' `max_seq_length`.
+    pub fn with_max_seq_length(mut self, max_seq_length: usize) -> Result<Self> {
+        let limit = self.config.max_position_embeddings;
+        if !(3..=limit).contains(&max_seq_length) {
+            return Err(Error::Tokenize(format!(
+                "max_seq_length {max_seq_length} is outside 3..={limit} (the model's max_position_embeddings)"
+            )));
+        }
+        self.tokenizer = self.tokenizer.with_max_length(max_seq_length)?;
+        self.sentence.max_seq_length = max_seq_length;
+        Ok(self)
+    }
+
     /// Texts per forward pass (default 32).
     pub fn with_batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size.max(1);

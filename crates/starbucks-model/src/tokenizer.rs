@@ -108,6 +108,11 @@ impl Tokenizer {
         Ok(Tokenizer { inner, max_length })
     }
 
+    /// The same tokenizer truncating at `max_length` tokens instead.
+    pub fn with_max_length(self, max_length: usize) -> Result<Self> {
+        Self::new(self.inner, max_length).map_err(Error::Tokenize)
+    }
+
     pub fn max_length(&self) -> usize {
         self.max_length
     }
