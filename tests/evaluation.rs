@@ -75,3 +75,22 @@ fn reranking_bm25_on_dl20_writes_a_run_per_size() {
     assert_eq!(written.len(), runs[1].run.values().map(Vec::len).sum::<usize>());
     assert_eq!(written[0].rank, 1);
 }
+
+/// `with_max_seq_length` truncates as sentence-transformers' `max_seq_length` does: at 8
+/// tokens ([CLS] + 6 words + [SEP]) a ten-word text embeds as its first six words.
+#[test]
+fn max_seq_length_truncates_every_text() {
+    let embedder = Embedder::<TestBackend>::from_pretrained(minilm_dir(), &Default::default()).unwrap();
+    let err = embedder.with_max_seq_length(513).unwrap_err().to_string();
+    assert!(err.contains("max_seq_length 513 is outside 3..=512"), "{err}");
+    let embedder =
+        Embedder::<TestBackend>::from_pretrained(minilm_dir(), &Default::default()).unwrap().with_max_seq_length(8).unwrap();
+    assert_eq!(embedder.sentence_config().max_seq_length, 8);
+    let size = Size::new(6, 384);
+    let long = embedder.embed(&["a b c d e f g h i j"], size).unwrap();
+    let short = embedder.embed(&["a b c d e f"], size).unwrap();
+    let other = embedder.embed(&["a b c d e g"], size).unwrap();
+    let diff = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(diff(&long[0], &short[0]) < 1e-6);
+    assert!(diff(&long[0], &other[0]) > 1e-3);
+}
