@@ -83,8 +83,10 @@ fn max_seq_length_truncates_every_text() {
     let embedder = Embedder::<TestBackend>::from_pretrained(minilm_dir(), &Default::default()).unwrap();
     let err = embedder.with_max_seq_length(513).unwrap_err().to_string();
     assert!(err.contains("max_seq_length 513 is outside 3..=512"), "{err}");
-    let embedder =
-        Embedder::<TestBackend>::from_pretrained(minilm_dir(), &Default::default()).unwrap().with_max_seq_length(8).unwrap();
+    let embedder = Embedder::<TestBackend>::from_pretrained(minilm_dir(), &Default::default())
+        .unwrap()
+        .with_max_seq_length(8)
+        .unwrap();
     assert_eq!(embedder.sentence_config().max_seq_length, 8);
     let size = Size::new(6, 384);
     let long = embedder.embed(&["a b c d e f g h i j"], size).unwrap();
