@@ -442,20 +442,10 @@ fn results(preset: &Preset, out: &Path, methods: &[Method]) -> Result<String> {
     let find = |label: &str| sts.iter().find(|(l, _)| *l == label).map(|(_, s)| &s.per_size);
     if let (Some(srl), Some(mse), Some(untouched)) = (find("SRL"), find("2DMSE"), find("untouched")) {
         let verdict = |ok: bool| if ok { "holds" } else { "does not hold" };
-        let _ = writeln!(
-            md,
-            "- SRL average {:.4} above 2DMSE {:.4}: {}",
-            mean(srl),
-            mean(mse),
-            verdict(mean(srl) > mean(mse))
-        );
-        let _ = writeln!(
-            md,
-            "- SRL average {:.4} above the untouched checkpoint {:.4}: {}",
-            mean(srl),
-            mean(untouched),
-            verdict(mean(srl) > mean(untouched))
-        );
+        for (other, value) in [("2DMSE", mean(mse)), ("the untouched checkpoint", mean(untouched))] {
+            let _ =
+                writeln!(md, "- SRL average {:.4} above {other} {value:.4}: {}", mean(srl), verdict(mean(srl) > value));
+        }
         let gain = srl[0] - untouched[0];
         let _ = writeln!(
             md,
