@@ -149,7 +149,7 @@ fn sizes(preset: &Preset) -> Vec<String> {
 /// experiment has whole rows), and the methods compared, in the order of the tables.
 fn plan(preset: &Preset, out: &Path) -> (Vec<Run>, Vec<Method>) {
     let sizes = sizes(preset);
-    let every_size = |run: &str| Eval { model: out.join(run).join("model"), sizes: preset.sizes.into(), grid: true };
+    let every_size = |model: PathBuf| Eval { model, sizes: preset.sizes.into(), grid: true };
     let finetune = |name: &str, model: &str, set: &[String]| {
         let mut all: Vec<String> = preset.finetune_set.iter().map(|s| s.to_string()).collect();
         all.extend([format!("model.path={model}"), format!("objective.sizes={}", preset.sizes)]);
@@ -157,16 +157,12 @@ fn plan(preset: &Preset, out: &Path) -> (Vec<Run>, Vec<Method>) {
         Run {
             name: name.into(),
             train: Some(Train { task: "finetune", config: preset.finetune, set: all }),
-            eval: Some(every_size(name)),
+            eval: Some(every_size(out.join(name).join("model"))),
         }
     };
     let method = |name: &str| vec![format!("objective.method={name}")];
     let mut runs = vec![
-        Run {
-            name: "untouched".into(),
-            train: None,
-            eval: Some(Eval { model: preset.base.into(), sizes: preset.sizes.into(), grid: true }),
-        },
+        Run { name: "untouched".into(), train: None, eval: Some(every_size(preset.base.into())) },
         finetune("srl", preset.base, &method("srl")),
         finetune("2dmse", preset.base, &method("2dmse")),
         finetune("single", preset.base, &method("single")),
@@ -369,15 +365,22 @@ fn table(out: &mut String, sizes: &[String], rows: &[(&str, Vec<f64>)]) {
     out.push('\n');
 }
 
+/// Every line of a JSON Lines file, each error naming the file and line.
+fn read_jsonl(path: &Path) -> Result<Vec<Value>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| {
+            serde_json::from_str(line).with_context(|| format!("{}:{}: not valid JSON", path.display(), i + 1))
+        })
+        .collect()
+}
+
 /// Seconds of training steps in a run's `metrics.jsonl` (tokens / tokens per second, summed
 /// over the step lines: resumed runs count once), and its number of steps.
 fn training_seconds(run: &Path) -> Result<(f64, usize)> {
-    let path = run.join("metrics.jsonl");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
     let mut by_step = std::collections::BTreeMap::new();
-    for (i, line) in text.lines().enumerate() {
-        let value: Value =
-            serde_json::from_str(line).with_context(|| format!("{}:{}: not valid JSON", path.display(), i + 1))?;
+    for value in read_jsonl(&run.join("metrics.jsonl"))? {
         if let (Some(step), Some(tokens), Some(rate)) =
             (value["step"].as_u64(), value["tokens"].as_f64(), value["tokens_per_s"].as_f64())
             && value.get("loss").is_some()
@@ -392,10 +395,10 @@ fn training_seconds(run: &Path) -> Result<(f64, usize)> {
 fn wall_clock(out: &Path) -> Result<std::collections::BTreeMap<String, f64>> {
     let path = out.join("timings.jsonl");
     let mut by_stage = std::collections::BTreeMap::new();
-    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(by_stage) };
-    for (i, line) in text.lines().enumerate() {
-        let value: Value =
-            serde_json::from_str(line).with_context(|| format!("{}:{}: not valid JSON", path.display(), i + 1))?;
+    if !path.exists() {
+        return Ok(by_stage);
+    }
+    for (i, value) in read_jsonl(&path)?.into_iter().enumerate() {
         let (Some(stage), Some(seconds)) = (value["stage"].as_str(), value["seconds"].as_f64()) else {
             bail!("{}:{}: expected {{\"stage\", \"seconds\"}}", path.display(), i + 1);
         };
@@ -474,9 +477,11 @@ fn results(preset: &Preset, out: &Path, methods: &[Method]) -> Result<String> {
     let clock = wall_clock(out)?;
     md.push_str("| stage | steps | training (s) | stage wall clock (s) |\n|---|---|---|---|\n");
     let mut total = 0.0;
+    // `single` is its own method and the full size of the separately trained one: one line.
+    let mut listed = std::collections::HashSet::new();
     for method in methods {
         for run in &method.runs {
-            if md.contains(&format!("| `{run}` |")) {
+            if !listed.insert(run) {
                 continue;
             }
             let (seconds, steps) = training_seconds(&out.join(run))?;
