@@ -9,11 +9,12 @@ use burn::module::Module;
 use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
 };
-use burn::tensor::activation::{gelu, gelu_approximate, relu, softmax};
+use burn::tensor::activation::{gelu_approximate, relu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::config::{BertConfig, HiddenAct};
+use crate::kernels::gelu;
 use crate::tokenizer::Batch;
 
 /// Token ids, token types and the padding mask of a batch, on the device.

@@ -12,11 +12,10 @@ use std::path::Path;
 
 use burn::module::{Module, ModuleMapper, Param};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use starbucks_model::{
-    BertConfig, BertInput, BertLayer, BertModel, attention_bias, load_module, read_safetensors_header, settle,
+    BertConfig, BertInput, BertLayer, BertModel, attention_bias, gelu, load_module, read_safetensors_header, settle,
 };
 
 use crate::losses::cross_entropy_rows;
