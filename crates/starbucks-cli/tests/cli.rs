@@ -12,9 +12,12 @@ fn starbucks(args: &[&str]) -> (i32, String, String) {
 }
 
 fn minilm() -> String {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../assets/all-MiniLM-L6-v2");
-    assert!(std::path::Path::new(dir).join("model.safetensors").is_file(), "run `cargo xtask fetch minilm` first");
-    dir.to_string()
+    let dir = format!(
+        "{}/../../assets/all-MiniLM-L6-v2",
+        std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")
+    );
+    assert!(std::path::Path::new(&dir).join("model.safetensors").is_file(), "run `cargo xtask fetch minilm` first");
+    dir
 }
 
 fn assert_clean_failure(code: i32, stderr: &str, needle: &str) {
@@ -136,7 +139,7 @@ fn eval_on_a_beir_folder_writes_reports_and_runs() {
 }
 
 fn data_dir() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../../data").to_string()
+    format!("{}/../../data", std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
 }
 
 #[test]

@@ -10,7 +10,9 @@ use starbucks_data::eval::{read_trec_qrels, read_trec_run};
 use starbucks_eval::metrics::{RetrievalScores, evaluate_run, pearson, spearman};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/metrics")).join(name)
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/metrics")
+        .join(name)
 }
 
 #[derive(Deserialize)]

@@ -14,7 +14,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::config::{BertConfig, HiddenAct};
-use crate::kernels::gelu;
+use crate::kernels::{contiguous, gelu};
 use crate::tokenizer::Batch;
 
 /// Token ids, token types and the padding mask of a batch, on the device.
@@ -134,9 +134,10 @@ impl<B: Backend> BertSelfAttention<B> {
         self.attend(q, k, v, mask_bias)
     }
 
-    /// The query, key and value projections of `x` `[batch, seq, hidden]`, as one product with
-    /// the three weights side by side (one pass over `x`, forward and backward).
-    pub fn project(&self, x: Tensor<B, 3>) -> [Tensor<B, 3>; 3] {
+    /// The query, key and value projections of `x` `[batch, seq, hidden]`, split into heads
+    /// `[batch, heads, seq, head_dim]`: one product with the three weights side by side (one
+    /// pass over `x`, forward and backward), and views of it (no copies).
+    pub fn project(&self, x: Tensor<B, 3>) -> [Tensor<B, 4>; 3] {
         let [batch, seq, hidden] = x.dims();
         let layers = [&self.query, &self.key, &self.value];
         let weight = Tensor::cat(layers.map(|l| l.weight.val()).to_vec(), 1);
@@ -144,23 +145,21 @@ impl<B: Backend> BertSelfAttention<B> {
         if let [Some(q), Some(k), Some(v)] = layers.map(|l| l.bias.as_ref()) {
             qkv = qkv + Tensor::cat(vec![q.val(), k.val(), v.val()], 0).unsqueeze();
         }
-        let width = qkv.dims()[1] / 3;
-        [0, 1, 2].map(|i| qkv.clone().narrow(1, i * width, width).reshape([batch, seq, width]))
+        let heads = self.num_attention_heads;
+        let head_dim = qkv.dims()[1] / (3 * heads);
+        let qkv = qkv.reshape([batch, seq, 3 * heads, head_dim]);
+        [0, 1, 2].map(|i| qkv.clone().narrow(2, i * heads, heads).swap_dims(1, 2))
     }
 
-    /// Multi-head scaled dot-product attention of projected queries `q` `[batch, seq_q, hidden]`
-    /// over projected keys and values `[batch, seq, hidden]` → `[batch, seq_q, hidden]`.
-    pub fn attend(&self, q: Tensor<B, 3>, k: Tensor<B, 3>, v: Tensor<B, 3>, mask_bias: Tensor<B, 4>) -> Tensor<B, 3> {
-        let [batch, seq_q, hidden] = q.dims();
-        let heads = self.num_attention_heads;
-        let head_dim = hidden / heads;
-        let split = |t: Tensor<B, 3>| {
-            let seq = t.dims()[1];
-            t.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2)
-        };
-        let scores = split(q).matmul(split(k).swap_dims(2, 3)) / (head_dim as f64).sqrt() + mask_bias;
+    /// Multi-head scaled dot-product attention of projected queries `q` `[batch, heads, seq_q,
+    /// head_dim]` over projected keys and values `[batch, heads, seq, head_dim]` (as
+    /// [`Self::project`] returns them) → `[batch, seq_q, hidden]`.
+    pub fn attend(&self, q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>, mask_bias: Tensor<B, 4>) -> Tensor<B, 3> {
+        let [batch, heads, seq_q, head_dim] = q.dims();
+        let scores = q.matmul(k.swap_dims(2, 3)) / (head_dim as f64).sqrt() + mask_bias;
         let probs = self.dropout.forward(softmax(scores, 3));
-        probs.matmul(split(v)).swap_dims(1, 2).reshape([batch, seq_q, hidden])
+        let context = contiguous(probs.matmul(v).swap_dims(1, 2));
+        context.reshape([batch, seq_q, heads * head_dim])
     }
 }
 

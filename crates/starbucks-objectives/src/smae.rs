@@ -181,7 +181,7 @@ impl<B: Backend> Smae<B> {
             let decoder_in = Tensor::cat(vec![cls.clone(), rest.clone()], 1);
             let [q, k, v] = attention.project(cls.clone());
             let [q, k, v] = [(q, &shared[0]), (k, &shared[1]), (v, &shared[2])]
-                .map(|(first, others)| Tensor::cat(vec![first, others.clone()], 1));
+                .map(|(first, others)| Tensor::cat(vec![first, others.clone()], 2));
             let context = attention.attend(q, k, v, mask_bias.clone());
             let at_masks = |t: Tensor<B, 3>| batch.decoder_masked.gather(t);
             let attended = self.decoder.attention.output.forward(at_masks(context), at_masks(decoder_in));

@@ -23,7 +23,10 @@ struct Fixture {
 
 impl Fixture {
     fn load() -> Self {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/objectives_golden.safetensors");
+        let path = format!(
+            "{}/../../tests/fixtures/objectives_golden.safetensors",
+            std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")
+        );
         let bytes = std::fs::read(path).expect("fixture present");
         let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
         let cases = serde_json::from_str(&meta.metadata().as_ref().unwrap()["cases"]).unwrap();

@@ -11,11 +11,12 @@ use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 
 pub fn data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data")
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("../../data")
 }
 
 pub fn tokenizer_json() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/all-MiniLM-L6-v2/tokenizer.json");
+    let path = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("../../assets/all-MiniLM-L6-v2/tokenizer.json");
     assert!(path.is_file(), "{} is missing: run `cargo xtask fetch minilm`", path.display());
     path
 }
