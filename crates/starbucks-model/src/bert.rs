@@ -14,7 +14,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::config::{BertConfig, HiddenAct};
-use crate::kernels::{contiguous, gelu};
+use crate::kernels::{add_broadcast, contiguous, dropout, gelu};
 use crate::tokenizer::Batch;
 
 /// Token ids, token types and the padding mask of a batch, on the device.
@@ -100,7 +100,7 @@ impl<B: Backend> BertEmbeddings<B> {
         let x = self.word_embeddings.forward(input_ids)
             + self.token_type_embeddings.forward(token_type_ids)
             + self.position_embeddings.forward(positions);
-        self.dropout.forward(self.layer_norm.forward(x))
+        dropout(&self.dropout, self.layer_norm.forward(x))
     }
 }
 
@@ -136,28 +136,32 @@ impl<B: Backend> BertSelfAttention<B> {
 
     /// The query, key and value projections of `x` `[batch, seq, hidden]`, split into heads
     /// `[batch, heads, seq, head_dim]`: one product with the three weights side by side (one
-    /// pass over `x`, forward and backward), and views of it (no copies).
+    /// pass over `x`, forward and backward), and views of it (no copies). The queries come
+    /// scaled by `1/√head_dim` (folded into the query weight and bias, so that no pass over the
+    /// attention scores does it).
     pub fn project(&self, x: Tensor<B, 3>) -> [Tensor<B, 4>; 3] {
         let [batch, seq, hidden] = x.dims();
+        let heads = self.num_attention_heads;
+        let head_dim = hidden / heads;
+        let scale = 1.0 / (head_dim as f64).sqrt();
         let layers = [&self.query, &self.key, &self.value];
-        let weight = Tensor::cat(layers.map(|l| l.weight.val()).to_vec(), 1);
+        let [wq, wk, wv] = layers.map(|l| l.weight.val());
+        let weight = Tensor::cat(vec![wq.mul_scalar(scale), wk, wv], 1);
         let mut qkv = x.reshape([batch * seq, hidden]).matmul(weight);
         if let [Some(q), Some(k), Some(v)] = layers.map(|l| l.bias.as_ref()) {
-            qkv = qkv + Tensor::cat(vec![q.val(), k.val(), v.val()], 0).unsqueeze();
+            qkv = qkv + Tensor::cat(vec![q.val().mul_scalar(scale), k.val(), v.val()], 0).unsqueeze();
         }
-        let heads = self.num_attention_heads;
-        let head_dim = qkv.dims()[1] / (3 * heads);
         let qkv = qkv.reshape([batch, seq, 3 * heads, head_dim]);
         [0, 1, 2].map(|i| qkv.clone().narrow(2, i * heads, heads).swap_dims(1, 2))
     }
 
     /// Multi-head scaled dot-product attention of projected queries `q` `[batch, heads, seq_q,
-    /// head_dim]` over projected keys and values `[batch, heads, seq, head_dim]` (as
-    /// [`Self::project`] returns them) → `[batch, seq_q, hidden]`.
+    /// head_dim]` over projected keys and values `[batch, heads, seq, head_dim]`, as
+    /// [`Self::project`] returns them (queries already scaled) → `[batch, seq_q, hidden]`.
     pub fn attend(&self, q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>, mask_bias: Tensor<B, 4>) -> Tensor<B, 3> {
         let [batch, heads, seq_q, head_dim] = q.dims();
-        let scores = q.matmul(k.swap_dims(2, 3)) / (head_dim as f64).sqrt() + mask_bias;
-        let probs = self.dropout.forward(softmax(scores, 3));
+        let scores = add_broadcast(q.matmul(k.swap_dims(2, 3)), mask_bias);
+        let probs = dropout(&self.dropout, softmax(scores, 3));
         let context = contiguous(probs.matmul(v).swap_dims(1, 2));
         context.reshape([batch, seq_q, heads * head_dim])
     }
@@ -181,7 +185,7 @@ impl<B: Backend> BertSelfOutput<B> {
     }
 
     pub fn forward<const D: usize>(&self, hidden: Tensor<B, D>, residual: Tensor<B, D>) -> Tensor<B, D> {
-        self.layer_norm.forward(self.dropout.forward(dense(&self.dense, hidden)) + residual)
+        self.layer_norm.forward(dropout(&self.dropout, dense(&self.dense, hidden)) + residual)
     }
 }
 
@@ -250,7 +254,7 @@ impl<B: Backend> BertOutput<B> {
     }
 
     pub fn forward<const D: usize>(&self, hidden: Tensor<B, D>, residual: Tensor<B, D>) -> Tensor<B, D> {
-        self.layer_norm.forward(self.dropout.forward(dense(&self.dense, hidden)) + residual)
+        self.layer_norm.forward(dropout(&self.dropout, dense(&self.dense, hidden)) + residual)
     }
 }
 

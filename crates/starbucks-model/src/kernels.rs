@@ -11,6 +11,7 @@
 //! choice is made on the backend's type (`TypeId`, which the compiler folds away). Builds without
 //! the `flex` feature compile burn's `gelu` only.
 
+use burn::nn::Dropout;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
@@ -36,6 +37,42 @@ pub fn contiguous<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
         Err(x) => x,
     };
     x
+}
+
+/// `lhs + rhs`, `rhs` broadcast to `lhs`'s shape (same rank, each dim equal or 1), as the
+/// attention scores `[batch, heads, seq_q, seq]` plus the padding bias `[batch, 1, 1, seq]`.
+/// burn-flex 0.21 adds such a broadcast through its strided iterator, one element at a time on
+/// one core; on flex this adds a row at a time, rows in parallel. burn's `+` elsewhere.
+pub fn add_broadcast<B: Backend, const D: usize>(lhs: Tensor<B, D>, rhs: Tensor<B, D>) -> Tensor<B, D> {
+    #[cfg(feature = "flex")]
+    let (lhs, rhs) = match flex::add_broadcast(lhs, rhs) {
+        Ok(sum) => return sum,
+        Err(pair) => pair,
+    };
+    lhs + rhs
+}
+
+/// `dropout.forward(x)`: on autodiff over flex, one pass that draws the keep mask from a
+/// counter-based hash (SplitMix64 of a seed and the element's index, in parallel) and scales the
+/// kept values by `1/(1-p)`; the backward pass rehashes the same mask instead of storing it.
+/// burn's dropout draws every element from one `StdRng` on one core, then multiplies twice (in
+/// a MiniLM training step, 14 % of the time). The seed comes from the backend's own random
+/// stream, so `Backend::seed` still makes runs repeatable. burn's dropout elsewhere.
+pub fn dropout<B: Backend, const D: usize>(dropout: &Dropout, x: Tensor<B, D>) -> Tensor<B, D> {
+    #[cfg(feature = "flex")]
+    let x = match flex::dropout(x, dropout.prob) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
+    dropout.forward(x)
+}
+
+/// SplitMix64's finaliser: a well-mixed 64-bit hash of `z`.
+#[inline(always)]
+pub fn splitmix64(z: u64) -> u64 {
+    let z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// erf for f32: Eigen's rational approximation `x P(x²) / Q(x²)` on [-4, 4] (±1 outside), with
@@ -105,10 +142,10 @@ mod flex {
     use burn::backend::autodiff::checkpoint::base::Checkpointer;
     use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
     use burn::backend::autodiff::grads::Gradients;
-    use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+    use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, binary, unary};
     use burn::tensor::backend::Backend;
-    use burn::tensor::ops::{ActivationOps, FloatTensor};
-    use burn::tensor::{Bytes, DType, Tensor, TensorMetadata, TensorPrimitive};
+    use burn::tensor::ops::{ActivationOps, FloatTensor, FloatTensorOps};
+    use burn::tensor::{Bytes, DType, Distribution, Int, Shape, Tensor, TensorMetadata, TensorPrimitive};
     use burn_flex::{Flex, FlexTensor, Layout};
     use rayon::prelude::*;
 
@@ -156,6 +193,190 @@ mod flex {
         match cast::<_, Tensor<Autodiff<Flex>, D>>(x) {
             Ok(x) => Ok(cast(on_primitive(x, contiguous_autodiff)).ok().expect("B is Autodiff<Flex>")),
             Err(x) => Err(x),
+        }
+    }
+
+    /// `lhs + rhs` by our kernel when `B` is flex or autodiff over flex; `Err` otherwise.
+    #[allow(clippy::type_complexity)]
+    pub fn add_broadcast<B: Backend, const D: usize>(
+        lhs: Tensor<B, D>,
+        rhs: Tensor<B, D>,
+    ) -> Result<Tensor<B, D>, (Tensor<B, D>, Tensor<B, D>)> {
+        fn add<B: Backend, const D: usize>(
+            lhs: Tensor<B, D>,
+            rhs: Tensor<B, D>,
+            op: fn(FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>,
+        ) -> Tensor<B, D> {
+            let [lhs, rhs] = [lhs, rhs].map(|t| t.into_primitive().tensor());
+            Tensor::from_primitive(TensorPrimitive::Float(op(lhs, rhs)))
+        }
+        let pair = match cast::<_, (Tensor<Flex, D>, Tensor<Flex, D>)>((lhs, rhs)) {
+            Ok((lhs, rhs)) => return Ok(cast(add(lhs, rhs, add_forward)).ok().expect("B is Flex")),
+            Err(pair) => pair,
+        };
+        match cast::<_, (Tensor<Autodiff<Flex>, D>, Tensor<Autodiff<Flex>, D>)>(pair) {
+            Ok((lhs, rhs)) => Ok(cast(add(lhs, rhs, add_autodiff)).ok().expect("B is Autodiff<Flex>")),
+            Err(pair) => Err(pair),
+        }
+    }
+
+    /// Dropout by our kernel when `B` is autodiff over flex (without autodiff burn's dropout is
+    /// the identity); `Err(x)` otherwise.
+    pub fn dropout<B: Backend, const D: usize>(x: Tensor<B, D>, prob: f64) -> Result<Tensor<B, D>, Tensor<B, D>> {
+        let x = cast::<_, Tensor<Autodiff<Flex>, D>>(x)?;
+        if prob == 0.0 || x.dtype() != DType::F32 {
+            return Err(cast(x).ok().expect("B is Autodiff<Flex>"));
+        }
+        // Four 16-bit draws from flex's random stream make the seed of this call's mask.
+        let draws = Tensor::<Flex, 1, Int>::random([4], Distribution::Uniform(0.0, 65_536.0), &Default::default());
+        let draws = draws.into_data().convert::<i64>().to_vec::<i64>().expect("four integer draws");
+        let mask = Mask {
+            seed: draws.iter().fold(0u64, |seed, &d| (seed << 16) | d as u64),
+            // Keep an element when the top 32 bits of its hash are below this.
+            threshold: ((1.0 - prob) * 4_294_967_296.0) as u64,
+            scale: (1.0 / (1.0 - prob)) as f32,
+        };
+        let primitive = x.into_primitive().tensor();
+        Ok(cast(Tensor::<Autodiff<Flex>, D>::from_primitive(TensorPrimitive::Float(dropout_autodiff(primitive, mask))))
+            .ok()
+            .expect("B is Autodiff<Flex>"))
+    }
+
+    /// One dropout call's mask: element `i` (row-major) is kept, and scaled, when
+    /// `splitmix64(seed + i)`'s top 32 bits are below `threshold`.
+    #[derive(Debug, Clone, Copy)]
+    struct Mask {
+        seed: u64,
+        threshold: u64,
+        scale: f32,
+    }
+
+    impl Mask {
+        /// `x` (f32) times the mask, scaled.
+        fn apply(self, x: FlexTensor) -> FlexTensor {
+            let apply = |values: &mut [f32]| {
+                values.par_chunks_mut(CHUNK).enumerate().for_each(|(task, chunk)| {
+                    let base = self.seed.wrapping_add((task * CHUNK) as u64);
+                    for (i, v) in chunk.iter_mut().enumerate() {
+                        let keep = super::splitmix64(base.wrapping_add(i as u64)) >> 32 < self.threshold;
+                        *v = if keep { *v * self.scale } else { 0.0 };
+                    }
+                })
+            };
+            let mut x = copy_contiguous(x);
+            if let Some(values) = x.try_storage_mut::<f32>() {
+                apply(values);
+                return x;
+            }
+            let mut values = x.storage::<f32>().to_vec();
+            apply(&mut values);
+            FlexTensor::new(Bytes::from_elems(values), Layout::contiguous(x.shape()), DType::F32)
+        }
+    }
+
+    fn dropout_autodiff(x: FloatTensor<Autodiff<Flex>>, mask: Mask) -> FloatTensor<Autodiff<Flex>> {
+        #[derive(Debug)]
+        struct DropoutBackward;
+
+        impl Backward<Flex, 1> for DropoutBackward {
+            type State = Mask;
+
+            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+                let mask = ops.state;
+                unary::<Flex, _>(ops.parents, ops.node, grads, |grad| mask.apply(grad));
+            }
+        }
+
+        match DropoutBackward.prepare::<NoCheckpointing>([x.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(mask, mask.apply(x.primitive)),
+            OpsKind::UnTracked(prep) => prep.finish(mask.apply(x.primitive)),
+        }
+    }
+
+    /// Rows per rayon task of a broadcast add.
+    const ADD_ROWS: usize = 64;
+
+    fn add_forward(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
+        let (dims, rhs_dims) = (lhs.shape(), rhs.shape());
+        let broadcastable = dims.num_dims() == rhs_dims.num_dims()
+            && dims.num_dims() > 0
+            && dims.iter().zip(rhs_dims.iter()).all(|(&d, &r)| r == d || r == 1);
+        if lhs.dtype() != DType::F32
+            || rhs.dtype() != DType::F32
+            || !broadcastable
+            || !rhs.layout().has_positive_strides()
+        {
+            return Flex::float_add(lhs, rhs);
+        }
+        let dims: Vec<usize> = dims.iter().copied().collect();
+        // rhs's step along each of lhs's dims: 0 where it broadcasts.
+        let steps: Vec<usize> = rhs_dims
+            .iter()
+            .zip(rhs.layout().strides())
+            .map(|(&r, &stride)| if r == 1 { 0 } else { stride as usize })
+            .collect();
+        let (width, last_step) = (dims[dims.len() - 1], steps[steps.len() - 1]);
+        let (start, src) = (rhs.layout().start_offset(), rhs.storage::<f32>());
+        let row_offset = |mut r: usize| {
+            let mut offset = start;
+            for (&dim, &step) in dims[..dims.len() - 1].iter().zip(&steps).rev() {
+                offset += (r % dim) * step;
+                r /= dim;
+            }
+            offset
+        };
+        let add_rows = |values: &mut [f32]| {
+            if width == 0 {
+                return;
+            }
+            values.par_chunks_mut(width * ADD_ROWS).enumerate().for_each(|(task, rows)| {
+                for (i, row) in rows.chunks_mut(width).enumerate() {
+                    let offset = row_offset(task * ADD_ROWS + i);
+                    match last_step {
+                        1 => row.iter_mut().zip(&src[offset..offset + width]).for_each(|(v, r)| *v += r),
+                        0 => row.iter_mut().for_each(|v| *v += src[offset]),
+                        step => row.iter_mut().enumerate().for_each(|(j, v)| *v += src[offset + j * step]),
+                    }
+                }
+            })
+        };
+        let mut out = copy_contiguous(lhs);
+        if let Some(values) = out.try_storage_mut::<f32>() {
+            add_rows(values);
+            return out;
+        }
+        let mut values = out.storage::<f32>().to_vec();
+        add_rows(&mut values);
+        FlexTensor::new(Bytes::from_elems(values), Layout::contiguous(out.shape()), DType::F32)
+    }
+
+    /// [`add_forward`] on autodiff over flex: `lhs` gets the gradient as it is, `rhs` its sum
+    /// over the dims it was broadcast along.
+    fn add_autodiff(lhs: FloatTensor<Autodiff<Flex>>, rhs: FloatTensor<Autodiff<Flex>>) -> FloatTensor<Autodiff<Flex>> {
+        #[derive(Debug)]
+        struct AddBroadcast;
+
+        impl Backward<Flex, 2> for AddBroadcast {
+            type State = Shape;
+
+            fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+                let rhs_shape = ops.state;
+                let reduce = |mut grad: FlexTensor| {
+                    for (dim, &size) in rhs_shape.iter().enumerate() {
+                        if size == 1 && grad.shape()[dim] != 1 {
+                            grad = Flex::float_sum_dim(grad, dim);
+                        }
+                    }
+                    grad
+                };
+                binary::<Flex, _, _>(ops.parents, ops.node, grads, |grad| grad, reduce);
+            }
+        }
+
+        let rhs_shape = rhs.primitive.shape();
+        match AddBroadcast.prepare::<NoCheckpointing>([lhs.node.clone(), rhs.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(rhs_shape, add_forward(lhs.primitive, rhs.primitive)),
+            OpsKind::UnTracked(prep) => prep.finish(add_forward(lhs.primitive, rhs.primitive)),
         }
     }
 
@@ -381,7 +602,7 @@ mod tests {
 
         type Ad = Autodiff<Flex>;
 
-        fn random(shape: [usize; 3]) -> Tensor<Flex, 3> {
+        fn random<const D: usize>(shape: [usize; D]) -> Tensor<Flex, D> {
             Tensor::random(shape, Distribution::Normal(0.0, 3.0), &Default::default())
         }
 
@@ -427,6 +648,62 @@ mod tests {
             let grads = (super::super::contiguous(x.clone().swap_dims(0, 1)) * weights.clone()).sum().backward();
             let want = weights.inner().swap_dims(0, 1);
             x.grad(&grads).expect("x requires grad").to_data().assert_eq(&want.to_data(), true);
+        }
+
+        #[test]
+        fn add_broadcast_matches_burn_with_gradients() {
+            let lhs = random([4, 3, 70, 70]);
+            for rhs_shape in [[4, 1, 1, 70], [1, 3, 70, 1], [4, 3, 70, 70], [1, 1, 1, 1]] {
+                let rhs = random(rhs_shape);
+                let run = |ours: bool| -> [TensorData; 3] {
+                    let l = Tensor::<Ad, 4>::from_inner(lhs.clone()).require_grad();
+                    let r = Tensor::<Ad, 4>::from_inner(rhs.clone()).require_grad();
+                    let sum =
+                        if ours { super::super::add_broadcast(l.clone(), r.clone()) } else { l.clone() + r.clone() };
+                    let grads = (sum.clone() * sum.clone()).sum().backward();
+                    [sum.into_data(), l.grad(&grads).unwrap().into_data(), r.grad(&grads).unwrap().into_data()]
+                };
+                for (ours, burn) in run(true).iter().zip(&run(false)) {
+                    ours.assert_approx_eq::<f32>(burn, Tolerance::absolute(1e-4));
+                }
+            }
+            // A strided `lhs` and a shared one give the same sums, and the shared one is untouched.
+            let rhs = random([4, 1, 1, 70]);
+            let strided = lhs.clone().swap_dims(2, 3);
+            super::super::add_broadcast(strided.clone(), rhs.clone().swap_dims(2, 3))
+                .to_data()
+                .assert_approx_eq::<f32>(&(strided + rhs.clone().swap_dims(2, 3)).to_data(), Tolerance::absolute(1e-6));
+            let before = lhs.to_data();
+            let _ = super::super::add_broadcast(lhs.clone(), rhs);
+            lhs.to_data().assert_eq(&before, true);
+        }
+
+        #[test]
+        fn dropout_keeps_1_minus_p_scales_and_masks_the_gradient_alike() {
+            use burn::tensor::backend::Backend;
+            let dropout = burn::nn::DropoutConfig::new(0.1).init();
+            let run = || {
+                Ad::seed(&Default::default(), 7);
+                let x = Tensor::<Ad, 2>::ones([64, 1000], &Default::default()).require_grad();
+                let weights = Tensor::<Ad, 2>::from_inner(random([64, 1000]));
+                let y = super::super::dropout(&dropout, x.clone());
+                let grads = (y.clone() * weights.clone()).sum().backward();
+                let y: Vec<f32> = y.into_data().to_vec().unwrap();
+                let grad: Vec<f32> = x.grad(&grads).unwrap().into_data().to_vec().unwrap();
+                let weights: Vec<f32> = weights.into_data().to_vec().unwrap();
+                (y, grad, weights)
+            };
+            let (y, grad, weights) = run();
+            let dropped = y.iter().filter(|&&v| v == 0.0).count() as f64 / y.len() as f64;
+            assert!((dropped - 0.1).abs() < 0.005, "dropped {dropped}");
+            assert!(y.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.9).abs() < 1e-6));
+            for ((&y, &g), &w) in y.iter().zip(&grad).zip(&weights) {
+                assert!((g - y * w).abs() < 1e-6, "gradient {g} for output {y} and weight {w}");
+            }
+            assert_eq!(run().0, y, "the same seed gives the same mask");
+            // Without autodiff, dropout is the identity, as burn's.
+            let x = random([3, 4]);
+            super::super::dropout(&dropout, x.clone()).into_data().assert_eq(&x.into_data(), true);
         }
 
         #[test]
