@@ -14,7 +14,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::config::{BertConfig, HiddenAct};
-use crate::kernels::{add_broadcast, contiguous, dropout, gelu};
+use crate::kernels::{add_broadcast, contiguous, dropout, gelu, linear};
 use crate::tokenizer::Batch;
 
 /// Token ids, token types and the padding mask of a batch, on the device.
@@ -41,7 +41,7 @@ impl<B: Backend> BertInput<B> {
     }
 }
 
-fn linear<B: Backend>(d_input: usize, d_output: usize, config: &BertConfig, device: &B::Device) -> Linear<B> {
+fn new_linear<B: Backend>(d_input: usize, d_output: usize, config: &BertConfig, device: &B::Device) -> Linear<B> {
     LinearConfig::new(d_input, d_output).with_initializer(normal_init(config)).init(device)
 }
 
@@ -54,13 +54,10 @@ fn layer_norm<B: Backend>(config: &BertConfig, device: &B::Device) -> LayerNorm<
 /// rank-3 input as one `[in, out]` product per batch row, then sums them (for a BERT FFN at
 /// batch 96, a 226 MB intermediate per layer and step): on rows it is one `[in, out]` product.
 pub fn dense<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>) -> Tensor<B, D> {
-    if D <= 2 {
-        return layer.forward(x);
-    }
     let mut dims = x.dims();
     let width = dims[D - 1];
     let rows = x.shape().num_elements() / width.max(1);
-    let y = layer.forward(x.reshape([rows, width]));
+    let y = linear(x.reshape([rows, width]), layer.weight.val(), layer.bias.as_ref().map(|b| b.val()));
     dims[D - 1] = y.dims()[1];
     y.reshape(dims)
 }
@@ -119,9 +116,9 @@ impl<B: Backend> BertSelfAttention<B> {
     pub fn new(config: &BertConfig, device: &B::Device) -> Self {
         let h = config.hidden_size;
         BertSelfAttention {
-            query: linear(h, h, config, device),
-            key: linear(h, h, config, device),
-            value: linear(h, h, config, device),
+            query: new_linear(h, h, config, device),
+            key: new_linear(h, h, config, device),
+            value: new_linear(h, h, config, device),
             dropout: DropoutConfig::new(config.attention_probs_dropout_prob).init(),
             num_attention_heads: config.num_attention_heads,
         }
@@ -147,10 +144,11 @@ impl<B: Backend> BertSelfAttention<B> {
         let layers = [&self.query, &self.key, &self.value];
         let [wq, wk, wv] = layers.map(|l| l.weight.val());
         let weight = Tensor::cat(vec![wq.mul_scalar(scale), wk, wv], 1);
-        let mut qkv = x.reshape([batch * seq, hidden]).matmul(weight);
-        if let [Some(q), Some(k), Some(v)] = layers.map(|l| l.bias.as_ref()) {
-            qkv = qkv + Tensor::cat(vec![q.val().mul_scalar(scale), k.val(), v.val()], 0).unsqueeze();
-        }
+        let bias = match layers.map(|l| l.bias.as_ref()) {
+            [Some(q), Some(k), Some(v)] => Some(Tensor::cat(vec![q.val().mul_scalar(scale), k.val(), v.val()], 0)),
+            _ => None,
+        };
+        let qkv = linear(x.reshape([batch * seq, hidden]), weight, bias);
         let qkv = qkv.reshape([batch, seq, 3 * heads, head_dim]);
         [0, 1, 2].map(|i| qkv.clone().narrow(2, i * heads, heads).swap_dims(1, 2))
     }
@@ -178,7 +176,7 @@ pub struct BertSelfOutput<B: Backend> {
 impl<B: Backend> BertSelfOutput<B> {
     pub fn new(config: &BertConfig, device: &B::Device) -> Self {
         BertSelfOutput {
-            dense: linear(config.hidden_size, config.hidden_size, config, device),
+            dense: new_linear(config.hidden_size, config.hidden_size, config, device),
             layer_norm: layer_norm(config, device),
             dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
         }
@@ -221,7 +219,7 @@ pub struct BertIntermediate<B: Backend> {
 impl<B: Backend> BertIntermediate<B> {
     pub fn new(config: &BertConfig, device: &B::Device) -> Self {
         BertIntermediate {
-            dense: linear(config.hidden_size, config.intermediate_size, config, device),
+            dense: new_linear(config.hidden_size, config.intermediate_size, config, device),
             hidden_act: config.hidden_act,
         }
     }
@@ -247,7 +245,7 @@ pub struct BertOutput<B: Backend> {
 impl<B: Backend> BertOutput<B> {
     pub fn new(config: &BertConfig, device: &B::Device) -> Self {
         BertOutput {
-            dense: linear(config.intermediate_size, config.hidden_size, config, device),
+            dense: new_linear(config.intermediate_size, config.hidden_size, config, device),
             layer_norm: layer_norm(config, device),
             dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
         }
