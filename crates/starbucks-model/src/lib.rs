@@ -6,6 +6,11 @@
 //! layer's hidden states from one pass ([`BertModel::forward`]), and offers [`Embedder`] as the
 //! entry point for programs that embed text.
 //!
+//! With the `flex` feature, a few ops run kernels of this crate when the caller's backend is
+//! burn-flex (with or without autodiff): GELU, dropout, linear, the attention mask's broadcast
+//! add and one copy, where burn-flex 0.21 is slow (`kernels.rs`, `docs/benchmarks.md`). Every
+//! other backend runs burn's own ops; the results agree to float rounding.
+//!
 //! This crate must never depend on training code (objectives, data, the train loop,
 //! evaluation) nor pick a concrete backend: users embed it in their own programs.
 //!
