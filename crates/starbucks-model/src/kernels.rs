@@ -128,7 +128,7 @@ pub fn exp_f32(x: f32) -> f32 {
     p = r.mul_add(p, 8.333_452e-3);
     p = r.mul_add(p, 4.166_579_6e-2);
     p = r.mul_add(p, 1.666_666_5e-1);
-    p = r.mul_add(p, 5.000_000_1e-1);
+    p = r.mul_add(p, 0.5);
     let y = (r * r).mul_add(p, r) + 1.0;
     y * f32::from_bits(((n as i32 + 127) << 23) as u32)
 }
@@ -184,6 +184,11 @@ mod flex {
         }
     }
 
+    /// `value` as a `U`, where the caller has already found that `T` is `U`.
+    fn same<T: 'static, U: 'static>(value: T) -> U {
+        cast(value).unwrap_or_else(|_| unreachable!("the backend type was checked"))
+    }
+
     /// Applies `op` to the float primitive of `x`.
     fn on_primitive<B: Backend, const D: usize>(
         x: Tensor<B, D>,
@@ -192,28 +197,31 @@ mod flex {
         Tensor::from_primitive(TensorPrimitive::Float(op(x.into_primitive().tensor())))
     }
 
-    /// GELU by our kernel when `B` is flex or autodiff over flex; `Err(x)` otherwise.
-    pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Result<Tensor<B, D>, Tensor<B, D>> {
+    /// `x` through `flex_op` when `B` is flex, through `autodiff_op` when `B` is autodiff over
+    /// flex; `Err(x)` otherwise.
+    fn on_flex<B: Backend, const D: usize>(
+        x: Tensor<B, D>,
+        flex_op: fn(FloatTensor<Flex>) -> FloatTensor<Flex>,
+        autodiff_op: fn(FloatTensor<Autodiff<Flex>>) -> FloatTensor<Autodiff<Flex>>,
+    ) -> Result<Tensor<B, D>, Tensor<B, D>> {
         let x = match cast::<_, Tensor<Flex, D>>(x) {
-            Ok(x) => return Ok(cast(on_primitive(x, gelu_forward)).ok().expect("B is Flex")),
+            Ok(x) => return Ok(same(on_primitive(x, flex_op))),
             Err(x) => x,
         };
         match cast::<_, Tensor<Autodiff<Flex>, D>>(x) {
-            Ok(x) => Ok(cast(on_primitive(x, gelu_autodiff)).ok().expect("B is Autodiff<Flex>")),
+            Ok(x) => Ok(same(on_primitive(x, autodiff_op))),
             Err(x) => Err(x),
         }
     }
 
+    /// GELU by our kernel when `B` is flex or autodiff over flex; `Err(x)` otherwise.
+    pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Result<Tensor<B, D>, Tensor<B, D>> {
+        on_flex(x, gelu_forward, gelu_autodiff)
+    }
+
     /// `x` made contiguous by our copy when `B` is flex or autodiff over flex; `Err(x)` otherwise.
     pub fn contiguous<B: Backend, const D: usize>(x: Tensor<B, D>) -> Result<Tensor<B, D>, Tensor<B, D>> {
-        let x = match cast::<_, Tensor<Flex, D>>(x) {
-            Ok(x) => return Ok(cast(on_primitive(x, copy_contiguous)).ok().expect("B is Flex")),
-            Err(x) => x,
-        };
-        match cast::<_, Tensor<Autodiff<Flex>, D>>(x) {
-            Ok(x) => Ok(cast(on_primitive(x, contiguous_autodiff)).ok().expect("B is Autodiff<Flex>")),
-            Err(x) => Err(x),
-        }
+        on_flex(x, copy_contiguous, contiguous_autodiff)
     }
 
     /// `lhs + rhs` by our kernel when `B` is flex or autodiff over flex; `Err` otherwise.
@@ -231,11 +239,11 @@ mod flex {
             Tensor::from_primitive(TensorPrimitive::Float(op(lhs, rhs)))
         }
         let pair = match cast::<_, (Tensor<Flex, D>, Tensor<Flex, D>)>((lhs, rhs)) {
-            Ok((lhs, rhs)) => return Ok(cast(add(lhs, rhs, add_forward)).ok().expect("B is Flex")),
+            Ok((lhs, rhs)) => return Ok(same(add(lhs, rhs, add_forward))),
             Err(pair) => pair,
         };
         match cast::<_, (Tensor<Autodiff<Flex>, D>, Tensor<Autodiff<Flex>, D>)>(pair) {
-            Ok((lhs, rhs)) => Ok(cast(add(lhs, rhs, add_autodiff)).ok().expect("B is Autodiff<Flex>")),
+            Ok((lhs, rhs)) => Ok(same(add(lhs, rhs, add_autodiff))),
             Err(pair) => Err(pair),
         }
     }
@@ -245,7 +253,7 @@ mod flex {
     pub fn dropout<B: Backend, const D: usize>(x: Tensor<B, D>, prob: f64) -> Result<Tensor<B, D>, Tensor<B, D>> {
         let x = cast::<_, Tensor<Autodiff<Flex>, D>>(x)?;
         if prob == 0.0 || x.dtype() != DType::F32 {
-            return Err(cast(x).ok().expect("B is Autodiff<Flex>"));
+            return Err(same(x));
         }
         // Four 16-bit draws from flex's random stream make the seed of this call's mask.
         let draws = Tensor::<Flex, 1, Int>::random([4], Distribution::Uniform(0.0, 65_536.0), &Default::default());
@@ -257,9 +265,7 @@ mod flex {
             scale: (1.0 / (1.0 - prob)) as f32,
         };
         let primitive = x.into_primitive().tensor();
-        Ok(cast(Tensor::<Autodiff<Flex>, D>::from_primitive(TensorPrimitive::Float(dropout_autodiff(primitive, mask))))
-            .ok()
-            .expect("B is Autodiff<Flex>"))
+        Ok(same(Tensor::<Autodiff<Flex>, D>::from_primitive(TensorPrimitive::Float(dropout_autodiff(primitive, mask)))))
     }
 
     /// One dropout call's mask: element `i` (row-major) is kept, and scaled, when
@@ -283,14 +289,7 @@ mod flex {
                     }
                 })
             };
-            let mut x = copy_contiguous(x);
-            if let Some(values) = x.try_storage_mut::<f32>() {
-                apply(values);
-                return x;
-            }
-            let mut values = x.storage::<f32>().to_vec();
-            apply(&mut values);
-            FlexTensor::new(Bytes::from_elems(values), Layout::contiguous(x.shape()), DType::F32)
+            update_f32(x, apply)
         }
     }
 
@@ -313,8 +312,9 @@ mod flex {
         }
     }
 
-    /// The inputs of [`super::linear`].
+    /// The inputs of [`super::linear`], and its op on primitives.
     type LinearInputs<B> = (Tensor<B, 2>, Tensor<B, 2>, Option<Tensor<B, 1>>);
+    type LinearOp<B> = fn(FloatTensor<B>, FloatTensor<B>, Option<FloatTensor<B>>) -> FloatTensor<B>;
 
     /// `x @ weight + bias` by our kernel when `B` is flex or autodiff over flex; `Err` otherwise.
     pub fn linear<B: Backend>(
@@ -322,10 +322,7 @@ mod flex {
         weight: Tensor<B, 2>,
         bias: Option<Tensor<B, 1>>,
     ) -> Result<Tensor<B, 2>, LinearInputs<B>> {
-        fn run<B: Backend>(
-            (x, weight, bias): LinearInputs<B>,
-            op: fn(FloatTensor<B>, FloatTensor<B>, Option<FloatTensor<B>>) -> FloatTensor<B>,
-        ) -> Tensor<B, 2> {
+        fn run<B: Backend>((x, weight, bias): LinearInputs<B>, op: LinearOp<B>) -> Tensor<B, 2> {
             let [x, weight] = [x, weight].map(|t| t.into_primitive().tensor());
             let bias = bias.map(|b| b.into_primitive().tensor());
             Tensor::from_primitive(TensorPrimitive::Float(op(x, weight, bias)))
@@ -337,11 +334,11 @@ mod flex {
             return Err((x, weight, bias));
         }
         let inputs = match cast::<_, LinearInputs<Flex>>((x, weight, bias)) {
-            Ok(inputs) => return Ok(cast(run(inputs, linear_forward)).ok().expect("B is Flex")),
+            Ok(inputs) => return Ok(same(run(inputs, linear_forward))),
             Err(inputs) => inputs,
         };
         match cast::<_, LinearInputs<Autodiff<Flex>>>(inputs) {
-            Ok(inputs) => Ok(cast(run(inputs, linear_autodiff)).ok().expect("B is Autodiff<Flex>")),
+            Ok(inputs) => Ok(same(run(inputs, linear_autodiff))),
             Err(inputs) => Err(inputs),
         }
     }
@@ -497,14 +494,7 @@ mod flex {
                 }
             })
         };
-        let mut out = copy_contiguous(lhs);
-        if let Some(values) = out.try_storage_mut::<f32>() {
-            add_rows(values);
-            return out;
-        }
-        let mut values = out.storage::<f32>().to_vec();
-        add_rows(&mut values);
-        FlexTensor::new(Bytes::from_elems(values), Layout::contiguous(out.shape()), DType::F32)
+        update_f32(lhs, add_rows)
     }
 
     /// [`add_forward`] on autodiff over flex: `lhs` gets the gradient as it is, `rhs` its sum
@@ -596,6 +586,19 @@ mod flex {
         Identity.prepare::<NoCheckpointing>([x.node.clone()]).compute_bound().stateless(copy_contiguous(x.primitive))
     }
 
+    /// `x` (f32) made contiguous, with `op` applied to its values: in place when `x` owns its
+    /// buffer, else on a copy (a tensor another op still reads is never written).
+    fn update_f32(x: FlexTensor, op: impl FnOnce(&mut [f32])) -> FlexTensor {
+        let mut x = copy_contiguous(x);
+        if let Some(values) = x.try_storage_mut::<f32>() {
+            op(values);
+            return x;
+        }
+        let mut values = x.storage::<f32>().to_vec();
+        op(&mut values);
+        FlexTensor::new(Bytes::from_elems(values), Layout::contiguous(x.shape()), DType::F32)
+    }
+
     /// Applies `op` to every element, in place, on every core.
     fn map_in_place(values: &mut [f32], op: fn(&mut [f32])) {
         values.par_chunks_mut(CHUNK).for_each(op);
@@ -605,14 +608,7 @@ mod flex {
         if x.dtype() != DType::F32 {
             return Flex::gelu(x);
         }
-        let mut x = copy_contiguous(x);
-        if let Some(values) = x.try_storage_mut::<f32>() {
-            map_in_place(values, simd::gelu);
-            return x;
-        }
-        let mut values = x.storage::<f32>().to_vec();
-        map_in_place(&mut values, simd::gelu);
-        FlexTensor::new(Bytes::from_elems(values), Layout::contiguous(x.shape()), DType::F32)
+        update_f32(x, |values| map_in_place(values, simd::gelu))
     }
 
     /// `grad · gelu'(x)`.
@@ -621,18 +617,10 @@ mod flex {
             return Flex::gelu_backward(x, grad);
         }
         let x = copy_contiguous(x);
-        let mut grad = copy_contiguous(grad);
         let xs = x.storage::<f32>();
-        let chain = |values: &mut [f32]| {
+        update_f32(grad, |values| {
             values.par_chunks_mut(CHUNK).zip(xs.par_chunks(CHUNK)).for_each(|(g, x)| simd::gelu_chain(g, x))
-        };
-        if let Some(values) = grad.try_storage_mut::<f32>() {
-            chain(values);
-            return grad;
-        }
-        let mut values = grad.storage::<f32>().to_vec();
-        chain(&mut values);
-        FlexTensor::new(Bytes::from_elems(values), Layout::contiguous(x.shape()), DType::F32)
+        })
     }
 
     /// GELU on autodiff over flex: our forward kernel, and our derivative in the backward pass
@@ -776,12 +764,12 @@ mod tests {
             // `x` is shared here (the kernel must not write into it), then unique, then strided.
             let before = x.to_data();
             let shared = super::super::gelu(x.clone());
-            shared.to_data().assert_approx_eq::<f32>(&want.to_data(), Tolerance::absolute(1e-6));
+            shared.to_data().assert_approx_eq::<f32>(&want.to_data(), Tolerance::rel_abs(1e-6, 1e-6));
             x.to_data().assert_eq(&before, true);
             let strided = super::super::gelu(x.clone().swap_dims(1, 2));
             let want_strided = burn::tensor::activation::gelu(x.clone().swap_dims(1, 2));
-            strided.to_data().assert_approx_eq::<f32>(&want_strided.to_data(), Tolerance::absolute(1e-6));
-            super::super::gelu(x).to_data().assert_approx_eq::<f32>(&want.to_data(), Tolerance::absolute(1e-6));
+            strided.to_data().assert_approx_eq::<f32>(&want_strided.to_data(), Tolerance::rel_abs(1e-6, 1e-6));
+            super::super::gelu(x).to_data().assert_approx_eq::<f32>(&want.to_data(), Tolerance::rel_abs(1e-6, 1e-6));
         }
 
         #[test]
@@ -821,7 +809,7 @@ mod tests {
                     [sum.into_data(), l.grad(&grads).unwrap().into_data(), r.grad(&grads).unwrap().into_data()]
                 };
                 for (ours, burn) in run(true).iter().zip(&run(false)) {
-                    ours.assert_approx_eq::<f32>(burn, Tolerance::absolute(1e-4));
+                    ours.assert_approx_eq::<f32>(burn, Tolerance::rel_abs(1e-5, 1e-4));
                 }
             }
             // A strided `lhs` and a shared one give the same sums, and the shared one is untouched.
@@ -893,13 +881,16 @@ mod tests {
             };
             for (transposed, with_bias) in [(false, true), (true, true), (false, false)] {
                 for (ours, burn) in run(true, transposed, with_bias).iter().zip(&run(false, transposed, with_bias)) {
-                    ours.assert_approx_eq::<f32>(burn, Tolerance::absolute(1e-3));
+                    ours.assert_approx_eq::<f32>(burn, Tolerance::rel_abs(1e-4, 1e-3));
                 }
             }
             let strided = x.clone().transpose().transpose();
             super::super::linear(strided, weight.clone().transpose().transpose(), Some(bias.clone()))
                 .into_data()
-                .assert_approx_eq::<f32>(&(x.matmul(weight) + bias.unsqueeze()).into_data(), Tolerance::absolute(1e-4));
+                .assert_approx_eq::<f32>(
+                    &(x.matmul(weight) + bias.unsqueeze()).into_data(),
+                    Tolerance::rel_abs(1e-5, 1e-4),
+                );
         }
 
         #[test]
@@ -912,7 +903,7 @@ mod tests {
                 let grads = (y * Tensor::from_inner(weights.clone())).sum().backward();
                 x.grad(&grads).expect("x requires grad").into_data()
             };
-            grad(true).assert_approx_eq::<f32>(&grad(false), Tolerance::absolute(1e-5));
+            grad(true).assert_approx_eq::<f32>(&grad(false), Tolerance::rel_abs(1e-5, 1e-5));
         }
     }
 }
