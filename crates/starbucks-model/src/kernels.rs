@@ -70,6 +70,7 @@ pub fn dropout<B: Backend, const D: usize>(dropout: &Dropout, x: Tensor<B, D>) -
 }
 
 /// SplitMix64's finaliser: a well-mixed 64-bit hash of `z`.
+#[cfg(feature = "flex")]
 #[inline(always)]
 pub fn splitmix64(z: u64) -> u64 {
     let z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -98,6 +99,7 @@ pub fn linear<B: Backend>(x: Tensor<B, 2>, weight: Tensor<B, 2>, bias: Option<Te
 /// erf for f32: Eigen's rational approximation `x P(x²) / Q(x²)` on [-4, 4] (±1 outside), with
 /// no branches and no table, so that a loop of it vectorises. Error below 1e-6 (checked against
 /// libm's f64 erf in the tests).
+#[cfg(any(feature = "flex", test))]
 #[inline(always)]
 pub fn erf_f32(x: f32) -> f32 {
     let x = x.clamp(-4.0, 4.0);
@@ -118,6 +120,7 @@ pub fn erf_f32(x: f32) -> f32 {
 /// `exp(x)` for f32 without branches (Cephes' `expf`: x = n ln 2 + r, a degree-6 polynomial in
 /// r, 2ⁿ from the exponent bits). Inputs are clamped to [-87.3, 88], where 2ⁿ and the result
 /// are normal f32s. Relative error below 2e-7.
+#[cfg(any(feature = "flex", test))]
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
     let x = x.clamp(-87.3, 88.0);
@@ -134,6 +137,7 @@ pub fn exp_f32(x: f32) -> f32 {
 }
 
 /// GELU of one value.
+#[cfg(any(feature = "flex", test))]
 #[inline(always)]
 pub fn gelu_f32(x: f32) -> f32 {
     let y = 0.5 * x * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2));
@@ -142,6 +146,7 @@ pub fn gelu_f32(x: f32) -> f32 {
 }
 
 /// The derivative of GELU at `x`: `Φ(x) + x φ(x)`.
+#[cfg(any(feature = "flex", test))]
 #[inline(always)]
 pub fn gelu_grad_f32(x: f32) -> f32 {
     const INV_SQRT_2PI: f32 = 0.398_942_3;
