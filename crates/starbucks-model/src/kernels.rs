@@ -348,6 +348,9 @@ mod flex {
         }
     }
 
+    /// Multiply-adds from which a product runs on every core (burn-flex's own threshold).
+    const GEMM_PARALLEL_OPS: usize = 192 * 192 * 192;
+
     /// `x @ weight + bias`, f32, any strides: the bias rows first, then `gemm` adds the product.
     fn linear_forward(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>) -> FlexTensor {
         let ([m, k], [k2, n]) = (x.shape().dims::<2>(), weight.shape().dims::<2>());
@@ -358,16 +361,12 @@ mod flex {
                 let bias = bias.storage::<f32>();
                 assert_eq!(bias.len(), n, "linear: {n} outputs but {} biases", bias.len());
                 let mut out = Vec::<f32>::with_capacity(m * n);
-                if n > 0 {
-                    out.spare_capacity_mut().par_chunks_mut(n * ADD_ROWS).for_each(|rows| {
-                        for row in rows.chunks_mut(n) {
-                            row.iter_mut().zip(bias).for_each(|(value, &b)| {
-                                value.write(b);
-                            });
-                        }
+                par_rows(&mut out.spare_capacity_mut()[..m * n], n, ADD_ROWS, |_, row| {
+                    row.iter_mut().zip(bias).for_each(|(value, &b)| {
+                        value.write(b);
                     });
-                }
-                // SAFETY: the loop above wrote all m × n values (m rows of the n biases).
+                });
+                // SAFETY: `par_rows` wrote all m × n values (m rows of the n biases).
                 unsafe { out.set_len(m * n) };
                 out
             }
@@ -375,7 +374,7 @@ mod flex {
         };
         if m * n * k > 0 {
             let parallelism =
-                if m * n * k >= 192 * 192 * 192 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+                if m * n * k >= GEMM_PARALLEL_OPS { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
             let (x_strides, w_strides) = (x.layout().strides(), weight.layout().strides());
             let (x_data, w_data) = (x.storage::<f32>(), weight.storage::<f32>());
             // SAFETY: `out` holds m × n values written at column stride 1 and row stride n;
@@ -476,26 +475,13 @@ mod flex {
             .collect();
         let (width, last_step) = (dims[dims.len() - 1], steps[steps.len() - 1]);
         let (start, src) = (rhs.layout().start_offset(), rhs.storage::<f32>());
-        let row_offset = |mut r: usize| {
-            let mut offset = start;
-            for (&dim, &step) in dims[..dims.len() - 1].iter().zip(&steps).rev() {
-                offset += (r % dim) * step;
-                r /= dim;
-            }
-            offset
-        };
         let add_rows = |values: &mut [f32]| {
-            if width == 0 {
-                return;
-            }
-            values.par_chunks_mut(width * ADD_ROWS).enumerate().for_each(|(task, rows)| {
-                for (i, row) in rows.chunks_mut(width).enumerate() {
-                    let offset = row_offset(task * ADD_ROWS + i);
-                    match last_step {
-                        1 => row.iter_mut().zip(&src[offset..offset + width]).for_each(|(v, r)| *v += r),
-                        0 => row.iter_mut().for_each(|v| *v += src[offset]),
-                        step => row.iter_mut().enumerate().for_each(|(j, v)| *v += src[offset + j * step]),
-                    }
+            par_rows(values, width, ADD_ROWS, |r, row| {
+                let offset = row_offset(r, start, &dims, &steps);
+                match last_step {
+                    1 => row.iter_mut().zip(&src[offset..offset + width]).for_each(|(v, r)| *v += r),
+                    0 => row.iter_mut().for_each(|v| *v += src[offset]),
+                    step => row.iter_mut().enumerate().for_each(|(j, v)| *v += src[offset + j * step]),
                 }
             })
         };
@@ -532,12 +518,37 @@ mod flex {
         }
     }
 
+    /// Calls `op(r, row)` for every row `r` (a run of `width` values) of `values`, `per_task` rows
+    /// to a rayon task.
+    fn par_rows<T: Send>(values: &mut [T], width: usize, per_task: usize, op: impl Fn(usize, &mut [T]) + Sync) {
+        if width == 0 {
+            return;
+        }
+        values.par_chunks_mut(width * per_task).enumerate().for_each(|(task, rows)| {
+            for (i, row) in rows.chunks_mut(width).enumerate() {
+                op(task * per_task + i, row);
+            }
+        });
+    }
+
+    /// The storage offset of row `r` of a tensor starting at `start`, with `dims` and per-dim
+    /// element `steps`: `r` as a multi-index over every dim but the last.
+    fn row_offset(mut r: usize, start: usize, dims: &[usize], steps: &[usize]) -> usize {
+        let mut offset = start;
+        for (&dim, &step) in dims[..dims.len() - 1].iter().zip(steps).rev() {
+            offset += (r % dim) * step;
+            r /= dim;
+        }
+        offset
+    }
+
     /// Rows (runs of the last dimension) per rayon task of a copy.
     const COPY_ROWS: usize = 256;
 
     /// `x` in a fresh contiguous buffer of exactly its elements, copied a last-dimension run at a
-    /// time, rows in parallel. Returns `x` itself when it is already contiguous and whole; uses flex's own copy
-    /// for what this does not cover (flipped strides, element types other than f32).
+    /// time, rows in parallel. Returns `x` itself when it is already contiguous and whole; uses
+    /// flex's own copy for what this does not cover (flipped strides, element types other than
+    /// f32).
     fn copy_contiguous(x: FlexTensor) -> FlexTensor {
         let layout = x.layout();
         let whole =
@@ -549,28 +560,15 @@ mod flex {
         let strides: Vec<usize> = layout.strides().iter().map(|&s| s as usize).collect();
         let (start, width, step) = (layout.start_offset(), dims[dims.len() - 1], strides[strides.len() - 1]);
         let src = x.storage::<f32>();
-        // The source offset of row `r` (a multi-index over every dimension but the last).
-        let row_offset = |mut r: usize| {
-            let mut offset = start;
-            for (&dim, &stride) in dims[..dims.len() - 1].iter().zip(&strides).rev() {
-                offset += (r % dim) * stride;
-                r /= dim;
-            }
-            offset
-        };
         let mut out = vec![0f32; layout.num_elements()];
-        if width > 0 {
-            out.par_chunks_mut(width * COPY_ROWS).enumerate().for_each(|(task, rows)| {
-                for (i, row) in rows.chunks_mut(width).enumerate() {
-                    let offset = row_offset(task * COPY_ROWS + i);
-                    if step == 1 {
-                        row.copy_from_slice(&src[offset..offset + width]);
-                    } else {
-                        row.iter_mut().enumerate().for_each(|(j, v)| *v = src[offset + j * step]);
-                    }
-                }
-            });
-        }
+        par_rows(&mut out, width, COPY_ROWS, |r, row| {
+            let offset = row_offset(r, start, &dims, &strides);
+            if step == 1 {
+                row.copy_from_slice(&src[offset..offset + width]);
+            } else {
+                row.iter_mut().enumerate().for_each(|(j, v)| *v = src[offset + j * step]);
+            }
+        });
         FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(x.shape()), DType::F32)
     }
 
@@ -855,6 +853,11 @@ mod tests {
             super::super::dropout(&dropout, x.clone()).into_data().assert_eq(&x.into_data(), true);
         }
 
+        /// `t` in a buffer of its own, laid out contiguously.
+        fn contiguous_copy(t: Tensor<Flex, 2>) -> Tensor<Flex, 2> {
+            Tensor::from_data(t.into_data(), &Default::default())
+        }
+
         #[test]
         fn linear_matches_burn_with_gradients_on_strided_inputs() {
             let x = random([70, 24]);
@@ -862,10 +865,12 @@ mod tests {
             let bias = random([33]);
             let run = |ours: bool, transposed: bool, with_bias: bool| -> Vec<TensorData> {
                 let x = Tensor::<Ad, 2>::from_inner(x.clone()).require_grad();
-                let w = Tensor::<Ad, 2>::from_inner(weight.clone()).require_grad();
+                // Transposed: the parameter is stored `[out, in]` and read through the strides
+                // of its transposed view.
+                let stored = if transposed { contiguous_copy(weight.clone().transpose()) } else { weight.clone() };
+                let w = Tensor::<Ad, 2>::from_inner(stored).require_grad();
                 let b = Tensor::<Ad, 1>::from_inner(bias.clone()).require_grad();
-                // A transposed weight is read through its strides.
-                let w_used = if transposed { w.clone().transpose().transpose() } else { w.clone() };
+                let w_used = if transposed { w.clone().transpose() } else { w.clone() };
                 let b_used = with_bias.then(|| b.clone());
                 let y = if ours {
                     super::super::linear(x.clone(), w_used, b_used)
@@ -889,8 +894,9 @@ mod tests {
                     ours.assert_approx_eq::<f32>(burn, Tolerance::rel_abs(1e-4, 1e-3));
                 }
             }
-            let strided = x.clone().transpose().transpose();
-            super::super::linear(strided, weight.clone().transpose().transpose(), Some(bias.clone()))
+            let strided = |t: Tensor<Flex, 2>| contiguous_copy(t.transpose()).transpose();
+            assert!(!strided(x.clone()).into_primitive().tensor().is_contiguous());
+            super::super::linear(strided(x.clone()), strided(weight.clone()), Some(bias.clone()))
                 .into_data()
                 .assert_approx_eq::<f32>(
                     &(x.matmul(weight) + bias.unsqueeze()).into_data(),
