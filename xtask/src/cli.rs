@@ -15,7 +15,6 @@ fn cargo(backend: Backend, verb: &str) -> Command {
     command.current_dir(crate::fetch::workspace_root()).args([
         verb,
         "--release",
-        "--quiet",
         "--package",
         "starbucks-cli",
         "--bin",
@@ -27,8 +26,13 @@ fn cargo(backend: Backend, verb: &str) -> Command {
     command
 }
 
-/// Builds the CLI and returns the binary's path.
+/// Builds the CLI and returns the binary's path. cargo shows its progress: the first release
+/// build of burn takes about 30 minutes on 2 cores, and a silent one looks hung.
 pub fn build(backend: Backend) -> Result<PathBuf> {
+    println!(
+        "building the starbucks CLI (release, {} backend; the first build takes ~30 min on 2 cores)",
+        backend.feature()
+    );
     let status = cargo(backend, "build").status().context("cannot start cargo")?;
     if !status.success() {
         bail!("building starbucks-cli failed ({status})");

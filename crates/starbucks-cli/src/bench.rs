@@ -9,7 +9,10 @@
 //! - `train-smae`: an SMAE pre-training step on 8 FineWeb windows of ≤ 128 tokens;
 //! - `train-mlm`: a plain MLM step on the same windows (full size, encoder masks, no decoder);
 //! - `forward-N`: inference of the first N layers on 256 STS-B test sentences, mean-pooled;
-//! - `embed`: `Embedder::embed` of every STS-B test sentence at the full size (batch 32).
+//! - `embed`: `Embedder::embed` of every STS-B test sentence at the full size (batch 32);
+//! - `embed-one`: `Embedder::embed` of one STS-B test sentence alone at the full size, the
+//!   i-th iteration the i-th sentence (what one request to `starbucks serve` at concurrency 1
+//!   costs without HTTP and queueing).
 //!
 //! A benchmark, not a test: nothing here asserts a time.
 
@@ -270,6 +273,18 @@ fn embed<B: Backend>(args: &BenchArgs, device: &B::Device) -> Result<Measured> {
     Ok(Measured { times_ms, items: sentences.len(), tokens: None, padded_tokens: None })
 }
 
+fn embed_one<B: Backend>(args: &BenchArgs, device: &B::Device) -> Result<Measured> {
+    let sentences = stsb_sentences(&args.data)?;
+    let embedder = Embedder::<B>::from_pretrained(&args.model, device)?;
+    let size = embedder.full_size();
+    let mut next = sentences.iter().cycle();
+    let times_ms = timed(args.warmup, args.iters, || {
+        let text = next.next().expect("a cycle of a non-empty list");
+        Ok(embedder.embed(&[text], size).map(|_| ())?)
+    })?;
+    Ok(Measured { times_ms, items: 1, tokens: None, padded_tokens: None })
+}
+
 pub fn run<B: AutodiffBackend>(args: BenchArgs, device: &B::Device) -> Result<()> {
     let config = BertConfig::from_file(args.model.join("config.json"))?;
     let w = args.workload.as_str();
@@ -279,12 +294,13 @@ pub fn run<B: AutodiffBackend>(args: BenchArgs, device: &B::Device) -> Result<()
         "train-smae" => pretrain::<B>(&args, &config, true, device)?,
         "train-mlm" => pretrain::<B>(&args, &config, false, device)?,
         "embed" => embed::<B::InnerBackend>(&args, device)?,
+        "embed-one" => embed_one::<B::InnerBackend>(&args, device)?,
         _ => match w.strip_prefix("forward-").and_then(|n| n.parse::<usize>().ok()) {
             Some(layers) if (1..=config.num_hidden_layers).contains(&layers) => {
                 forward::<B::InnerBackend>(&args, &config, layers, device)?
             }
             _ => bail!(
-                "unknown workload '{w}': expected train-srl, train-single, train-smae, train-mlm, embed or forward-N \
+                "unknown workload '{w}': expected train-srl, train-single, train-smae, train-mlm, embed, embed-one or forward-N \
                  (N in 1..={})",
                 config.num_hidden_layers
             ),

@@ -8,9 +8,11 @@ mod bench;
 mod embed;
 mod eval;
 mod export;
+mod serve;
 mod similarity;
 mod train;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -28,10 +30,10 @@ fn train(task: Task, args: args::TrainArgs) -> ExitCode {
     }
 }
 
-/// Training logs its progress at info level; other commands only warn.
+/// Training and the server log their progress at info level; other commands only warn.
 fn default_log(command: &args::Command) -> &'static str {
     match command {
-        args::Command::Pretrain(_) | args::Command::Finetune(_) => "info",
+        args::Command::Pretrain(_) | args::Command::Finetune(_) | args::Command::Serve(_) => "info",
         _ => "warn",
     }
 }
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
             EnvFilter::try_from_env("STARBUCKS_LOG").unwrap_or_else(|_| EnvFilter::new(default_log(&cli.command))),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let device = backend::device();
     tracing::debug!(backend = backend::NAME, "starting");
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
         args::Command::Eval(a) => eval::run::<backend::Inference>(a, &device),
         args::Command::Export(a) => export::run::<backend::Inference>(a, &device),
         args::Command::Embed(a) => embed::run::<backend::Inference>(a, &device),
+        args::Command::Serve(a) => serve::run::<backend::Inference>(a, backend::NAME, device.clone()),
         args::Command::Pretrain(a) => return train(Task::Pretrain, a),
         args::Command::Finetune(a) => return train(Task::Finetune, a),
     };

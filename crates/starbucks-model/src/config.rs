@@ -47,6 +47,10 @@ pub struct BertConfig {
     pub pad_token_id: usize,
     #[serde(default = "defaults::position_embedding_type")]
     pub position_embedding_type: String,
+    /// The sizes the model was trained for, `[layers, dims]` pairs, as `starbucks export` and
+    /// training write them (our key; absent from other models' folders).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub starbucks_sizes: Vec<[usize; 2]>,
 }
 
 mod defaults {

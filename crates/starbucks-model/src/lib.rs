@@ -45,9 +45,9 @@ pub use embedder::{DenseConfig, Embedder, SentenceConfig};
 pub use error::{Error, Result};
 pub use export::{ExportOptions, export_sentence_transformers};
 pub use kernels::gelu;
-pub use pooling::{Pooling, normalize, pool};
+pub use pooling::{Pooling, normalize, normalize_vector, pool};
 pub use size::Size;
-pub use tokenizer::{Batch, Tokenizer};
+pub use tokenizer::{Batch, Tokenizer, Tokens};
 pub use weights::{
     HF_TO_BURN, LoadReport, expected_weights, load_module, read_safetensors_header, save_hf_safetensors,
 };

@@ -71,6 +71,25 @@ impl Batch {
     }
 }
 
+/// One text's tokens, special tokens included, cut at the tokenizer's `max_length`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tokens {
+    pub ids: Vec<i64>,
+    pub type_ids: Vec<i64>,
+    /// Whether the text had more tokens than `max_length` (the rest were dropped).
+    pub truncated: bool,
+}
+
+impl Tokens {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
 /// A HuggingFace `tokenizer.json` set up to pad each batch to its longest text and truncate
 /// at `max_length` tokens (special tokens included).
 #[derive(Clone)]
@@ -120,6 +139,38 @@ impl Tokenizer {
     /// The underlying `tokenizers::Tokenizer` (vocabulary, special tokens, word ids).
     pub fn inner(&self) -> &tokenizers::Tokenizer {
         &self.inner
+    }
+
+    /// One text, unpadded; [`Tokens::truncated`] says whether it was longer than `max_length`.
+    pub fn encode_one(&self, text: &str) -> Result<Tokens> {
+        let encoding = self.inner.encode(text, true).map_err(|e| Error::Tokenize(e.to_string()))?;
+        Ok(Tokens {
+            ids: encoding.get_ids().iter().map(|&x| x as i64).collect(),
+            type_ids: encoding.get_type_ids().iter().map(|&x| x as i64).collect(),
+            truncated: !encoding.get_overflowing().is_empty(),
+        })
+    }
+
+    /// Texts encoded one by one ([`Self::encode_one`]) padded into one batch, as [`Self::encode`]
+    /// would have made it: the file's pad token, padding on the right to the longest row.
+    pub fn pad(&self, rows: &[&Tokens]) -> Batch {
+        let (pad_id, pad_type_id) =
+            self.inner.get_padding().map_or((0, 0), |p| (i64::from(p.pad_id), i64::from(p.pad_type_id)));
+        let seq_len = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+        let mut batch = Batch {
+            input_ids: Vec::with_capacity(rows.len() * seq_len),
+            token_type_ids: Vec::with_capacity(rows.len() * seq_len),
+            attention_mask: Vec::with_capacity(rows.len() * seq_len),
+            batch_size: rows.len(),
+            seq_len,
+        };
+        for row in rows {
+            let pad = seq_len - row.len();
+            batch.input_ids.extend(row.ids.iter().copied().chain(std::iter::repeat_n(pad_id, pad)));
+            batch.token_type_ids.extend(row.type_ids.iter().copied().chain(std::iter::repeat_n(pad_type_id, pad)));
+            batch.attention_mask.extend(std::iter::repeat_n(1, row.len()).chain(std::iter::repeat_n(0, pad)));
+        }
+        batch
     }
 
     pub fn encode<S: AsRef<str>>(&self, texts: &[S]) -> Result<Batch> {

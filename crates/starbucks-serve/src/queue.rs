@@ -1,0 +1,183 @@
+//! The queue between the HTTP handlers and the encoder thread, and the rule that cuts batches
+//! from it.
+//!
+//! One job per text. A batch is the oldest jobs, in arrival order, while the batch's padded
+//! cost (jobs × longest job, in tokens, as TEI counts it) stays within the budget; the first
+//! job always fits. Depths are mixed: the encoder answers each job when its own layer is done
+//! (`Embedder::embed_rows`), so a 1-layer job does not wait for a 6-layer job's last layers.
+
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+use starbucks_model::{Size, Tokens};
+use tokio::sync::oneshot;
+
+/// One text to embed at one size, and where its vector goes (cut to `size.dims`, not
+/// normalised).
+#[derive(Debug)]
+pub struct Job {
+    pub tokens: Tokens,
+    pub size: Size,
+    pub reply: oneshot::Sender<Vec<f32>>,
+    pub queued: Instant,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    jobs: VecDeque<Job>,
+    closed: bool,
+}
+
+/// A FIFO of jobs that the handlers push to and the encoder thread takes batches from.
+#[derive(Debug, Default)]
+pub struct Queue {
+    state: Mutex<State>,
+    ready: Condvar,
+}
+
+/// The queue no longer takes jobs: the server is stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closed;
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A thread that panicked while holding the lock left the deque whole (every update
+        // is one push or pop), so its jobs can still be served.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds all of one request's jobs at once, so that they are batched together.
+    pub fn push(&self, jobs: Vec<Job>) -> Result<(), Closed> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(Closed);
+        }
+        state.jobs.extend(jobs);
+        drop(state);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// Jobs waiting.
+    pub fn depth(&self) -> usize {
+        self.lock().jobs.len()
+    }
+
+    /// Takes no more jobs; the encoder still takes the waiting ones.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_all();
+    }
+
+    /// Waits for jobs and takes the next batch under `max_batch_tokens`; `None` once the
+    /// queue is closed and empty. Jobs whose client has gone are dropped unseen.
+    pub fn next_batch(&self, max_batch_tokens: usize, schedule: Schedule) -> Option<Vec<Job>> {
+        let mut state = self.lock();
+        loop {
+            state.jobs.retain(|job| !job.reply.is_closed());
+            if !state.jobs.is_empty() {
+                return Some(take_batch(&mut state.jobs, max_batch_tokens, schedule));
+            }
+            if state.closed {
+                return None;
+            }
+            state = self.ready.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+}
+
+/// How batches are cut from the queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Schedule {
+    /// The oldest jobs whatever their depth; each answered when its own layer is done.
+    #[default]
+    Mixed,
+    /// The oldest job's depth only, as if each depth had its own queue served oldest first.
+    ByDepth,
+}
+
+/// The oldest jobs (of the oldest job's depth, with [`Schedule::ByDepth`]) while
+/// `count × longest ≤ max_batch_tokens` (at least one).
+fn take_batch(jobs: &mut VecDeque<Job>, max_batch_tokens: usize, schedule: Schedule) -> Vec<Job> {
+    let depth = jobs.front().map_or(0, |j| j.size.layers);
+    let mut longest = 0;
+    let mut picked = Vec::new();
+    for (i, job) in jobs.iter().enumerate() {
+        if schedule == Schedule::ByDepth && job.size.layers != depth {
+            continue;
+        }
+        let next_longest = longest.max(job.tokens.len());
+        if !picked.is_empty() && (picked.len() + 1) * next_longest > max_batch_tokens {
+            break;
+        }
+        longest = next_longest;
+        picked.push(i);
+    }
+    if picked.len() == picked.last().map_or(0, |&i| i + 1) {
+        return jobs.drain(..picked.len()).collect();
+    }
+    let mut batch = Vec::with_capacity(picked.len());
+    for (taken, &i) in picked.iter().enumerate() {
+        batch.extend(jobs.remove(i - taken));
+    }
+    batch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(len: usize) -> (Job, oneshot::Receiver<Vec<f32>>) {
+        let (reply, rx) = oneshot::channel();
+        let tokens = Tokens { ids: vec![1; len], type_ids: vec![0; len], truncated: false };
+        (Job { tokens, size: Size::new(1, 8), reply, queued: Instant::now() }, rx)
+    }
+
+    #[test]
+    fn batches_keep_arrival_order_within_the_padded_budget() {
+        let queue = Queue::default();
+        let (jobs, _receivers): (Vec<_>, Vec<_>) = [10, 10, 30, 5, 50, 5].into_iter().map(job).unzip();
+        queue.push(jobs).unwrap();
+        let lengths = |batch: Vec<Job>| batch.iter().map(|j| j.tokens.len()).collect::<Vec<_>>();
+        // 10,10 → 20; +30 → 3×30 = 90; +5 → 4×30 = 120 > 100.
+        assert_eq!(lengths(queue.next_batch(100, Schedule::Mixed).unwrap()), [10, 10, 30]);
+        // A job longer than the budget still goes, alone.
+        assert_eq!(lengths(queue.next_batch(40, Schedule::Mixed).unwrap()), [5]);
+        assert_eq!(lengths(queue.next_batch(40, Schedule::Mixed).unwrap()), [50]);
+        assert_eq!(queue.depth(), 1);
+        queue.close();
+        assert!(queue.push(vec![job(3).0]).is_err(), "a closed queue takes no jobs");
+        assert_eq!(lengths(queue.next_batch(40, Schedule::Mixed).unwrap()), [5], "waiting jobs are still served");
+        assert!(queue.next_batch(40, Schedule::Mixed).is_none());
+    }
+
+    #[test]
+    fn by_depth_takes_the_oldest_jobs_depth_only() {
+        let queue = Queue::default();
+        let mut receivers = Vec::new();
+        let jobs = [(3, 1), (3, 6), (4, 1), (5, 6), (6, 1)]
+            .into_iter()
+            .map(|(len, layers)| {
+                let (mut j, rx) = job(len);
+                j.size = Size::new(layers, 8);
+                receivers.push(rx);
+                j
+            })
+            .collect();
+        queue.push(jobs).unwrap();
+        let shape = |batch: Vec<Job>| batch.iter().map(|j| (j.tokens.len(), j.size.layers)).collect::<Vec<_>>();
+        assert_eq!(shape(queue.next_batch(100, Schedule::ByDepth).unwrap()), [(3, 1), (4, 1), (6, 1)]);
+        assert_eq!(shape(queue.next_batch(100, Schedule::ByDepth).unwrap()), [(3, 6), (5, 6)]);
+    }
+
+    #[test]
+    fn jobs_of_departed_clients_are_skipped() {
+        let queue = Queue::default();
+        let (gone, rx) = job(4);
+        drop(rx);
+        let (kept, _rx) = job(6);
+        queue.push(vec![gone, kept]).unwrap();
+        assert_eq!(queue.next_batch(100, Schedule::Mixed).unwrap().len(), 1);
+    }
+}
