@@ -26,6 +26,8 @@ const FULL: (usize, usize) = (6, 384);
 /// One run's bound in time, whatever its request count.
 const RUN_LIMIT: Duration = Duration::from_secs(120);
 const SERVED_NAME: &str = "minilm";
+/// The `--schedule`s other than the default (join), measured beside it under the mixed load.
+const SCHEDULES: [&str; 2] = ["mixed", "by-depth"];
 
 fn default_venv() -> PathBuf {
     let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
@@ -204,7 +206,11 @@ fn record(
 
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 0 => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+        n => values[n / 2],
+    }
 }
 
 fn spread(values: &[f64]) -> String {
@@ -238,13 +244,16 @@ pub fn run(backend: Backend, options: ServeBenchOptions) -> Result<()> {
     let threads = options.threads;
     let n = options.requests;
 
-    println!("starting starbucks serve (two schedules) and infinity-emb, {threads} threads each");
+    println!("starting starbucks serve (every schedule) and infinity-emb, {threads} threads each");
     let ours = Server::ours("starbucks", &starbucks, threads, &[])?;
-    let by_depth = Server::ours("starbucks-by-depth", &starbucks, threads, &["--schedule", "by-depth"])?;
+    let others = SCHEDULES
+        .iter()
+        .map(|schedule| Server::ours(&format!("starbucks-{schedule}"), &starbucks, threads, &["--schedule", schedule]))
+        .collect::<Result<Vec<_>>>()?;
     let infinity = Server::infinity(&peer, threads, options.peer_port)?;
     let (full, mixed) = (shots(&texts, None), shots(&texts, Some(&SIZES)));
     // Warm-up: the first requests of each server pay for lazy initialisation.
-    for server in [&ours, &by_depth, &infinity] {
+    for server in [&ours, &infinity].into_iter().chain(&others) {
         server.load(&full, 8, 200)?;
     }
 
@@ -255,7 +264,7 @@ pub fn run(backend: Backend, options: ServeBenchOptions) -> Result<()> {
             for server in [&ours, &infinity] {
                 lines.push(record(&mut raw, "full", &server.name, c, round, &server.load(&full, c, n)?));
             }
-            for server in [&ours, &by_depth] {
+            for server in std::iter::once(&ours).chain(&others) {
                 lines.push(record(&mut raw, "mixed", &server.name, c, round, &server.load(&mixed, c, n)?));
             }
         }
@@ -279,7 +288,7 @@ pub fn run(backend: Backend, options: ServeBenchOptions) -> Result<()> {
     let _ = writeln!(raw, "{}", json!({"scenario": "embed-one", "median_ms": embed_one_ms}));
 
     let soak = soak(&ours, &texts, options.soak, &mut raw)?;
-    drop((ours, by_depth, infinity));
+    drop((ours, others, infinity));
 
     let md = report(&lines, &options, embed_one_ms, &soak);
     println!("\n{md}");
@@ -374,7 +383,7 @@ fn report(lines: &[serde_json::Value], options: &ServeBenchOptions, embed_one_ms
             pick(lines, "full", "infinity", c, &p99).0,
         );
     }
-    let _ = writeln!(md, "\nMixed load (sizes uniform over the six), both schedules:\n");
+    let _ = writeln!(md, "\nMixed load (sizes uniform over the six), every schedule:\n");
     let _ = writeln!(
         md,
         "| concurrency | schedule | texts/s | / full size | p50 (1,32) ms | p50 (6,384) ms | (1,32) / (6,384) |"
@@ -382,7 +391,11 @@ fn report(lines: &[serde_json::Value], options: &ServeBenchOptions, embed_one_ms
     let _ = writeln!(md, "|---|---|---|---|---|---|---|");
     for &c in &options.concurrency {
         let full = pick(lines, "full", "starbucks", c, &tput).0;
-        for (server, schedule) in [("starbucks", "mixed"), ("starbucks-by-depth", "by-depth")] {
+        for (server, schedule) in [("starbucks".to_string(), "join (default)")]
+            .into_iter()
+            .chain(SCHEDULES.iter().map(|s| (format!("starbucks-{s}"), *s)))
+        {
+            let server = server.as_str();
             let (t, all) = pick(lines, "mixed", server, c, &tput);
             let small = pick(lines, "mixed", server, c, &|l| l["p50_ms_by_size"]["1,32"].as_f64()).0;
             let big = pick(lines, "mixed", server, c, &|l| l["p50_ms_by_size"]["6,384"].as_f64()).0;

@@ -249,7 +249,10 @@ pub struct EmbedArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ScheduleArg {
-    /// Batches of the oldest texts whatever their depth; each answered when its layer is done.
+    /// Batches of the oldest texts whatever their depth, each answered when its layer is done;
+    /// texts that arrive meanwhile catch up and join the running batch between layers.
+    Join,
+    /// As `join`, but a running batch takes no one in.
     Mixed,
     /// Batches of one depth at a time, the oldest text's.
     ByDepth,
@@ -290,7 +293,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = Options::default().payload_limit)]
     pub payload_limit: usize,
     /// How batches are cut from the queue (docs/serving.md).
-    #[arg(long, value_enum, default_value_t = ScheduleArg::Mixed)]
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Join)]
     pub schedule: ScheduleArg,
     /// Threads for HTTP and tokenisation (the encoder has its own).
     #[arg(long, default_value_t = 1)]

@@ -1,8 +1,13 @@
 //! `starbucks embed`: one text per line in, one embedding per line (or a .npy array) out,
 //! streamed in chunks with a progress bar on standard error.
+//!
+//! The input is read in one pass (a pipe or FIFO works; progress comes from a regular file's
+//! size). The output goes to a hidden temporary file beside `--output`, renamed over it only
+//! when every text is embedded: a failed run leaves an earlier output as it was.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::backend::Backend;
@@ -27,41 +32,115 @@ fn npy_header(rows: usize, dims: usize) -> Vec<u8> {
     header
 }
 
+/// Counts the bytes read through it, for the progress bar.
+struct Counting<R> {
+    inner: R,
+    progress: ProgressBar,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.inc(n as u64);
+        Ok(n)
+    }
+}
+
+/// The input and its size in bytes when it is a regular file; a folder is refused.
+fn open_input(path: &Path) -> Result<(Box<dyn Read>, Option<u64>)> {
+    if path.as_os_str() == "-" {
+        return Ok((Box::new(std::io::stdin()), None));
+    }
+    let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let meta = file.metadata().with_context(|| format!("{}: cannot read", path.display()))?;
+    if meta.is_dir() {
+        bail!("{}: is a folder, not a file of texts", path.display());
+    }
+    Ok((Box::new(file), meta.is_file().then_some(meta.len())))
+}
+
+/// Whether `output` names the same file as `input` (writing it would destroy the input).
+fn same_file(input: &Path, output: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(a), Ok(b)) = (std::fs::metadata(input), std::fs::metadata(output)) {
+            return a.dev() == b.dev() && a.ino() == b.ino();
+        }
+    }
+    matches!((input.canonicalize(), output.canonicalize()), (Ok(a), Ok(b)) if a == b)
+}
+
+/// A file written under a hidden name beside `path` and renamed to it by [`Staged::commit`];
+/// removed when dropped uncommitted.
+struct Staged {
+    path: PathBuf,
+    staging: PathBuf,
+    file: Option<File>,
+}
+
+impl Staged {
+    fn create(path: &Path) -> Result<Self> {
+        let name = path.file_name().with_context(|| format!("{}: not a file name", path.display()))?;
+        let staging = path.with_file_name(format!(".{}.partial-{}", name.to_string_lossy(), std::process::id()));
+        let file = File::create(&staging).with_context(|| format!("{}: cannot create", staging.display()))?;
+        Ok(Staged { path: path.to_path_buf(), staging, file: Some(file) })
+    }
+
+    fn file(&mut self) -> &mut File {
+        self.file.as_mut().expect("present until commit")
+    }
+
+    fn commit(mut self) -> Result<()> {
+        let file = self.file.take().expect("present until commit");
+        file.sync_all().with_context(|| format!("{}: cannot write", self.path.display()))?;
+        drop(file);
+        std::fs::rename(&self.staging, &self.path).with_context(|| format!("{}: cannot write", self.path.display()))
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.staging);
+        }
+    }
+}
+
 pub fn run<B: Backend>(args: EmbedArgs, device: &B::Device) -> Result<()> {
+    if let Some(output) = &args.output
+        && same_file(&args.input, output)
+    {
+        bail!("{}: the output is the input file; give another --output", output.display());
+    }
+    if args.output.is_none() && args.format == EmbedFormat::Npy {
+        bail!("--format npy needs --output FILE");
+    }
+    let (input, total_bytes) = open_input(&args.input)?;
+    let mut staged = args.output.as_deref().map(Staged::create).transpose()?;
     let embedder = Embedder::<B>::from_pretrained(&args.model, device)?.with_batch_size(args.batch_size);
     let size = args.size.unwrap_or_else(|| embedder.full_size());
-    let input: Box<dyn BufRead> = if args.input.as_os_str() == "-" {
-        Box::new(BufReader::new(std::io::stdin()))
-    } else {
-        Box::new(BufReader::new(
-            File::open(&args.input).with_context(|| format!("{}: cannot open", args.input.display()))?,
-        ))
-    };
-    let total = if args.input.as_os_str() == "-" {
-        None
-    } else {
-        Some(BufReader::new(File::open(&args.input)?).lines().count() as u64)
-    };
-    let progress = match total {
-        Some(n) if n > CHUNK as u64 => ProgressBar::new(n),
+    size.check_within(embedder.full_size())?;
+
+    let progress = match total_bytes {
+        Some(n) if n > 1 << 20 => ProgressBar::new(n),
         _ => ProgressBar::hidden(),
     };
     progress.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} texts, {per_sec}, ETA {eta}").expect("valid template"),
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} read, {bytes_per_sec}, ETA {eta}")
+            .expect("valid template"),
     );
-
-    let (mut out, npy): (Box<dyn Write>, Option<File>) = match (&args.output, args.format) {
-        (Some(path), EmbedFormat::Npy) => {
-            let mut file = File::create(path).with_context(|| format!("{}: cannot create", path.display()))?;
-            file.write_all(&npy_header(0, size.dims))?;
-            (Box::new(BufWriter::new(file.try_clone()?)), Some(file))
+    let input = BufReader::new(Counting { inner: input, progress: progress.clone() });
+    let written = || args.output.as_ref().map_or("standard output".to_string(), |p| p.display().to_string());
+    let mut out: Box<dyn Write> = match &mut staged {
+        Some(staged) => {
+            let file = staged.file();
+            if args.format == EmbedFormat::Npy {
+                file.write_all(&npy_header(0, size.dims)).with_context(|| format!("{}: cannot write", written()))?;
+            }
+            Box::new(BufWriter::new(file.try_clone()?))
         }
-        (None, EmbedFormat::Npy) => bail!("--format npy needs --output FILE"),
-        (Some(path), EmbedFormat::Jsonl) => (
-            Box::new(BufWriter::new(File::create(path).with_context(|| format!("{}: cannot create", path.display()))?)),
-            None,
-        ),
-        (None, EmbedFormat::Jsonl) => (Box::new(BufWriter::new(std::io::stdout().lock())), None),
+        None => Box::new(BufWriter::new(std::io::stdout().lock())),
     };
 
     let mut lines = input.lines().enumerate();
@@ -78,24 +157,28 @@ pub fn run<B: Backend>(args: EmbedArgs, device: &B::Device) -> Result<()> {
         }
         for vector in embedder.embed(&texts, size)? {
             match args.format {
-                EmbedFormat::Jsonl => writeln!(out, "{}", serde_json::to_string(&vector)?)?,
-                EmbedFormat::Npy => out.write_all(&vector.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?,
+                EmbedFormat::Jsonl => writeln!(out, "{}", serde_json::to_string(&vector)?),
+                EmbedFormat::Npy => out.write_all(&vector.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()),
             }
+            .with_context(|| format!("{}: cannot write", written()))?;
         }
         rows += texts.len();
-        progress.inc(texts.len() as u64);
     }
-    out.flush()?;
+    out.flush().with_context(|| format!("{}: cannot write", written()))?;
     drop(out);
     progress.finish_and_clear();
-    if let Some(mut file) = npy {
-        // The header's shape is written last, once the row count is known; same length.
-        let header = npy_header(rows, size.dims);
-        if header.len() != npy_header(0, size.dims).len() {
-            bail!("internal: the .npy header changed length");
+    if let Some(mut staged) = staged {
+        if args.format == EmbedFormat::Npy {
+            // The header's shape is written last, once the row count is known; same length.
+            let header = npy_header(rows, size.dims);
+            if header.len() != npy_header(0, size.dims).len() {
+                bail!("internal: the .npy header changed length");
+            }
+            let file = staged.file();
+            file.seek(SeekFrom::Start(0))?;
+            file.write_all(&header).with_context(|| format!("{}: cannot write", written()))?;
         }
-        file.seek(SeekFrom::Start(0))?;
-        file.write_all(&header)?;
+        staged.commit()?;
     }
     Ok(())
 }

@@ -29,6 +29,7 @@ pub fn run<B: Backend>(args: ServeArgs, backend: &'static str, device: B::Device
         served_model_name: args.served_model_name,
         payload_limit: args.payload_limit,
         schedule: match args.schedule {
+            ScheduleArg::Join => Schedule::Join,
             ScheduleArg::Mixed => Schedule::Mixed,
             ScheduleArg::ByDepth => Schedule::ByDepth,
         },

@@ -165,3 +165,102 @@ fn bench_refuses_an_unknown_workload_and_a_layer_the_model_lacks() {
         assert_clean_failure(code, &stderr, &format!("unknown workload '{workload}'"));
     }
 }
+
+/// Runs `starbucks` with `stdin` fed to it; fails the test instead of hanging past `limit`.
+fn starbucks_with_input(args: &[&str], stdin: &[u8], limit: std::time::Duration) -> (i32, String, String) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_starbucks"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let mut pipe = child.stdin.take().unwrap();
+    pipe.write_all(stdin).unwrap();
+    drop(pipe);
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("starbucks {args:?} still running after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn embed_refuses_an_output_that_is_its_input() {
+    // Issue 17, item 1: `--input F --output F` truncated F to 0 bytes and exited 0.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "first text\nsecond text\n").unwrap();
+    let input = input.to_str().unwrap();
+    let (code, _, stderr) = starbucks(&["embed", "--model", &minilm(), "--input", input, "--output", input]);
+    assert_clean_failure(code, &stderr, "the output is the input");
+    assert_eq!(std::fs::read_to_string(input).unwrap(), "first text\nsecond text\n");
+}
+
+#[test]
+fn a_failed_embed_leaves_the_earlier_output_as_it_was() {
+    // Issue 17, item 2: bad UTF-8 at line 150 had already replaced a good output with an
+    // empty one.
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.txt");
+    std::fs::write(&good, "first text\nsecond text\n").unwrap();
+    let mut bad = "a line\n".repeat(149).into_bytes();
+    bad.extend(b"\xff\xfe not UTF-8\n");
+    let bad_path = dir.path().join("bad.txt");
+    std::fs::write(&bad_path, bad).unwrap();
+    for (format, name) in [("jsonl", "out.jsonl"), ("npy", "out.npy")] {
+        let out = dir.path().join(name);
+        let run = |input: &std::path::Path| {
+            let out = out.to_str().unwrap();
+            starbucks(&[
+                "embed",
+                "--model",
+                &minilm(),
+                "--size",
+                "1,32",
+                "--input",
+                input.to_str().unwrap(),
+                "--format",
+                format,
+                "--output",
+                out,
+            ])
+        };
+        assert_eq!(run(&good).0, 0);
+        let before = std::fs::read(&out).unwrap();
+        let (code, _, stderr) = run(&bad_path);
+        assert_clean_failure(code, &stderr, "bad.txt:150");
+        assert_eq!(std::fs::read(&out).unwrap(), before, "{format}: the earlier output is untouched");
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left.len(), 4, "no partial file left beside the outputs: {left:?}");
+}
+
+#[test]
+fn embed_reads_a_pipe_in_one_pass_and_refuses_a_folder() {
+    // Issue 17, item 3: `--input <(cmd)` wrote 0 vectors (a counting pass drained the pipe);
+    // item 9: `--input <folder>` spun forever.
+    let limit = std::time::Duration::from_secs(120);
+    let (code, stdout, stderr) = starbucks_with_input(
+        &["embed", "--model", &minilm(), "--size", "1,32", "--input", "/dev/stdin"],
+        b"one\ntwo\nthree\n",
+        limit,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr) =
+        starbucks_with_input(&["embed", "--model", &minilm(), "--input", dir.path().to_str().unwrap()], b"", limit);
+    assert_clean_failure(code, &stderr, "is a folder");
+}

@@ -3,15 +3,15 @@
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use serde::Deserialize;
 
-use crate::bert::{BertInput, BertModel, attention_bias};
+use crate::bert::{BertInput, BertModel};
 use crate::config::BertConfig;
 use crate::error::{Error, Result, read_json};
 use crate::pooling::{Pooling, normalize, pool};
 use crate::size::Size;
-use crate::tokenizer::{Batch, Tokenizer};
+use crate::tokenizer::Tokenizer;
 use crate::weights::{LoadReport, load_safetensors};
 
 impl<B: Backend> BertModel<B> {
@@ -243,6 +243,10 @@ impl<B: Backend> Embedder<B> {
         &self.tokenizer
     }
 
+    pub fn device(&self) -> &B::Device {
+        &self.device
+    }
+
     /// One vector of `size.dims` floats per text, from the first `size.layers` layers only.
     pub fn embed<S: AsRef<str>>(&self, texts: &[S], size: Size) -> Result<Vec<Vec<f32>>> {
         Ok(self.embed_sizes(texts, &[size])?.remove(0))
@@ -283,70 +287,13 @@ impl<B: Backend> Embedder<B> {
 impl<B: Backend> Embedder<B> {
     /// The sentence vector of each row of `hidden` `[rows, seq, hidden]`: pooled over `mask`,
     /// then through the Dense module when the folder has one (every dim; the caller cuts).
-    fn pool(&self, hidden: Tensor<B, 3>, mask: Tensor<B, 2>) -> Tensor<B, 2> {
+    pub(crate) fn pool(&self, hidden: Tensor<B, 3>, mask: Tensor<B, 2>) -> Tensor<B, 2> {
         let pooled = pool(hidden, mask, self.sentence.pooling);
         match &self.dense {
             Some((weight, Some(bias))) => pooled.matmul(weight.clone()) + bias.clone().unsqueeze(),
             Some((weight, None)) => pooled.matmul(weight.clone()),
             None => pooled,
         }
-    }
-
-    /// Embeds each row of `batch` at its own size, `sizes[row]`, in one pass that runs only as
-    /// deep as the deepest row needs. `done(row, vector)` is called as soon as a row's layer is
-    /// computed, with its pooled vector cut to its dims and not normalised (the caller decides;
-    /// [`crate::normalize_vector`]); the rows that are done then leave the batch, so the deeper
-    /// layers run on the rest alone, cut to their longest text. A server answers shallow
-    /// requests while deep ones still run.
-    ///
-    /// Panics unless there is one size per row.
-    pub fn embed_rows(&self, batch: &Batch, sizes: &[Size], mut done: impl FnMut(usize, Vec<f32>)) -> Result<()> {
-        assert_eq!(sizes.len(), batch.batch_size, "one size per row");
-        for size in sizes {
-            size.check_within(self.full_size())?;
-        }
-        let lengths = batch.lengths();
-        let input = BertInput::<B>::from_batch(batch, &self.device);
-        let mut mask = input.attention_mask.clone();
-        let mut hidden = self.model.embeddings.forward(input.input_ids, input.token_type_ids);
-        // Original row numbers of the rows still in `hidden`.
-        let mut alive: Vec<usize> = (0..batch.batch_size).collect();
-        let deepest = sizes.iter().map(|s| s.layers).max().unwrap_or(0);
-        for layer in 1..=deepest {
-            hidden = self.model.encoder.layer[layer - 1].forward(hidden, attention_bias(mask.clone()));
-            let (finished, rest): (Vec<usize>, Vec<usize>) =
-                (0..alive.len()).partition(|&i| sizes[alive[i]].layers == layer);
-            if finished.is_empty() {
-                continue;
-            }
-            let pick = |rows: &[usize]| {
-                Tensor::<B, 1, Int>::from_data(
-                    TensorData::new(rows.iter().map(|&r| r as i64).collect::<Vec<_>>(), [rows.len()]),
-                    &self.device,
-                )
-            };
-            let pooled = if rest.is_empty() {
-                self.pool(hidden.clone(), mask.clone())
-            } else {
-                let rows = pick(&finished);
-                self.pool(hidden.clone().select(0, rows.clone()), mask.clone().select(0, rows))
-            };
-            let width = pooled.dims()[1];
-            let values: Vec<f32> = pooled.into_data().convert::<f32>().to_vec().expect("converted to f32");
-            for (row, &i) in values.chunks(width).zip(&finished) {
-                let original = alive[i];
-                done(original, row[..sizes[original].dims].to_vec());
-            }
-            if rest.is_empty() {
-                break;
-            }
-            let seq = rest.iter().map(|&i| lengths[alive[i]]).max().unwrap_or(1);
-            let rows = pick(&rest);
-            hidden = hidden.select(0, rows.clone()).narrow(1, 0, seq);
-            mask = mask.select(0, rows).narrow(1, 0, seq);
-            alive = rest.iter().map(|&i| alive[i]).collect();
-        }
-        Ok(())
     }
 }
 

@@ -4,7 +4,8 @@
 //! One job per text. A batch is the oldest jobs, in arrival order, while the batch's padded
 //! cost (jobs × longest job, in tokens, as TEI counts it) stays within the budget; the first
 //! job always fits. Depths are mixed: the encoder answers each job when its own layer is done
-//! (`Embedder::embed_rows`), so a 1-layer job does not wait for a 6-layer job's last layers.
+//! (`starbucks_model::Pass`), and with [`Schedule::Join`] the jobs that arrive while a batch
+//! runs start at once and join it between layers, so a 1-layer job waits for no 6-layer job.
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -70,6 +71,14 @@ impl Queue {
         self.ready.notify_all();
     }
 
+    /// Takes a batch under `max_tokens` if jobs are waiting and the oldest fits; never waits.
+    pub fn try_batch(&self, max_tokens: usize, schedule: Schedule) -> Option<Vec<Job>> {
+        let mut state = self.lock();
+        state.jobs.retain(|job| !job.reply.is_closed());
+        let fits = state.jobs.front().is_some_and(|job| job.tokens.len() <= max_tokens);
+        fits.then(|| take_batch(&mut state.jobs, max_tokens, schedule))
+    }
+
     /// Waits for jobs and takes the next batch under `max_batch_tokens`; `None` once the
     /// queue is closed and empty. Jobs whose client has gone are dropped unseen.
     pub fn next_batch(&self, max_batch_tokens: usize, schedule: Schedule) -> Option<Vec<Job>> {
@@ -90,8 +99,12 @@ impl Queue {
 /// How batches are cut from the queue.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Schedule {
-    /// The oldest jobs whatever their depth; each answered when its own layer is done.
+    /// The oldest jobs whatever their depth, each answered when its own layer is done; jobs
+    /// that arrive meanwhile start a batch of their own, which catches up layer by layer and
+    /// then joins the running one.
     #[default]
+    Join,
+    /// As `Join`, but a running batch takes no one in: new jobs wait for it to finish.
     Mixed,
     /// The oldest job's depth only, as if each depth had its own queue served oldest first.
     ByDepth,
@@ -146,6 +159,7 @@ mod tests {
         assert_eq!(lengths(queue.next_batch(40, Schedule::Mixed).unwrap()), [5]);
         assert_eq!(lengths(queue.next_batch(40, Schedule::Mixed).unwrap()), [50]);
         assert_eq!(queue.depth(), 1);
+        assert!(queue.try_batch(4, Schedule::Mixed).is_none(), "the oldest job does not fit");
         queue.close();
         assert!(queue.push(vec![job(3).0]).is_err(), "a closed queue takes no jobs");
         assert_eq!(lengths(queue.next_batch(40, Schedule::Mixed).unwrap()), [5], "waiting jobs are still served");

@@ -1,6 +1,7 @@
 //! The encoder thread: loads and warms the model, then embeds batch after batch from the
 //! queue, off the async runtime.
 
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,12 +10,13 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use burn::tensor::backend::Backend;
-use starbucks_model::{BertConfig, Embedder, Pooling, Size, Tokenizer};
+use starbucks_model::{BertConfig, Embedder, Pass, Pooling, Size, Tokenizer};
+use tokio::sync::oneshot;
 
 use crate::Error;
 use crate::metrics::Metrics;
 use crate::options::Options;
-use crate::queue::Queue;
+use crate::queue::{Job, Queue, Schedule};
 
 /// What the HTTP side knows of the model: enough to validate and tokenise a request.
 #[derive(Debug)]
@@ -122,34 +124,89 @@ fn load<B: Backend>(dir: &Path, options: &Options, device: &B::Device) -> Result
     Ok((embedder, info))
 }
 
-fn encode_loop<B: Backend>(embedder: &Embedder<B>, queue: &Queue, metrics: &Metrics, options: &Options) {
-    while let Some(batch) = queue.next_batch(options.max_batch_tokens, options.schedule) {
-        let rows: Vec<_> = batch.iter().map(|job| &job.tokens).collect();
-        let padded = embedder.tokenizer().pad(&rows);
-        let sizes: Vec<Size> = batch.iter().map(|job| job.size).collect();
-        let deepest = sizes.iter().map(|s| s.layers).max().unwrap_or(0);
-        metrics.batch(padded.batch_size, padded.batch_size * padded.seq_len);
-        let start = std::time::Instant::now();
-        let mut replies: Vec<_> = batch.into_iter().map(|job| Some(job.reply)).collect();
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            embedder.embed_rows(&padded, &sizes, |row, vector| {
-                if let Some(reply) = replies[row].take() {
-                    let _ = reply.send(vector);
-                }
-            })
-        }));
-        // A failed batch drops its remaining replies: those requests get a 500, the server goes on.
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!("batch failed: {e}"),
-            Err(_) => tracing::error!("batch failed: the encoder panicked"),
+/// The replies of the texts in flight, by the id their row carries through the pass.
+#[derive(Default)]
+struct Replies {
+    next_id: u64,
+    waiting: HashMap<u64, oneshot::Sender<Vec<f32>>>,
+}
+
+impl Replies {
+    fn send(&mut self, id: u64, vector: Vec<f32>) {
+        if let Some(reply) = self.waiting.remove(&id) {
+            let _ = reply.send(vector);
         }
-        tracing::trace!(
-            texts = padded.batch_size,
-            seq_len = padded.seq_len,
-            deepest,
-            ms = start.elapsed().as_secs_f64() * 1e3,
-            "batch"
-        );
+    }
+}
+
+/// Starts a pass over `jobs`; their replies wait in `replies`.
+fn start_pass<B: Backend>(
+    embedder: &Embedder<B>,
+    jobs: Vec<Job>,
+    replies: &mut Replies,
+    metrics: &Metrics,
+) -> Result<Pass<B>, starbucks_model::Error> {
+    let rows: Vec<_> = jobs.iter().map(|job| &job.tokens).collect();
+    let padded = embedder.tokenizer().pad(&rows);
+    let sizes: Vec<Size> = jobs.iter().map(|job| job.size).collect();
+    metrics.batch(padded.batch_size, padded.batch_size * padded.seq_len);
+    tracing::trace!(texts = padded.batch_size, seq_len = padded.seq_len, "batch");
+    let ids: Vec<u64> = (replies.next_id..replies.next_id + jobs.len() as u64).collect();
+    replies.next_id += jobs.len() as u64;
+    for (id, job) in ids.iter().zip(jobs) {
+        replies.waiting.insert(*id, job.reply);
+    }
+    embedder.start_pass(&padded, &sizes, ids)
+}
+
+/// Runs batches until the queue closes. A pass steps one layer at a time; with
+/// [`Schedule::Join`], before each step the jobs waiting (within what the budget leaves) start
+/// a pass of their own, catch up to the running one, and join it.
+fn encode_loop<B: Backend>(embedder: &Embedder<B>, queue: &Queue, metrics: &Metrics, options: &Options) {
+    let budget = options.max_batch_tokens;
+    let mut replies = Replies::default();
+    let mut running: Option<Pass<B>> = None;
+    loop {
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| -> Result<bool, starbucks_model::Error> {
+            let mut pass = match running.take() {
+                Some(pass) => pass,
+                None => match queue.next_batch(budget, options.schedule) {
+                    Some(jobs) => start_pass(embedder, jobs, &mut replies, metrics)?,
+                    None => return Ok(false),
+                },
+            };
+            if options.schedule == Schedule::Join && pass.layer() > 0 {
+                let room = budget.saturating_sub(pass.padded_tokens());
+                if let Some(jobs) = queue.try_batch(room, options.schedule) {
+                    let mut newcomer = start_pass(embedder, jobs, &mut replies, metrics)?;
+                    while newcomer.layer() < pass.layer() && !newcomer.is_done() {
+                        embedder.step(&mut newcomer, |id, vector| replies.send(id, vector));
+                    }
+                    if !newcomer.is_done() {
+                        pass.join(newcomer);
+                    }
+                }
+            }
+            embedder.step(&mut pass, |id, vector| replies.send(id, vector));
+            if !pass.is_done() {
+                running = Some(pass);
+            }
+            Ok(true)
+        }));
+        match outcome {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => return,
+            // A failed pass drops its waiting replies: those requests get a 500, the server goes on.
+            Ok(Err(e)) => {
+                tracing::error!("batch failed: {e}");
+                running = None;
+                replies.waiting.clear();
+            }
+            Err(_) => {
+                tracing::error!("batch failed: the encoder panicked");
+                running = None;
+                replies.waiting.clear();
+            }
+        }
     }
 }

@@ -1,0 +1,155 @@
+//! `Pass`: a forward pass run one layer at a time, whose texts each stop at their own size.
+//!
+//! After each layer, the texts whose size ends there are pooled, cut to their dims and handed
+//! back, and they leave the pass: the deeper layers run on the others alone, cut to their
+//! longest text. A pass may take in another one that has reached the same layer
+//! ([`Pass::join`]), so a server can start a new batch while an older one is half-way and merge
+//! them, instead of making new texts wait for the older batch's last layers.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+
+use crate::bert::attention_bias;
+use crate::embedder::Embedder;
+use crate::error::Result;
+use crate::size::Size;
+use crate::tokenizer::Batch;
+
+/// The hidden states of the texts still running, after layer [`Pass::layer`].
+#[derive(Debug)]
+pub struct Pass<B: Backend> {
+    /// `[rows, seq, hidden]`
+    hidden: Tensor<B, 3>,
+    /// `[rows, seq]`, 1.0 for tokens.
+    mask: Tensor<B, 2>,
+    lengths: Vec<usize>,
+    sizes: Vec<Size>,
+    /// The caller's label of each row, handed back with its vector.
+    ids: Vec<u64>,
+    layer: usize,
+}
+
+impl<B: Backend> Pass<B> {
+    /// The last layer run (0: the embeddings).
+    pub fn layer(&self) -> usize {
+        self.layer
+    }
+
+    pub fn rows(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Rows × the longest row: what the next layer computes.
+    pub fn padded_tokens(&self) -> usize {
+        self.ids.len() * self.lengths.iter().copied().max().unwrap_or(0)
+    }
+
+    /// Every text has had its vector.
+    pub fn is_done(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Takes in `other`'s texts; both must have run the same layers. The shorter pass is
+    /// padded to the longer's length (masked, so the vectors do not change).
+    ///
+    /// Panics when the layers differ.
+    pub fn join(&mut self, other: Pass<B>) {
+        assert_eq!(self.layer, other.layer, "passes join at the same layer");
+        let seq = self.hidden.dims()[1].max(other.hidden.dims()[1]);
+        let hidden = [pad_seq3(self.hidden.clone(), seq), pad_seq3(other.hidden, seq)];
+        let mask = [pad_seq2(self.mask.clone(), seq), pad_seq2(other.mask, seq)];
+        self.hidden = Tensor::cat(hidden.to_vec(), 0);
+        self.mask = Tensor::cat(mask.to_vec(), 0);
+        self.lengths.extend(other.lengths);
+        self.sizes.extend(other.sizes);
+        self.ids.extend(other.ids);
+    }
+}
+
+fn pad_seq3<B: Backend>(x: Tensor<B, 3>, seq: usize) -> Tensor<B, 3> {
+    let [rows, len, width] = x.dims();
+    if len == seq {
+        return x;
+    }
+    let zeros = Tensor::zeros([rows, seq - len, width], &x.device());
+    Tensor::cat(vec![x, zeros], 1)
+}
+
+fn pad_seq2<B: Backend>(x: Tensor<B, 2>, seq: usize) -> Tensor<B, 2> {
+    let [rows, len] = x.dims();
+    if len == seq {
+        return x;
+    }
+    let zeros = Tensor::zeros([rows, seq - len], &x.device());
+    Tensor::cat(vec![x, zeros], 1)
+}
+
+impl<B: Backend> Embedder<B> {
+    /// Starts a pass over `batch` (its embeddings, layer 0): row `i` runs to `sizes[i]` and is
+    /// handed back under `ids[i]`.
+    ///
+    /// Panics unless there is one size and one id per row.
+    pub fn start_pass(&self, batch: &Batch, sizes: &[Size], ids: Vec<u64>) -> Result<Pass<B>> {
+        assert_eq!((sizes.len(), ids.len()), (batch.batch_size, batch.batch_size), "one size and id per row");
+        for size in sizes {
+            size.check_within(self.full_size())?;
+        }
+        let input = crate::bert::BertInput::<B>::from_batch(batch, self.device());
+        let hidden = self.model().embeddings.forward(input.input_ids, input.token_type_ids);
+        Ok(Pass { hidden, mask: input.attention_mask, lengths: batch.lengths(), sizes: sizes.to_vec(), ids, layer: 0 })
+    }
+
+    /// Runs the pass's next layer; then every text whose size ends at it goes to `done(id,
+    /// vector)` (pooled, cut to its dims, not normalised: [`crate::normalize_vector`]) and
+    /// leaves the pass.
+    pub fn step(&self, pass: &mut Pass<B>, mut done: impl FnMut(u64, Vec<f32>)) {
+        if pass.is_done() {
+            return;
+        }
+        let layer = pass.layer + 1;
+        pass.hidden =
+            self.model().encoder.layer[layer - 1].forward(pass.hidden.clone(), attention_bias(pass.mask.clone()));
+        pass.layer = layer;
+        let (finished, rest): (Vec<usize>, Vec<usize>) =
+            (0..pass.ids.len()).partition(|&i| pass.sizes[i].layers == layer);
+        if finished.is_empty() {
+            return;
+        }
+        let pick = |rows: &[usize]| {
+            let rows: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+            let n = rows.len();
+            Tensor::<B, 1, Int>::from_data(TensorData::new(rows, [n]), self.device())
+        };
+        let pooled = if rest.is_empty() {
+            self.pool(pass.hidden.clone(), pass.mask.clone())
+        } else {
+            let rows = pick(&finished);
+            self.pool(pass.hidden.clone().select(0, rows.clone()), pass.mask.clone().select(0, rows))
+        };
+        let width = pooled.dims()[1];
+        let values: Vec<f32> = pooled.into_data().convert::<f32>().to_vec().expect("converted to f32");
+        for (row, &i) in values.chunks(width).zip(&finished) {
+            done(pass.ids[i], row[..pass.sizes[i].dims].to_vec());
+        }
+        let keep = |v: &[usize]| rest.iter().map(|&i| v[i]).collect::<Vec<_>>();
+        let seq = keep(&pass.lengths).into_iter().max().unwrap_or(0);
+        if !rest.is_empty() {
+            let rows = pick(&rest);
+            pass.hidden = pass.hidden.clone().select(0, rows.clone()).narrow(1, 0, seq);
+            pass.mask = pass.mask.clone().select(0, rows).narrow(1, 0, seq);
+        }
+        pass.lengths = keep(&pass.lengths);
+        pass.sizes = rest.iter().map(|&i| pass.sizes[i]).collect();
+        pass.ids = rest.iter().map(|&i| pass.ids[i]).collect();
+    }
+
+    /// Embeds each row of `batch` at its own size in one [`Pass`]: `done(row, vector)` as
+    /// soon as the row's layer is done, the deeper layers on the remaining rows only.
+    pub fn embed_rows(&self, batch: &Batch, sizes: &[Size], mut done: impl FnMut(usize, Vec<f32>)) -> Result<()> {
+        let mut pass = self.start_pass(batch, sizes, (0..batch.batch_size as u64).collect())?;
+        while !pass.is_done() {
+            self.step(&mut pass, |id, vector| done(id as usize, vector));
+        }
+        Ok(())
+    }
+}
