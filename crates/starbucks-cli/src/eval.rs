@@ -85,6 +85,10 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
     if !args.names.is_empty() && args.names.len() != args.models.len() {
         bail!("give one --name per --model ({} names for {} models)", args.names.len(), args.models.len());
     }
+    // A size given twice would count twice in the average.
+    if let Some((i, size)) = args.sizes.iter().enumerate().find(|(i, s)| args.sizes[..*i].contains(s)) {
+        bail!("--sizes: {size} is given twice (entry {})", i + 1);
+    }
     let datasets = sts_datasets(&args)?;
     let retrieval_task = retrieval_data(&args)?;
     std::fs::create_dir_all(&args.output).with_context(|| format!("{}: cannot create", args.output.display()))?;

@@ -264,3 +264,89 @@ fn embed_reads_a_pipe_in_one_pass_and_refuses_a_folder() {
         starbucks_with_input(&["embed", "--model", &minilm(), "--input", dir.path().to_str().unwrap()], b"", limit);
     assert_clean_failure(code, &stderr, "is a folder");
 }
+
+#[test]
+fn eval_refuses_a_size_given_twice() {
+    // Issue 17, item 6: a repeated size counted twice in the average.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("eval");
+    let (code, _, stderr) =
+        starbucks(&["eval", "--model", &minilm(), "--sizes", "1,32 3,96 1,32", "--output", out.to_str().unwrap()]);
+    assert_clean_failure(code, &stderr, "(1, 32) is given twice");
+    assert!(!out.exists(), "nothing written");
+}
+
+/// A copy of all-MiniLM-L6-v2's folder in `dir` with `edit` applied to its config.json and
+/// its weights rewritten by `weights` (name, shape, little-endian f32 bytes).
+fn edited_minilm(
+    dir: &std::path::Path,
+    edit: impl Fn(&mut serde_json::Value),
+    weights: impl Fn(&str, &mut Vec<usize>, &mut Vec<u8>),
+) {
+    let source = std::path::PathBuf::from(minilm());
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(source.join("config.json")).unwrap()).unwrap();
+    edit(&mut config);
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let bytes = std::fs::read(source.join("model.safetensors")).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut data: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = tensors
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let (mut shape, mut raw) = (view.shape().to_vec(), view.data().to_vec());
+            weights(&name, &mut shape, &mut raw);
+            (name, view.dtype(), shape, raw)
+        })
+        .collect();
+    data.sort_by(|a, b| a.0.cmp(&b.0));
+    let views: Vec<(String, safetensors::tensor::TensorView)> = data
+        .iter()
+        .map(|(name, dtype, shape, raw)| {
+            (name.clone(), safetensors::tensor::TensorView::new(*dtype, shape.clone(), raw).unwrap())
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
+}
+
+#[test]
+fn non_finite_weights_are_refused_naming_the_module() {
+    // Issue 17, item 5: NaN weights loaded silently and gave NaN similarities with exit 0.
+    let dir = tempfile::tempdir().unwrap();
+    edited_minilm(
+        dir.path(),
+        |_| {},
+        |name, _, raw| {
+            if name.ends_with("encoder.layer.2.attention.self.key.weight") {
+                raw[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+            }
+        },
+    );
+    let (code, _, stderr) = starbucks(&["similarity", "--model", dir.path().to_str().unwrap(), "a", "b"]);
+    assert_clean_failure(code, &stderr, "encoder.layer.2.attention.self.key");
+    assert!(stderr.contains("NaN or infinite"), "{stderr}");
+}
+
+#[test]
+fn a_vocab_size_below_the_tokenizers_is_refused_on_load() {
+    // Issue 17, item 8: a panic inside burn-flex's gather, exit 101.
+    let dir = tempfile::tempdir().unwrap();
+    edited_minilm(
+        dir.path(),
+        |config| config["vocab_size"] = serde_json::json!(1000),
+        |name, shape, raw| {
+            if name.ends_with("word_embeddings.weight") {
+                shape[0] = 1000;
+                raw.truncate(1000 * 384 * 4);
+            }
+        },
+    );
+    let (code, _, stderr) = starbucks(&["similarity", "--model", dir.path().to_str().unwrap(), "a", "b"]);
+    assert_clean_failure(code, &stderr, "`vocab_size` 1000");
+}

@@ -169,7 +169,9 @@ impl<B: Backend> Embedder<B> {
         }
         let config = BertConfig::from_file(dir.join("config.json"))?;
         let sentence = SentenceConfig::from_dir(dir, &config)?;
-        let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"), sentence.max_seq_length)?;
+        let tokenizer_path = dir.join("tokenizer.json");
+        let tokenizer = Tokenizer::from_file(&tokenizer_path, sentence.max_seq_length)?;
+        tokenizer.check_vocab(&config, &tokenizer_path)?;
         let (model, _) = BertModel::from_safetensors(&config, dir.join("model.safetensors"), device)?;
         let dense = sentence.dense.as_ref().map(|d| load_dense(d, device)).transpose()?;
         Ok(Embedder { model, dense, config, tokenizer, sentence, batch_size: 32, device: device.clone() })

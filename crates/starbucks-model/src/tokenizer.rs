@@ -4,6 +4,7 @@ use std::path::Path;
 
 use tokenizers::{PaddingParams, PaddingStrategy, TruncationParams};
 
+use crate::config::BertConfig;
 use crate::error::{Error, Result, read_to_string};
 
 /// A tokenised batch, row-major `[batch_size, seq_len]`, padded to the longest text.
@@ -125,6 +126,22 @@ impl Tokenizer {
             .with_truncation(Some(TruncationParams { max_length, ..Default::default() }))
             .map_err(|e| format!("cannot truncate at {max_length} tokens: {e}"))?;
         Ok(Tokenizer { inner, max_length })
+    }
+
+    /// Errors when this tokenizer (read from `path`) can give ids that `config` has no
+    /// embedding for: the lookup would fail deep inside the backend instead.
+    pub fn check_vocab(&self, config: &BertConfig, path: &Path) -> Result<()> {
+        let size = self.inner.get_vocab_size(true);
+        if size > config.vocab_size {
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "{size} tokens, more than the model's `vocab_size` {} in config.json: their ids have no embedding",
+                    config.vocab_size
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The same tokenizer truncating at `max_length` tokens instead.

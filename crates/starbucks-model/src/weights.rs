@@ -144,7 +144,40 @@ pub(crate) fn load_safetensors<B: Backend>(
     }
 
     let model = apply_hf(model, path, prefix)?;
+    if let Some(module) = first_non_finite(&model) {
+        return Err(Error::invalid(path, format!("`{prefix}{module}` holds NaN or infinite values")));
+    }
     Ok((model, LoadReport { prefix: prefix.to_string(), unused }))
+}
+
+/// The HF name of the first module of `model` with a NaN or infinite parameter: such weights
+/// give NaN embeddings and similarities downstream, with nothing to say where they came from.
+fn first_non_finite<B: Backend>(model: &BertModel<B>) -> Option<String> {
+    struct Check {
+        path: Vec<String>,
+        bad: Option<String>,
+    }
+    impl<B: Backend> burn::module::ModuleVisitor<B> for Check {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<burn::tensor::Tensor<B, D>>) {
+            if self.bad.is_some() {
+                return;
+            }
+            let data = param.val().into_data();
+            if data.iter::<f32>().any(|x| !x.is_finite()) {
+                let name = self.path.join(".").replace("layer_norm", "LayerNorm").replace("self_attention", "self");
+                self.bad = Some(name);
+            }
+        }
+    }
+    let mut check = Check { path: Vec::new(), bad: None };
+    burn::module::Module::visit(model, &mut check);
+    check.bad
 }
 
 /// Copies the tensors under `prefix` of an HF safetensors file into `module` (prefix stripped,

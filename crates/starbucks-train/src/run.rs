@@ -135,7 +135,14 @@ fn common(config: &RunConfig, options: &RunOptions) -> Result<Common> {
             bert.max_position_embeddings
         )));
     }
-    let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"), max_len).map_err(input)?;
+    if max_len < 3 {
+        return Err(Error::Input(format!(
+            "key `model.max_seq_length`: {max_len} leaves no room for a token between [CLS] and [SEP] (at least 3)"
+        )));
+    }
+    let tokenizer_path = dir.join("tokenizer.json");
+    let tokenizer = Tokenizer::from_file(&tokenizer_path, max_len).map_err(input)?;
+    tokenizer.check_vocab(&bert, &tokenizer_path).map_err(input)?;
     let sizes =
         Size::parse_list(&config.objective.sizes).map_err(|e| Error::Input(format!("key `objective.sizes`: {e}")))?;
     let sizes = SizeList::new(sizes, &bert).map_err(|e| Error::Input(format!("key `objective.sizes`: {e}")))?;
