@@ -73,7 +73,7 @@ fn main() -> ExitCode {
         args::Command::Eval(a) => eval::run::<backend::Inference>(a, &device),
         args::Command::Export(a) => export::run::<backend::Inference>(a, &device),
         args::Command::Embed(a) => embed::run::<backend::Inference>(a, &device),
-        args::Command::Serve(a) => serve::run::<backend::Inference>(a, backend::NAME, device.clone()),
+        args::Command::Serve(a) => serve::run::<backend::Inference>(a, backend::NAME, &device),
         args::Command::Pretrain(a) => return train(Task::Pretrain, a),
         args::Command::Finetune(a) => return train(Task::Finetune, a),
     };

@@ -6,7 +6,7 @@ use starbucks_serve::{Options, Schedule};
 
 use crate::args::{ScheduleArg, ServeArgs};
 
-pub fn run<B: Backend>(args: ServeArgs, backend: &'static str, device: B::Device) -> Result<()> {
+pub fn run<B: Backend>(args: ServeArgs, backend: &'static str, device: &B::Device) -> Result<()> {
     for (flag, value) in [
         ("--max-batch-tokens", args.max_batch_tokens),
         ("--max-client-batch-size", args.max_client_batch_size),
@@ -35,6 +35,6 @@ pub fn run<B: Backend>(args: ServeArgs, backend: &'static str, device: B::Device
         },
         http_threads: args.http_threads,
     };
-    starbucks_serve::serve::<B>(&args.model, options, backend, device)?;
+    starbucks_serve::serve::<B>(&args.model, options, backend, device.clone())?;
     Ok(())
 }
