@@ -41,31 +41,29 @@ fn default_venv() -> PathBuf {
     home.join(".cache").join("starbucks-rs").join("bench-venv")
 }
 
-/// The reference environment's python, created and filled on first use.
-fn python(venv: &Path) -> Result<PathBuf> {
+/// The python of the virtual environment `venv`, created and filled with `requirements` from
+/// PyPI unless `import` (a Python import statement) already works there; `what` names it in
+/// the messages.
+pub fn ensure_venv(venv: &Path, requirements: &[&str], import: &str, what: &str) -> Result<PathBuf> {
     let python = venv.join("bin").join("python");
     let ready = |python: &Path| {
-        python.exists()
-            && Command::new(python)
-                .args(["-c", "import torch, transformers, sentence_transformers"])
-                .output()
-                .is_ok_and(|o| o.status.success())
+        python.exists() && Command::new(python).args(["-c", import]).output().is_ok_and(|o| o.status.success())
     };
     if ready(&python) {
         return Ok(python);
     }
-    println!("installing the PyTorch reference into {} ({}; ~5 GB, once)", venv.display(), REQUIREMENTS.join(" "));
+    println!("installing {what} into {} ({}; ~5 GB, once)", venv.display(), requirements.join(" "));
     let status = Command::new("python3").arg("-m").arg("venv").arg(venv).status().context("cannot run python3")?;
     if !status.success() {
         bail!("`python3 -m venv {}` failed ({status}): install python3-venv", venv.display());
     }
     let status = Command::new(&python)
         .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
-        .args(REQUIREMENTS)
+        .args(requirements)
         .status()
-        .context("cannot run pip in the reference environment")?;
+        .with_context(|| format!("cannot run pip in {}", venv.display()))?;
     if !status.success() || !ready(&python) {
-        bail!("installing {} into {} failed", REQUIREMENTS.join(" "), venv.display());
+        bail!("installing {} into {} failed", requirements.join(" "), venv.display());
     }
     Ok(python)
 }
@@ -196,7 +194,9 @@ fn report(results: &BTreeMap<(String, &'static str), Runs>, workloads: &[String]
 pub fn run(backend: Backend, options: BenchOptions) -> Result<()> {
     fetch::run("minilm")?;
     let root = fetch::workspace_root();
-    let python = python(&options.venv.clone().unwrap_or_else(default_venv))?;
+    let venv = options.venv.clone().unwrap_or_else(default_venv);
+    let python =
+        ensure_venv(&venv, REQUIREMENTS, "import torch, transformers, sentence_transformers", "the PyTorch reference")?;
     let starbucks = cli::build(backend)?;
     let workloads: Vec<String> = match &options.workloads {
         Some(list) => list.clone(),

@@ -29,10 +29,7 @@ fn cargo(backend: Backend, verb: &str) -> Command {
 /// Builds the CLI and returns the binary's path. cargo shows its progress: the first release
 /// build of burn takes about 30 minutes on 2 cores, and a silent one looks hung.
 pub fn build(backend: Backend) -> Result<PathBuf> {
-    println!(
-        "building the starbucks CLI (release, {} backend; the first build takes ~30 min on 2 cores)",
-        backend.feature()
-    );
+    announce(backend);
     let status = cargo(backend, "build").status().context("cannot start cargo")?;
     if !status.success() {
         bail!("building starbucks-cli failed ({status})");
@@ -44,7 +41,16 @@ pub fn build(backend: Backend) -> Result<PathBuf> {
     Ok(target.join("release").join("starbucks"))
 }
 
+fn announce(backend: Backend) {
+    println!(
+        "building the starbucks CLI (release, {} backend; the first build takes ~30 min on 2 cores)",
+        backend.feature()
+    );
+}
+
+/// Builds the CLI (cargo's progress shown, see [`build`]) and runs `starbucks <command> <args>`.
 pub fn run(backend: Backend, command: &str, args: &[String]) -> Result<()> {
+    announce(backend);
     let mut cargo_run = cargo(backend, "run");
     let status = cargo_run.arg("--").arg(command).args(args).status().context("cannot start cargo")?;
     match status.code() {

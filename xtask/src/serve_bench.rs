@@ -36,27 +36,8 @@ fn default_venv() -> PathBuf {
 
 /// The peer's `infinity_emb` command, installed on first use.
 fn infinity(venv: &Path) -> Result<PathBuf> {
-    let program = venv.join("bin").join("infinity_emb");
-    let python = venv.join("bin").join("python");
-    let ready =
-        || Command::new(&python).args(["-c", "import infinity_emb, torch"]).output().is_ok_and(|o| o.status.success());
-    if program.exists() && ready() {
-        return Ok(program);
-    }
-    println!("installing the peer server into {} ({}; ~5 GB, once)", venv.display(), PEER_REQUIREMENTS.join(" "));
-    let status = Command::new("python3").arg("-m").arg("venv").arg(venv).status().context("cannot run python3")?;
-    if !status.success() {
-        bail!("`python3 -m venv {}` failed ({status}): install python3-venv", venv.display());
-    }
-    let status = Command::new(&python)
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
-        .args(PEER_REQUIREMENTS)
-        .status()
-        .context("cannot run pip in the peer environment")?;
-    if !status.success() || !ready() {
-        bail!("installing {} into {} failed", PEER_REQUIREMENTS.join(" "), venv.display());
-    }
-    Ok(program)
+    crate::bench::ensure_venv(venv, PEER_REQUIREMENTS, "import infinity_emb, torch", "the peer server")?;
+    Ok(venv.join("bin").join("infinity_emb"))
 }
 
 /// A server process on loopback; killed when dropped.

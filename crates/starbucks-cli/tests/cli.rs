@@ -2,6 +2,9 @@
 
 use std::process::Command;
 
+mod support;
+use support::minilm;
+
 fn starbucks(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_starbucks")).args(args).output().expect("runs");
     (
@@ -9,15 +12,6 @@ fn starbucks(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-fn minilm() -> String {
-    let dir = format!(
-        "{}/../../assets/all-MiniLM-L6-v2",
-        std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")
-    );
-    assert!(std::path::Path::new(&dir).join("model.safetensors").is_file(), "run `cargo xtask fetch minilm` first");
-    dir
 }
 
 fn assert_clean_failure(code: i32, stderr: &str, needle: &str) {

@@ -7,6 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod support;
+use support::minilm;
+
 use base64::Engine as _;
 use burn::backend::Flex;
 use serde_json::{Value, json};
@@ -14,15 +17,6 @@ use starbucks_model::{Embedder, Size};
 
 const SIZES: [Size; 6] =
     [Size::new(1, 32), Size::new(2, 64), Size::new(3, 96), Size::new(4, 128), Size::new(5, 256), Size::new(6, 384)];
-
-fn minilm() -> String {
-    let dir = format!(
-        "{}/../../assets/all-MiniLM-L6-v2",
-        std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")
-    );
-    assert!(std::path::Path::new(&dir).join("model.safetensors").is_file(), "run `cargo xtask fetch minilm` first");
-    dir
-}
 
 /// The first `n` sentences of the shipped STS-B test split.
 fn sentences(n: usize) -> Vec<String> {
