@@ -190,17 +190,37 @@ pub fn read_trec_run(path: &Path) -> Result<Vec<RunEntry>> {
     Ok(run)
 }
 
-/// `id TAB text` files (MS MARCO `collection.tsv[.gz]`, `queries.tsv`), streamed.
+/// `id TAB text` files (MS MARCO `collection.tsv[.gz]`, `queries.tsv`), streamed. An id seen
+/// twice is an error naming both lines: it would be ranked (and counted) twice.
 pub fn read_id_text(path: &Path) -> Result<impl Iterator<Item = Result<(String, String)>>> {
     let lines = Lines::open(path)?;
     let name = lines.name().to_string();
+    let mut seen: HashMap<String, usize> = HashMap::new();
     Ok(lines.filter_map(move |item| match item {
         Err(e) => Some(Err(e)),
         Ok((_, line)) if line.is_empty() => None,
-        Ok((number, line)) => {
-            Some(split_tsv(&name, number, &line, 2).map(|cols| (cols[0].to_string(), cols[1].to_string())))
-        }
+        Ok((number, line)) => Some(split_tsv(&name, number, &line, 2).and_then(|cols| {
+            if let Some(first) = seen.insert(cols[0].to_string(), number) {
+                return Err(DataError::line(
+                    &name,
+                    number,
+                    format!("id `{}` was already given at line {first}", cols[0]),
+                ));
+            }
+            Ok((cols[0].to_string(), cols[1].to_string()))
+        })),
     }))
+}
+
+/// Errors when two entries of `ids` (in file order) are the same: `what` names them.
+fn check_unique<'a>(name: &str, what: &str, ids: impl Iterator<Item = &'a str>) -> Result<()> {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, id) in ids.enumerate() {
+        if let Some(first) = seen.insert(id, i + 1) {
+            return Err(DataError::whole(name, format!("`_id` `{id}` is given twice ({what} {first} and {})", i + 1)));
+        }
+    }
+    Ok(())
 }
 
 /// A document of a BEIR corpus.
@@ -241,13 +261,16 @@ pub fn read_beir(dir: &Path, split: &str) -> Result<Beir> {
     let corpus_path = ["corpus.jsonl", "corpus.jsonl.gz"].iter().map(|f| dir.join(f)).find(|p| p.is_file());
     let corpus_path = corpus_path.ok_or_else(|| DataError::whole(dir.join("corpus.jsonl").display(), "not found"))?;
     let corpus: Vec<BeirDocument> = read_jsonl(&corpus_path, "BEIR document (`_id`, `title`, `text`)")?;
+    check_unique(&corpus_path.display().to_string(), "documents", corpus.iter().map(|d| d.id.as_str()))?;
     #[derive(Deserialize)]
     struct Query {
         #[serde(rename = "_id")]
         id: String,
         text: String,
     }
-    let queries: Vec<Query> = read_jsonl(&dir.join("queries.jsonl"), "BEIR query (`_id`, `text`)")?;
+    let queries_path = dir.join("queries.jsonl");
+    let queries: Vec<Query> = read_jsonl(&queries_path, "BEIR query (`_id`, `text`)")?;
+    check_unique(&queries_path.display().to_string(), "queries", queries.iter().map(|q| q.id.as_str()))?;
     let qrels_path = dir.join("qrels").join(format!("{split}.tsv"));
     let lines = Lines::open(&qrels_path)?;
     let name = lines.name().to_string();

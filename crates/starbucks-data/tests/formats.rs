@@ -139,6 +139,24 @@ fn beir_and_trec_files() {
 }
 
 #[test]
+fn an_id_given_twice_is_refused_naming_where() {
+    // Issue 17, item 4: a repeated corpus id was ranked twice (nDCG@10 above 1).
+    let dir = tempfile::tempdir().unwrap();
+    let collection = write(dir.path(), "collection.tsv", "0\tfirst\n1\tsecond\n\n0\tthird\n");
+    let err = read_id_text(&collection).unwrap().collect::<Result<Vec<_>, _>>().unwrap_err().to_string();
+    assert!(
+        err.contains("collection.tsv") && err.contains(":4") && err.contains("`0` was already given at line 1"),
+        "{err}"
+    );
+
+    write(dir.path(), "corpus.jsonl", "{\"_id\":\"d1\",\"text\":\"a\"}\n{\"_id\":\"d1\",\"text\":\"b\"}\n");
+    write(dir.path(), "queries.jsonl", "{\"_id\":\"q1\",\"text\":\"query one\"}\n");
+    write(dir.path(), "qrels/test.tsv", "q1\td1\t1\n");
+    let err = read_beir(dir.path(), "test").unwrap_err().to_string();
+    assert!(err.contains("corpus.jsonl") && err.contains("`d1` is given twice (documents 1 and 2)"), "{err}");
+}
+
+#[test]
 fn fineweb_json_and_jsonl_read_like_parquet() {
     let dir = tempfile::tempdir().unwrap();
     let docs = documents(5);
