@@ -186,6 +186,8 @@ fn bad_input_is_one_line_exit_code_2_and_writes_nothing() {
     assert_bad_input(&with(&["--set", "objective.sizes=1,32 7,384"]), "objective.sizes", &out);
     assert_bad_input(&with(&["--set", "data.path=/nonexistent/triplets.tsv"]), "/nonexistent/triplets.tsv", &out);
     assert_bad_input(&with(&["--set", "model.path=/nonexistent/model"]), "/nonexistent/model", &out);
+    // Issue 17, item 13: a length that leaves no room for a token was accepted.
+    assert_bad_input(&with(&["--set", "model.max_seq_length=0"]), "model.max_seq_length", &out);
     assert_bad_input(&["pretrain", "--config", c, "--output", o], "starbucks finetune", &out);
     assert_bad_input(&["finetune", "--config", "/nonexistent/run.toml", "--output", o], "/nonexistent/run.toml", &out);
 
