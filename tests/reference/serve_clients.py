@@ -65,31 +65,19 @@ def main() -> int:
     client = OpenAI(base_url=f"{args.url}/v1", api_key="unused")
     results = {}
 
-    response = client.embeddings.create(
-        model=args.served_model_name, input=SENTENCES, dimensions=64, extra_body={"layers": 2}
-    )
-    results["openai, default encoding (base64 on the wire)"] = (
-        np.array([d.embedding for d in response.data], dtype=np.float32),
-        shallow,
-    )
+    def create(**encoding):
+        return client.embeddings.create(
+            model=args.served_model_name, input=SENTENCES, dimensions=64, extra_body={"layers": 2}, **encoding
+        )
+
+    def floats(response) -> np.ndarray:
+        return np.array([d.embedding for d in response.data], dtype=np.float32)
+
+    response = create()
+    results["openai, default encoding (base64 on the wire)"] = (floats(response), shallow)
     print(f"openai usage: {response.usage}, model {response.model!r}")
-
-    response = client.embeddings.create(
-        model=args.served_model_name,
-        input=SENTENCES,
-        dimensions=64,
-        encoding_format="float",
-        extra_body={"layers": 2},
-    )
-    results["openai, encoding_format=float"] = (np.array([d.embedding for d in response.data], dtype=np.float32), shallow)
-
-    response = client.embeddings.create(
-        model=args.served_model_name,
-        input=SENTENCES,
-        dimensions=64,
-        encoding_format="base64",
-        extra_body={"layers": 2},
-    )
+    results["openai, encoding_format=float"] = (floats(create(encoding_format="float")), shallow)
+    response = create(encoding_format="base64")
     decoded = [np.frombuffer(base64.b64decode(d.embedding), dtype="<f4") for d in response.data]
     results["openai, encoding_format=base64"] = (np.stack(decoded), shallow)
 

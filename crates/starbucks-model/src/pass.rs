@@ -39,9 +39,9 @@ impl<B: Backend> Pass<B> {
         self.ids.len()
     }
 
-    /// Rows × the longest row: what the next layer computes.
-    pub fn padded_tokens(&self) -> usize {
-        self.ids.len() * self.lengths.iter().copied().max().unwrap_or(0)
+    /// Tokens of the longest text still running: the pass is `rows() × longest()` wide.
+    pub fn longest(&self) -> usize {
+        self.lengths.iter().copied().max().unwrap_or(0)
     }
 
     /// Every text has had its vector.
@@ -56,31 +56,22 @@ impl<B: Backend> Pass<B> {
     pub fn join(&mut self, other: Pass<B>) {
         assert_eq!(self.layer, other.layer, "passes join at the same layer");
         let seq = self.hidden.dims()[1].max(other.hidden.dims()[1]);
-        let hidden = [pad_seq3(self.hidden.clone(), seq), pad_seq3(other.hidden, seq)];
-        let mask = [pad_seq2(self.mask.clone(), seq), pad_seq2(other.mask, seq)];
-        self.hidden = Tensor::cat(hidden.to_vec(), 0);
-        self.mask = Tensor::cat(mask.to_vec(), 0);
+        self.hidden = Tensor::cat(vec![pad_seq(self.hidden.clone(), seq), pad_seq(other.hidden, seq)], 0);
+        self.mask = Tensor::cat(vec![pad_seq(self.mask.clone(), seq), pad_seq(other.mask, seq)], 0);
         self.lengths.extend(other.lengths);
         self.sizes.extend(other.sizes);
         self.ids.extend(other.ids);
     }
 }
 
-fn pad_seq3<B: Backend>(x: Tensor<B, 3>, seq: usize) -> Tensor<B, 3> {
-    let [rows, len, width] = x.dims();
-    if len == seq {
+/// `x` `[rows, len, …]` padded with zeros along dim 1 to `seq`.
+fn pad_seq<B: Backend, const D: usize>(x: Tensor<B, D>, seq: usize) -> Tensor<B, D> {
+    let mut dims = x.dims();
+    if dims[1] == seq {
         return x;
     }
-    let zeros = Tensor::zeros([rows, seq - len, width], &x.device());
-    Tensor::cat(vec![x, zeros], 1)
-}
-
-fn pad_seq2<B: Backend>(x: Tensor<B, 2>, seq: usize) -> Tensor<B, 2> {
-    let [rows, len] = x.dims();
-    if len == seq {
-        return x;
-    }
-    let zeros = Tensor::zeros([rows, seq - len], &x.device());
+    dims[1] = seq - dims[1];
+    let zeros = Tensor::zeros(dims, &x.device());
     Tensor::cat(vec![x, zeros], 1)
 }
 

@@ -71,12 +71,14 @@ impl Queue {
         self.ready.notify_all();
     }
 
-    /// Takes a batch under `max_tokens` if jobs are waiting and the oldest fits; never waits.
-    pub fn try_batch(&self, max_tokens: usize, schedule: Schedule) -> Option<Vec<Job>> {
+    /// Takes the jobs that can join a running batch of `running` (rows, longest text) without
+    /// its padded cost passing `max_batch_tokens`; never waits, and takes nothing when the
+    /// oldest job does not fit.
+    pub fn try_batch(&self, max_batch_tokens: usize, schedule: Schedule, running: (usize, usize)) -> Option<Vec<Job>> {
         let mut state = self.lock();
         state.jobs.retain(|job| !job.reply.is_closed());
-        let fits = state.jobs.front().is_some_and(|job| job.tokens.len() <= max_tokens);
-        fits.then(|| take_batch(&mut state.jobs, max_tokens, schedule))
+        let batch = take_batch(&mut state.jobs, max_batch_tokens, schedule, running);
+        (!batch.is_empty()).then_some(batch)
     }
 
     /// Waits for jobs and takes the next batch under `max_batch_tokens`; `None` once the
@@ -86,7 +88,7 @@ impl Queue {
         loop {
             state.jobs.retain(|job| !job.reply.is_closed());
             if !state.jobs.is_empty() {
-                return Some(take_batch(&mut state.jobs, max_batch_tokens, schedule));
+                return Some(take_batch(&mut state.jobs, max_batch_tokens, schedule, (0, 0)));
             }
             if state.closed {
                 return None;
@@ -110,18 +112,25 @@ pub enum Schedule {
     ByDepth,
 }
 
-/// The oldest jobs (of the oldest job's depth, with [`Schedule::ByDepth`]) while
-/// `count × longest ≤ max_batch_tokens` (at least one).
-fn take_batch(jobs: &mut VecDeque<Job>, max_batch_tokens: usize, schedule: Schedule) -> Vec<Job> {
+/// The oldest jobs (of the oldest job's depth, with [`Schedule::ByDepth`]) that, beside the
+/// `running` batch (rows, longest text; `(0, 0)` for none), keep `(rows + count) × longest ≤
+/// max_batch_tokens`. Without a running batch the first job always goes, alone if need be.
+fn take_batch(
+    jobs: &mut VecDeque<Job>,
+    max_batch_tokens: usize,
+    schedule: Schedule,
+    running: (usize, usize),
+) -> Vec<Job> {
     let depth = jobs.front().map_or(0, |j| j.size.layers);
-    let mut longest = 0;
+    let (rows, mut longest) = running;
     let mut picked = Vec::new();
     for (i, job) in jobs.iter().enumerate() {
         if schedule == Schedule::ByDepth && job.size.layers != depth {
             continue;
         }
         let next_longest = longest.max(job.tokens.len());
-        if !picked.is_empty() && (picked.len() + 1) * next_longest > max_batch_tokens {
+        let alone = rows == 0 && picked.is_empty();
+        if !alone && (rows + picked.len() + 1) * next_longest > max_batch_tokens {
             break;
         }
         longest = next_longest;
@@ -159,7 +168,9 @@ mod tests {
         assert_eq!(lengths(queue.next_batch(40, Schedule::Mixed).unwrap()), [5]);
         assert_eq!(lengths(queue.next_batch(40, Schedule::Mixed).unwrap()), [50]);
         assert_eq!(queue.depth(), 1);
-        assert!(queue.try_batch(4, Schedule::Mixed).is_none(), "the oldest job does not fit");
+        // Beside a running batch of one 4-token text: 2 × 5 = 10 tokens.
+        assert!(queue.try_batch(9, Schedule::Mixed, (1, 4)).is_none(), "the oldest job does not fit");
+        assert_eq!(queue.depth(), 1);
         queue.close();
         assert!(queue.push(vec![job(3).0]).is_err(), "a closed queue takes no jobs");
         assert_eq!(lengths(queue.next_batch(40, Schedule::Mixed).unwrap()), [5], "waiting jobs are still served");
@@ -183,6 +194,17 @@ mod tests {
         let shape = |batch: Vec<Job>| batch.iter().map(|j| (j.tokens.len(), j.size.layers)).collect::<Vec<_>>();
         assert_eq!(shape(queue.next_batch(100, Schedule::ByDepth).unwrap()), [(3, 1), (4, 1), (6, 1)]);
         assert_eq!(shape(queue.next_batch(100, Schedule::ByDepth).unwrap()), [(3, 6), (5, 6)]);
+    }
+
+    #[test]
+    fn joining_jobs_count_the_running_batch_in_the_budget() {
+        let queue = Queue::default();
+        let (jobs, _receivers): (Vec<_>, Vec<_>) = [4, 12, 4].into_iter().map(job).unzip();
+        queue.push(jobs).unwrap();
+        // Running: 3 rows of at most 8 tokens. 4 more → 4 × 8 = 32; 12 more → 5 × 12 = 60 > 40.
+        let batch = queue.try_batch(40, Schedule::Join, (3, 8)).unwrap();
+        assert_eq!(batch.iter().map(|j| j.tokens.len()).collect::<Vec<_>>(), [4]);
+        assert!(queue.try_batch(40, Schedule::Join, (3, 8)).is_none(), "the 12-token job: 4 × 12 = 48 > 40");
     }
 
     #[test]

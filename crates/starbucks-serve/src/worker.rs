@@ -38,8 +38,8 @@ pub struct ModelInfo {
 pub struct Worker {
     pub queue: Arc<Queue>,
     pub metrics: Arc<Metrics>,
-    /// False once the encoder thread has stopped (it only does so when the queue closes, or
-    /// if the backend panicked outside a batch).
+    /// False once the encoder thread has stopped: when the queue closes at shutdown (a failed
+    /// or panicking batch is caught and answered with 500s; the thread goes on).
     pub healthy: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -160,8 +160,8 @@ fn start_pass<B: Backend>(
 }
 
 /// Runs batches until the queue closes. A pass steps one layer at a time; with
-/// [`Schedule::Join`], before each step the jobs waiting (within what the budget leaves) start
-/// a pass of their own, catch up to the running one, and join it.
+/// [`Schedule::Join`], before each step the jobs waiting (as many as fit beside the running
+/// pass in the budget) start a pass of their own, catch up to the running one, and join it.
 fn encode_loop<B: Backend>(embedder: &Embedder<B>, queue: &Queue, metrics: &Metrics, options: &Options) {
     let budget = options.max_batch_tokens;
     let mut replies = Replies::default();
@@ -175,16 +175,16 @@ fn encode_loop<B: Backend>(embedder: &Embedder<B>, queue: &Queue, metrics: &Metr
                     None => return Ok(false),
                 },
             };
-            if options.schedule == Schedule::Join && pass.layer() > 0 {
-                let room = budget.saturating_sub(pass.padded_tokens());
-                if let Some(jobs) = queue.try_batch(room, options.schedule) {
-                    let mut newcomer = start_pass(embedder, jobs, &mut replies, metrics)?;
-                    while newcomer.layer() < pass.layer() && !newcomer.is_done() {
-                        embedder.step(&mut newcomer, |id, vector| replies.send(id, vector));
-                    }
-                    if !newcomer.is_done() {
-                        pass.join(newcomer);
-                    }
+            if options.schedule == Schedule::Join
+                && pass.layer() > 0
+                && let Some(jobs) = queue.try_batch(budget, options.schedule, (pass.rows(), pass.longest()))
+            {
+                let mut newcomer = start_pass(embedder, jobs, &mut replies, metrics)?;
+                while newcomer.layer() < pass.layer() && !newcomer.is_done() {
+                    embedder.step(&mut newcomer, |id, vector| replies.send(id, vector));
+                }
+                if !newcomer.is_done() {
+                    pass.join(newcomer);
                 }
             }
             embedder.step(&mut pass, |id, vector| replies.send(id, vector));
@@ -193,20 +193,15 @@ fn encode_loop<B: Backend>(embedder: &Embedder<B>, queue: &Queue, metrics: &Metr
             }
             Ok(true)
         }));
-        match outcome {
-            Ok(Ok(true)) => {}
+        let failure = match outcome {
+            Ok(Ok(true)) => continue,
             Ok(Ok(false)) => return,
-            // A failed pass drops its waiting replies: those requests get a 500, the server goes on.
-            Ok(Err(e)) => {
-                tracing::error!("batch failed: {e}");
-                running = None;
-                replies.waiting.clear();
-            }
-            Err(_) => {
-                tracing::error!("batch failed: the encoder panicked");
-                running = None;
-                replies.waiting.clear();
-            }
-        }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "the encoder panicked".to_string(),
+        };
+        // A failed pass drops its waiting replies: those requests get a 500, the server goes on.
+        tracing::error!("batch failed: {failure}");
+        running = None;
+        replies.waiting.clear();
     }
 }
