@@ -32,7 +32,7 @@ use starbucks_data::fineweb::{Position, Source};
 use starbucks_data::masking::{MaskingConfig, PretrainExample, SmaeMasker};
 use starbucks_model::{BertConfig, BertInput, BertModel, Embedder, Pooling, Size, Tokenizer, pool};
 use starbucks_objectives::losses::cross_entropy;
-use starbucks_objectives::smae::Smae;
+use starbucks_objectives::smae::{MlmHead, Smae};
 use starbucks_objectives::{LossOutput, Objective, SizeList};
 use starbucks_train::checkpoint::TrainState;
 use starbucks_train::engine::{DataSource, Engine, Micro, Task};
@@ -232,7 +232,7 @@ fn pretrain<B: AutodiffBackend>(
     let padded = SMAE_BATCH * examples.iter().map(|e| e.input_ids.len()).max().unwrap_or(0);
     let pad_id = Tokenizer::from_file(&tokenizer_path, SMAE_LEN)?.inner().get_padding().map_or(0, |p| p.pad_id);
     let (encoder, _) = BertModel::<B>::from_safetensors(config, args.model.join("model.safetensors"), device)?;
-    let smae_modules = Smae::new(&encoder, config, device);
+    let smae_modules = Smae::new(&encoder, MlmHead::new(config, device));
     let model = PretrainModel { encoder, smae: smae_modules };
     let batch = Repeat(examples);
     let times_ms = if smae {

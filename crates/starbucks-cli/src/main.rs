@@ -19,10 +19,12 @@ use clap::Parser;
 use starbucks_train::config::Task;
 use tracing_subscriber::EnvFilter;
 
-/// Runs a training task: bad input exits with 2, a failure while training with 1.
+/// Runs a training task: bad input exits with 2, a failure while training with 1, a run stopped
+/// by a signal with 128 + its number (130 for SIGINT, 143 for SIGTERM), as a shell reports it.
 fn train(task: Task, args: args::TrainArgs) -> ExitCode {
     match train::run::<backend::Training>(task, args, backend::device_at) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(None) => ExitCode::SUCCESS,
+        Ok(Some(signal)) => ExitCode::from((128 + signal) as u8),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(if e.is_input() { 2 } else { 1 })

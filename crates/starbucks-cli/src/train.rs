@@ -1,9 +1,12 @@
 //! `starbucks pretrain` and `starbucks finetune`: load the layered config, read the evaluation
 //! data, run, and print what the run did. Input errors (config, paths, data, output folder in
-//! use) exit with code 2 before anything is written.
+//! use) exit with code 2 before anything is written. SIGINT or SIGTERM ends a run after its
+//! current step with a checkpoint.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use burn::tensor::backend::AutodiffBackend;
 use starbucks_model::{Embedder, Size};
@@ -22,13 +25,38 @@ fn stsb_evaluator<B: burn::tensor::backend::Backend>(path: &Path) -> Result<Box<
     }))
 }
 
+/// SIGINT and SIGTERM set the returned flag to their number: the run stops after its current
+/// step. A second signal ends the process at once, with the shell's code for that signal.
+fn stop_on_signals() -> Result<Arc<AtomicUsize>, Error> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = Arc::new(AtomicUsize::new(0));
+    let asked = Arc::new(AtomicBool::new(false));
+    let failed = |e: std::io::Error| Error::Input(format!("cannot install the signal handlers: {e}"));
+    for signal in [SIGINT, SIGTERM] {
+        // Handlers run in the order registered: the shutdown sees `asked` as it was before.
+        signal_hook::flag::register_conditional_shutdown(signal, 128 + signal, asked.clone()).map_err(failed)?;
+        signal_hook::flag::register(signal, asked.clone()).map_err(failed)?;
+        signal_hook::flag::register_usize(signal, stop.clone(), signal as usize).map_err(failed)?;
+    }
+    Ok(stop)
+}
+
+fn signal_name(signal: usize) -> &'static str {
+    match signal as i32 {
+        signal_hook::consts::SIGINT => "SIGINT",
+        signal_hook::consts::SIGTERM => "SIGTERM",
+        _ => "a signal",
+    }
+}
+
 /// Runs `task` on the devices the config's `train.devices` names (`device_at` maps an index to
-/// the backend's device).
+/// the backend's device). `Ok(Some(signal))`: the run was stopped by that signal, with a
+/// checkpoint, and said so.
 pub fn run<B: AutodiffBackend>(
     task: Task,
     args: TrainArgs,
     device_at: impl Fn(usize) -> B::Device,
-) -> Result<(), Error> {
+) -> Result<Option<i32>, Error> {
     let env: BTreeMap<String, String> = env_overrides();
     let config = RunConfig::load(&args.config, &env, &args.sets)?;
     if config.task != task {
@@ -40,13 +68,22 @@ pub fn run<B: AutodiffBackend>(
         )));
     }
     let devices: Vec<B::Device> = config.train.devices.iter().map(|&i| device_at(i)).collect();
-    let options = RunOptions { output: args.output, resume: args.resume, progress: !args.no_progress };
-    let summary = match &config.eval.stsb {
+    let stop = stop_on_signals()?;
+    let options = RunOptions { output: args.output, resume: args.resume, progress: !args.no_progress, stop };
+    let result = match &config.eval.stsb {
         Some(path) => {
             let mut eval = stsb_evaluator::<B::InnerBackend>(path)?;
-            starbucks_train::run::<B>(&config, &options, &devices, Some(eval.as_mut()))?
+            starbucks_train::run::<B>(&config, &options, &devices, Some(eval.as_mut()))
         }
-        None => starbucks_train::run::<B>(&config, &options, &devices, None)?,
+        None => starbucks_train::run::<B>(&config, &options, &devices, None),
+    };
+    let summary = match result {
+        Err(e @ Error::Interrupted { .. }) => {
+            let signal = options.stop.load(Ordering::Relaxed);
+            eprintln!("{} received: {e}", signal_name(signal));
+            return Ok(Some(signal as i32));
+        }
+        result => result?,
     };
 
     println!("{task} run in {}", summary.output.display());
@@ -67,5 +104,5 @@ pub fn run<B: AutodiffBackend>(
         let mean = scores.iter().map(|(_, s)| s).sum::<f64>() / scores.len() as f64;
         println!("    {:<10} {mean:.4}", "average");
     }
-    Ok(())
+    Ok(None)
 }

@@ -1,7 +1,9 @@
 //! `starbucks finetune` / `starbucks pretrain` end to end on all-MiniLM-L6-v2 and the shipped
-//! data: a run killed with SIGKILL after a checkpoint resumes to bit-identical weights; a
-//! corrupt checkpoint is skipped with a warning naming it; bad input is one line, exit code 2,
-//! and nothing written; SMAE pre-training writes a model folder the embedder loads.
+//! data: a run killed with SIGKILL after a checkpoint resumes to bit-identical weights, and so
+//! does one stopped by SIGTERM or SIGINT (exit 143 / 130, a checkpoint, one line); a second run
+//! on a live run's folder is refused; a corrupt checkpoint is skipped with a warning naming it;
+//! bad input is one line, exit code 2, and nothing written; SMAE pre-training writes a model
+//! folder the embedder loads, and two pre-training runs of one config are bit-identical.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -80,6 +82,44 @@ fn losses(output: &Path) -> Vec<(u64, f64)> {
         .collect()
 }
 
+/// Starts `starbucks args…` and waits until `path` exists (the run is then past that point).
+fn spawn_until(args: &[&str], path: &Path) -> std::process::Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_starbucks"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !path.exists() {
+        assert!(started.elapsed() < Duration::from_secs(600), "{} did not appear", path.display());
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before {}", path.display());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child
+}
+
+/// Sends `signal` (`TERM`, `INT`) to `child` with kill(1) and returns its exit code and stderr.
+fn signal(mut child: std::process::Child, signal: &str) -> (i32, String) {
+    let sent = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    (child.wait().unwrap().code().unwrap_or(-1), stderr)
+}
+
+/// The step a run stopped by a signal says it stopped after, checked against its checkpoints.
+fn stopped_after(stderr: &str, name: &str, output: &Path) -> usize {
+    let line = stderr.lines().find(|l| l.starts_with(&format!("{name} received: stopped after step"))).unwrap_or_else(
+        || panic!("one line says the run stopped: {stderr}"),
+    );
+    let step: usize = line.split("step ").nth(1).unwrap().split(';').next().unwrap().parse().unwrap();
+    let checkpoint = output.join(format!("checkpoints/step-{step:08}"));
+    assert!(line.contains(&checkpoint.display().to_string()) && line.contains("--resume"), "{line}");
+    assert!(checkpoint.join("manifest.json").is_file(), "{line}");
+    step
+}
+
 /// Every tensor of the run's model, by name, as raw bytes (the file's metadata map is written in
 /// no fixed order, so the files themselves are not compared).
 fn weights(output: &Path) -> Vec<(String, Vec<u8>)> {
@@ -110,20 +150,20 @@ fn a_killed_run_resumes_to_the_same_weights_and_skips_a_corrupt_checkpoint() {
 
     // Kill a second run as soon as its first checkpoint is in place.
     let killed = dir.path().join("killed");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_starbucks"))
-        .args(["finetune", "--config", config.to_str().unwrap(), "--output", killed.to_str().unwrap(), "--no-progress"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let first = killed.join("checkpoints/step-00000002");
-    let started = Instant::now();
-    while !first.is_dir() {
-        assert!(started.elapsed() < Duration::from_secs(600), "no checkpoint appeared");
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before its first checkpoint");
-        std::thread::sleep(Duration::from_millis(5));
+    let c = config.to_str().unwrap();
+    let args = ["finetune", "--config", c, "--output", killed.to_str().unwrap(), "--no-progress"];
+    let mut child = spawn_until(&args, &killed.join("checkpoints/step-00000002"));
+    // Issue 17, item 11: while it runs, a second run on its folder is refused, with or without
+    // --resume, and the live run goes on.
+    for extra in [&[][..], &["--resume"][..]] {
+        let (code, stdout, stderr) = finetune(&config, &killed, extra);
+        assert_eq!(code, 2, "{stdout}
+{stderr}");
+        let pid = format!("another run (pid {}) is using this output folder", child.id());
+        assert!(stderr.contains(&pid) && stderr.contains(".lock"), "{stderr}");
     }
-    child.kill().unwrap(); // SIGKILL
+    assert!(child.try_wait().unwrap().is_none(), "the live run goes on");
+    child.kill().unwrap(); // SIGKILL: the OS releases the lock
     let status = child.wait().unwrap();
     assert!(!status.success(), "the run was killed mid-way");
     assert!(!killed.join("model").exists(), "killed before the end");
@@ -152,6 +192,27 @@ fn a_killed_run_resumes_to_the_same_weights_and_skips_a_corrupt_checkpoint() {
     let (code, stdout, _) = finetune(&config, &killed, &["--resume"]);
     assert_eq!(code, 0);
     assert!(stdout.contains("resumed from step 8") && stdout.contains("steps 8"), "{stdout}");
+
+    // Issue 17, item 12: SIGTERM and SIGINT finish the step, write a checkpoint, say so in one
+    // line and exit 143 / 130; the run resumes to the uninterrupted weights.
+    let stopped = dir.path().join("stopped");
+    let args = ["finetune", "--config", c, "--output", stopped.to_str().unwrap(), "--no-progress"];
+    let (code, stderr) = signal(spawn_until(&args, &stopped.join("checkpoints/step-00000002")), "TERM");
+    assert_eq!(code, 143, "{stderr}");
+    let step = stopped_after(&stderr, "SIGTERM", &stopped);
+    assert!((3..8).contains(&step), "{stderr}");
+    let (code, stdout, stderr) = finetune(&config, &stopped, &["--resume"]);
+    assert_eq!(code, 0, "{stdout}
+{stderr}");
+    assert!(stdout.contains(&format!("resumed from step {step}")), "{stdout}");
+    assert_eq!(weights(&stopped), weights(&whole), "resumed weights are bit-identical");
+    assert_eq!(losses(&stopped), whole_losses);
+
+    let interrupted = dir.path().join("interrupted");
+    let args = ["finetune", "--config", c, "--output", interrupted.to_str().unwrap(), "--no-progress"];
+    let (code, stderr) = signal(spawn_until(&args, &interrupted.join("metrics.jsonl")), "INT");
+    assert_eq!(code, 130, "{stderr}");
+    stopped_after(&stderr, "SIGINT", &interrupted);
 }
 
 fn assert_bad_input(args: &[&str], needle: &str, output: &Path) {
@@ -212,10 +273,8 @@ fn bad_input_is_one_line_exit_code_2_and_writes_nothing() {
     }
 }
 
-#[test]
-fn smae_pretraining_writes_a_model_the_embedder_loads() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("pretrain.toml");
+fn pretrain_config(dir: &Path) -> PathBuf {
+    let config = dir.join("pretrain.toml");
     std::fs::write(
         &config,
         format!(
@@ -240,12 +299,19 @@ weight_decay = 0.001
 every = 1
 keep = 1
 "#,
-            out = dir.path().join("run").display(),
+            out = dir.join("run").display(),
             model = minilm().display(),
             data = root().join("data/fineweb/fineweb-subset-300.json.gz").display(),
         ),
     )
     .unwrap();
+    config
+}
+
+#[test]
+fn smae_pretraining_writes_a_model_the_embedder_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = pretrain_config(dir.path());
     let (code, stdout, stderr) = starbucks(&["pretrain", "--config", config.to_str().unwrap(), "--no-progress"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let run = dir.path().join("run");
@@ -264,6 +330,43 @@ keep = 1
         starbucks_model::Embedder::<burn::backend::Flex>::from_pretrained(run.join("model"), &device).unwrap();
     let e = embedder.embed(&["a sentence"], starbucks_model::Size::new(2, 64)).unwrap();
     assert_eq!(e[0].len(), 64);
+}
+
+/// Issue 17, item 7: the SMAE head was drawn from burn's clock-seeded generator.
+#[test]
+fn pretraining_repeats_bit_identically_and_resumes_to_the_same_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = pretrain_config(dir.path());
+    let c = config.to_str().unwrap();
+    let args = |output: &Path| -> Vec<String> {
+        let o = output.to_str().unwrap();
+        ["pretrain", "--config", c, "--output", o, "--set", "train.max_steps=4", "--set", "checkpoint.every=2"]
+            .into_iter()
+            .chain(["--set", "checkpoint.keep=2", "--no-progress"])
+            .map(String::from)
+            .collect()
+    };
+    let run = |output: &Path, extra: &[&str]| {
+        let mut a = args(output);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        let (code, stdout, stderr) = starbucks(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(code, 0, "{stdout}
+{stderr}");
+    };
+    let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+    run(&first, &[]);
+    run(&second, &[]);
+    assert_eq!(weights(&first), weights(&second), "two runs of one config are bit-identical");
+    assert_eq!(losses(&first), losses(&second));
+
+    let killed = dir.path().join("killed");
+    let a = args(&killed);
+    let mut child = spawn_until(&a.iter().map(String::as_str).collect::<Vec<_>>(), &killed.join("checkpoints/step-00000002"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    run(&killed, &["--resume"]);
+    assert_eq!(weights(&killed), weights(&first), "resumed weights are bit-identical");
+    assert_eq!(losses(&killed), losses(&first));
 }
 
 #[test]

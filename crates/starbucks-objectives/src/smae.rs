@@ -139,15 +139,15 @@ pub struct SmaeBatch<'a, B: Backend> {
 }
 
 impl<B: Backend> Smae<B> {
-    /// A new head and a decoder copied from encoder layer 0. The copy gets parameters of its
-    /// own (new ids), so an optimiser updates it apart from the encoder's layer 0.
-    pub fn new(encoder: &BertModel<B>, config: &BertConfig, device: &B::Device) -> Self {
+    /// `head` and a decoder copied from encoder layer 0. The copy gets parameters of its own
+    /// (new ids), so an optimiser updates it apart from the encoder's layer 0.
+    pub fn new(encoder: &BertModel<B>, head: MlmHead<B>) -> Self {
         let layer0 = &encoder.encoder.layer[0];
         // Parameters are initialised lazily: settle layer 0's values before copying them, or a
         // clone of a never-read parameter would draw its own random values.
         settle(layer0);
         let decoder = layer0.clone().map(&mut FreshParams);
-        Smae { head: MlmHead::new(config, device), decoder }
+        Smae { head, decoder }
     }
 
     /// The SMAE loss; terms `mlm(n, d)` and `mae(n, d)` per size.

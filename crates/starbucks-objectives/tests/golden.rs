@@ -219,8 +219,7 @@ fn smae_matches_pytorch_with_masked_only_logits() {
 
     let device = Default::default();
     let (encoder, _) = BertModel::<B>::from_safetensors(&config, &path, &device).unwrap();
-    let mut smae = Smae::new(&encoder, &config, &device);
-    smae.head = load_module(MlmHead::new(&config, &device), &path, "cls.predictions.").unwrap();
+    let mut smae = Smae::new(&encoder, load_module(MlmHead::new(&config, &device), &path, "cls.predictions.").unwrap());
     smae.decoder = load_module(BertLayer::new(&config, &device), &path, "decoder.").unwrap();
 
     let hidden: Vec<Tensor<B, 3>> =

@@ -127,7 +127,7 @@ fn misconfigured_size_lists_are_clear_errors() {
 fn the_smae_decoder_starts_as_layer_0_with_parameters_of_its_own() {
     use burn::module::{Module, ModuleVisitor, Param, ParamId};
     use starbucks_model::BertModel;
-    use starbucks_objectives::smae::Smae;
+    use starbucks_objectives::smae::{MlmHead, Smae};
 
     struct Ids(Vec<(ParamId, Vec<f32>)>);
     impl ModuleVisitor<B> for Ids {
@@ -141,7 +141,7 @@ fn the_smae_decoder_starts_as_layer_0_with_parameters_of_its_own() {
     .unwrap();
     let device = Default::default();
     let encoder = BertModel::<B>::new(&config, &device);
-    let smae = Smae::new(&encoder, &config, &device);
+    let smae = Smae::new(&encoder, MlmHead::new(&config, &device));
     let (mut layer0, mut decoder) = (Ids(vec![]), Ids(vec![]));
     encoder.encoder.layer[0].visit(&mut layer0);
     smae.decoder.visit(&mut decoder);

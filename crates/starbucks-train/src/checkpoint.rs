@@ -4,6 +4,8 @@
 //! last, holds each file's SHA-256. A checkpoint is built in a hidden `.partial` folder, every
 //! file fsynced, then renamed into place, so a killed run leaves either a whole checkpoint or
 //! none; on resume a checkpoint whose files do not match its manifest is skipped with a warning.
+//! A checkpoint that fails to write (a full disk) removes its `.partial` folder, so the failure
+//! does not keep the disk full, and its error names the file and the OS's reason in words.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -12,15 +14,35 @@ use std::path::{Path, PathBuf};
 
 use burn::module::{AutodiffModule, Module};
 use burn::optim::Optimizer;
-use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
+use burn::record::{BinBytesRecorder, BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
-/// Full precision: `CompactRecorder` would round the weights and moments to f16.
+/// Full precision: `CompactRecorder` would round the weights and moments to f16. Records are
+/// encoded to bytes and written by a [`Store`], so a write error is the OS's own; the file
+/// recorder decodes them (the same bincode format).
 type Rec = BinFileRecorder<FullPrecisionSettings>;
+type Encoder = BinBytesRecorder<FullPrecisionSettings>;
+
+/// Where checkpoint files are written: [`Disk`], or in tests a writer that fails part-way.
+pub trait Store {
+    /// Writes `bytes` to a new file at `path` and makes it durable.
+    fn write(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()>;
+}
+
+/// Files on disk, each fsynced.
+pub struct Disk;
+
+impl Store for Disk {
+    fn write(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        let mut file = File::create(path)?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    }
+}
 
 /// The loop's own state, beside the model and the optimiser.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +66,10 @@ struct Manifest {
 
 const FILES: [&str; 3] = ["model.bin", "optimizer.bin", "state.json"];
 
+fn hex(hasher: Sha256) -> String {
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn sha256(path: &Path) -> std::io::Result<String> {
     let mut file = File::open(path)?;
     let mut hasher = Sha256::new();
@@ -55,19 +81,22 @@ fn sha256(path: &Path) -> std::io::Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex(hasher))
 }
 
 fn fsync(path: &Path) -> Result<()> {
     File::open(path).and_then(|f| f.sync_all()).map_err(|e| Error::io(path, e))
 }
 
-/// Writes `text` to `path` through a temporary file, fsync and rename.
+/// Writes `text` to `path` through a temporary file, fsync and rename; on failure the
+/// temporary file is removed and `path` is as it was.
 pub fn write_atomic(path: &Path, text: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    file.write_all(text).and_then(|_| file.sync_all()).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    let written = Disk.write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
 }
 
 fn step_dir(root: &Path, step: usize) -> PathBuf {
@@ -97,6 +126,23 @@ where
     M: AutodiffModule<B>,
     O: Optimizer<M, B>,
 {
+    save_to(&Disk, root, model, optimizer, state, keep)
+}
+
+/// [`save`] through `store`.
+pub fn save_to<B, M, O>(
+    store: &dyn Store,
+    root: &Path,
+    model: &M,
+    optimizer: &O,
+    state: &TrainState,
+    keep: usize,
+) -> Result<PathBuf>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    O: Optimizer<M, B>,
+{
     std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
     let dir = step_dir(root, state.step);
     let partial = root.join(format!(".step-{:08}.partial", state.step));
@@ -104,22 +150,10 @@ where
         std::fs::remove_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
     }
     std::fs::create_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
-    let failed = |message: String| Error::Checkpoint { path: dir.clone(), message };
-    let recorder = Rec::new();
-    recorder.record(model.clone().into_record(), partial.join("model")).map_err(|e| failed(e.to_string()))?;
-    recorder.record(optimizer.to_record(), partial.join("optimizer")).map_err(|e| failed(e.to_string()))?;
-    let state_json = serde_json::to_vec_pretty(state).expect("the train state serialises");
-    std::fs::write(partial.join("state.json"), state_json).map_err(|e| Error::io(&partial, e))?;
-
-    let mut files = BTreeMap::new();
-    for name in FILES {
-        let path = partial.join(name);
-        fsync(&path)?;
-        files.insert(name.to_string(), sha256(&path).map_err(|e| Error::io(&path, e))?);
+    if let Err(message) = write_partial(store, &partial, model, optimizer, state) {
+        let _ = std::fs::remove_dir_all(&partial);
+        return Err(Error::Checkpoint { path: dir, message: format!("{message}; the partial checkpoint was removed") });
     }
-    let manifest = serde_json::to_vec_pretty(&Manifest { step: state.step, files }).expect("serialises");
-    write_atomic(&partial.join("manifest.json"), &manifest)?;
-    fsync(&partial)?;
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     }
@@ -132,6 +166,38 @@ where
         }
     }
     Ok(dir)
+}
+
+/// Writes every file of a checkpoint into `partial`, the manifest last; the error says which
+/// file failed and why.
+fn write_partial<B, M, O>(
+    store: &dyn Store,
+    partial: &Path,
+    model: &M,
+    optimizer: &O,
+    state: &TrainState,
+) -> std::result::Result<(), String>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    O: Optimizer<M, B>,
+{
+    let encoder = Encoder::default();
+    let encoded = |e: burn::record::RecorderError| format!("encoding: {e:?}");
+    let model_bin = Recorder::<B>::record(&encoder, model.clone().into_record(), ()).map_err(encoded)?;
+    let optimizer_bin = Recorder::<B>::record(&encoder, optimizer.to_record(), ()).map_err(encoded)?;
+    let state_json = serde_json::to_vec_pretty(state).expect("the train state serialises");
+    let mut files = BTreeMap::new();
+    let write = |name: &str, bytes: &[u8]| store.write(&partial.join(name), bytes).map_err(|e| format!("writing {name}: {e}"));
+    for (name, bytes) in FILES.into_iter().zip([&model_bin, &optimizer_bin, &state_json]) {
+        write(name, bytes)?;
+        let mut hasher = Sha256::new();
+        hasher.update(bytes);
+        files.insert(name.to_string(), hex(hasher));
+    }
+    let manifest = serde_json::to_vec_pretty(&Manifest { step: state.step, files }).expect("serialises");
+    write("manifest.json", &manifest)?;
+    File::open(partial).and_then(|f| f.sync_all()).map_err(|e| format!("syncing the folder: {e}"))
 }
 
 /// Why `dir` is not a whole checkpoint, or its state.

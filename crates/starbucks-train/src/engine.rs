@@ -6,7 +6,8 @@
 //! draws its randomness (2DMSE's sizes, SMAE's masks, dropout) from (seed, s, peer) alone, so a
 //! resumed single-device run repeats an uninterrupted one exactly.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use burn::collective::{PeerId, ReduceOperation, all_reduce};
 use burn::module::AutodiffModule;
@@ -73,6 +74,8 @@ pub struct StepReport {
     pub applied: bool,
     /// Tokens this peer read.
     pub tokens: usize,
+    /// A stop was asked for (on any peer): every peer ends the run after this step.
+    pub stop: bool,
 }
 
 /// This engine's place in a data-parallel run.
@@ -93,6 +96,8 @@ pub struct Engine<B: AutodiffBackend, M: AutodiffModule<B>> {
     pub state: TrainState,
     /// Set for a data-parallel peer (registered with burn's collective beforehand).
     pub peer: Option<Peer>,
+    /// Non-zero asks the run to stop after the current step (a signal's number, say).
+    pub stop: Arc<AtomicUsize>,
     device: B::Device,
 }
 
@@ -122,6 +127,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Engine<B, M> {
             max_bad_steps: 10,
             state,
             peer: None,
+            stop: Arc::default(),
             device,
         }
     }
@@ -180,7 +186,10 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Engine<B, M> {
         // Between two all-reduces (barriers), every peer has fetched this step's micro-batches
         // and none has fetched the next step's: the position is the same on every peer.
         let position = data.lock().expect("no peer panics holding the data").position();
-        let losses = self.mean_over_peers(losses)?;
+        // The stop request travels with the losses, so every peer agrees on the step it ends at.
+        let asked = self.stop.load(Ordering::Relaxed) != 0;
+        let mut losses = self.mean_over_peers(losses.into_iter().chain([f64::from(u8::from(asked))]).collect())?;
+        let stop = losses.pop().is_some_and(|v| v > 0.0);
         let loss = losses[0];
         let terms: Vec<(String, f64)> = names.into_iter().zip(losses[1..].iter().copied()).collect();
         let clipped = clip_global_norm(&self.model, grads, self.max_grad_norm);
@@ -209,7 +218,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Engine<B, M> {
                 self.state.bad_in_row, self.state.step, self.max_bad_steps
             )));
         }
-        Ok(StepReport { step: self.state.step, lr, loss, terms, grad_norm: clipped.norm, applied, tokens })
+        Ok(StepReport { step: self.state.step, lr, loss, terms, grad_norm: clipped.norm, applied, tokens, stop })
     }
 
     /// The trained module without autodiff.

@@ -29,6 +29,9 @@ pub enum Error {
     /// The evaluation during training failed.
     #[error("evaluation: {0}")]
     Eval(String),
+    /// A stop was asked for ([`crate::RunOptions::stop`]): the run ended after `step`.
+    #[error("stopped after step {step}; checkpoint {} written; continue with --resume", checkpoint.display())]
+    Interrupted { step: usize, checkpoint: PathBuf },
 }
 
 impl Error {

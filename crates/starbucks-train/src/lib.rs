@@ -9,6 +9,7 @@
 //! - [`finetune`] and [`pretrain`]: the two tasks (NLI triplets / retrieval groups; SMAE on
 //!   streamed documents);
 //! - [`checkpoint`]: atomic checkpoints with a hash manifest, resumption from the newest valid;
+//! - [`lock`]: one run per output folder;
 //! - [`run`]: a whole run with progress, logs, `metrics.jsonl`, periodic evaluation through a
 //!   caller's function, and the final model folder.
 //!
@@ -20,6 +21,7 @@ pub mod config;
 pub mod engine;
 mod error;
 pub mod finetune;
+pub mod lock;
 mod optim;
 pub mod pretrain;
 pub mod run;

@@ -3,6 +3,7 @@
 //! periodically, and write the final model folder. The output folder:
 //!
 //! ```text
+//! .lock            held while a run uses the folder (see `lock`)
 //! config.toml      the resolved config (every default written out)
 //! metrics.jsonl    one line per step, plus one per evaluation
 //! checkpoints/     step-00000100/ … (the newest `checkpoint.keep`)
@@ -12,7 +13,8 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use burn::collective::{self, CollectiveConfig, PeerId};
@@ -34,6 +36,7 @@ use crate::config::{DataFormat, Method, RunConfig, Task as TaskKind};
 use crate::engine::{DataSource, Engine, Peer, StepReport, Task};
 use crate::error::{Error, Result};
 use crate::finetune::{Examples, FinetuneData, FinetuneTask};
+use crate::lock::{self, LOCK_FILE};
 use crate::optim::{LrSchedule, adamw};
 use crate::pretrain::{PretrainData, PretrainModel, PretrainTask};
 
@@ -50,6 +53,9 @@ pub struct RunOptions {
     pub resume: bool,
     /// Draw a progress bar on stderr (when it is a terminal).
     pub progress: bool,
+    /// Set it non-zero (a signal handler does) to end the run after the current step with a
+    /// checkpoint: the run returns [`Error::Interrupted`], and `--resume` continues it exactly.
+    pub stop: Arc<AtomicUsize>,
 }
 
 /// What a finished run did.
@@ -88,10 +94,11 @@ fn input<E: std::fmt::Display>(e: E) -> Error {
 /// Refuses an output folder that holds something other than this run (or anything, without
 /// `resume`).
 fn check_output(config: &RunConfig, output: &Path, resume: bool) -> Result<()> {
-    let occupied = output.is_dir() && std::fs::read_dir(output).map_err(input)?.next().is_some();
     if output.exists() && !output.is_dir() {
         return Err(Error::Input(format!("{}: the output path is a file", output.display())));
     }
+    let occupied = output.is_dir()
+        && std::fs::read_dir(output).map_err(input)?.filter_map(|e| e.ok()).any(|e| e.file_name() != LOCK_FILE);
     if !occupied {
         return Ok(());
     }
@@ -148,6 +155,7 @@ fn common(config: &RunConfig, options: &RunOptions) -> Result<Common> {
     let sizes = SizeList::new(sizes, &bert).map_err(|e| Error::Input(format!("key `objective.sizes`: {e}")))?;
     let pooling =
         config.model.pooling.unwrap_or(if config.data.format.is_retrieval() { Pooling::Cls } else { Pooling::Mean });
+    lock::check_free(&output)?;
     check_output(config, &output, options.resume)?;
     let sentence = SentenceConfig { max_seq_length: max_len, pooling, ..sentence };
     Ok(Common { config: config.clone(), output, bert, sentence, tokenizer, sizes, pooling, progress: options.progress })
@@ -299,9 +307,13 @@ pub fn run<B: AutodiffBackend>(
         TaskKind::Pretrain => {
             let (task, data) = pretrain_task(&c)?;
             let encoder = load_encoder::<B>(&c, device)?;
-            let mut smae = Smae::new(&encoder, &c.bert, device);
-            smae.head = MlmHead::from_safetensors_or_new(&c.bert, &config.model.path.join("model.safetensors"), device)
+            // Every parameter a run creates is drawn from its seed (burn's generator is global and
+            // seeded from the clock otherwise), and drawn now: burn initialises lazily.
+            B::seed(device, config.train.seed);
+            let head = MlmHead::from_safetensors_or_new(&c.bert, &config.model.path.join("model.safetensors"), device)
                 .map_err(input)?;
+            settle(&head);
+            let smae = Smae::new(&encoder, head);
             let total = config.train.max_steps.expect("checked with the config");
             drive(&c, options, task, data, PretrainModel { encoder, smae }, total, devices, eval)
         }
@@ -422,6 +434,7 @@ fn engines<B: AutodiffBackend, M: AutodiffModule<B>>(
             engine.grad_accum = t.grad_accum;
             engine.max_bad_steps = t.max_bad_steps;
             engine.peer = (world > 1).then_some(Peer { rank, world });
+            engine.stop = options.stop.clone();
             Ok(engine)
         })
         .collect()
@@ -446,7 +459,9 @@ fn follow<B: AutodiffBackend, T: Task<B>>(
 ) -> Result<()> {
     register(&engine, device)?;
     while engine.state.step < total_steps {
-        engine.step(task, data)?;
+        if engine.step(task, data)?.stop {
+            break;
+        }
     }
     Ok(())
 }
@@ -468,7 +483,9 @@ where
 {
     let t = &c.config.train;
     let out = &c.output;
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let _lock = lock::lock(out)?;
+    // Checked again under the lock: a run that held the folder meanwhile may have filled it.
+    check_output(&c.config, out, options.resume)?;
     checkpoint::write_atomic(&out.join("config.toml"), c.config.to_toml().as_bytes())?;
 
     let schedule = LrSchedule {
@@ -610,9 +627,13 @@ where
                 skipped = engine.state.skipped,
             );
         }
-        if report.step % c.config.checkpoint.every == 0 || report.step == total_steps {
+        if report.step % c.config.checkpoint.every == 0 || report.step == total_steps || report.stop {
             let dir = save(&engine)?;
             tracing::info!("checkpoint {}", dir.display());
+            if report.stop {
+                bar.finish_and_clear();
+                return Err(Error::Interrupted { step: report.step, checkpoint: dir });
+            }
         }
         if let Some(eval) = eval.as_deref_mut()
             && eval_every > 0
