@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use starbucks_data::eval::{read_id_text, read_stsb, read_trec_qrels, read_trec_run};
-use starbucks_eval::retrieval::{RetrievalConfig, RetrievalTask, write_trec_run};
+use starbucks_eval::retrieval::{RetrievalConfig, RetrievalTask, trec_run_text};
 use starbucks_eval::{retrieval, sts};
 use starbucks_model::{Embedder, Pooling, Size};
 use starbucks_tests::{TestBackend, minilm_dir, workspace_root};
@@ -70,7 +70,7 @@ fn reranking_bm25_on_dl20_writes_a_run_per_size() {
     assert!(runs[1].scores.ndcg_cut_10 > 0.3, "the full model ranks well: {}", runs[1].scores.ndcg_cut_10);
     let out = tempfile::tempdir().unwrap();
     let path = out.path().join("run.trec");
-    write_trec_run(&path, &runs[1].run, "minilm").unwrap();
+    std::fs::write(&path, trec_run_text(&runs[1].run, "minilm")).unwrap();
     let written = read_trec_run(&path).unwrap();
     assert_eq!(written.len(), runs[1].run.values().map(Vec::len).sum::<usize>());
     assert_eq!(written[0].rank, 1);

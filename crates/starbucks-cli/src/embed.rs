@@ -7,11 +7,12 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::backend::Backend;
 use indicatif::{ProgressBar, ProgressStyle};
+use starbucks_data::output::{Staged, check_writable};
 use starbucks_model::Embedder;
 
 use crate::args::{EmbedArgs, EmbedFormat};
@@ -71,42 +72,6 @@ fn same_file(input: &Path, output: &Path) -> bool {
     matches!((input.canonicalize(), output.canonicalize()), (Ok(a), Ok(b)) if a == b)
 }
 
-/// A file written under a hidden name beside `path` and renamed to it by [`Staged::commit`];
-/// removed when dropped uncommitted.
-struct Staged {
-    path: PathBuf,
-    staging: PathBuf,
-    file: Option<File>,
-}
-
-impl Staged {
-    fn create(path: &Path) -> Result<Self> {
-        let name = path.file_name().with_context(|| format!("{}: not a file name", path.display()))?;
-        let staging = path.with_file_name(format!(".{}.partial-{}", name.to_string_lossy(), std::process::id()));
-        let file = File::create(&staging).with_context(|| format!("{}: cannot create", staging.display()))?;
-        Ok(Staged { path: path.to_path_buf(), staging, file: Some(file) })
-    }
-
-    fn file(&mut self) -> &mut File {
-        self.file.as_mut().expect("present until commit")
-    }
-
-    fn commit(mut self) -> Result<()> {
-        let file = self.file.take().expect("present until commit");
-        file.sync_all().with_context(|| format!("{}: cannot write", self.path.display()))?;
-        drop(file);
-        std::fs::rename(&self.staging, &self.path).with_context(|| format!("{}: cannot write", self.path.display()))
-    }
-}
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = std::fs::remove_file(&self.staging);
-        }
-    }
-}
-
 pub fn run<B: Backend>(args: EmbedArgs, device: &B::Device) -> Result<()> {
     if let Some(output) = &args.output
         && same_file(&args.input, output)
@@ -117,7 +82,13 @@ pub fn run<B: Backend>(args: EmbedArgs, device: &B::Device) -> Result<()> {
         bail!("--format npy needs --output FILE");
     }
     let (input, total_bytes) = open_input(&args.input)?;
-    let mut staged = args.output.as_deref().map(Staged::create).transpose()?;
+    let mut staged = match args.output.as_deref() {
+        Some(path) => {
+            check_writable(path).map_err(anyhow::Error::msg)?;
+            Some(Staged::create(path).with_context(|| format!("{}: cannot create", path.display()))?)
+        }
+        None => None,
+    };
     let embedder = Embedder::<B>::from_pretrained(&args.model, device)?.with_batch_size(args.batch_size);
     let size = args.size.unwrap_or_else(|| embedder.full_size());
     size.check_within(embedder.full_size())?;
@@ -178,7 +149,7 @@ pub fn run<B: Backend>(args: EmbedArgs, device: &B::Device) -> Result<()> {
             file.seek(SeekFrom::Start(0))?;
             file.write_all(&header).with_context(|| format!("{}: cannot write", written()))?;
         }
-        staged.commit()?;
+        staged.commit().with_context(|| format!("{}: cannot write", written()))?;
     }
     Ok(())
 }

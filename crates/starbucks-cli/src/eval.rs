@@ -1,15 +1,16 @@
 //! `starbucks eval`: STS and retrieval at every size (and the grid), for one or more models.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::backend::Backend;
 use starbucks_data::eval::{
     StsPair, read_beir, read_id_text, read_semeval_dir, read_sick, read_stsb, read_trec_qrels, read_trec_run,
 };
+use starbucks_data::output::{check_writable, write_atomic};
 use starbucks_eval::report::{Report, Row, compare, heatmap_svg};
-use starbucks_eval::retrieval::{RetrievalConfig, RetrievalTask, Similarity, write_trec_run};
+use starbucks_eval::retrieval::{RetrievalConfig, RetrievalTask, Similarity, trec_run_text};
 use starbucks_eval::{retrieval, sts, throughput};
 use starbucks_model::{Embedder, Pooling};
 
@@ -91,8 +92,11 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
     }
     let datasets = sts_datasets(&args)?;
     let retrieval_task = retrieval_data(&args)?;
-    std::fs::create_dir_all(&args.output).with_context(|| format!("{}: cannot create", args.output.display()))?;
+    check_writable(&args.output).map_err(anyhow::Error::msg)?;
 
+    // Every file is written at the end, each whole: a failed run creates no folder and leaves
+    // an earlier report as it was.
+    let mut files: Vec<(PathBuf, String)> = Vec::new();
     let mut reports = Vec::new();
     for (i, dir) in args.models.iter().enumerate() {
         let name = args.names.get(i).cloned().unwrap_or_else(|| file_stem(dir));
@@ -113,11 +117,15 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
                     values: s.per_size.iter().map(|(_, c)| c.spearman).collect(),
                 });
             }
-            if scores.len() > 1 {
+            // A dev split is for choosing, not for reporting: the average leaves it out (STS-B
+            // dev and test averaged together would count one benchmark twice).
+            let averaged: Vec<_> = scores.iter().filter(|s| !s.dataset.contains("dev")).collect();
+            if averaged.len() > 1 {
                 let avg = (0..args.sizes.len())
-                    .map(|j| scores.iter().map(|s| s.per_size[j].1.spearman).sum::<f64>() / scores.len() as f64)
+                    .map(|j| averaged.iter().map(|s| s.per_size[j].1.spearman).sum::<f64>() / averaged.len() as f64)
                     .collect();
-                rows.push(Row { name: "STS average Spearman".into(), values: avg });
+                let names: Vec<&str> = averaged.iter().map(|s| s.dataset.as_str()).collect();
+                rows.push(Row { name: format!("STS average Spearman ({})", names.join(", ")), values: avg });
             }
         }
         let grid = if args.grid && !datasets.is_empty() {
@@ -126,9 +134,7 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
             None
         };
         if let Some(grid) = &grid {
-            let path = args.output.join(format!("grid-{name}.svg"));
-            std::fs::write(&path, heatmap_svg(grid, &format!("{name}: {}", grid.metric)))
-                .with_context(|| format!("{}: cannot write", path.display()))?;
+            files.push((format!("grid-{name}.svg").into(), heatmap_svg(grid, &format!("{name}: {}", grid.metric))));
         }
         let throughput = if args.no_throughput || datasets.is_empty() {
             Vec::new()
@@ -161,12 +167,10 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
                 ..Default::default()
             };
             let runs = retrieval::evaluate(&retriever, &task, &args.sizes, config)?;
-            let run_dir = args.output.join("runs").join(&name);
-            std::fs::create_dir_all(&run_dir).with_context(|| format!("{}: cannot create", run_dir.display()))?;
             for r in &runs {
-                let path = run_dir.join(format!("run.{}x{}.trec", r.size.layers, r.size.dims));
-                write_trec_run(&path, &r.run, &format!("{name}-{}x{}", r.size.layers, r.size.dims))
-                    .with_context(|| format!("{}: cannot write", path.display()))?;
+                let (layers, dims) = (r.size.layers, r.size.dims);
+                let path = Path::new("runs").join(&name).join(format!("run.{layers}x{dims}.trec"));
+                files.push((path, trec_run_text(&r.run, &format!("{name}-{layers}x{dims}"))));
             }
             for (label, pick) in [
                 ("nDCG@10", (|s: &starbucks_eval::metrics::RetrievalScores| s.ndcg_cut_10) as fn(&_) -> f64),
@@ -189,11 +193,13 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
         markdown.push_str(&compare(&reports));
     }
     print!("{markdown}");
-    let write = |file: &str, text: String| {
+    files.push(("report.md".into(), markdown));
+    files.push(("report.json".into(), serde_json::to_string_pretty(&reports)? + "\n"));
+    for (file, text) in files {
         let path = args.output.join(file);
-        std::fs::write(&path, text).with_context(|| format!("{}: cannot write", path.display()))
-    };
-    write("report.md", markdown)?;
-    write("report.json", serde_json::to_string_pretty(&reports)? + "\n")?;
+        let folder = path.parent().expect("a file under the output folder");
+        std::fs::create_dir_all(folder).with_context(|| format!("{}: cannot create", folder.display()))?;
+        write_atomic(&path, text.as_bytes()).with_context(|| format!("{}: cannot write", path.display()))?;
+    }
     Ok(())
 }

@@ -344,3 +344,81 @@ fn a_vocab_size_below_the_tokenizers_is_refused_on_load() {
     let (code, _, stderr) = starbucks(&["similarity", "--model", dir.path().to_str().unwrap(), "a", "b"]);
     assert_clean_failure(code, &stderr, "`vocab_size` 1000");
 }
+
+/// Issue 17, item 13: "model folder not found" was printed twice for a file; a missing
+/// `hidden_size` defaulted to 768 and the error blamed the weights; `eval` left an empty output
+/// folder for a bad model; an output under an unwritable path failed only after the model loaded.
+#[test]
+fn bad_models_and_outputs_are_named_once_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("eval");
+    let o = out.to_str().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let stsb = format!("{}/../../data/stsb/sts-test.csv", env!("CARGO_MANIFEST_DIR"));
+    let eval = |model: &str, output: &str| starbucks(&["eval", "--model", model, "--output", output, "--stsb", &stsb]);
+    let (code, _, stderr) = eval(file.to_str().unwrap(), o);
+    assert_clean_failure(code, &stderr, "a-file: a file, not a model folder");
+    assert_eq!(stderr.matches("folder").count(), 1, "said once: {stderr}");
+    assert!(!out.exists(), "no output folder for a bad model");
+
+    let no_weights = dir.path().join("no-weights");
+    std::fs::create_dir(&no_weights).unwrap();
+    std::fs::copy(format!("{}/config.json", minilm()), no_weights.join("config.json")).unwrap();
+    let (code, _, stderr) = eval(no_weights.to_str().unwrap(), o);
+    assert_clean_failure(code, &stderr, "no-weights/");
+    assert_eq!(stderr.matches("No such file or directory").count(), 1, "the reason once: {stderr}");
+    assert!(!out.exists(), "no output folder for a bad model");
+
+    let unshaped = dir.path().join("unshaped");
+    std::fs::create_dir(&unshaped).unwrap();
+    edited_minilm(&unshaped, |c| drop(c.as_object_mut().unwrap().remove("hidden_size")), |_, _, _| {});
+    let (code, _, stderr) = eval(unshaped.to_str().unwrap(), o);
+    assert_clean_failure(code, &stderr, "config.json: missing field `hidden_size`");
+
+    // Refused before the model loads: the message names the output and the folder it needs.
+    for (output, needle) in [
+        (file.join("eval"), "a-file is a file, not a folder".to_string()),
+        ("/proc/no-such/eval".into(), "/proc/no-such/eval: cannot write in /proc".to_string()),
+    ] {
+        let o = output.to_str().unwrap();
+        let (code, _, stderr) = eval("/nonexistent/model", o);
+        assert_clean_failure(code, &stderr, &needle);
+        let (code, _, stderr) =
+            starbucks(&["embed", "--model", "/nonexistent/model", "--input", "/dev/null", "--output", o]);
+        assert_clean_failure(code, &stderr, &needle);
+    }
+}
+
+/// Issue 17, item 14: the STS average (the demo's) averaged STS-B dev and test together.
+#[test]
+fn the_sts_average_leaves_out_dev_splits() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = "g\tf\t2012\t1\t5.0\tA cat sits.\tA cat is sitting.\ng\tf\t2012\t2\t0.5\tA cat sits.\tStocks fell.\n\
+                 g\tf\t2012\t3\t3.0\tA dog runs.\tA dog is running fast.\ng\tf\t2012\t4\t1.0\tA dog runs.\tIt rains.\n";
+    let mut args = vec!["eval".to_string(), "--model".into(), minilm(), "--sizes".into(), "1,32 6,384".into()];
+    for (name, text) in [
+        ("sts-dev.csv", pairs.to_string()),
+        ("sts-test.csv", pairs.replace("5.0", "0.1")),
+        ("other.csv", pairs.to_string()),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        args.extend(["--stsb".into(), path.display().to_string()]);
+    }
+    let out = dir.path().join("out");
+    args.extend(["--no-throughput".into(), "--output".into(), out.display().to_string()]);
+    let (code, _, stderr) = starbucks(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let rows = report[0]["rows"].as_array().unwrap();
+    let row = |name: &str| rows.iter().find(|r| r["name"] == name).unwrap_or_else(|| panic!("{name}: {rows:?}"));
+    let average = row("STS average Spearman (sts-test, other)");
+    for j in 0..2 {
+        let want = (row("sts-test Spearman")["values"][j].as_f64().unwrap()
+            + row("other Spearman")["values"][j].as_f64().unwrap())
+            / 2.0;
+        assert!((average["values"][j].as_f64().unwrap() - want).abs() < 1e-12, "{average}");
+    }
+}

@@ -110,9 +110,10 @@ fn signal(mut child: std::process::Child, signal: &str) -> (i32, String) {
 
 /// The step a run stopped by a signal says it stopped after, checked against its checkpoints.
 fn stopped_after(stderr: &str, name: &str, output: &Path) -> usize {
-    let line = stderr.lines().find(|l| l.starts_with(&format!("{name} received: stopped after step"))).unwrap_or_else(
-        || panic!("one line says the run stopped: {stderr}"),
-    );
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} received: stopped after step")))
+        .unwrap_or_else(|| panic!("one line says the run stopped: {stderr}"));
     let step: usize = line.split("step ").nth(1).unwrap().split(';').next().unwrap().parse().unwrap();
     let checkpoint = output.join(format!("checkpoints/step-{step:08}"));
     assert!(line.contains(&checkpoint.display().to_string()) && line.contains("--resume"), "{line}");
@@ -157,8 +158,11 @@ fn a_killed_run_resumes_to_the_same_weights_and_skips_a_corrupt_checkpoint() {
     // --resume, and the live run goes on.
     for extra in [&[][..], &["--resume"][..]] {
         let (code, stdout, stderr) = finetune(&config, &killed, extra);
-        assert_eq!(code, 2, "{stdout}
-{stderr}");
+        assert_eq!(
+            code, 2,
+            "{stdout}
+{stderr}"
+        );
         let pid = format!("another run (pid {}) is using this output folder", child.id());
         assert!(stderr.contains(&pid) && stderr.contains(".lock"), "{stderr}");
     }
@@ -202,8 +206,11 @@ fn a_killed_run_resumes_to_the_same_weights_and_skips_a_corrupt_checkpoint() {
     let step = stopped_after(&stderr, "SIGTERM", &stopped);
     assert!((3..8).contains(&step), "{stderr}");
     let (code, stdout, stderr) = finetune(&config, &stopped, &["--resume"]);
-    assert_eq!(code, 0, "{stdout}
-{stderr}");
+    assert_eq!(
+        code, 0,
+        "{stdout}
+{stderr}"
+    );
     assert!(stdout.contains(&format!("resumed from step {step}")), "{stdout}");
     assert_eq!(weights(&stopped), weights(&whole), "resumed weights are bit-identical");
     assert_eq!(losses(&stopped), whole_losses);
@@ -251,6 +258,13 @@ fn bad_input_is_one_line_exit_code_2_and_writes_nothing() {
     assert_bad_input(&with(&["--set", "model.max_seq_length=0"]), "model.max_seq_length", &out);
     assert_bad_input(&["pretrain", "--config", c, "--output", o], "starbucks finetune", &out);
     assert_bad_input(&["finetune", "--config", "/nonexistent/run.toml", "--output", o], "/nonexistent/run.toml", &out);
+    // Issue 17, item 13: masking errors said `key data` without naming the key.
+    let pretrain = pretrain_config(dir.path());
+    let p = pretrain.to_str().unwrap();
+    for (set, key) in [("data.decoder_ratio=0.1", "key `data.decoder_ratio`"), ("data.max_len=2", "key `data.max_len`")]
+    {
+        assert_bad_input(&["pretrain", "--config", p, "--output", o, "--set", set], key, &out);
+    }
 
     // An output folder that holds another run is left as it is.
     let other = dir.path().join("other");
@@ -350,8 +364,11 @@ fn pretraining_repeats_bit_identically_and_resumes_to_the_same_weights() {
         let mut a = args(output);
         a.extend(extra.iter().map(|s| s.to_string()));
         let (code, stdout, stderr) = starbucks(&a.iter().map(String::as_str).collect::<Vec<_>>());
-        assert_eq!(code, 0, "{stdout}
-{stderr}");
+        assert_eq!(
+            code, 0,
+            "{stdout}
+{stderr}"
+        );
     };
     let (first, second) = (dir.path().join("first"), dir.path().join("second"));
     run(&first, &[]);
@@ -361,7 +378,8 @@ fn pretraining_repeats_bit_identically_and_resumes_to_the_same_weights() {
 
     let killed = dir.path().join("killed");
     let a = args(&killed);
-    let mut child = spawn_until(&a.iter().map(String::as_str).collect::<Vec<_>>(), &killed.join("checkpoints/step-00000002"));
+    let mut child =
+        spawn_until(&a.iter().map(String::as_str).collect::<Vec<_>>(), &killed.join("checkpoints/step-00000002"));
     child.kill().unwrap();
     child.wait().unwrap();
     run(&killed, &["--resume"]);

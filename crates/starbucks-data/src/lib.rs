@@ -6,7 +6,8 @@
 //! - [`masking`]: SMAE pre-training examples (window, whole-word masks, encoder ⊂ decoder);
 //! - [`finetune`]: NLI triplets and pairs, MS MARCO (Tevatron JSONL, official triples), groups;
 //! - [`eval`]: STS-B, SemEval STS, SICK, BEIR, TREC qrels and runs, id-text collections;
-//! - [`batching`]: padding to the batch's longest, seeded (length-grouped) batch orders.
+//! - [`batching`]: padding to the batch's longest, seeded (length-grouped) batch orders;
+//! - [`output`]: output files written whole or not at all, and outputs checked writable early.
 //!
 //! Every error names the file or URL and the line or row ([`DataError`]).
 //!
@@ -21,5 +22,6 @@ pub mod fineweb;
 pub mod http;
 pub mod lines;
 pub mod masking;
+pub mod output;
 
 pub use error::{DataError, Location, Result};

@@ -26,6 +26,26 @@ pub struct MaskingConfig {
     pub random_token_share: f64,
 }
 
+impl MaskingConfig {
+    /// The first field out of range, named: `max_len` ≥ 3 ([CLS], a token, [SEP]) and
+    /// 0 ≤ `encoder_ratio` ≤ `decoder_ratio` ≤ 1 (the encoder's masks are a subset of the decoder's).
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.max_len < 3 {
+            return Err(format!("`max_len` must be at least 3 (got {})", self.max_len));
+        }
+        if !(0.0..=1.0).contains(&self.encoder_ratio) {
+            return Err(format!("`encoder_ratio` must be in [0, 1] (got {})", self.encoder_ratio));
+        }
+        if !(self.encoder_ratio..=1.0).contains(&self.decoder_ratio) {
+            return Err(format!(
+                "`decoder_ratio` must be in [encoder_ratio, 1] = [{}, 1] (got {})",
+                self.encoder_ratio, self.decoder_ratio
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for MaskingConfig {
     fn default() -> Self {
         MaskingConfig {
@@ -74,16 +94,7 @@ impl SmaeMasker {
                 .ok_or_else(|| DataError::whole(&name, format!("the vocabulary has no {token} token")))
         };
         let (cls, sep, mask) = (id("[CLS]")?, id("[SEP]")?, id("[MASK]")?);
-        if config.max_len < 3
-            || !(0.0..=1.0).contains(&config.encoder_ratio)
-            || config.encoder_ratio > config.decoder_ratio
-            || config.decoder_ratio > 1.0
-        {
-            return Err(DataError::whole(
-                "masking config",
-                "need max_len >= 3 and 0 <= encoder_ratio <= decoder_ratio <= 1",
-            ));
-        }
+        config.check().map_err(|message| DataError::whole("masking config", message))?;
         let vocab_size = tokenizer.get_vocab_size(true) as u32;
         Ok(SmaeMasker { tokenizer, config, cls, sep, mask, vocab_size })
     }

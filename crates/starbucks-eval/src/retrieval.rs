@@ -3,8 +3,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::io::Write;
-use std::path::Path;
+use std::fmt::Write;
 
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
@@ -154,15 +153,15 @@ pub fn evaluate<B: Backend>(
         .collect())
 }
 
-/// Writes a run in TREC format: `qid Q0 docid rank score tag`, queries sorted by id.
-pub fn write_trec_run(path: &Path, run: &Run, tag: &str) -> std::io::Result<()> {
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+/// A run in TREC format: `qid Q0 docid rank score tag`, queries sorted by id.
+pub fn trec_run_text(run: &Run, tag: &str) -> String {
+    let mut out = String::new();
     let mut qids: Vec<&String> = run.keys().collect();
     qids.sort();
     for qid in qids {
         for (rank, (doc, score)) in run[qid].iter().enumerate() {
-            writeln!(out, "{qid} Q0 {doc} {} {score:.6} {tag}", rank + 1)?;
+            writeln!(out, "{qid} Q0 {doc} {} {score:.6} {tag}", rank + 1).expect("a String takes any write");
         }
     }
-    out.flush()
+    out
 }

@@ -18,18 +18,15 @@ pub enum HiddenAct {
     Relu,
 }
 
-/// HuggingFace `BertConfig`. Defaults are HF's; keys this crate does not use are ignored.
+/// HuggingFace `BertConfig`. The five keys that shape the weights are required (a default of
+/// bert-base's would surface later as a weight-shape error blaming the weights); the others
+/// default as HF's do; keys this crate does not use are ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BertConfig {
-    #[serde(default = "defaults::vocab_size")]
     pub vocab_size: usize,
-    #[serde(default = "defaults::hidden_size")]
     pub hidden_size: usize,
-    #[serde(default = "defaults::num_hidden_layers")]
     pub num_hidden_layers: usize,
-    #[serde(default = "defaults::num_attention_heads")]
     pub num_attention_heads: usize,
-    #[serde(default = "defaults::intermediate_size")]
     pub intermediate_size: usize,
     #[serde(default = "defaults::hidden_act")]
     pub hidden_act: HiddenAct,
@@ -55,21 +52,6 @@ pub struct BertConfig {
 
 mod defaults {
     use super::HiddenAct;
-    pub fn vocab_size() -> usize {
-        30522
-    }
-    pub fn hidden_size() -> usize {
-        768
-    }
-    pub fn num_hidden_layers() -> usize {
-        12
-    }
-    pub fn num_attention_heads() -> usize {
-        12
-    }
-    pub fn intermediate_size() -> usize {
-        3072
-    }
     pub fn hidden_act() -> HiddenAct {
         HiddenAct::Gelu
     }
@@ -148,23 +130,39 @@ impl BertConfig {
 mod tests {
     use super::*;
 
+    /// bert-base's shape keys, with `extra`'s keys over them.
+    fn bert_base(extra: &str) -> serde_json::Result<BertConfig> {
+        let mut json = serde_json::json!({"vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12,
+            "num_attention_heads": 12, "intermediate_size": 3072});
+        let extra: serde_json::Map<String, serde_json::Value> = serde_json::from_str(extra).unwrap();
+        json.as_object_mut().unwrap().extend(extra);
+        serde_json::from_value(json)
+    }
+
     #[test]
-    fn defaults_are_bert_base() {
-        let config: BertConfig = serde_json::from_str("{}").unwrap();
-        assert_eq!((config.hidden_size, config.num_hidden_layers, config.head_dim()), (768, 12, 64));
+    fn defaults_are_hf_ones() {
+        let config = bert_base("{}").unwrap();
+        assert_eq!((config.head_dim(), config.max_position_embeddings, config.type_vocab_size), (64, 512, 2));
         assert_eq!(config.hidden_act, HiddenAct::Gelu);
         assert!(config.validate().is_ok());
     }
 
     #[test]
+    fn a_missing_shape_key_is_named() {
+        // Issue 17, item 13: a missing hidden_size defaulted to 768.
+        let error = serde_json::from_str::<BertConfig>(r#"{"vocab_size": 50, "num_hidden_layers": 2}"#).unwrap_err();
+        assert!(error.to_string().contains("missing field `hidden_size`"), "{error}");
+    }
+
+    #[test]
     fn invalid_values_name_the_key() {
-        let check = |json: &str| serde_json::from_str::<BertConfig>(json).unwrap().validate().unwrap_err();
+        let check = |json: &str| bert_base(json).unwrap().validate().unwrap_err();
         assert!(check(r#"{"hidden_size": 100, "num_attention_heads": 12}"#).contains("not divisible"));
         assert!(check(r#"{"num_hidden_layers": 0}"#).contains("num_hidden_layers"));
         assert!(check(r#"{"position_embedding_type": "relative_key"}"#).contains("position_embedding_type"));
         assert!(check(r#"{"hidden_dropout_prob": 1.5}"#).contains("hidden_dropout_prob"));
-        assert!(serde_json::from_str::<BertConfig>(r#"{"hidden_act": "swish"}"#).is_err());
-        let tanh: BertConfig = serde_json::from_str(r#"{"hidden_act": "gelu_pytorch_tanh"}"#).unwrap();
+        assert!(bert_base(r#"{"hidden_act": "swish"}"#).is_err());
+        let tanh = bert_base(r#"{"hidden_act": "gelu_pytorch_tanh"}"#).unwrap();
         assert_eq!(tanh.hidden_act, HiddenAct::GeluNew);
     }
 }

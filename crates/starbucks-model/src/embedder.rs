@@ -165,7 +165,8 @@ impl<B: Backend> Embedder<B> {
     pub fn from_pretrained(dir: impl AsRef<Path>, device: &B::Device) -> Result<Self> {
         let dir = dir.as_ref();
         if !dir.is_dir() {
-            return Err(Error::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, "model folder not found")));
+            let why = if dir.exists() { "a file, not a model folder" } else { "model folder not found" };
+            return Err(Error::invalid(dir, why));
         }
         let config = BertConfig::from_file(dir.join("config.json"))?;
         let sentence = SentenceConfig::from_dir(dir, &config)?;

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read (missing, unreadable).
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    /// (`error` is in the message, so it is not also a `source`: a chain printer would repeat it.)
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
     /// A file was read but its content is wrong (bad JSON, bad value, truncated data).
     #[error("{}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
@@ -25,8 +26,8 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        Error::Io { path: path.to_path_buf(), source }
+    pub(crate) fn io(path: &Path, error: std::io::Error) -> Self {
+        Error::Io { path: path.to_path_buf(), error }
     }
 
     pub(crate) fn invalid(path: &Path, message: impl Into<String>) -> Self {
@@ -48,8 +49,10 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let key = e.path().to_string();
         let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() || key == "." {
+        if inner.is_syntax() || inner.is_eof() {
             Error::invalid(path, format!("not valid JSON: {inner}"))
+        } else if key == "." {
+            Error::invalid(path, inner.to_string())
         } else {
             Error::invalid(path, format!("key `{key}`: {inner}"))
         }

@@ -110,7 +110,9 @@ mod tests {
 
     #[test]
     fn checks_against_the_model() {
-        let config: BertConfig = serde_json::from_str(r#"{"num_hidden_layers": 6, "hidden_size": 384}"#).unwrap();
+        let config: BertConfig = serde_json::from_str(
+            r#"{"vocab_size": 30522, "intermediate_size": 1536, "num_hidden_layers": 6, "hidden_size": 384, "num_attention_heads": 12}"#,
+        ).unwrap();
         assert!(Size::new(6, 384).check(&config).is_ok());
         assert!(Size::new(7, 32).check(&config).is_err());
         assert!(Size::new(1, 385).check(&config).is_err());

@@ -114,7 +114,7 @@ fn check(fixture: &Fixture, case: &str, out: &LossOutput<B>, leaves: &[(&str, &[
 
 fn minilm_sizes() -> SizeList {
     let config: BertConfig =
-        serde_json::from_str(r#"{"num_hidden_layers": 6, "hidden_size": 384, "num_attention_heads": 12}"#).unwrap();
+        serde_json::from_str(r#"{"vocab_size": 30522, "intermediate_size": 1536, "num_hidden_layers": 6, "hidden_size": 384, "num_attention_heads": 12}"#).unwrap();
     SizeList::new(Size::parse_list("1,32 2,64 3,96 4,128 5,256 6,384").unwrap(), &config).unwrap()
 }
 

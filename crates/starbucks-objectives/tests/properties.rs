@@ -110,7 +110,7 @@ fn mse2d_draws_are_seeded_and_uniform() {
 #[test]
 fn misconfigured_size_lists_are_clear_errors() {
     let config: BertConfig =
-        serde_json::from_str(r#"{"num_hidden_layers": 6, "hidden_size": 384, "num_attention_heads": 12}"#).unwrap();
+        serde_json::from_str(r#"{"vocab_size": 30522, "intermediate_size": 1536, "num_hidden_layers": 6, "hidden_size": 384, "num_attention_heads": 12}"#).unwrap();
     let list = |s: &str| SizeList::new(Size::parse_list(s).unwrap(), &config);
     assert!(list("1,32 2,64 3,96 4,128 5,256 6,384").is_ok());
     assert_eq!(list(""), Err(SizeListError::Empty));

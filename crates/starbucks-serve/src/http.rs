@@ -62,7 +62,7 @@ impl Drop for InFlight<'_> {
 /// request has been answered.
 pub async fn run(worker: &Worker, info: Arc<ModelInfo>, options: Options, backend: &'static str) -> Result<(), Error> {
     let address = format!("{}:{}", options.host, options.port);
-    let listener = tokio::net::TcpListener::bind(&address).await.map_err(|source| Error::Bind { address, source })?;
+    let listener = tokio::net::TcpListener::bind(&address).await.map_err(|error| Error::Bind { address, error })?;
     let local = listener.local_addr()?;
     let payload_limit = options.payload_limit;
     let app = Arc::new(App {

@@ -35,8 +35,8 @@ pub enum Error {
     Model(#[from] starbucks_model::Error),
     #[error("{0}")]
     Options(String),
-    #[error("cannot listen on {address}: {source}")]
-    Bind { address: String, source: std::io::Error },
+    #[error("cannot listen on {address}: {error}")]
+    Bind { address: String, error: std::io::Error },
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

@@ -88,15 +88,9 @@ fn fsync(path: &Path) -> Result<()> {
     File::open(path).and_then(|f| f.sync_all()).map_err(|e| Error::io(path, e))
 }
 
-/// Writes `text` to `path` through a temporary file, fsync and rename; on failure the
-/// temporary file is removed and `path` is as it was.
+/// Writes `text` to `path` whole or not at all (a failed write leaves `path` as it was).
 pub fn write_atomic(path: &Path, text: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let written = Disk.write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
-    written.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
+    starbucks_data::output::write_atomic(path, text).map_err(|e| Error::io(path, e))
 }
 
 fn step_dir(root: &Path, step: usize) -> PathBuf {
@@ -188,7 +182,8 @@ where
     let optimizer_bin = Recorder::<B>::record(&encoder, optimizer.to_record(), ()).map_err(encoded)?;
     let state_json = serde_json::to_vec_pretty(state).expect("the train state serialises");
     let mut files = BTreeMap::new();
-    let write = |name: &str, bytes: &[u8]| store.write(&partial.join(name), bytes).map_err(|e| format!("writing {name}: {e}"));
+    let write =
+        |name: &str, bytes: &[u8]| store.write(&partial.join(name), bytes).map_err(|e| format!("writing {name}: {e}"));
     for (name, bytes) in FILES.into_iter().zip([&model_bin, &optimizer_bin, &state_json]) {
         write(name, bytes)?;
         let mut hasher = Sha256::new();

@@ -257,9 +257,9 @@ impl RunConfig {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Input(format!("{name}: {e}")))?;
         let mut builder = config::Config::builder().add_source(config::File::from_str(&text, config::FileFormat::Toml));
         for (key, value) in env {
-            builder = builder
-                .set_override(key.as_str(), override_value(value))
-                .map_err(|e| Error::Input(format!("environment STARBUCKS_{}: {e}", key.replace('.', "__"))))?;
+            builder = builder.set_override(key.as_str(), override_value(value)).map_err(|e| {
+                Error::Input(format!("environment STARBUCKS_{}: {e}", key.to_ascii_uppercase().replace('.', "__")))
+            })?;
         }
         for set in sets {
             let (key, value) = set
@@ -270,17 +270,25 @@ impl RunConfig {
                 .map_err(|e| Error::Input(format!("--set {set}: {e}")))?;
         }
         let layered = builder.build().map_err(|e| Error::Input(format!("{name}: {e}")))?;
+        // An error names where its key was given: the last `--set`, the environment, or the file.
+        let origin = |message: &str| {
+            let named = |key: &str| message.contains(&format!("`{key}`"));
+            let set = sets.iter().rev().find(|s| s.split_once('=').is_some_and(|(k, _)| named(k.trim())));
+            let from_env = env.keys().find(|k| named(k));
+            match (set, from_env) {
+                (Some(set), _) => format!("--set {set}"),
+                (None, Some(key)) => format!("environment STARBUCKS_{}", key.to_ascii_uppercase().replace('.', "__")),
+                (None, None) => name.clone(),
+            }
+        };
         let config: RunConfig = serde_path_to_error::deserialize(layered).map_err(|e| {
             let key = e.path().to_string();
             let inner = e.into_inner().to_string();
             let inner = inner.split(" for key").next().unwrap_or(&inner).to_string();
-            if key == "." {
-                Error::Input(format!("{name}: {inner}"))
-            } else {
-                Error::Input(format!("{name}: key `{key}`: {inner}"))
-            }
+            let message = if key == "." { inner } else { format!("key `{key}`: {inner}") };
+            Error::Input(format!("{}: {message}", origin(&message)))
         })?;
-        config.check().map_err(|message| Error::Input(format!("{name}: {message}")))?;
+        config.check().map_err(|message| Error::Input(format!("{}: {message}", origin(&message))))?;
         Ok(config)
     }
 

@@ -9,8 +9,9 @@ pub enum Error {
     #[error("{0}")]
     Input(String),
     /// A file could not be written or read while running.
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    /// (`error` is in the message, so it is not also a `source`: a chain printer would repeat it.)
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
     /// A data file or stream failed while running.
     #[error(transparent)]
     Data(#[from] starbucks_data::DataError),
@@ -35,8 +36,8 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        Error::Io { path: path.to_path_buf(), source }
+    pub(crate) fn io(path: &Path, error: std::io::Error) -> Self {
+        Error::Io { path: path.to_path_buf(), error }
     }
 
     /// True for mistakes in what the user gave (exit code 2), false for failures while running.

@@ -97,6 +97,7 @@ fn check_output(config: &RunConfig, output: &Path, resume: bool) -> Result<()> {
     if output.exists() && !output.is_dir() {
         return Err(Error::Input(format!("{}: the output path is a file", output.display())));
     }
+    starbucks_data::output::check_writable(output).map_err(Error::Input)?;
     let occupied = output.is_dir()
         && std::fs::read_dir(output).map_err(input)?.filter_map(|e| e.ok()).any(|e| e.file_name() != LOCK_FILE);
     if !occupied {
@@ -259,14 +260,15 @@ fn pretrain_task(c: &Common) -> Result<(PretrainTask, PretrainData)> {
         decoder_ratio: d.decoder_ratio.unwrap_or(defaults.decoder_ratio),
         ..defaults
     };
+    // Named as the config spells them, before the tokenizer is read.
+    masking.check().map_err(|message| Error::Input(message.replacen("`", "key `data.", 1)))?;
     if masking.max_len > c.bert.max_position_embeddings {
         return Err(Error::Input(format!(
             "key `data.max_len`: {} exceeds the model's {} positions",
             masking.max_len, c.bert.max_position_embeddings
         )));
     }
-    let masker = SmaeMasker::from_file(&c.config.model.path.join("tokenizer.json"), masking)
-        .map_err(|e| Error::Input(format!("key `data`: {e}")))?;
+    let masker = SmaeMasker::from_file(&c.config.model.path.join("tokenizer.json"), masking).map_err(input)?;
     // The first document is read now, so a bad path or format is reported before any output.
     source.stream(Default::default()).next().transpose().map_err(input)?;
     let pad_id = c.tokenizer.inner().get_padding().map_or(0, |p| p.pad_id);

@@ -100,6 +100,19 @@ fn bad_values_name_their_key() {
     assert!(file.to_string().contains("/nonexistent/run.toml"), "{file}");
 }
 
+/// Issue 17, item 13: an error in an environment variable's key was blamed on the config file.
+#[test]
+fn an_error_names_where_its_key_was_given() {
+    let typed = load(BASE, &[("train.lr", "abc")], &[]).unwrap_err();
+    assert!(typed.starts_with("environment STARBUCKS_TRAIN__LR: key `train.lr`"), "{typed}");
+    let checked = load(BASE, &[("train.lr", "-1")], &[]).unwrap_err();
+    assert!(checked.starts_with("environment STARBUCKS_TRAIN__LR: key `train.lr` must be positive"), "{checked}");
+    let set = load(BASE, &[("train.lr", "-1")], &["train.lr=-2"]).unwrap_err();
+    assert!(set.starts_with("--set train.lr=-2: key `train.lr`"), "the last layer given: {set}");
+    let file = load(&BASE.replace("lr = 5e-5", "lr = -5e-5"), &[("train.seed", "3")], &[]).unwrap_err();
+    assert!(file.contains("run.toml: key `train.lr`"), "{file}");
+}
+
 #[test]
 fn every_preset_loads() {
     let dir = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
