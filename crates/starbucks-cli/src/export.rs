@@ -2,11 +2,13 @@
 
 use anyhow::Result;
 use burn::tensor::backend::Backend;
+use starbucks_data::output::check_writable;
 use starbucks_model::{Embedder, ExportOptions, export_sentence_transformers};
 
 use crate::args::{ExportArgs, ExportFormat};
 
 pub fn run<B: Backend>(args: ExportArgs, device: &B::Device) -> Result<()> {
+    check_writable(&args.output).map_err(anyhow::Error::msg)?;
     let embedder = Embedder::<B>::from_pretrained(&args.model, device)?;
     let options = ExportOptions {
         size: args.size,

@@ -78,6 +78,11 @@ impl HttpFile {
         &self.url
     }
 
+    /// How many times a broken transfer is re-requested (5 by default).
+    pub fn with_retries(self, retries: usize) -> Self {
+        HttpFile { retries, ..self }
+    }
+
     /// Bytes `start..start + len`, retrying a broken transfer from where it stopped.
     pub fn fetch(&self, start: u64, len: u64) -> Result<Bytes> {
         let mut data = Vec::with_capacity(len as usize);

@@ -22,7 +22,7 @@ mod worker;
 pub use error::ApiError;
 pub use options::Options;
 pub use queue::{Job, Queue, Schedule};
-pub use request::{EmbedRequest, OpenAiRequest, Resolved};
+pub use request::{EmbedRequest, OpenAiRequest, Resolved, parse as parse_body};
 
 use std::path::Path;
 

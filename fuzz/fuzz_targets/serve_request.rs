@@ -1,0 +1,22 @@
+//! The server's request bodies: TEI `/embed` and OpenAI `/v1/embeddings`, parsed and resolved
+//! against all-MiniLM-L6-v2's shape (6 layers, 384 dims) as the handlers do.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use starbucks_model::Size;
+use starbucks_serve::{EmbedRequest, OpenAiRequest, parse_body};
+
+fuzz_target!(|data: &[u8]| {
+    let full = Size::new(6, 384);
+    if let Ok(request) = parse_body::<EmbedRequest>(data) {
+        if let Ok(resolved) = request.resolve(full) {
+            assert!(resolved.size.layers <= 6 && resolved.size.dims <= 384, "a size within the model");
+        }
+    }
+    if let Ok(request) = parse_body::<OpenAiRequest>(data) {
+        if let Ok((resolved, _)) = request.resolve(full) {
+            assert!(resolved.size.layers <= 6 && resolved.size.dims <= 384, "a size within the model");
+        }
+    }
+});
