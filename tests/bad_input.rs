@@ -124,3 +124,40 @@ fn a_size_larger_than_the_model_is_an_error() {
     let config = BertConfig::from_file(minilm_dir().join("config.json")).unwrap();
     assert!(Size::new(6, 384).check(&config).is_ok());
 }
+
+/// `tokenizer.json` of `dir` as JSON text, edited by `edit`.
+fn edit_tokenizer(dir: &Path, edit: impl Fn(String) -> String) {
+    let path = dir.join("tokenizer.json");
+    fs::write(&path, edit(fs::read_to_string(&path).unwrap())).unwrap();
+}
+
+/// Three panics inside tokenizers and burn that fuzzing found (fuzz target `model_folder`,
+/// docs/reliability.md): each is now an error naming tokenizer.json.
+#[test]
+fn tokenizer_files_that_panicked_are_errors() {
+    // A syntax error inside `decoder`: tokenizers' own parser panics on it.
+    let dir = model_copy();
+    edit_tokenizer(dir.path(), |t| t.replacen("\"decoder\":{", "\"decoder\":={", 1));
+    let message = load_error(dir.path());
+    assert!(message.contains("tokenizer.json: not valid JSON"), "{message}");
+
+    let edit_json = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let dir = model_copy();
+        edit_tokenizer(dir.path(), |text| {
+            let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+            edit(&mut json);
+            json.to_string()
+        });
+        load_error(dir.path())
+    };
+    // A template token that `special_tokens` lacks (a misspelt `type` still reads as a template).
+    let message = edit_json(&|json| {
+        json["post_processor"]["type"] = "Template9rocessing".into();
+        json["post_processor"]["single"][0]["SpecialToken"]["id"] = "[=CLS]".into();
+    });
+    assert!(message.contains("tokenizer.json: key `post_processor`") && message.contains("[=CLS]"), "{message}");
+
+    // A token type id that the model has no embedding for (the lookup panicked in burn-flex).
+    let message = edit_json(&|json| json["post_processor"]["single"][1]["Sequence"]["type_id"] = 5.into());
+    assert!(message.contains("token type id 5 is beyond the model's `type_vocab_size` 2"), "{message}");
+}

@@ -272,6 +272,19 @@ impl<R: ChunkReader + 'static> ParquetShard<R> {
         let file = Arc::new(file);
         let metadata = ArrowReaderMetadata::load(&ArcReader(file.clone()), ArrowReaderOptions::default())
             .map_err(|e| DataError::whole(&name, format!("not a readable Parquet file: {e}")))?;
+        // The parquet crate asserts (panics) on a negative column-chunk range while reading;
+        // refuse such a footer here, naming it (found by fuzzing).
+        for (r, group) in metadata.metadata().row_groups().iter().enumerate() {
+            for (c, column) in group.columns().iter().enumerate() {
+                let start = column.dictionary_page_offset().unwrap_or(column.data_page_offset());
+                if start < 0 || column.compressed_size() < 0 {
+                    return Err(DataError::whole(
+                        &name,
+                        format!("corrupt Parquet footer: row group {r}, column {c} has a negative byte range"),
+                    ));
+                }
+            }
+        }
         let schema = metadata.parquet_schema();
         let names: Vec<String> = (0..schema.num_columns()).map(|i| schema.column(i).name().to_string()).collect();
         let column = |wanted: &str| names.iter().position(|n| n == wanted);

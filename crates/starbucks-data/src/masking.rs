@@ -84,8 +84,11 @@ impl SmaeMasker {
     pub fn from_file(path: &Path, config: MaskingConfig) -> Result<Self> {
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| DataError::whole(&name, format!("cannot read: {e}")))?;
-        let mut tokenizer: tokenizers::Tokenizer =
-            text.parse().map_err(|e| DataError::whole(&name, format!("not a valid tokenizer.json: {e}")))?;
+        // Through a JSON value: tokenizers panics on a syntax error inside `decoder` otherwise.
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| DataError::whole(&name, format!("not valid JSON: {e}")))?;
+        let mut tokenizer: tokenizers::Tokenizer = serde_json::from_value(value)
+            .map_err(|e| DataError::whole(&name, format!("not a valid tokenizer.json: {e}")))?;
         tokenizer.with_padding(None);
         tokenizer.with_truncation(None).map_err(|e| DataError::whole(&name, e.to_string()))?;
         let id = |token: &str| {

@@ -105,13 +105,49 @@ impl std::fmt::Debug for Tokenizer {
     }
 }
 
+/// Checks what tokenizers' `TemplateProcessing` trusts when read from a file but its builder
+/// checks (it panics at the first encoding otherwise; found by fuzzing): every special token of
+/// a template is defined, with as many ids as tokens. Nested `Sequence` processors included;
+/// tokenizers reads processors untagged (a misspelt `type` still makes a template), so every
+/// object is checked by its shape, not its `type`.
+fn check_templates(processor: &serde_json::Value) -> Result<(), String> {
+    if let Some(list) = processor.get("processors").and_then(|p| p.as_array()) {
+        return list.iter().try_for_each(check_templates);
+    }
+    let specials = processor.get("special_tokens").and_then(|s| s.as_object());
+    for (name, special) in specials.into_iter().flatten() {
+        let count = |key: &str| special.get(key).and_then(|v| v.as_array()).map(Vec::len);
+        if count("ids") != count("tokens") {
+            return Err(format!("special token {name:?} has {:?} ids but {:?} tokens", count("ids"), count("tokens")));
+        }
+    }
+    for template in ["single", "pair"] {
+        for piece in processor.get(template).and_then(|t| t.as_array()).into_iter().flatten() {
+            let Some(id) = piece.get("SpecialToken").and_then(|s| s.get("id")).and_then(|id| id.as_str()) else {
+                continue;
+            };
+            if !specials.is_some_and(|s| s.contains_key(id)) {
+                return Err(format!("the `{template}` template uses {id:?}, which `special_tokens` does not define"));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Tokenizer {
     /// Loads `tokenizer.json`; a file that is not a tokenizer is an error naming it.
     pub fn from_file(path: impl AsRef<Path>, max_length: usize) -> Result<Self> {
         let path = path.as_ref();
         let text = read_to_string(path)?;
-        let inner: tokenizers::Tokenizer =
-            text.parse().map_err(|e| Error::invalid(path, format!("not a valid tokenizer.json: {e}")))?;
+        // Parsed to a JSON value first: tokenizers panics on a syntax error inside `decoder`
+        // when it parses text itself (found by fuzzing); from a value it cannot meet one.
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| Error::invalid(path, format!("not valid JSON: {e}")))?;
+        if let Some(processor) = value.get("post_processor") {
+            check_templates(processor).map_err(|e| Error::invalid(path, format!("key `post_processor`: {e}")))?;
+        }
+        let inner: tokenizers::Tokenizer = serde_json::from_value(value)
+            .map_err(|e| Error::invalid(path, format!("not a valid tokenizer.json: {e}")))?;
         Self::new(inner, max_length).map_err(|e| Error::invalid(path, e))
     }
 
@@ -128,8 +164,11 @@ impl Tokenizer {
         Ok(Tokenizer { inner, max_length })
     }
 
-    /// Errors when this tokenizer (read from `path`) can give ids that `config` has no
-    /// embedding for: the lookup would fail deep inside the backend instead.
+    /// Errors when this tokenizer (read from `path`) can give token or token-type ids that
+    /// `config` has no embedding for: the lookup would fail deep inside the backend instead.
+    /// Token ids come from the vocabulary, the padding and the post-processor's special tokens,
+    /// type ids from the padding and the post-processor's template (one probe encoding shows
+    /// every piece of a single-text template).
     pub fn check_vocab(&self, config: &BertConfig, path: &Path) -> Result<()> {
         let size = self.inner.get_vocab_size(true);
         if size > config.vocab_size {
@@ -138,6 +177,26 @@ impl Tokenizer {
                 format!(
                     "{size} tokens, more than the model's `vocab_size` {} in config.json: their ids have no embedding",
                     config.vocab_size
+                ),
+            ));
+        }
+        let probe = self.encode_one("a")?;
+        let padding = self.inner.get_padding();
+        let ids = self.inner.get_vocab(true).into_values().map(i64::from);
+        let ids = ids.chain(probe.ids.iter().copied()).chain(padding.map(|p| i64::from(p.pad_id)));
+        if let Some(id) = ids.max().filter(|&id| id >= config.vocab_size as i64) {
+            return Err(Error::invalid(
+                path,
+                format!("token id {id} is beyond the model's `vocab_size` {} in config.json", config.vocab_size),
+            ));
+        }
+        let types = probe.type_ids.iter().copied().chain(padding.map(|p| i64::from(p.pad_type_id)));
+        if let Some(id) = types.max().filter(|&id| id >= config.type_vocab_size as i64) {
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "token type id {id} is beyond the model's `type_vocab_size` {} in config.json",
+                    config.type_vocab_size
                 ),
             ));
         }
