@@ -387,7 +387,8 @@ fn bad_models_and_outputs_are_named_once_and_nothing_is_written() {
         let (code, _, stderr) =
             starbucks(&["embed", "--model", "/nonexistent/model", "--input", "/dev/null", "--output", o]);
         assert_clean_failure(code, &stderr, &needle);
-        let (code, _, stderr) = starbucks(&["export", "--model", "/nonexistent/model", "--size", "2,64", "--output", o]);
+        let (code, _, stderr) =
+            starbucks(&["export", "--model", "/nonexistent/model", "--size", "2,64", "--output", o]);
         assert_clean_failure(code, &stderr, &needle);
     }
 }

@@ -21,6 +21,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::contain::contained;
 use crate::error::{DataError, Result};
 use crate::http::{self, HttpFile};
 use crate::lines::Lines;
@@ -270,7 +271,8 @@ struct ParquetShard<R: ChunkReader + 'static> {
 impl<R: ChunkReader + 'static> ParquetShard<R> {
     fn open(file: R, name: String, row_group: usize, row: usize) -> Result<Self> {
         let file = Arc::new(file);
-        let metadata = ArrowReaderMetadata::load(&ArcReader(file.clone()), ArrowReaderOptions::default())
+        let metadata = contained(|| ArrowReaderMetadata::load(&ArcReader(file.clone()), ArrowReaderOptions::default()))
+            .map_err(|panic| DataError::whole(&name, format!("corrupt Parquet file (the reader failed: {panic})")))?
             .map_err(|e| DataError::whole(&name, format!("not a readable Parquet file: {e}")))?;
         // The parquet crate asserts (panics) on a negative column-chunk range while reading;
         // refuse such a footer here, naming it (found by fuzzing).
@@ -313,13 +315,19 @@ impl<R: ChunkReader + 'static> ParquetShard<R> {
     }
 
     fn open_row_group(&mut self) -> Result<ParquetRecordBatchReader> {
-        ParquetRecordBatchReaderBuilder::new_with_metadata(ArcReader(self.file.clone()), self.metadata.clone())
-            .with_projection(self.projection.clone())
-            .with_row_groups(vec![self.row_group])
-            .with_offset(std::mem::take(&mut self.skip))
-            .with_batch_size(256)
-            .build()
-            .map_err(|e| DataError::row(&self.name, self.row_group, self.row, e.to_string()))
+        let skip = std::mem::take(&mut self.skip);
+        let built = contained(|| {
+            ParquetRecordBatchReaderBuilder::new_with_metadata(ArcReader(self.file.clone()), self.metadata.clone())
+                .with_projection(self.projection.clone())
+                .with_row_groups(vec![self.row_group])
+                .with_offset(skip)
+                .with_batch_size(256)
+                .build()
+        });
+        built
+            .map_err(|panic| format!("corrupt Parquet data (the reader failed: {panic})"))
+            .and_then(|b| b.map_err(|e| e.to_string()))
+            .map_err(|e| DataError::row(&self.name, self.row_group, self.row, e))
     }
 }
 
@@ -371,7 +379,15 @@ impl<R: ChunkReader + 'static> ShardReader for ParquetShard<R> {
                     Err(e) => return Some(Err(e)),
                 }
             }
-            match self.reader.as_mut().expect("opened").next() {
+            let reader = self.reader.as_mut().expect("opened");
+            let next = match contained(|| reader.next()) {
+                Ok(next) => next,
+                Err(panic) => {
+                    let message = format!("corrupt Parquet data (the reader failed: {panic})");
+                    return Some(Err(DataError::row(&self.name, self.row_group, self.row, message)));
+                }
+            };
+            match next {
                 Some(Ok(batch)) => self.batch = Some((batch, 0)),
                 Some(Err(e)) => return Some(Err(DataError::row(&self.name, self.row_group, self.row, e.to_string()))),
                 None => {

@@ -15,6 +15,7 @@
 //! these values on a device.
 
 pub mod batching;
+mod contain;
 mod error;
 pub mod eval;
 pub mod finetune;
