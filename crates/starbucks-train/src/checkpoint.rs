@@ -192,7 +192,7 @@ where
     }
     let manifest = serde_json::to_vec_pretty(&Manifest { step: state.step, files }).expect("serialises");
     write("manifest.json", &manifest)?;
-    File::open(partial).and_then(|f| f.sync_all()).map_err(|e| format!("syncing the folder: {e}"))
+    fsync(partial).map_err(|e| format!("syncing the folder: {e}"))
 }
 
 /// Why `dir` is not a whole checkpoint, or its state.

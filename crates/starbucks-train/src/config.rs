@@ -235,6 +235,12 @@ pub fn env_overrides() -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The environment variable of config key `key` (`train.lr` → `STARBUCKS_TRAIN__LR`), as
+/// [`env_overrides`] reads it back.
+fn env_name(key: &str) -> String {
+    format!("STARBUCKS_{}", key.to_ascii_uppercase().replace('.', "__"))
+}
+
 /// An override's value: `[a, b]` is a list (`--set train.devices=[0,1]`), anything else a
 /// string the config crate converts to the key's type.
 fn override_value(value: &str) -> config::Value {
@@ -257,9 +263,9 @@ impl RunConfig {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Input(format!("{name}: {e}")))?;
         let mut builder = config::Config::builder().add_source(config::File::from_str(&text, config::FileFormat::Toml));
         for (key, value) in env {
-            builder = builder.set_override(key.as_str(), override_value(value)).map_err(|e| {
-                Error::Input(format!("environment STARBUCKS_{}: {e}", key.to_ascii_uppercase().replace('.', "__")))
-            })?;
+            builder = builder
+                .set_override(key.as_str(), override_value(value))
+                .map_err(|e| Error::Input(format!("environment {}: {e}", env_name(key))))?;
         }
         for set in sets {
             let (key, value) = set
@@ -277,7 +283,7 @@ impl RunConfig {
             let from_env = env.keys().find(|k| named(k));
             match (set, from_env) {
                 (Some(set), _) => format!("--set {set}"),
-                (None, Some(key)) => format!("environment STARBUCKS_{}", key.to_ascii_uppercase().replace('.', "__")),
+                (None, Some(key)) => format!("environment {}", env_name(key)),
                 (None, None) => name.clone(),
             }
         };

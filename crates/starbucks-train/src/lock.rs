@@ -18,27 +18,31 @@ pub struct OutputLock {
     _file: File,
 }
 
-fn in_use(output: &Path, lock: &Path, file: &mut File) -> Error {
-    let mut holder = String::new();
-    let _ = file.read_to_string(&mut holder);
-    let pid = holder.trim();
-    let by = if pid.is_empty() { String::new() } else { format!(" (pid {pid})") };
-    Error::Input(format!(
-        "{}: another run{by} is using this output folder (it holds {}); wait for it to end or choose another --output",
-        output.display(),
-        lock.display()
-    ))
+/// Takes the lock on `file` (`output`'s `lock`), or says which live run holds it.
+fn try_hold(output: &Path, lock: &Path, file: &mut File) -> Result<()> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(TryLockError::Error(e)) => Err(Error::io(lock, e)),
+        Err(TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let pid = holder.trim();
+            let by = if pid.is_empty() { String::new() } else { format!(" (pid {pid})") };
+            Err(Error::Input(format!(
+                "{}: another run{by} is using this output folder (it holds {}); wait for it to end or choose another --output",
+                output.display(),
+                lock.display()
+            )))
+        }
+    }
 }
 
-/// Refuses `output` when a live run holds its lock; creates nothing.
+/// Refuses `output` when a live run holds its lock; creates nothing (a lock taken here is
+/// released when the file closes at the end of the call).
 pub fn check_free(output: &Path) -> Result<()> {
     let lock = output.join(LOCK_FILE);
     let Ok(mut file) = File::open(&lock) else { return Ok(()) };
-    match file.try_lock() {
-        Ok(()) => Ok(()),
-        Err(TryLockError::WouldBlock) => Err(in_use(output, &lock, &mut file)),
-        Err(TryLockError::Error(e)) => Err(Error::io(&lock, e)),
-    }
+    try_hold(output, &lock, &mut file)
 }
 
 /// Takes `output`'s lock (creating the folder), and writes this process's id into it.
@@ -52,11 +56,7 @@ pub fn lock(output: &Path) -> Result<OutputLock> {
         .truncate(false)
         .open(&lock)
         .map_err(|e| Error::io(&lock, e))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => return Err(in_use(output, &lock, &mut file)),
-        Err(TryLockError::Error(e)) => return Err(Error::io(&lock, e)),
-    }
+    try_hold(output, &lock, &mut file)?;
     let pid = std::process::id().to_string();
     file.set_len(0)
         .and_then(|()| file.rewind())
