@@ -22,8 +22,17 @@ Workloads (the same inputs as the Rust side: the first rows of the shipped data 
                 (transformers `BertForMaskedLM`'s way).
 - forward-N     inference of the first N layers (early exit) on the first 256 STS-B test
                 sentences padded to the longest, mean pooling; N = 1..layers.
-- embed         sentence-transformers `encode` of every STS-B test sentence (2 x 1,379),
-                batch 32, at the model folder's full size.
+- embed         `encode` of every STS-B test sentence (2 x 1,379), batch 32, longest first, at
+                the model folder's full size; afterwards (untimed) the STS-B test Spearman of
+                every size of the MiniLM list by the same path.
+
+`--path` picks the inference path of `forward-N` and `embed` (training runs in f32 only):
+- torch-f32     eager PyTorch (sentence-transformers `encode` for embed);
+- torch-bf16    the same under `torch.autocast("cpu", dtype=torch.bfloat16)`;
+- ort-f32       ONNX Runtime on an ONNX export of the same local weights (made once into
+                `--onnx-cache`, opset 17, the first N layers for forward-N);
+- ort-int8      ONNX Runtime on that export's dynamic int8 quantisation (`quantize_dynamic`,
+                int8 weights, activations quantised at run time).
 """
 import argparse
 import copy
@@ -141,7 +150,7 @@ def finetune_workload(args, sizes):
 
     tokens = sum(int(m.sum()) for _, m in columns)
     padded = sum(m.numel() for _, m in columns)
-    return step, 3 * TRIPLETS, tokens, padded
+    return step, 3 * TRIPLETS, tokens, padded, None
 
 
 def smae_masks(ids, mask, vocab, gen):
@@ -221,39 +230,180 @@ def pretrain_workload(args, smae):
             total = total + (mlm + mae) / 2
         train_step(params, opt, total / len(SIZES))
 
-    return step, SMAE_BATCH, int(mask.sum()), mask.numel()
+    return step, SMAE_BATCH, int(mask.sum()), mask.numel(), None
 
 
 def forward_workload(args, layers):
     tok = Tok(args.model, 128)
     ids, mask = tok(stsb_sentences(args.data)[:FORWARD_BATCH])
+    if args.path in ("ort-f32", "ort-int8"):
+        session = ort_session(args, layers, args.path == "ort-int8")
+        feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
+
+        def step():
+            h = torch.from_numpy(session.run(None, feeds)[0])
+            mean_pool(h, mask).numpy()
+
+        return step, FORWARD_BATCH, int(mask.sum()), mask.numel(), None
+    if args.path not in ("torch-f32", "torch-bf16"):
+        sys.exit(f"error: unknown --path '{args.path}': expected torch-f32, torch-bf16, ort-f32 or ort-int8")
     bert = load_bert(args.model).eval()
     bert.encoder.layer = torch.nn.ModuleList(list(bert.encoder.layer)[:layers])
     dims = bert.config.hidden_size
+    bf16 = args.path == "torch-bf16"
 
     def step():
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             h = bert(input_ids=ids, attention_mask=mask).last_hidden_state
-            mean_pool(h, mask)[:, :dims].numpy()
+            mean_pool(h.float(), mask)[:, :dims].numpy()
 
-    return step, FORWARD_BATCH, int(mask.sum()), mask.numel()
+    return step, FORWARD_BATCH, int(mask.sum()), mask.numel(), None
+
+
+def stsb_pairs(data):
+    rows = [line.split("\t") for line in read_lines(os.path.join(data, "stsb", "sts-test.csv")) if line]
+    return [float(r[4]) for r in rows]
+
+
+def spearman(a, b):
+    """Spearman's rho of two score lists (average ranks for ties), as scipy.stats.spearmanr."""
+    import numpy as np
+
+    def ranks(x):
+        x = np.asarray(x, dtype=np.float64)
+        order = np.argsort(x, kind="mergesort")
+        r = np.empty(len(x))
+        r[order] = np.arange(len(x))
+        _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+        sums = np.bincount(inverse, weights=r)
+        return (sums / counts)[inverse]
+
+    return float(np.corrcoef(ranks(a), ranks(b))[0, 1])
+
+
+def sts_spearman(data, vectors, sizes):
+    """STS-B test Spearman of cosine similarity at each (layers, dims) size of `vectors` (a dict
+    layers -> [2 * pairs, hidden] array: sentence 1s then sentence 2s)."""
+    import numpy as np
+
+    gold = stsb_pairs(data)
+    n = len(gold)
+    out = {}
+    for (layers, dims) in sizes:
+        v = np.asarray(vectors[layers])[:, :dims]
+        v = v / np.linalg.norm(v, axis=1, keepdims=True).clip(1e-12)
+        out[f"{layers}x{dims}"] = round(spearman(gold, (v[:n] * v[n:]).sum(1)), 6)
+    return out
+
+
+def onnx_model(args, layers, int8):
+    """An ONNX export of the first `layers` layers of the local model folder (transformers
+    `BertModel`, opset 17), and its ONNX Runtime dynamic int8 quantisation (per-tensor int8
+    weights, u8 activations quantised at run time), made once into `--onnx-cache`."""
+    os.makedirs(args.onnx_cache, exist_ok=True)
+    f32 = os.path.join(args.onnx_cache, f"layers-{layers}-f32.onnx")
+    q8 = os.path.join(args.onnx_cache, f"layers-{layers}-int8.onnx")
+    if not os.path.exists(f32):
+        bert = load_bert(args.model).eval()
+        bert.encoder.layer = torch.nn.ModuleList(list(bert.encoder.layer)[:layers])
+
+        class Hidden(torch.nn.Module):
+            def __init__(self, bert):
+                super().__init__()
+                self.bert = bert
+
+            def forward(self, input_ids, attention_mask):
+                return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+        ids = torch.ones(2, 8, dtype=torch.long)
+        axes = {0: "batch", 1: "seq"}
+        torch.onnx.export(
+            Hidden(bert), (ids, ids), f32 + ".tmp", input_names=["input_ids", "attention_mask"],
+            output_names=["hidden"], dynamic_axes={"input_ids": axes, "attention_mask": axes, "hidden": axes},
+            dynamo=False, opset_version=17,
+        )
+        os.replace(f32 + ".tmp", f32)
+    if int8 and not os.path.exists(q8):
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(f32, q8 + ".tmp", weight_type=QuantType.QInt8)
+        os.replace(q8 + ".tmp", q8)
+    return q8 if int8 else f32
+
+
+def ort_session(args, layers, int8):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = args.threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(onnx_model(args, layers, int8), options, providers=["CPUExecutionProvider"])
+
+
+def ort_embed(session, tok, texts, batch):
+    """Mean-pooled vectors of `texts`, batched longest first as sentence-transformers does."""
+    import numpy as np
+
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    out = [None] * len(texts)
+    for start in range(0, len(order), batch):
+        chunk = order[start:start + batch]
+        ids, mask = tok([texts[i] for i in chunk])
+        feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
+        h = session.run(None, feeds)[0]
+        m = mask.numpy()[..., None].astype(np.float32)
+        pooled = (h * m).sum(1) / m.sum(1).clip(1e-9)
+        for row, i in zip(pooled, chunk):
+            out[i] = row
+    return np.stack(out)
 
 
 def embed_workload(args):
-    from sentence_transformers import SentenceTransformer
-
+    """`encode` of every STS-B test sentence at the full size, batch 32, by the chosen path."""
     texts = stsb_sentences(args.data)
-    model = SentenceTransformer(args.model, device="cpu")
+    layers = json.load(open(os.path.join(args.model, "config.json")))["num_hidden_layers"]
+    sizes = [s for s in SIZES if s[0] <= layers]
+    result = {}
+    if args.path in ("torch-f32", "torch-bf16"):
+        from sentence_transformers import SentenceTransformer
 
-    def step():
-        model.encode(texts, batch_size=32, convert_to_numpy=True)
+        model = SentenceTransformer(args.model, device="cpu")
+        bf16 = args.path == "torch-bf16"
 
-    return step, len(texts), None, None
+        def step():
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                result["full"] = model.encode(texts, batch_size=32, convert_to_numpy=True)
+        # The table's Spearman: every layer's mean-pooled output, from the same model and path.
+        bert = model[0].auto_model
+        tok = Tok(args.model, model.max_seq_length)
+
+        def vectors():
+            out = {}
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                for start in range(0, len(texts), 64):
+                    ids, mask = tok(texts[start:start + 64])
+                    hs = bert(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+                    for n in {s[0] for s in sizes}:
+                        out.setdefault(n, []).extend(mean_pool(hs[n].float(), mask).numpy())
+            return out
+    elif args.path in ("ort-f32", "ort-int8"):
+        int8 = args.path == "ort-int8"
+        sessions = {n: ort_session(args, n, int8) for n in {s[0] for s in sizes}}
+        tok = Tok(args.model, json.load(open(os.path.join(args.model, "sentence_bert_config.json")))["max_seq_length"])
+
+        def step():
+            result["full"] = ort_embed(sessions[layers], tok, texts, 32)
+
+        def vectors():
+            return {n: ort_embed(s, tok, texts, 32) for n, s in sessions.items()}
+    else:
+        sys.exit(f"error: unknown --path '{args.path}' for embed: expected torch-f32, torch-bf16, ort-f32 or ort-int8")
+    return step, len(texts), None, None, lambda: sts_spearman(args.data, vectors(), sizes)
 
 
 def versions():
     out = {"python": sys.version.split()[0], "torch": torch.__version__}
-    for name in ("transformers", "sentence_transformers"):
+    for name in ("transformers", "sentence_transformers", "onnxruntime"):
         try:
             out[name] = __import__(name).__version__
         except ImportError:
@@ -269,6 +419,8 @@ def main():
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--iters", type=int, default=3)
+    p.add_argument("--path", default="torch-f32", help="torch-f32, torch-bf16 (autocast), ort-f32 or ort-int8")
+    p.add_argument("--onnx-cache", default=os.path.join("runs", "onnx"), help="where the ONNX exports are kept")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(42)
@@ -286,7 +438,9 @@ def main():
         job = embed_workload(args)
     else:
         sys.exit(f"error: unknown workload '{w}'")
-    step, items, tokens, padded = job
+    if w.startswith("train-") and args.path != "torch-f32":
+        sys.exit(f"error: training workloads run in f32 only (--path torch-f32), not '{args.path}'")
+    step, items, tokens, padded, quality = job
 
     for _ in range(args.warmup):
         step()
@@ -297,7 +451,7 @@ def main():
         times.append((time.perf_counter() - start) * 1e3)
     ordered = sorted(times)
     print(json.dumps({
-        "side": "pytorch",
+        "side": args.path,
         "workload": w,
         "times_ms": times,
         "median_ms": ordered[len(ordered) // 2],
@@ -306,6 +460,7 @@ def main():
         "padded_tokens": padded,
         "threads": torch.get_num_threads(),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "spearman": quality() if quality else None,
         "versions": versions(),
     }))
 

@@ -14,7 +14,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::config::{BertConfig, HiddenAct};
-use crate::kernels::{add_broadcast, contiguous, dropout, gelu, linear};
+use crate::ops::{add_broadcast, contiguous, dropout, gelu, linear};
 use crate::tokenizer::Batch;
 
 /// Token ids, token types and the padding mask of a batch, on the device.

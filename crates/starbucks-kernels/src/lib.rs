@@ -1,0 +1,33 @@
+//! The CPU speed layer of starbucks-rs: kernels for the burn-flex backend where burn-flex 0.21
+//! has no fast op, and the kernels of the CPU inference path.
+//!
+//! Two kinds of kernel, one family a file:
+//! - ops on burn tensors ([`gelu`], [`dropout`], [`linear`], [`add_broadcast`], [`contiguous`]):
+//!   each takes the caller's `Tensor<B, D>` and runs our kernel when `B` is flex or autodiff over
+//!   flex (with its own autodiff op for the backward pass), or hands the inputs back (`Err`) so
+//!   that the caller runs burn's own op;
+//! - kernels on slices for inference ([`gemm`], [`quant`], [`attention`], [`norm`]): matrix
+//!   products in f32 and int8, attention over sequences of different lengths without padding,
+//!   LayerNorm, used by the model crate's CPU encoder.
+//!
+//! Vectorised loops are compiled for AVX-512, AVX2 + FMA and the baseline and picked at run time
+//! (`simd.rs`); work is split over rayon's threads.
+//!
+//! This crate knows no model: it must never depend on the starbucks crates, and the model crate
+//! depends on it only behind its `flex` feature.
+
+mod activation;
+mod copy;
+mod dispatch;
+mod elementwise;
+mod linear;
+mod simd;
+
+pub use activation::{erf_f32, exp_f32, gelu, gelu_f32, gelu_grad_f32};
+pub use copy::contiguous;
+pub use elementwise::{add_broadcast, dropout, splitmix64};
+pub use linear::{LinearInputs, linear};
+
+/// Elements per rayon task of an element-wise loop: large enough to amortise the task, small
+/// enough to split a `[rows, 1536]` FFN activation over every core.
+const CHUNK: usize = 16 * 1024;
