@@ -77,6 +77,21 @@ pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Result<Tensor<B, D>,
     on_flex(x, gelu_forward, gelu_autodiff)
 }
 
+/// GELU (erf form) of every value, in place, on every core: for slices of the CPU encoder.
+pub fn gelu_in_place(values: &mut [f32]) {
+    map_in_place(values, gelu_loop);
+}
+
+/// The tanh approximation of GELU (HF's `"gelu_new"`) of every value, in place, on every core.
+pub fn gelu_tanh_in_place(values: &mut [f32]) {
+    map_in_place(values, gelu_tanh_loop);
+}
+
+/// `max(x, 0)` of every value, in place, on every core.
+pub fn relu_in_place(values: &mut [f32]) {
+    map_in_place(values, relu_loop);
+}
+
 /// Applies `op` to every element, in place, on every core.
 fn map_in_place(values: &mut [f32], op: fn(&mut [f32])) {
     values.par_chunks_mut(CHUNK).for_each(op);
@@ -134,5 +149,22 @@ simd!(gelu_loop(values: &mut [f32]) {
 simd!(gelu_chain(grad: &mut [f32], x: &[f32]) {
     for (g, &x) in grad.iter_mut().zip(x) {
         *g *= gelu_grad_f32(x);
+    }
+});
+
+simd!(gelu_tanh_loop(values: &mut [f32]) {
+    const C: f32 = 0.797_884_6; // √(2/π)
+    for v in values.iter_mut() {
+        let x = *v;
+        // tanh(y) = 1 - 2 / (e^{2y} + 1), exact at both ends of exp_f32's clamped range.
+        let y = C * (x + 0.044_715 * x * x * x);
+        let tanh = 1.0 - 2.0 / (exp_f32(2.0 * y) + 1.0);
+        *v = 0.5 * x * (1.0 + tanh);
+    }
+});
+
+simd!(relu_loop(values: &mut [f32]) {
+    for v in values.iter_mut() {
+        *v = v.max(0.0);
     }
 });

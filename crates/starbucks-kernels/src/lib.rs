@@ -17,13 +17,19 @@
 //! depends on it only behind its `flex` feature.
 
 mod activation;
+pub mod attention;
 mod copy;
 mod dispatch;
 mod elementwise;
+pub mod gemm;
 mod linear;
+pub mod norm;
+pub mod quant;
 mod simd;
 
-pub use activation::{erf_f32, exp_f32, gelu, gelu_f32, gelu_grad_f32};
+pub use activation::{
+    erf_f32, exp_f32, gelu, gelu_f32, gelu_grad_f32, gelu_in_place, gelu_tanh_in_place, relu_in_place,
+};
 pub use copy::contiguous;
 pub use elementwise::{add_broadcast, dropout, splitmix64};
 pub use linear::{LinearInputs, linear};

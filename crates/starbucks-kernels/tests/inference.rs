@@ -1,0 +1,187 @@
+//! The slice kernels of the CPU encoder against plain f64 references, on odd shapes and lengths.
+
+use starbucks_kernels::attention::attention;
+use starbucks_kernels::gemm::{Linear, Precision};
+use starbucks_kernels::norm::LayerNorm;
+use starbucks_kernels::quant::PackedInt8;
+
+/// `n` values in [-scale, scale) from a fixed-seed generator.
+fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            state = starbucks_kernels::splitmix64(state);
+            ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+/// `x W + b` in f64.
+fn reference(x: &[f32], w: &[f32], b: Option<&[f32]>, rows: usize, k: usize, n: usize) -> Vec<f64> {
+    let mut out = vec![0.0; rows * n];
+    for r in 0..rows {
+        for c in 0..n {
+            let sum: f64 = (0..k).map(|i| x[r * k + i] as f64 * w[i * n + c] as f64).sum();
+            out[r * n + c] = sum + b.map_or(0.0, |b| b[c] as f64);
+        }
+    }
+    out
+}
+
+/// Odd shapes: rows that are not a multiple of the 4-row tile nor of a 64-row task, an odd
+/// input width (a half-filled last pair), outputs that fill no whole 8-column block.
+const SHAPES: [(usize, usize, usize); 6] =
+    [(1, 1, 1), (3, 37, 19), (13, 64, 8), (70, 129, 100), (5, 384, 1152), (130, 17, 200)];
+
+#[test]
+fn f32_linear_matches_the_f64_product() {
+    for (i, &(rows, k, n)) in SHAPES.iter().enumerate() {
+        let (x, w, b) = (values(rows * k, i as u64, 2.0), values(k * n, 100 + i as u64, 0.5), values(n, 7, 1.0));
+        for bias in [Some(b.clone()), None] {
+            let got = Linear::new(w.clone(), k, n, bias.clone(), Precision::F32).forward(&x, rows);
+            let want = reference(&x, &w, bias.as_deref(), rows, k, n);
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    (*g as f64 - w).abs() < 1e-5 * (k as f64).sqrt() * 2.0,
+                    "[{rows}, {k}] × [{k}, {n}]: {g} vs {w}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn int8_kernels_agree_to_the_bit_and_stay_within_the_quantisation_bound() {
+    for (i, &(rows, k, n)) in SHAPES.iter().enumerate() {
+        let (x, w, b) = (values(rows * k, 20 + i as u64, 3.0), values(k * n, 200 + i as u64, 0.2), values(n, 9, 1.0));
+        let packed = PackedInt8::new(&w, k, n);
+        let (mut fast, mut scalar) = (vec![0.0; rows * n], vec![0.0; rows * n]);
+        packed.matmul(&x, rows, Some(&b), &mut fast);
+        packed.matmul_scalar(&x, rows, Some(&b), &mut scalar);
+        assert_eq!(fast, scalar, "[{rows}, {k}] × [{k}, {n}]: the AVX2 and scalar kernels differ");
+        // Each product's error is at most |x| Δw + |w| Δx + Δx Δw, Δ half a quantisation step
+        // (per row of x, per column of w), plus f32 rounding of the scaled sum.
+        let want = reference(&x, &w, Some(&b), rows, k, n);
+        for r in 0..rows {
+            let x_row = &x[r * k..(r + 1) * k];
+            let dx = x_row.iter().fold(0f32, |m, v| m.max(v.abs())) as f64 / 127.0 / 2.0;
+            for c in 0..n {
+                let w_col: Vec<f64> = (0..k).map(|i| w[i * n + c] as f64).collect();
+                let dw = w_col.iter().fold(0f64, |m, v| m.max(v.abs())) / 127.0 / 2.0;
+                let bound: f64 =
+                    x_row.iter().zip(&w_col).map(|(&x, w)| (x as f64).abs() * dw + w.abs() * dx + dx * dw).sum();
+                let err = (fast[r * n + c] as f64 - want[r * n + c]).abs();
+                assert!(err <= bound * 1.001 + 1e-5, "[{rows}, {k}] × [{k}, {n}] at ({r}, {c}): error {err} > {bound}");
+            }
+        }
+        // Through `Linear` the same numbers come out.
+        assert_eq!(Linear::new(w, k, n, Some(b), Precision::Int8).forward(&x, rows), fast);
+    }
+}
+
+#[test]
+fn int8_dequantized_weight_is_within_half_a_step() {
+    let (k, n) = (37, 19);
+    let w = values(k * n, 5, 0.3);
+    let back = PackedInt8::new(&w, k, n).dequantized();
+    for c in 0..n {
+        let step = (0..k).map(|i| w[i * n + c].abs()).fold(0f32, f32::max) / 127.0;
+        for i in 0..k {
+            assert!((back[i * n + c] - w[i * n + c]).abs() <= step / 2.0 * 1.0001, "({i}, {c})");
+        }
+    }
+}
+
+#[test]
+fn zero_rows_and_all_zero_inputs_are_exact() {
+    let (k, n) = (16, 9);
+    let w = values(k * n, 3, 1.0);
+    let b = values(n, 4, 1.0);
+    let packed = PackedInt8::new(&w, k, n);
+    let mut out = vec![0.0; 2 * n];
+    packed.matmul(&vec![0.0; 2 * k], 2, Some(&b), &mut out);
+    assert_eq!(out, [b.clone(), b].concat());
+    packed.matmul(&[], 0, None, &mut []);
+}
+
+/// Attention of each sequence alone, in f64, with a softmax over its own keys.
+fn attention_reference(qkv: &[f32], offsets: &[usize], heads: usize, head_dim: usize) -> Vec<f64> {
+    let hidden = heads * head_dim;
+    let mut out = vec![0.0; offsets.last().unwrap() * hidden];
+    for w in offsets.windows(2) {
+        for h in 0..heads {
+            for i in w[0]..w[1] {
+                let at =
+                    |row: usize, part: usize, d: usize| qkv[row * 3 * hidden + part * hidden + h * head_dim + d] as f64;
+                let scores: Vec<f64> =
+                    (w[0]..w[1]).map(|j| (0..head_dim).map(|d| at(i, 0, d) * at(j, 1, d)).sum()).collect();
+                let max = scores.iter().cloned().fold(f64::MIN, f64::max);
+                let exps: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let total: f64 = exps.iter().sum();
+                for d in 0..head_dim {
+                    let c: f64 = (w[0]..w[1]).zip(&exps).map(|(j, e)| e * at(j, 2, d)).sum();
+                    out[i * hidden + h * head_dim + d] = c / total;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn attention_matches_the_per_sequence_reference_on_odd_lengths() {
+    for (heads, head_dim) in [(12, 32), (3, 7), (1, 1)] {
+        let lengths = [1, 7, 33, 2, 0, 90];
+        let mut offsets = vec![0];
+        for len in lengths {
+            offsets.push(offsets.last().unwrap() + len);
+        }
+        let rows = *offsets.last().unwrap();
+        let hidden = heads * head_dim;
+        let qkv = values(rows * 3 * hidden, heads as u64, 2.0);
+        let mut out = vec![f32::NAN; rows * hidden];
+        attention(&qkv, &offsets, heads, head_dim, &mut out);
+        let want = attention_reference(&qkv, &offsets, heads, head_dim);
+        for (g, w) in out.iter().zip(&want) {
+            assert!((*g as f64 - w).abs() < 1e-5, "heads {heads} × {head_dim}: {g} vs {w}");
+        }
+    }
+}
+
+#[test]
+fn layer_norm_of_the_residual_sum_matches_the_reference() {
+    for width in [1, 7, 384] {
+        let rows = 67;
+        let (mut x, residual) = (values(rows * width, 1, 3.0), values(rows * width, 2, 1.0));
+        let norm = LayerNorm { gamma: values(width, 3, 1.0), beta: values(width, 4, 1.0), eps: 1e-12 };
+        let sums: Vec<f64> = x.iter().zip(&residual).map(|(a, b)| *a as f64 + *b as f64).collect();
+        norm.forward(&mut x, Some(&residual));
+        for (r, row) in sums.chunks(width).enumerate() {
+            let mean = row.iter().sum::<f64>() / width as f64;
+            let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / width as f64;
+            for (c, v) in row.iter().enumerate() {
+                let want = (v - mean) / (var + 1e-12).sqrt() * norm.gamma[c] as f64 + norm.beta[c] as f64;
+                let got = x[r * width + c] as f64;
+                assert!((got - want).abs() < 1e-4 * want.abs().max(1.0), "width {width} ({r}, {c}): {got} vs {want}");
+            }
+        }
+    }
+}
+
+#[test]
+fn activations_in_place_match_their_formulas() {
+    let xs: Vec<f32> = (-800..=800).map(|i| i as f32 / 40.0).collect();
+    let mut tanh = xs.clone();
+    starbucks_kernels::gelu_tanh_in_place(&mut tanh);
+    let mut erf = xs.clone();
+    starbucks_kernels::gelu_in_place(&mut erf);
+    let mut relu = xs.clone();
+    starbucks_kernels::relu_in_place(&mut relu);
+    for (i, &x) in xs.iter().enumerate() {
+        let x64 = x as f64;
+        let want = 0.5 * x64 * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x64 + 0.044715 * x64.powi(3))).tanh());
+        assert!((tanh[i] as f64 - want).abs() < 1e-5 * want.abs().max(1.0), "gelu_new({x}) = {} vs {want}", tanh[i]);
+        assert_eq!(erf[i], starbucks_kernels::gelu_f32(x));
+        assert_eq!(relu[i], x.max(0.0));
+    }
+}
