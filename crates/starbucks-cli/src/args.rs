@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use starbucks_model::Size;
+use starbucks_model::{Precision, Size};
 use starbucks_serve::Options;
 
 /// Train, evaluate and use 2D Matryoshka sentence embeddings (Starbucks, 2DMSE) on burn.
@@ -102,6 +102,9 @@ pub struct BenchArgs {
     /// Timed iterations (the median is reported).
     #[arg(long, default_value_t = 3)]
     pub iters: usize,
+    /// The arithmetic of `embed`, `embed-one` and `forward-N`: f32 or int8 (CPU backend only).
+    #[arg(long, default_value_t = Precision::F32)]
+    pub precision: Precision,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -8,12 +8,15 @@
 //! - `train-single`: the same batch, MNRL at the full size only;
 //! - `train-smae`: an SMAE pre-training step on 8 FineWeb windows of ≤ 128 tokens;
 //! - `train-mlm`: a plain MLM step on the same windows (full size, encoder masks, no decoder);
-//! - `forward-N`: inference of the first N layers on 256 STS-B test sentences, mean-pooled;
-//! - `embed`: `Embedder::embed` of every STS-B test sentence at the full size (batch 32);
+//! - `forward-N`: inference of the first N layers on 256 STS-B test sentences in one batch,
+//!   mean-pooled (`Embedder::embed` at (N, hidden), tokenising included);
+//! - `embed`: `Embedder::embed` of every STS-B test sentence at the full size (batch 32), and
+//!   afterwards, untimed, the STS-B test Spearman at every size of the MiniLM list;
 //! - `embed-one`: `Embedder::embed` of one STS-B test sentence alone at the full size, the
 //!   i-th iteration the i-th sentence (what one request to `starbucks serve` at concurrency 1
 //!   costs without HTTP and queueing).
 //!
+//! `--precision` picks the embedder's arithmetic for the inference workloads (training is f32).
 //! A benchmark, not a test: nothing here asserts a time.
 
 use std::path::Path;
@@ -30,7 +33,7 @@ use starbucks_data::eval::read_stsb;
 use starbucks_data::finetune::{read_triplets, triplet_texts};
 use starbucks_data::fineweb::{Position, Source};
 use starbucks_data::masking::{MaskingConfig, PretrainExample, SmaeMasker};
-use starbucks_model::{BertConfig, BertInput, BertModel, Embedder, Pooling, Size, Tokenizer, pool};
+use starbucks_model::{BertConfig, BertModel, Embedder, Pooling, Size, Tokenizer};
 use starbucks_objectives::losses::cross_entropy;
 use starbucks_objectives::smae::{MlmHead, Smae};
 use starbucks_objectives::{LossOutput, Objective, SizeList};
@@ -130,6 +133,8 @@ struct Measured {
     items: usize,
     tokens: Option<usize>,
     padded_tokens: Option<usize>,
+    /// STS-B test Spearman per size (`"layersxdims"`), for `embed`.
+    spearman: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 fn timed(warmup: usize, iters: usize, mut step: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
@@ -205,7 +210,7 @@ fn finetune<B: AutodiffBackend>(
     let (model, _) = BertModel::<B>::from_safetensors(config, args.model.join("model.safetensors"), device)?;
     let batch = Repeat(FinetuneBatch::Triplets(triplets));
     let times_ms = train(args, model, &Fixed(task), batch, 5e-5, device)?;
-    Ok(Measured { times_ms, items: 3 * TRIPLETS, tokens: Some(tokens), padded_tokens: Some(padded) })
+    Ok(Measured { times_ms, items: 3 * TRIPLETS, tokens: Some(tokens), padded_tokens: Some(padded), spearman: None })
 }
 
 fn pretrain<B: AutodiffBackend>(
@@ -241,48 +246,58 @@ fn pretrain<B: AutodiffBackend>(
     } else {
         train(args, model, &MlmTask { pad_id }, batch, 1e-4, device)?
     };
-    Ok(Measured { times_ms, items: SMAE_BATCH, tokens: Some(tokens), padded_tokens: Some(padded) })
+    Ok(Measured { times_ms, items: SMAE_BATCH, tokens: Some(tokens), padded_tokens: Some(padded), spearman: None })
 }
 
 fn forward<B: Backend>(args: &BenchArgs, config: &BertConfig, layers: usize, device: &B::Device) -> Result<Measured> {
     let mut sentences = stsb_sentences(&args.data)?;
     sentences.truncate(FORWARD_BATCH);
-    let tokenizer = Tokenizer::from_file(args.model.join("tokenizer.json"), 128)?;
-    let batch = tokenizer.encode(&sentences)?;
-    let (model, _) = BertModel::<B>::from_safetensors(config, args.model.join("model.safetensors"), device)?;
-    let times_ms = timed(args.warmup, args.iters, || {
-        let input = BertInput::from_batch(&batch, device);
-        let mask = input.attention_mask.clone();
-        let hidden = model.forward(input, layers);
-        pool(hidden[layers].clone(), mask, Pooling::Mean).into_data();
-        Ok(())
-    })?;
+    let embedder = embedder::<B>(args, device)?.with_batch_size(FORWARD_BATCH).with_max_seq_length(128)?;
+    let batch = embedder.tokenizer().encode(&sentences)?;
+    let size = Size::new(layers, config.hidden_size);
+    let times_ms = timed(args.warmup, args.iters, || Ok(embedder.embed(&sentences, size).map(|_| ())?))?;
     Ok(Measured {
         times_ms,
         items: FORWARD_BATCH,
         tokens: Some(batch.tokens()),
         padded_tokens: Some(batch.input_ids.len()),
+        spearman: None,
     })
 }
 
-fn embed<B: Backend>(args: &BenchArgs, device: &B::Device) -> Result<Measured> {
+/// The model folder's embedder in the precision asked for.
+fn embedder<B: Backend>(args: &BenchArgs, device: &B::Device) -> Result<Embedder<B>> {
+    Ok(Embedder::<B>::from_pretrained(&args.model, device)?.with_precision(args.precision)?)
+}
+
+fn embed<B: Backend>(args: &BenchArgs, config: &BertConfig, device: &B::Device) -> Result<Measured> {
     let sentences = stsb_sentences(&args.data)?;
-    let embedder = Embedder::<B>::from_pretrained(&args.model, device)?.with_batch_size(32);
+    let embedder = embedder::<B>(args, device)?.with_batch_size(32);
     let size = embedder.full_size();
     let times_ms = timed(args.warmup, args.iters, || Ok(embedder.embed(&sentences, size).map(|_| ())?))?;
-    Ok(Measured { times_ms, items: sentences.len(), tokens: None, padded_tokens: None })
+    let pairs = read_stsb(&args.data.join("stsb").join("sts-test.csv"))?;
+    let sizes: Vec<Size> = minilm(config)?.sizes().to_vec();
+    let scores = starbucks_eval::sts::evaluate(&embedder, &[("sts-test".to_string(), pairs)], &sizes)?;
+    let spearman = scores[0]
+        .per_size
+        .iter()
+        .map(|(size, c)| {
+            (format!("{}x{}", size.layers, size.dims), serde_json::json!((c.spearman * 1e6).round() / 1e6))
+        })
+        .collect();
+    Ok(Measured { times_ms, items: sentences.len(), tokens: None, padded_tokens: None, spearman: Some(spearman) })
 }
 
 fn embed_one<B: Backend>(args: &BenchArgs, device: &B::Device) -> Result<Measured> {
     let sentences = stsb_sentences(&args.data)?;
-    let embedder = Embedder::<B>::from_pretrained(&args.model, device)?;
+    let embedder = embedder::<B>(args, device)?;
     let size = embedder.full_size();
     let mut next = sentences.iter().cycle();
     let times_ms = timed(args.warmup, args.iters, || {
         let text = next.next().expect("a cycle of a non-empty list");
         Ok(embedder.embed(&[text], size).map(|_| ())?)
     })?;
-    Ok(Measured { times_ms, items: 1, tokens: None, padded_tokens: None })
+    Ok(Measured { times_ms, items: 1, tokens: None, padded_tokens: None, spearman: None })
 }
 
 pub fn run<B: AutodiffBackend>(args: BenchArgs, device: &B::Device) -> Result<()> {
@@ -293,7 +308,7 @@ pub fn run<B: AutodiffBackend>(args: BenchArgs, device: &B::Device) -> Result<()
         "train-single" => finetune::<B>(&args, &config, true, device)?,
         "train-smae" => pretrain::<B>(&args, &config, true, device)?,
         "train-mlm" => pretrain::<B>(&args, &config, false, device)?,
-        "embed" => embed::<B::InnerBackend>(&args, device)?,
+        "embed" => embed::<B::InnerBackend>(&args, &config, device)?,
         "embed-one" => embed_one::<B::InnerBackend>(&args, device)?,
         _ => match w.strip_prefix("forward-").and_then(|n| n.parse::<usize>().ok()) {
             Some(layers) if (1..=config.num_hidden_layers).contains(&layers) => {
@@ -309,7 +324,7 @@ pub fn run<B: AutodiffBackend>(args: BenchArgs, device: &B::Device) -> Result<()
     let mut sorted = measured.times_ms.clone();
     sorted.sort_by(f64::total_cmp);
     let line = json!({
-        "side": "burn",
+        "side": format!("burn-{}", args.precision),
         "workload": w,
         "backend": crate::backend::NAME,
         "times_ms": measured.times_ms,
@@ -319,6 +334,7 @@ pub fn run<B: AutodiffBackend>(args: BenchArgs, device: &B::Device) -> Result<()
         "padded_tokens": measured.padded_tokens,
         "threads": std::thread::available_parallelism().map(|n| n.get()).ok(),
         "peak_rss_mb": peak_rss_mb(),
+        "spearman": measured.spearman,
         "versions": { "starbucks": env!("CARGO_PKG_VERSION"), "burn": "0.21.0" },
     });
     println!("{line}");

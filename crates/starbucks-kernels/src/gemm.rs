@@ -1,17 +1,8 @@
-//! `x W + b` on row-major slices, for the CPU encoder: a weight prepared once in the precision
-//! asked for, then applied to any number of rows.
+//! `x W + b` on row-major slices, for the CPU encoder: a weight prepared once, in f32 (gemm's
+//! AVX-512 / AVX2 / baseline kernels, picked at run time) or int8 ([`crate::quant`]), then
+//! applied to any number of rows.
 
 use crate::quant::PackedInt8;
-
-/// The arithmetic of the CPU encoder's matrix products.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Precision {
-    /// f32 products (gemm's AVX-512 / AVX2 / baseline kernels, picked at run time).
-    F32,
-    /// int8 weights (per output column) and activations (per row, quantised at run time), i32
-    /// sums ([`crate::quant`]).
-    Int8,
-}
 
 /// A dense layer: the weight `[in, out]` in its precision, and the f32 bias.
 #[derive(Debug, Clone)]
@@ -32,22 +23,21 @@ enum Weight {
 const PARALLEL_OPS: usize = 192 * 192 * 192;
 
 impl Linear {
-    /// A layer of `weight` (row-major `[in_features, out_features]`) and `bias`, in `precision`.
-    pub fn new(
-        weight: Vec<f32>,
-        in_features: usize,
-        out_features: usize,
-        bias: Option<Vec<f32>>,
-        precision: Precision,
-    ) -> Self {
+    /// A layer of `weight` (row-major `[in_features, out_features]`) and `bias`, in f32.
+    pub fn f32(weight: Vec<f32>, in_features: usize, out_features: usize, bias: Option<Vec<f32>>) -> Self {
         assert_eq!(weight.len(), in_features * out_features, "weight is not [{in_features}, {out_features}]");
+        Self::with(Weight::F32(weight), in_features, out_features, bias)
+    }
+
+    /// The same layer with its weight quantised to int8 per output column.
+    pub fn int8(weight: &[f32], in_features: usize, out_features: usize, bias: Option<Vec<f32>>) -> Self {
+        Self::with(Weight::Int8(PackedInt8::new(weight, in_features, out_features)), in_features, out_features, bias)
+    }
+
+    fn with(weight: Weight, in_features: usize, out_features: usize, bias: Option<Vec<f32>>) -> Self {
         if let Some(bias) = &bias {
             assert_eq!(bias.len(), out_features, "{out_features} outputs but {} biases", bias.len());
         }
-        let weight = match precision {
-            Precision::F32 => Weight::F32(weight),
-            Precision::Int8 => Weight::Int8(PackedInt8::new(&weight, in_features, out_features)),
-        };
         Linear { in_features, out_features, weight, bias }
     }
 

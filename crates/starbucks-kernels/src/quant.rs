@@ -1,6 +1,7 @@
-//! Int8 matrix products: `x W + b` with the weight quantised once per output column and the
-//! activations quantised per row at run time (symmetric, to ±127), products summed exactly in
-//! i32, then scaled back to f32.
+//! Int8 matrix products: `x W + b` with the weight quantised once per output column
+//! (symmetric, to ±127) and the activations quantised per row at run time (asymmetric, to
+//! 0..=255 around a zero point, so that a skewed row such as a GELU output uses the whole
+//! range), products summed exactly in i32, then scaled back to f32.
 //!
 //! The values are int8, but they are multiplied as i16 pairs (`vpmaddwd`: two products summed
 //! into each i32 lane), which AVX2 has on every x86-64 CPU of the last decade and which cannot
@@ -11,12 +12,14 @@
 
 use rayon::prelude::*;
 
+use crate::simd::simd;
+
 /// Output columns per packed block: one 256-bit register of i32 sums.
 const BLOCK: usize = 8;
-/// Rows and column blocks of one register tile of the AVX2 kernel (4 × 3 sums, 3 weights and a
-/// broadcast: 16 registers).
+/// Rows and column blocks of one register tile of the AVX2 kernel: 4 × 2 sums, 2 weights and a
+/// broadcast fit AVX2's 16 registers with room to spare (4 × 3 spills).
 const TILE_ROWS: usize = 4;
-const TILE_BLOCKS: usize = 3;
+const TILE_BLOCKS: usize = 2;
 /// Rows and columns of one rayon task.
 const TASK_ROWS: usize = 64;
 const TASK_BLOCKS: usize = 4 * TILE_BLOCKS;
@@ -34,6 +37,8 @@ pub struct PackedInt8 {
     values: Vec<i16>,
     /// Per output column: the weight is `values × scale`.
     scales: Vec<f32>,
+    /// Per output column: the sum of its quantised values, for the activations' zero points.
+    sums: Vec<i32>,
 }
 
 impl PackedInt8 {
@@ -56,7 +61,14 @@ impl PackedInt8 {
                 values[((block * pairs + k / 2) * BLOCK + lane) * 2 + k % 2] = q;
             }
         }
-        PackedInt8 { in_features, out_features, pairs, blocks, values, scales }
+        let sums = (0..out_features)
+            .map(|c| {
+                (0..in_features)
+                    .map(|k| (weight[k * out_features + c] / scales[c]).round().clamp(-127.0, 127.0) as i32)
+                    .sum()
+            })
+            .collect();
+        PackedInt8 { in_features, out_features, pairs, blocks, values, scales, sums }
     }
 
     pub fn in_features(&self) -> usize {
@@ -137,10 +149,11 @@ impl PackedInt8 {
     ) {
         let n = self.out_features;
         let mut sums = [[[0i32; BLOCK]; TILE_BLOCKS]; TILE_ROWS];
-        for r0 in rows.clone().step_by(TILE_ROWS) {
-            let tile_rows = TILE_ROWS.min(rows.end - r0);
-            for b0 in blocks.clone().step_by(TILE_BLOCKS) {
-                let tile_blocks = TILE_BLOCKS.min(blocks.end - b0);
+        // Column blocks outside, rows inside: one slab of weights serves every row of the task.
+        for b0 in blocks.clone().step_by(TILE_BLOCKS) {
+            let tile_blocks = TILE_BLOCKS.min(blocks.end - b0);
+            for r0 in rows.clone().step_by(TILE_ROWS) {
+                let tile_rows = TILE_ROWS.min(rows.end - r0);
                 let x_rows = &x.values[r0 * 2 * self.pairs..];
                 let w = &self.values[b0 * self.pairs * 2 * BLOCK..];
                 match kernel {
@@ -150,19 +163,47 @@ impl PackedInt8 {
                 }
                 for (i, row_sums) in sums.iter().enumerate().take(tile_rows) {
                     let r = r0 + i;
-                    let x_scale = x.scales[r];
                     for (j, block_sums) in row_sums.iter().enumerate().take(tile_blocks) {
                         let c0 = (b0 + j) * BLOCK;
-                        for (lane, &sum) in block_sums.iter().enumerate().take(n.saturating_sub(c0)) {
-                            let c = c0 + lane;
-                            let value = sum as f32 * (x_scale * self.scales[c]) + bias.map_or(0.0, |b| b[c]);
-                            // SAFETY: (r, c) is inside this task's rectangle of `out`.
-                            unsafe { *out.0.add(r * n + c) = value };
-                        }
+                        let width = BLOCK.min(n - c0);
+                        // SAFETY: row r, columns c0..c0 + width lie inside this task's rectangle.
+                        let target = unsafe { std::slice::from_raw_parts_mut(out.0.add(r * n + c0), width) };
+                        let columns = c0..c0 + width;
+                        let weights = Columns {
+                            scales: &self.scales[columns.clone()],
+                            sums: &self.sums[columns.clone()],
+                            bias: bias.map(|b| &b[columns]),
+                        };
+                        scale_block(target, block_sums, x.scales[r], x.zero_points[r], weights);
                     }
                 }
             }
         }
+    }
+}
+
+/// One block's columns of the weight: scales, sums of quantised values, biases.
+struct Columns<'a> {
+    scales: &'a [f32],
+    sums: &'a [i32],
+    bias: Option<&'a [f32]>,
+}
+
+/// `target[c] = (sums[c] - zero_point · Σ_k w[k][c]) · x_scale · w_scale[c] + bias[c]` for one
+/// block of columns.
+#[inline(always)]
+fn scale_block(target: &mut [f32], sums: &[i32; BLOCK], x_scale: f32, zero_point: i32, w: Columns) {
+    let value = |c: usize, bias: f32| (sums[c] - zero_point * w.sums[c]) as f32 * (x_scale * w.scales[c]) + bias;
+    if let Ok(target) = <&mut [f32; BLOCK]>::try_from(&mut *target) {
+        // A whole block: a fixed-size loop, which vectorises.
+        let bias = w.bias.and_then(|b| <&[f32; BLOCK]>::try_from(b).ok()).copied().unwrap_or([0.0; BLOCK]);
+        for c in 0..BLOCK {
+            target[c] = value(c, bias[c]);
+        }
+        return;
+    }
+    for (c, v) in target.iter_mut().enumerate() {
+        *v = value(c, w.bias.map_or(0.0, |b| b[c]));
     }
 }
 
@@ -190,10 +231,12 @@ struct SharedOut(*mut f32);
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
-/// Activations quantised per row to ±127 (as i16, each row padded to an even length with 0).
+/// Activations quantised per row to 0..=255 (as i16, each row padded to an even length with its
+/// zero point, which adds nothing): `x ≈ (q - zero_point) × scale`.
 struct QuantizedRows {
     values: Vec<i16>,
     scales: Vec<f32>,
+    zero_points: Vec<i32>,
 }
 
 impl QuantizedRows {
@@ -201,19 +244,44 @@ impl QuantizedRows {
         let width = 2 * pairs;
         let mut values = vec![0i16; rows * width];
         let mut scales = vec![0f32; rows];
-        values.par_chunks_mut(width).zip(scales.par_iter_mut()).zip(x.par_chunks(k.max(1))).for_each(
-            |((q, scale), row)| {
-                let max = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-                *scale = if max > 0.0 && max.is_finite() { max / 127.0 } else { 1.0 };
-                let inverse = 1.0 / *scale;
-                for (q, &v) in q.iter_mut().zip(row) {
-                    *q = (v * inverse).round().clamp(-127.0, 127.0) as i16;
-                }
-            },
-        );
-        QuantizedRows { values, scales }
+        let mut zero_points = vec![0i32; rows];
+        values
+            .par_chunks_mut(width)
+            .zip(scales.par_iter_mut().zip(zero_points.par_iter_mut()))
+            .zip(x.par_chunks(k))
+            .for_each(|((q, (scale, zero_point)), row)| {
+                // The range holds 0, so that 0 (padding, ReLU) is exact.
+                let (min, max) = range(row);
+                let span = max - min;
+                *scale = if span > 0.0 && span.is_finite() { span / 255.0 } else { 1.0 };
+                *zero_point = (-min / *scale).round_ties_even().clamp(0.0, 255.0) as i32;
+                quantize_row(q, row, 1.0 / *scale, *zero_point as f32);
+                q[k..].fill(*zero_point as i16);
+            });
+        QuantizedRows { values, scales, zero_points }
     }
 }
+
+/// The smallest and largest value of `row`, and 0.
+fn range(row: &[f32]) -> (f32, f32) {
+    let mut lanes = ([0f32; 8], [0f32; 8]);
+    let chunks = row.chunks_exact(8);
+    let tail = chunks.remainder().iter().fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    for chunk in chunks {
+        for l in 0..8 {
+            lanes.0[l] = lanes.0[l].min(chunk[l]);
+            lanes.1[l] = lanes.1[l].max(chunk[l]);
+        }
+    }
+    (lanes.0.iter().fold(tail.0, |a, &b| a.min(b)), lanes.1.iter().fold(tail.1, |a, &b| a.max(b)))
+}
+
+simd!(quantize_row(q: &mut [i16], row: &[f32], inverse: f32, zero_point: f32) {
+    for (q, &v) in q.iter_mut().zip(row) {
+        // Ties to even: one instruction (`vroundps`), where `round` (ties away) is a libm call.
+        *q = ((v * inverse).round_ties_even() + zero_point).clamp(0.0, 255.0) as i16;
+    }
+});
 
 type Sums = [[[i32; BLOCK]; TILE_BLOCKS]; TILE_ROWS];
 
@@ -251,16 +319,12 @@ unsafe fn avx2_tile(x: &[i16], w: &[i16], pairs: usize, rows: usize, blocks: usi
         };
     }
     match (rows, blocks) {
-        (4, 3) => tile!(4, 3),
         (4, 2) => tile!(4, 2),
         (4, 1) => tile!(4, 1),
-        (3, 3) => tile!(3, 3),
         (3, 2) => tile!(3, 2),
         (3, 1) => tile!(3, 1),
-        (2, 3) => tile!(2, 3),
         (2, 2) => tile!(2, 2),
         (2, 1) => tile!(2, 1),
-        (1, 3) => tile!(1, 3),
         (1, 2) => tile!(1, 2),
         (1, 1) => tile!(1, 1),
         _ => unreachable!("tiles are at most {TILE_ROWS} rows and {TILE_BLOCKS} blocks"),

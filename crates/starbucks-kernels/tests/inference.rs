@@ -1,7 +1,7 @@
 //! The slice kernels of the CPU encoder against plain f64 references, on odd shapes and lengths.
 
 use starbucks_kernels::attention::attention;
-use starbucks_kernels::gemm::{Linear, Precision};
+use starbucks_kernels::gemm::Linear;
 use starbucks_kernels::norm::LayerNorm;
 use starbucks_kernels::quant::PackedInt8;
 
@@ -38,7 +38,7 @@ fn f32_linear_matches_the_f64_product() {
     for (i, &(rows, k, n)) in SHAPES.iter().enumerate() {
         let (x, w, b) = (values(rows * k, i as u64, 2.0), values(k * n, 100 + i as u64, 0.5), values(n, 7, 1.0));
         for bias in [Some(b.clone()), None] {
-            let got = Linear::new(w.clone(), k, n, bias.clone(), Precision::F32).forward(&x, rows);
+            let got = Linear::f32(w.clone(), k, n, bias.clone()).forward(&x, rows);
             let want = reference(&x, &w, bias.as_deref(), rows, k, n);
             for (g, w) in got.iter().zip(&want) {
                 assert!(
@@ -60,11 +60,13 @@ fn int8_kernels_agree_to_the_bit_and_stay_within_the_quantisation_bound() {
         packed.matmul_scalar(&x, rows, Some(&b), &mut scalar);
         assert_eq!(fast, scalar, "[{rows}, {k}] × [{k}, {n}]: the AVX2 and scalar kernels differ");
         // Each product's error is at most |x| Δw + |w| Δx + Δx Δw, Δ half a quantisation step
-        // (per row of x, per column of w), plus f32 rounding of the scaled sum.
+        // (x: a 255th of its row's range with 0, w: a 127th of its column's largest value), plus
+        // f32 rounding of the scaled sum.
         let want = reference(&x, &w, Some(&b), rows, k, n);
         for r in 0..rows {
             let x_row = &x[r * k..(r + 1) * k];
-            let dx = x_row.iter().fold(0f32, |m, v| m.max(v.abs())) as f64 / 127.0 / 2.0;
+            let (lo, hi) = x_row.iter().fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            let dx = (hi - lo) as f64 / 255.0 / 2.0;
             for c in 0..n {
                 let w_col: Vec<f64> = (0..k).map(|i| w[i * n + c] as f64).collect();
                 let dw = w_col.iter().fold(0f64, |m, v| m.max(v.abs())) / 127.0 / 2.0;
@@ -75,7 +77,7 @@ fn int8_kernels_agree_to_the_bit_and_stay_within_the_quantisation_bound() {
             }
         }
         // Through `Linear` the same numbers come out.
-        assert_eq!(Linear::new(w, k, n, Some(b), Precision::Int8).forward(&x, rows), fast);
+        assert_eq!(Linear::int8(&w, k, n, Some(b)).forward(&x, rows), fast);
     }
 }
 

@@ -10,6 +10,7 @@ use crate::bert::{BertInput, BertModel};
 use crate::config::BertConfig;
 use crate::error::{Error, Result, read_json};
 use crate::pooling::{Pooling, normalize, pool};
+use crate::precision::Precision;
 use crate::size::Size;
 use crate::tokenizer::Tokenizer;
 use crate::weights::{LoadReport, load_safetensors};
@@ -147,9 +148,16 @@ impl SentenceConfig {
 }
 
 /// Embeds texts with a 2D Matryoshka BERT at any [`Size`], in batches, on any backend.
+///
+/// On the CPU (flex) backend the forward pass runs on the CPU encoder (`cpu.rs`: real tokens
+/// only, fused kernels), in f32 by default or in int8 ([`Embedder::with_precision`]); on other
+/// backends it runs [`BertModel::forward`].
 #[derive(Debug)]
 pub struct Embedder<B: Backend> {
     model: BertModel<B>,
+    #[cfg(feature = "flex")]
+    cpu: Option<crate::cpu::CpuEncoder>,
+    precision: Precision,
     /// The Dense module's weight `[in, out]` and bias, when the folder has one.
     dense: Option<(Tensor<B, 2>, Option<Tensor<B, 1>>)>,
     config: BertConfig,
@@ -175,7 +183,69 @@ impl<B: Backend> Embedder<B> {
         tokenizer.check_vocab(&config, &tokenizer_path)?;
         let (model, _) = BertModel::from_safetensors(&config, dir.join("model.safetensors"), device)?;
         let dense = sentence.dense.as_ref().map(|d| load_dense(d, device)).transpose()?;
-        Ok(Embedder { model, dense, config, tokenizer, sentence, batch_size: 32, device: device.clone() })
+        Ok(Embedder::assemble(model, dense, config, tokenizer, sentence, device))
+    }
+
+    fn assemble(
+        model: BertModel<B>,
+        dense: Option<(Tensor<B, 2>, Option<Tensor<B, 1>>)>,
+        config: BertConfig,
+        tokenizer: Tokenizer,
+        sentence: SentenceConfig,
+        device: &B::Device,
+    ) -> Self {
+        let mut embedder = Embedder {
+            model,
+            #[cfg(feature = "flex")]
+            cpu: None,
+            precision: Precision::F32,
+            dense,
+            config,
+            tokenizer,
+            sentence,
+            batch_size: 32,
+            device: device.clone(),
+        };
+        embedder.prepare_cpu();
+        embedder
+    }
+
+    /// Whether this embedder runs on the CPU encoder: the flex backend, in a build with the
+    /// `flex` feature.
+    fn on_cpu() -> bool {
+        #[cfg(feature = "flex")]
+        {
+            std::any::TypeId::of::<B>() == std::any::TypeId::of::<burn_flex::Flex>()
+        }
+        #[cfg(not(feature = "flex"))]
+        {
+            false
+        }
+    }
+
+    /// (Re)builds the CPU encoder from the model in the current precision, on flex.
+    fn prepare_cpu(&mut self) {
+        #[cfg(feature = "flex")]
+        {
+            self.cpu = Self::on_cpu().then(|| crate::cpu::CpuEncoder::new(&self.model, &self.config, self.precision));
+        }
+    }
+
+    /// Multiply in `precision` from now on. `Int8` needs the CPU (flex) backend; the weights are
+    /// quantised here, once.
+    pub fn with_precision(mut self, precision: Precision) -> Result<Self> {
+        if precision != Precision::F32 && !Self::on_cpu() {
+            return Err(Error::Precision { precision, backend: std::any::type_name::<B>().to_string() });
+        }
+        if precision != self.precision {
+            self.precision = precision;
+            self.prepare_cpu();
+        }
+        Ok(self)
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// An embedder around a model in memory (one being trained, say), with its config,
@@ -188,7 +258,7 @@ impl<B: Backend> Embedder<B> {
         device: &B::Device,
     ) -> Self {
         let sentence = SentenceConfig { dense: None, ..sentence };
-        Embedder { model, dense: None, config, tokenizer, sentence, batch_size: 32, device: device.clone() }
+        Embedder::assemble(model, None, config, tokenizer, sentence, device)
     }
 
     pub fn with_pooling(mut self, pooling: Pooling) -> Self {
@@ -261,7 +331,6 @@ impl<B: Backend> Embedder<B> {
         for size in sizes {
             size.check_within(self.full_size())?;
         }
-        let layers = sizes.iter().map(|s| s.layers).max().unwrap_or(0);
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(texts[i].as_ref().chars().count()));
 
@@ -269,11 +338,9 @@ impl<B: Backend> Embedder<B> {
         for chunk in order.chunks(self.batch_size) {
             let chunk_texts: Vec<&str> = chunk.iter().map(|&i| texts[i].as_ref()).collect();
             let batch = self.tokenizer.encode(&chunk_texts)?;
-            let input = BertInput::<B>::from_batch(&batch, &self.device);
-            let mask = input.attention_mask.clone();
-            let hidden = self.model.forward(input, layers);
-            for (s, size) in sizes.iter().enumerate() {
-                let mut pooled = self.pool(hidden[size.layers].clone(), mask.clone()).narrow(1, 0, size.dims);
+            let pooled = self.pooled(&batch, &sizes.iter().map(|s| s.layers).collect::<Vec<_>>());
+            for ((s, size), pooled) in sizes.iter().enumerate().zip(pooled) {
+                let mut pooled = self.dense(pooled).narrow(1, 0, size.dims);
                 if self.sentence.normalize {
                     pooled = normalize(pooled);
                 }
@@ -285,13 +352,36 @@ impl<B: Backend> Embedder<B> {
         }
         Ok(out)
     }
+
+    /// `batch` pooled after each of `layers` (`[batch, hidden]` each), from one pass through the
+    /// deepest: on the CPU encoder where there is one, else through [`BertModel::forward`].
+    fn pooled(&self, batch: &crate::tokenizer::Batch, layers: &[usize]) -> Vec<Tensor<B, 2>> {
+        #[cfg(feature = "flex")]
+        if let Some(cpu) = &self.cpu {
+            let shape = [batch.batch_size, self.config.hidden_size];
+            return cpu
+                .pooled(batch, layers, self.sentence.pooling)
+                .into_iter()
+                .map(|values| Tensor::from_data(TensorData::new(values, shape), &self.device))
+                .collect();
+        }
+        let input = BertInput::<B>::from_batch(batch, &self.device);
+        let mask = input.attention_mask.clone();
+        let hidden = self.model.forward(input, layers.iter().copied().max().unwrap_or(0));
+        layers.iter().map(|&n| pool(hidden[n].clone(), mask.clone(), self.sentence.pooling)).collect()
+    }
 }
 
 impl<B: Backend> Embedder<B> {
     /// The sentence vector of each row of `hidden` `[rows, seq, hidden]`: pooled over `mask`,
     /// then through the Dense module when the folder has one (every dim; the caller cuts).
+    /// (The server's layer-by-layer [`crate::Pass`] runs on the burn model.)
     pub(crate) fn pool(&self, hidden: Tensor<B, 3>, mask: Tensor<B, 2>) -> Tensor<B, 2> {
-        let pooled = pool(hidden, mask, self.sentence.pooling);
+        self.dense(pool(hidden, mask, self.sentence.pooling))
+    }
+
+    /// `pooled` `[rows, hidden]` through the Dense module when the folder has one.
+    fn dense(&self, pooled: Tensor<B, 2>) -> Tensor<B, 2> {
         match &self.dense {
             Some((weight, Some(bias))) => pooled.matmul(weight.clone()) + bias.clone().unsqueeze(),
             Some((weight, None)) => pooled.matmul(weight.clone()),

@@ -27,12 +27,15 @@
 
 mod bert;
 mod config;
+#[cfg(feature = "flex")]
+mod cpu;
 mod embedder;
 mod error;
 mod export;
 mod ops;
 mod pass;
 mod pooling;
+mod precision;
 mod size;
 mod tokenizer;
 mod weights;
@@ -48,6 +51,7 @@ pub use export::{ExportOptions, export_sentence_transformers};
 pub use ops::gelu;
 pub use pass::Pass;
 pub use pooling::{Pooling, normalize, normalize_vector, pool};
+pub use precision::Precision;
 pub use size::Size;
 pub use tokenizer::{Batch, Tokenizer, Tokens};
 pub use weights::{

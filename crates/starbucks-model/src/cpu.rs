@@ -1,0 +1,209 @@
+//! The CPU encoder: [`BertModel`]'s inference forward for the flex backend, on plain rows.
+//!
+//! burn runs the encoder op by op on padded `[batch, seq, hidden]` tensors, each op a fresh
+//! buffer. For inference on the CPU this runs the same layers on the real tokens only (the
+//! sequences of a batch one after another, no padding rows in any product), with the query,
+//! key and value weights fused into one product, attention per sequence without a padded score
+//! tensor, and each block's residual add and LayerNorm in one pass. Its matrix products run in
+//! the [`Precision`] asked for. The weights are copied out of the model once, when the
+//! [`crate::Embedder`] is made; the burn model stays the reference (training, other backends,
+//! the tests that hold this path to it).
+
+use burn::module::Param;
+use burn::nn::{LayerNorm as BurnLayerNorm, Linear as BurnLinear};
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+use starbucks_kernels::attention::attention;
+use starbucks_kernels::gemm::Linear;
+use starbucks_kernels::norm::LayerNorm;
+
+use crate::bert::{BertLayer, BertModel};
+use crate::config::{BertConfig, HiddenAct};
+use crate::pooling::Pooling;
+use crate::precision::Precision;
+use crate::tokenizer::Batch;
+
+/// `BertModel`'s weights, prepared for the CPU kernels.
+#[derive(Debug)]
+pub struct CpuEncoder {
+    word_embeddings: Vec<f32>,
+    position_embeddings: Vec<f32>,
+    token_type_embeddings: Vec<f32>,
+    embeddings_norm: LayerNorm,
+    layers: Vec<CpuLayer>,
+    hidden: usize,
+    heads: usize,
+}
+
+/// `encoder.layer.{i}`: the fused query/key/value product, then the model's own blocks.
+#[derive(Debug)]
+struct CpuLayer {
+    qkv: Linear,
+    attention_output: Linear,
+    attention_norm: LayerNorm,
+    intermediate: Linear,
+    hidden_act: HiddenAct,
+    output: Linear,
+    output_norm: LayerNorm,
+}
+
+fn values<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f32> {
+    tensor.into_data().convert::<f32>().to_vec().expect("converted to f32")
+}
+
+fn param<B: Backend, const D: usize>(param: &Param<Tensor<B, D>>) -> Vec<f32> {
+    values(param.val())
+}
+
+/// burn keeps a LayerNorm's epsilon private: it comes from the config (`layer_norm_eps`).
+fn layer_norm<B: Backend>(norm: &BurnLayerNorm<B>, eps: f64) -> LayerNorm {
+    LayerNorm {
+        gamma: param(&norm.gamma),
+        beta: norm.beta.as_ref().map(param).unwrap_or_else(|| vec![0.0; norm.gamma.dims()[0]]),
+        eps: eps as f32,
+    }
+}
+
+fn linear<B: Backend>(layer: &BurnLinear<B>, precision: Precision) -> Linear {
+    let [in_features, out_features] = layer.weight.dims();
+    let bias = layer.bias.as_ref().map(param);
+    precision.linear(param(&layer.weight), in_features, out_features, bias)
+}
+
+impl CpuLayer {
+    fn new<B: Backend>(layer: &BertLayer<B>, config: &BertConfig, precision: Precision) -> Self {
+        let (heads, eps) = (config.num_attention_heads, config.layer_norm_eps);
+        let attention = &layer.attention.self_attention;
+        let [hidden, _] = attention.query.weight.dims();
+        // The queries come out scaled by 1/√head_dim, as `BertSelfAttention::project` does it.
+        let scale = 1.0 / ((hidden / heads) as f32).sqrt();
+        let parts = [&attention.query, &attention.key, &attention.value].map(|l| param(&l.weight));
+        let mut weight = Vec::with_capacity(hidden * 3 * hidden);
+        for row in 0..hidden {
+            for (i, part) in parts.iter().enumerate() {
+                let factor = if i == 0 { scale } else { 1.0 };
+                weight.extend(part[row * hidden..(row + 1) * hidden].iter().map(|w| w * factor));
+            }
+        }
+        let bias = match [&attention.query, &attention.key, &attention.value].map(|l| l.bias.as_ref()) {
+            [Some(q), Some(k), Some(v)] => {
+                Some(param(q).iter().map(|b| b * scale).chain(param(k)).chain(param(v)).collect::<Vec<f32>>())
+            }
+            _ => None,
+        };
+        CpuLayer {
+            qkv: precision.linear(weight, hidden, 3 * hidden, bias),
+            attention_output: linear(&layer.attention.output.dense, precision),
+            attention_norm: layer_norm(&layer.attention.output.layer_norm, eps),
+            intermediate: linear(&layer.intermediate.dense, precision),
+            hidden_act: layer.intermediate.hidden_act,
+            output: linear(&layer.output.dense, precision),
+            output_norm: layer_norm(&layer.output.layer_norm, eps),
+        }
+    }
+
+    /// One layer on `x` (`[rows, hidden]`, sequences at `offsets`), in place.
+    fn forward(&self, x: &mut Vec<f32>, offsets: &[usize], heads: usize) {
+        let (rows, hidden) = (offsets.last().copied().unwrap_or(0), self.attention_output.out_features());
+        let qkv = self.qkv.forward(x, rows);
+        let mut context = vec![0.0; rows * hidden];
+        attention(&qkv, offsets, heads, hidden / heads, &mut context);
+        let mut attended = self.attention_output.forward(&context, rows);
+        self.attention_norm.forward(&mut attended, Some(x));
+        let mut inner = self.intermediate.forward(&attended, rows);
+        match self.hidden_act {
+            HiddenAct::Gelu => starbucks_kernels::gelu_in_place(&mut inner),
+            HiddenAct::GeluNew => starbucks_kernels::gelu_tanh_in_place(&mut inner),
+            HiddenAct::Relu => starbucks_kernels::relu_in_place(&mut inner),
+        }
+        let mut out = self.output.forward(&inner, rows);
+        self.output_norm.forward(&mut out, Some(&attended));
+        *x = out;
+    }
+}
+
+impl CpuEncoder {
+    /// Copies `model`'s weights out (shaped by `config`), its matrix products prepared in
+    /// `precision`.
+    pub fn new<B: Backend>(model: &BertModel<B>, config: &BertConfig, precision: Precision) -> Self {
+        let embeddings = &model.embeddings;
+        CpuEncoder {
+            word_embeddings: param(&embeddings.word_embeddings.weight),
+            position_embeddings: param(&embeddings.position_embeddings.weight),
+            token_type_embeddings: param(&embeddings.token_type_embeddings.weight),
+            embeddings_norm: layer_norm(&embeddings.layer_norm, config.layer_norm_eps),
+            layers: model.encoder.layer.iter().map(|l| CpuLayer::new(l, config, precision)).collect(),
+            hidden: config.hidden_size,
+            heads: config.num_attention_heads,
+        }
+    }
+
+    /// The pooled vector of every text of `batch` after each layer in `layers` (0: the
+    /// embeddings), from one pass through the deepest: `result[i]` is `[batch, hidden]`,
+    /// row-major, for `layers[i]`.
+    pub fn pooled(&self, batch: &Batch, layers: &[usize], pooling: Pooling) -> Vec<Vec<f32>> {
+        let hidden = self.hidden;
+        let (mut x, offsets) = self.embed(batch);
+        let deepest = layers.iter().copied().max().unwrap_or(0);
+        assert!(deepest <= self.layers.len(), "asked for {deepest} layers of a {}-layer model", self.layers.len());
+        let mut out = vec![Vec::new(); layers.len()];
+        for depth in 0..=deepest {
+            if depth > 0 {
+                self.layers[depth - 1].forward(&mut x, &offsets, self.heads);
+            }
+            for (i, _) in layers.iter().enumerate().filter(|(_, n)| **n == depth) {
+                out[i] = pool_rows(&x, &offsets, hidden, pooling);
+            }
+        }
+        out
+    }
+
+    /// The embedding output of every real token (`mask` 1), the texts one after another:
+    /// `[tokens, hidden]` and each text's first row (plus the end).
+    fn embed(&self, batch: &Batch) -> (Vec<f32>, Vec<usize>) {
+        let (hidden, seq) = (self.hidden, batch.seq_len);
+        let mut x = Vec::with_capacity(batch.input_ids.len() * hidden);
+        let mut offsets = vec![0];
+        for row in 0..batch.batch_size {
+            for position in 0..seq {
+                let at = row * seq + position;
+                if batch.attention_mask[at] == 0 {
+                    continue;
+                }
+                let (id, kind) = (batch.input_ids[at] as usize, batch.token_type_ids[at] as usize);
+                let word = &self.word_embeddings[id * hidden..(id + 1) * hidden];
+                let place = &self.position_embeddings[position * hidden..(position + 1) * hidden];
+                let kind = &self.token_type_embeddings[kind * hidden..(kind + 1) * hidden];
+                x.extend(word.iter().zip(place).zip(kind).map(|((w, p), t)| w + p + t));
+            }
+            offsets.push(x.len() / hidden);
+        }
+        self.embeddings_norm.forward(&mut x, None);
+        (x, offsets)
+    }
+}
+
+/// One vector per sequence of `x` (`[rows, hidden]`, sequences at `offsets`), by `pooling`; an
+/// empty sequence pools to zeros, as the padded mean does.
+fn pool_rows(x: &[f32], offsets: &[usize], hidden: usize, pooling: Pooling) -> Vec<f32> {
+    let mut out = vec![0.0; (offsets.len() - 1) * hidden];
+    for (s, w) in offsets.windows(2).enumerate() {
+        let target = &mut out[s * hidden..(s + 1) * hidden];
+        let rows = x[w[0] * hidden..w[1] * hidden].chunks(hidden);
+        match pooling {
+            Pooling::Cls => {
+                if let Some(first) = rows.clone().next() {
+                    target.copy_from_slice(first);
+                }
+            }
+            Pooling::Mean => {
+                for row in rows {
+                    target.iter_mut().zip(row).for_each(|(t, v)| *t += v);
+                }
+                let count = (w[1] - w[0]).max(1) as f32;
+                target.iter_mut().for_each(|t| *t /= count);
+            }
+        }
+    }
+    out
+}

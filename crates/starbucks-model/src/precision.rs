@@ -1,0 +1,62 @@
+//! The arithmetic of the embedder's matrix products.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// How [`crate::Embedder`] multiplies. `F32` runs on every backend; `Int8` runs on the CPU
+/// (flex) backend only: the weights of every dense layer quantised once to int8 per output
+/// column, the activations per row at run time, the products summed exactly in i32 (AVX2 where
+/// the CPU has it, scalar code elsewhere). Attention, LayerNorm, GELU and pooling stay f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    Int8,
+}
+
+impl Precision {
+    pub const ALL: [Precision; 2] = [Precision::F32, Precision::Int8];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Int8 => "int8",
+        }
+    }
+
+    /// A dense layer of the CPU encoder in this precision.
+    #[cfg(feature = "flex")]
+    pub(crate) fn linear(
+        self,
+        weight: Vec<f32>,
+        in_features: usize,
+        out_features: usize,
+        bias: Option<Vec<f32>>,
+    ) -> starbucks_kernels::gemm::Linear {
+        use starbucks_kernels::gemm::Linear;
+        match self {
+            Precision::F32 => Linear::f32(weight, in_features, out_features, bias),
+            Precision::Int8 => Linear::int8(&weight, in_features, out_features, bias),
+        }
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Precision {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Precision::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("unknown precision `{s}`: expected f32 or int8"))
+    }
+}
