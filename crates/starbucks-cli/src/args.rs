@@ -180,6 +180,10 @@ pub struct EvalArgs {
     /// Texts per forward pass.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+    /// The arithmetic of the matrix products: f32, or int8 (int8 weights, activations
+    /// quantised per token at run time; the CPU backend only).
+    #[arg(long, default_value_t = Precision::F32)]
+    pub precision: Precision,
     /// Truncate every text at this many tokens (default: each model's
     /// `sentence_bert_config.json`, else 512).
     #[arg(long)]
@@ -248,6 +252,10 @@ pub struct EmbedArgs {
     /// Texts per forward pass.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+    /// The arithmetic of the matrix products: f32, or int8 (int8 weights, activations
+    /// quantised per token at run time; the CPU backend only).
+    #[arg(long, default_value_t = Precision::F32)]
+    pub precision: Precision,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -301,4 +309,7 @@ pub struct ServeArgs {
     /// Threads for HTTP and tokenisation (the encoder has its own).
     #[arg(long, default_value_t = 1)]
     pub http_threads: usize,
+    /// The encoder's arithmetic: f32, or int8 (the CPU backend only).
+    #[arg(long, default_value_t = Options::default().precision)]
+    pub precision: Precision,
 }

@@ -89,7 +89,9 @@ pub fn run<B: Backend>(args: EmbedArgs, device: &B::Device) -> Result<()> {
         }
         None => None,
     };
-    let embedder = Embedder::<B>::from_pretrained(&args.model, device)?.with_batch_size(args.batch_size);
+    let embedder = Embedder::<B>::from_pretrained(&args.model, device)?
+        .with_batch_size(args.batch_size)
+        .with_precision(args.precision)?;
     let size = args.size.unwrap_or_else(|| embedder.full_size());
     size.check_within(embedder.full_size())?;
 

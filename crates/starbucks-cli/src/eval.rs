@@ -100,7 +100,9 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
     let mut reports = Vec::new();
     for (i, dir) in args.models.iter().enumerate() {
         let name = args.names.get(i).cloned().unwrap_or_else(|| file_stem(dir));
-        let mut embedder = Embedder::<B>::from_pretrained(dir, device)?.with_batch_size(args.batch_size);
+        let mut embedder = Embedder::<B>::from_pretrained(dir, device)?
+            .with_batch_size(args.batch_size)
+            .with_precision(args.precision)?;
         if let Some(max) = args.max_seq_length {
             embedder =
                 embedder.with_max_seq_length(max).with_context(|| format!("--max-seq-length for {}", dir.display()))?;
@@ -184,7 +186,14 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
                 });
             }
         }
-        reports.push(Report { model: name, sizes: args.sizes.clone(), rows, throughput, grid });
+        reports.push(Report {
+            model: name,
+            precision: args.precision,
+            sizes: args.sizes.clone(),
+            rows,
+            throughput,
+            grid,
+        });
     }
 
     let mut markdown: String = reports.iter().map(|r| r.to_markdown() + "\n").collect();

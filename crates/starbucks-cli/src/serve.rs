@@ -34,6 +34,7 @@ pub fn run<B: Backend>(args: ServeArgs, backend: &'static str, device: &B::Devic
             ScheduleArg::ByDepth => Schedule::ByDepth,
         },
         http_threads: args.http_threads,
+        precision: args.precision,
     };
     starbucks_serve::serve::<B>(&args.model, options, backend, device.clone())?;
     Ok(())

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
-use starbucks_model::Size;
+use starbucks_model::{Precision, Size};
 
 use crate::sts::Grid;
 
@@ -26,6 +26,9 @@ impl Row {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub model: String,
+    /// The embedder's arithmetic (reports written before it was a choice were f32).
+    #[serde(default)]
+    pub precision: Precision,
     pub sizes: Vec<Size>,
     /// STS Spearman per dataset (and their average) and retrieval measures, per size.
     pub rows: Vec<Row>,
@@ -47,8 +50,12 @@ impl Report {
     }
 
     pub fn to_markdown(&self) -> String {
+        let precision = match self.precision {
+            Precision::F32 => String::new(),
+            other => format!(" ({other})"),
+        };
         let mut md = format!(
-            "### {}\n\n| | {} | average |\n|---|",
+            "### {}{precision}\n\n| | {} | average |\n|---|",
             self.model,
             self.sizes.iter().map(size_label).collect::<Vec<_>>().join(" | ")
         );
@@ -196,6 +203,7 @@ mod tests {
     fn report(model: &str, values: Vec<f64>) -> Report {
         Report {
             model: model.into(),
+            precision: Precision::F32,
             sizes: vec![Size::new(1, 32), Size::new(2, 64)],
             rows: vec![Row { name: "sts-test Spearman".into(), values }],
             throughput: vec![],

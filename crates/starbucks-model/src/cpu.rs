@@ -142,25 +142,31 @@ impl CpuEncoder {
     /// embeddings), from one pass through the deepest: `result[i]` is `[batch, hidden]`,
     /// row-major, for `layers[i]`.
     pub fn pooled(&self, batch: &Batch, layers: &[usize], pooling: Pooling) -> Vec<Vec<f32>> {
-        let hidden = self.hidden;
-        let (mut x, offsets) = self.embed(batch);
+        let mut rows = self.start(batch);
         let deepest = layers.iter().copied().max().unwrap_or(0);
-        assert!(deepest <= self.layers.len(), "asked for {deepest} layers of a {}-layer model", self.layers.len());
         let mut out = vec![Vec::new(); layers.len()];
         for depth in 0..=deepest {
             if depth > 0 {
-                self.layers[depth - 1].forward(&mut x, &offsets, self.heads);
+                self.layer(&mut rows, depth);
             }
             for (i, _) in layers.iter().enumerate().filter(|(_, n)| **n == depth) {
-                out[i] = pool_rows(&x, &offsets, hidden, pooling);
+                out[i] = rows.pool(pooling);
             }
         }
         out
     }
 
-    /// The embedding output of every real token (`mask` 1), the texts one after another:
-    /// `[tokens, hidden]` and each text's first row (plus the end).
-    fn embed(&self, batch: &Batch) -> (Vec<f32>, Vec<usize>) {
+    /// Runs layer `layer` (1-based) on `rows`.
+    ///
+    /// Panics if the model has fewer layers; check sizes with [`crate::Size::check`].
+    pub fn layer(&self, rows: &mut Rows, layer: usize) {
+        assert!((1..=self.layers.len()).contains(&layer), "no layer {layer} in a {}-layer model", self.layers.len());
+        self.layers[layer - 1].forward(&mut rows.x, &rows.offsets, self.heads);
+    }
+
+    /// The embedding output (layer 0) of every real token (`mask` 1) of `batch`, the texts one
+    /// after another.
+    pub fn start(&self, batch: &Batch) -> Rows {
         let (hidden, seq) = (self.hidden, batch.seq_len);
         let mut x = Vec::with_capacity(batch.input_ids.len() * hidden);
         let mut offsets = vec![0];
@@ -179,7 +185,44 @@ impl CpuEncoder {
             offsets.push(x.len() / hidden);
         }
         self.embeddings_norm.forward(&mut x, None);
-        (x, offsets)
+        Rows { x, offsets, hidden }
+    }
+}
+
+/// The hidden states of some texts: their real tokens' rows one after another (`[tokens,
+/// hidden]`), text `i` at rows `offsets[i]..offsets[i + 1]`.
+#[derive(Debug, Clone)]
+pub struct Rows {
+    x: Vec<f32>,
+    offsets: Vec<usize>,
+    hidden: usize,
+}
+
+impl Rows {
+    pub fn texts(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    /// One vector per text (`[texts, hidden]`, row-major), by `pooling`.
+    pub fn pool(&self, pooling: Pooling) -> Vec<f32> {
+        pool_rows(&self.x, &self.offsets, self.hidden, pooling)
+    }
+
+    /// Only the texts `keep` (indices, in that order).
+    pub fn select(&self, keep: &[usize]) -> Rows {
+        let mut rows = Rows { x: Vec::new(), offsets: vec![0], hidden: self.hidden };
+        for &i in keep {
+            rows.x.extend_from_slice(&self.x[self.offsets[i] * self.hidden..self.offsets[i + 1] * self.hidden]);
+            rows.offsets.push(rows.x.len() / self.hidden);
+        }
+        rows
+    }
+
+    /// `other`'s texts after these.
+    pub fn append(&mut self, other: Rows) {
+        let base = self.offsets.last().copied().unwrap_or(0);
+        self.x.extend(other.x);
+        self.offsets.extend(other.offsets[1..].iter().map(|o| o + base));
     }
 }
 

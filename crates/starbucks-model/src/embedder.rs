@@ -248,6 +248,17 @@ impl<B: Backend> Embedder<B> {
         self.precision
     }
 
+    /// The CPU encoder, when this embedder runs on one.
+    #[cfg(feature = "flex")]
+    pub(crate) fn cpu(&self) -> Option<&crate::cpu::CpuEncoder> {
+        self.cpu.as_ref()
+    }
+
+    #[cfg(not(feature = "flex"))]
+    pub(crate) fn cpu(&self) -> Option<&std::convert::Infallible> {
+        None
+    }
+
     /// An embedder around a model in memory (one being trained, say), with its config,
     /// tokenizer and sentence settings. The model has no Dense module: `sentence.dense` is ignored.
     pub fn from_parts(
@@ -378,6 +389,14 @@ impl<B: Backend> Embedder<B> {
     /// (The server's layer-by-layer [`crate::Pass`] runs on the burn model.)
     pub(crate) fn pool(&self, hidden: Tensor<B, 3>, mask: Tensor<B, 2>) -> Tensor<B, 2> {
         self.dense(pool(hidden, mask, self.sentence.pooling))
+    }
+
+    /// The sentence vector of each text of `rows` (the CPU encoder's hidden states), as
+    /// [`Self::pool`].
+    #[cfg(feature = "flex")]
+    pub(crate) fn pooled_rows(&self, rows: &crate::cpu::Rows) -> Tensor<B, 2> {
+        let shape = [rows.texts(), self.config.hidden_size];
+        self.dense(Tensor::from_data(TensorData::new(rows.pool(self.sentence.pooling), shape), &self.device))
     }
 
     /// `pooled` `[rows, hidden]` through the Dense module when the folder has one.

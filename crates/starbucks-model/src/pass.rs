@@ -5,6 +5,9 @@
 //! longest text. A pass may take in another one that has reached the same layer
 //! ([`Pass::join`]), so a server can start a new batch while an older one is half-way and merge
 //! them, instead of making new texts wait for the older batch's last layers.
+//!
+//! On the CPU encoder (the flex backend) a pass holds its texts' real tokens only, one text
+//! after another; elsewhere, padded burn tensors.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -18,15 +21,20 @@ use crate::tokenizer::Batch;
 /// The hidden states of the texts still running, after layer [`Pass::layer`].
 #[derive(Debug)]
 pub struct Pass<B: Backend> {
-    /// `[rows, seq, hidden]`
-    hidden: Tensor<B, 3>,
-    /// `[rows, seq]`, 1.0 for tokens.
-    mask: Tensor<B, 2>,
+    hidden: Hidden<B>,
     lengths: Vec<usize>,
     sizes: Vec<Size>,
     /// The caller's label of each row, handed back with its vector.
     ids: Vec<u64>,
     layer: usize,
+}
+
+#[derive(Debug)]
+enum Hidden<B: Backend> {
+    /// `hidden` `[rows, seq, hidden]`, `mask` `[rows, seq]` (1.0 for tokens).
+    Padded { hidden: Tensor<B, 3>, mask: Tensor<B, 2> },
+    #[cfg(feature = "flex")]
+    Rows(crate::cpu::Rows),
 }
 
 impl<B: Backend> Pass<B> {
@@ -55,9 +63,17 @@ impl<B: Backend> Pass<B> {
     /// Panics when the layers differ.
     pub fn join(&mut self, other: Pass<B>) {
         assert_eq!(self.layer, other.layer, "passes join at the same layer");
-        let seq = self.hidden.dims()[1].max(other.hidden.dims()[1]);
-        self.hidden = Tensor::cat(vec![pad_seq(self.hidden.clone(), seq), pad_seq(other.hidden, seq)], 0);
-        self.mask = Tensor::cat(vec![pad_seq(self.mask.clone(), seq), pad_seq(other.mask, seq)], 0);
+        match (&mut self.hidden, other.hidden) {
+            (Hidden::Padded { hidden, mask }, Hidden::Padded { hidden: other_hidden, mask: other_mask }) => {
+                let seq = hidden.dims()[1].max(other_hidden.dims()[1]);
+                *hidden = Tensor::cat(vec![pad_seq(hidden.clone(), seq), pad_seq(other_hidden, seq)], 0);
+                *mask = Tensor::cat(vec![pad_seq(mask.clone(), seq), pad_seq(other_mask, seq)], 0);
+            }
+            #[cfg(feature = "flex")]
+            (Hidden::Rows(rows), Hidden::Rows(other_rows)) => rows.append(other_rows),
+            #[cfg(feature = "flex")]
+            _ => unreachable!("the passes of one embedder hold the same kind of hidden states"),
+        }
         self.lengths.extend(other.lengths);
         self.sizes.extend(other.sizes);
         self.ids.extend(other.ids);
@@ -85,9 +101,16 @@ impl<B: Backend> Embedder<B> {
         for size in sizes {
             size.check_within(self.full_size())?;
         }
-        let input = crate::bert::BertInput::<B>::from_batch(batch, self.device());
-        let hidden = self.model().embeddings.forward(input.input_ids, input.token_type_ids);
-        Ok(Pass { hidden, mask: input.attention_mask, lengths: batch.lengths(), sizes: sizes.to_vec(), ids, layer: 0 })
+        let hidden = match self.cpu() {
+            #[cfg(feature = "flex")]
+            Some(cpu) => Hidden::Rows(cpu.start(batch)),
+            _ => {
+                let input = crate::bert::BertInput::<B>::from_batch(batch, self.device());
+                let hidden = self.model().embeddings.forward(input.input_ids, input.token_type_ids);
+                Hidden::Padded { hidden, mask: input.attention_mask }
+            }
+        };
+        Ok(Pass { hidden, lengths: batch.lengths(), sizes: sizes.to_vec(), ids, layer: 0 })
     }
 
     /// Runs the pass's next layer; then every text whose size ends at it goes to `done(id,
@@ -98,36 +121,53 @@ impl<B: Backend> Embedder<B> {
             return;
         }
         let layer = pass.layer + 1;
-        pass.hidden =
-            self.model().encoder.layer[layer - 1].forward(pass.hidden.clone(), attention_bias(pass.mask.clone()));
         pass.layer = layer;
         let (finished, rest): (Vec<usize>, Vec<usize>) =
             (0..pass.ids.len()).partition(|&i| pass.sizes[i].layers == layer);
-        if finished.is_empty() {
-            return;
-        }
-        let pick = |rows: &[usize]| {
-            let rows: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
-            let n = rows.len();
-            Tensor::<B, 1, Int>::from_data(TensorData::new(rows, [n]), self.device())
-        };
-        let pooled = if rest.is_empty() {
-            self.pool(pass.hidden.clone(), pass.mask.clone())
-        } else {
-            let rows = pick(&finished);
-            self.pool(pass.hidden.clone().select(0, rows.clone()), pass.mask.clone().select(0, rows))
+        let keep = |v: &[usize]| rest.iter().map(|&i| v[i]).collect::<Vec<_>>();
+        let pooled = match &mut pass.hidden {
+            Hidden::Padded { hidden, mask } => {
+                *hidden = self.model().encoder.layer[layer - 1].forward(hidden.clone(), attention_bias(mask.clone()));
+                if finished.is_empty() {
+                    return;
+                }
+                let pick = |rows: &[usize]| {
+                    let rows: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+                    let n = rows.len();
+                    Tensor::<B, 1, Int>::from_data(TensorData::new(rows, [n]), self.device())
+                };
+                let pooled = if rest.is_empty() {
+                    self.pool(hidden.clone(), mask.clone())
+                } else {
+                    let rows = pick(&finished);
+                    self.pool(hidden.clone().select(0, rows.clone()), mask.clone().select(0, rows))
+                };
+                if !rest.is_empty() {
+                    let seq = keep(&pass.lengths).into_iter().max().unwrap_or(0);
+                    let rows = pick(&rest);
+                    *hidden = hidden.clone().select(0, rows.clone()).narrow(1, 0, seq);
+                    *mask = mask.clone().select(0, rows).narrow(1, 0, seq);
+                }
+                pooled
+            }
+            #[cfg(feature = "flex")]
+            Hidden::Rows(rows) => {
+                self.cpu().expect("a pass of rows comes from the CPU encoder").layer(rows, layer);
+                if finished.is_empty() {
+                    return;
+                }
+                let done_rows = if rest.is_empty() { rows.clone() } else { rows.select(&finished) };
+                let pooled = self.pooled_rows(&done_rows);
+                if !rest.is_empty() {
+                    *rows = rows.select(&rest);
+                }
+                pooled
+            }
         };
         let width = pooled.dims()[1];
         let values: Vec<f32> = pooled.into_data().convert::<f32>().to_vec().expect("converted to f32");
         for (row, &i) in values.chunks(width).zip(&finished) {
             done(pass.ids[i], row[..pass.sizes[i].dims].to_vec());
-        }
-        let keep = |v: &[usize]| rest.iter().map(|&i| v[i]).collect::<Vec<_>>();
-        let seq = keep(&pass.lengths).into_iter().max().unwrap_or(0);
-        if !rest.is_empty() {
-            let rows = pick(&rest);
-            pass.hidden = pass.hidden.clone().select(0, rows.clone()).narrow(1, 0, seq);
-            pass.mask = pass.mask.clone().select(0, rows).narrow(1, 0, seq);
         }
         pass.lengths = keep(&pass.lengths);
         pass.sizes = rest.iter().map(|&i| pass.sizes[i]).collect();

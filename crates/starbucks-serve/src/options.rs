@@ -1,5 +1,7 @@
 //! The server's settings, one field per `starbucks serve` flag.
 
+use starbucks_model::Precision;
+
 use crate::queue::Schedule;
 
 /// Limits and addresses; TEI's flag names and defaults where TEI has the same flag.
@@ -27,6 +29,8 @@ pub struct Options {
     pub schedule: Schedule,
     /// Threads for HTTP and tokenisation; the encoder has its own thread (and its backend's).
     pub http_threads: usize,
+    /// The encoder's arithmetic (int8: the CPU backend only).
+    pub precision: Precision,
 }
 
 impl Default for Options {
@@ -43,6 +47,7 @@ impl Default for Options {
             payload_limit: 2_000_000,
             schedule: Schedule::default(),
             http_threads: 1,
+            precision: Precision::F32,
         }
     }
 }

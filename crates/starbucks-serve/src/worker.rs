@@ -85,7 +85,7 @@ pub fn start<B: Backend>(dir: &Path, options: &Options, device: B::Device) -> Re
 }
 
 fn load<B: Backend>(dir: &Path, options: &Options, device: &B::Device) -> Result<(Embedder<B>, ModelInfo), Error> {
-    let mut embedder = Embedder::<B>::from_pretrained(dir, device)?;
+    let mut embedder = Embedder::<B>::from_pretrained(dir, device)?.with_precision(options.precision)?;
     let model_limit = embedder.sentence_config().max_seq_length;
     if let Some(n) = options.max_input_length {
         if n > model_limit {
@@ -103,7 +103,7 @@ fn load<B: Backend>(dir: &Path, options: &Options, device: &B::Device) -> Result
         )));
     }
     let full = embedder.full_size();
-    tracing::info!(model = %dir.display(), %full, "warming up");
+    tracing::info!(model = %dir.display(), %full, precision = %options.precision, "warming up");
     embedder.embed(&["Warming up the encoder before the port opens."], full)?;
     let name = options.served_model_name.clone().unwrap_or_else(|| {
         dir.canonicalize()

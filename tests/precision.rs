@@ -1,0 +1,118 @@
+//! The CPU encoder (what `Embedder` runs on the flex backend) against the burn model it is
+//! copied from, and its int8 path against f32 on the shipped STS-B test.
+
+use burn::tensor::Tensor;
+use starbucks_data::eval::read_stsb;
+use starbucks_eval::sts;
+use starbucks_model::{BertInput, Embedder, Pooling, Precision, Size, normalize, normalize_vector, pool};
+use starbucks_tests::{TestBackend, max_abs_diff, minilm_dir, workspace_root};
+
+fn embedder() -> Embedder<TestBackend> {
+    Embedder::<TestBackend>::from_pretrained(minilm_dir(), &Default::default()).unwrap()
+}
+
+fn sentences() -> Vec<String> {
+    let text = std::fs::read_to_string(workspace_root().join("tests/reference/sentences.txt")).unwrap();
+    text.lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
+}
+
+/// Every layer pooled by burn's own forward pass of the embedder's model (padded batch).
+fn burn_pooled(embedder: &Embedder<TestBackend>, texts: &[String], pooling: Pooling) -> Vec<Vec<f32>> {
+    let batch = embedder.tokenizer().encode(texts).unwrap();
+    let input = BertInput::<TestBackend>::from_batch(&batch, &Default::default());
+    let mask = input.attention_mask.clone();
+    let hidden = embedder.model().forward(input, 6);
+    hidden
+        .into_iter()
+        .map(|h| {
+            let pooled: Tensor<TestBackend, 2> = normalize(pool(h, mask.clone(), pooling));
+            pooled.into_data().to_vec::<f32>().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn the_cpu_encoder_matches_the_burn_model_at_every_layer() {
+    let texts = sentences();
+    for pooling in [Pooling::Mean, Pooling::Cls] {
+        let embedder = embedder().with_pooling(pooling).with_normalize(true);
+        let sizes: Vec<Size> = (0..=6).map(|n| Size::new(n.max(1), 384)).collect();
+        let ours = embedder.embed_sizes(&texts, &sizes).unwrap();
+        let burn = burn_pooled(&embedder, &texts, pooling);
+        for (size, vectors) in sizes.iter().zip(&ours) {
+            let flat: Vec<f32> = vectors.concat();
+            let diff = max_abs_diff(&flat, &burn[size.layers]);
+            assert!(diff < 2e-6, "{pooling:?} at {size}: the CPU encoder is {diff} from burn's forward");
+        }
+    }
+}
+
+#[test]
+fn int8_stays_within_0_005_spearman_of_f32_on_stsb_test_at_every_size() {
+    let pairs = read_stsb(&workspace_root().join("data/stsb/sts-test.csv")).unwrap();
+    let datasets = [("sts-test".to_string(), pairs)];
+    let sizes = Size::parse_list("1,32 2,64 3,96 4,128 5,256 6,384").unwrap();
+    let f32 = sts::evaluate(&embedder().with_batch_size(64), &datasets, &sizes).unwrap();
+    let int8_embedder = embedder().with_precision(Precision::Int8).unwrap().with_batch_size(64);
+    assert_eq!(int8_embedder.precision(), Precision::Int8);
+    let int8 = sts::evaluate(&int8_embedder, &datasets, &sizes).unwrap();
+    for ((size, a), (_, b)) in f32[0].per_size.iter().zip(&int8[0].per_size) {
+        let gap = (a.spearman - b.spearman).abs();
+        assert!(gap < 0.005, "{size}: int8 {:.5} vs f32 {:.5} (gap {gap:.5})", b.spearman, a.spearman);
+    }
+    // The int8 path really is another arithmetic: its vectors differ from f32's.
+    let texts = &sentences()[..4];
+    let (a, b) =
+        (embedder().embed(texts, Size::new(6, 384)).unwrap(), int8_embedder.embed(texts, Size::new(6, 384)).unwrap());
+    assert!(max_abs_diff(&a.concat(), &b.concat()) > 1e-4, "int8 gave f32's numbers");
+}
+
+#[test]
+fn a_text_embeds_to_the_same_bits_alone_or_in_any_batch() {
+    // No padding enters any product, and int8 quantises each token's row on its own.
+    let texts = sentences();
+    for precision in Precision::ALL {
+        let embedder = embedder().with_precision(precision).unwrap();
+        let all = embedder.embed(&texts, Size::new(6, 384)).unwrap();
+        for (i, text) in texts.iter().enumerate().take(5) {
+            let alone = embedder.embed(std::slice::from_ref(text), Size::new(6, 384)).unwrap();
+            assert_eq!(alone[0], all[i], "{precision}: text {i} alone differs from its batch");
+        }
+    }
+}
+
+#[test]
+fn precisions_parse_by_name_and_refuse_others() {
+    assert_eq!("int8".parse::<Precision>(), Ok(Precision::Int8));
+    assert_eq!("f32".parse::<Precision>(), Ok(Precision::F32));
+    assert_eq!("bf16".parse::<Precision>().unwrap_err(), "unknown precision `bf16`: expected f32 or int8");
+}
+
+#[test]
+fn an_int8_pass_gives_each_text_its_embed_vector() {
+    // The server's layer-by-layer pass (texts leaving at their own depth, passes joined) runs
+    // on the same CPU encoder and precision as `embed`.
+    let embedder = embedder().with_precision(Precision::Int8).unwrap();
+    let texts = sentences();
+    let (first, second) = texts[..12].split_at(7);
+    let sizes = |n: usize| (0..n).map(|i| Size::new(1 + i % 6, [32, 64, 384][i % 3])).collect::<Vec<_>>();
+    let mut got = vec![Vec::new(); 12];
+    let mut pass =
+        embedder.start_pass(&embedder.tokenizer().encode(first).unwrap(), &sizes(7), (0..7).collect()).unwrap();
+    embedder.step(&mut pass, |id, v| got[id as usize] = v);
+    let mut later =
+        embedder.start_pass(&embedder.tokenizer().encode(second).unwrap(), &sizes(5), (7..12).collect()).unwrap();
+    embedder.step(&mut later, |id, v| got[id as usize] = v);
+    pass.join(later);
+    while !pass.is_done() {
+        embedder.step(&mut pass, |id, v| got[id as usize] = v);
+    }
+    let all_sizes: Vec<Size> = sizes(7).into_iter().chain(sizes(5)).collect();
+    for (i, (text, size)) in texts[..12].iter().zip(&all_sizes).enumerate() {
+        // A pass hands back vectors before the folder's Normalize module.
+        let mut vector = got[i].clone();
+        normalize_vector(&mut vector);
+        let want = embedder.embed(std::slice::from_ref(text), *size).unwrap().remove(0);
+        assert!(max_abs_diff(&vector, &want) < 1e-6, "text {i} at {size}");
+    }
+}
