@@ -1,9 +1,13 @@
-//! `cargo xtask bench`: the side-by-side benchmark against PyTorch. Builds the `starbucks` CLI
-//! in release, makes sure a Python environment with PyTorch and sentence-transformers exists
+//! `cargo xtask bench`: the side-by-side benchmark. Builds the `starbucks` CLI in release,
+//! makes sure a Python environment with PyTorch, sentence-transformers and ONNX Runtime exists
 //! outside the repository (installing it from PyPI the first time), then runs every workload on
-//! both sides alternately (burn, PyTorch, burn, PyTorch, …), each run a fresh process that times
-//! `--iters` iterations after `--warmup`. Prints medians, ratios and peak resident memory as
-//! Markdown, and writes `report.md` and `results.jsonl` (every run's raw line) to `--output`.
+//! every path alternately (round 1: each path in turn, round 2: again, …), each run a fresh
+//! process that times `--iters` iterations after `--warmup`. Training workloads run on two
+//! paths (ours and PyTorch, f32); inference workloads (`forward-N`, `embed`) on six: ours in
+//! f32 and int8, PyTorch eager f32 and bf16 autocast, ONNX Runtime f32 and dynamic int8 (an ONNX
+//! export of the same local weights, made in the bench environment). Prints every iteration,
+//! the medians, the spread and the ratios as Markdown, and writes `report.md` and
+//! `results.jsonl` (every run's raw line) to `--output`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -18,7 +22,29 @@ use crate::{cli, fetch};
 
 /// What the reference environment is installed from (PyPI). torch's Linux wheel brings its
 /// CUDA libraries with it (~5 GB): its `--no-deps` install does not import without them.
-const REQUIREMENTS: &[&str] = &["torch==2.15.0", "transformers==5.24.0", "sentence-transformers==6.2.0"];
+/// onnx and onnxscript export the model; onnxruntime runs and quantises it.
+const REQUIREMENTS: &[&str] = &[
+    "torch==2.15.0",
+    "transformers==5.24.0",
+    "sentence-transformers==6.2.0",
+    "onnxruntime==1.32.0",
+    "onnx==1.23.2",
+    "onnxscript==0.7.2",
+];
+
+/// The paths of a training workload, then of an inference one; each a `side` name of the
+/// JSON lines. Ours are `starbucks bench --precision P`, the others `bench.py --path P`.
+const TRAIN_PATHS: &[&str] = &["burn-f32", "torch-f32"];
+const INFERENCE_PATHS: &[&str] = &["burn-f32", "burn-int8", "torch-f32", "torch-bf16", "ort-f32", "ort-int8"];
+
+fn paths(workload: &str) -> &'static [&'static str] {
+    if workload.starts_with("train-") { TRAIN_PATHS } else { INFERENCE_PATHS }
+}
+
+/// The path each one is measured against: PyTorch for training, ONNX Runtime f32 for inference.
+fn reference(workload: &str) -> &'static str {
+    if workload.starts_with("train-") { "torch-f32" } else { "ort-f32" }
+}
 const SCRIPT: &str = "bench/reference/bench.py";
 
 /// Every workload, in the order of the report.
@@ -84,26 +110,45 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-/// The runs of one workload on one side.
+/// The runs of one workload on one path.
 #[derive(Default)]
 struct Runs {
     lines: Vec<Value>,
 }
 
 impl Runs {
-    /// The median over every timed iteration of every run.
-    fn median_ms(&self) -> f64 {
-        median(
-            self.lines
-                .iter()
-                .flat_map(|l| l["times_ms"].as_array().into_iter().flatten().filter_map(Value::as_f64))
-                .collect(),
-        )
+    /// Every timed iteration of every run, in the order they ran.
+    fn times(&self) -> Vec<f64> {
+        self.lines
+            .iter()
+            .flat_map(|l| l["times_ms"].as_array().into_iter().flatten().filter_map(Value::as_f64))
+            .collect()
     }
 
-    /// The per-run medians, for the spread between rounds.
-    fn run_medians(&self) -> Vec<f64> {
-        self.lines.iter().filter_map(|l| l["median_ms"].as_f64()).collect()
+    /// The median over every timed iteration of every run.
+    fn median_ms(&self) -> f64 {
+        median(self.times())
+    }
+
+    /// The largest distance of an iteration from the median, as a fraction of it.
+    fn spread(&self) -> f64 {
+        let median = self.median_ms();
+        self.times().iter().map(|t| (t - median).abs() / median).fold(0.0, f64::max)
+    }
+
+    /// Every iteration, rounds separated by `/`.
+    fn iterations(&self) -> String {
+        let round = |l: &Value| -> String {
+            l["times_ms"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_f64)
+                .map(|t| format!("{t:.0}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        self.lines.iter().map(round).collect::<Vec<_>>().join(" / ")
     }
 
     fn peak_rss_mb(&self) -> f64 {
@@ -113,80 +158,85 @@ impl Runs {
     fn field(&self, name: &str) -> Option<u64> {
         self.lines.first().and_then(|l| l[name].as_u64())
     }
+
+    /// STS-B test Spearman per size (`"6x384"` → value), from the first run that has it.
+    fn spearman(&self) -> Option<&serde_json::Map<String, Value>> {
+        self.lines.iter().find_map(|l| l["spearman"].as_object())
+    }
 }
 
-fn spread(values: &[f64]) -> String {
-    let (lo, hi) = values.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-    if values.len() > 1 { format!("{lo:.0}–{hi:.0}") } else { format!("{lo:.0}") }
-}
+type Results = BTreeMap<(String, String), Runs>;
 
-fn report(results: &BTreeMap<(String, &'static str), Runs>, workloads: &[String], options: &BenchOptions) -> String {
-    let get = |w: &str, side: &'static str| results.get(&(w.to_string(), side));
+fn report(results: &Results, workloads: &[String], options: &BenchOptions) -> String {
+    let get = |w: &str, path: &str| results.get(&(w.to_string(), path.to_string()));
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "{} rounds × {} timed iterations (after {} warm-up) per workload and side, {} threads, alternated burn/PyTorch.\n",
+        "{} rounds × {} timed iterations (after {} warm-up) per workload and path, {} threads, the paths alternated in each round.\n",
         options.rounds, options.iters, options.warmup, options.threads
     );
     let _ = writeln!(
         md,
-        "| workload | burn ms (median) | PyTorch ms (median) | burn / PyTorch | burn runs | PyTorch runs | tokens (computed) burn / PyTorch | peak RSS MB burn / PyTorch |"
+        "| workload | path | median ms | × reference | spread | every iteration, ms (rounds split by /) | tokens (computed) | peak RSS MB |"
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
     for w in workloads {
-        let (Some(b), Some(p)) = (get(w, "burn"), get(w, "pytorch")) else { continue };
-        let tokens = |r: &Runs| match (r.field("tokens"), r.field("padded_tokens")) {
-            (Some(t), Some(p)) => format!("{t} ({p})"),
-            _ => "–".into(),
-        };
+        let base = get(w, reference(w)).map(Runs::median_ms);
+        for path in paths(w) {
+            let Some(r) = get(w, path) else { continue };
+            let tokens = match (r.field("tokens"), r.field("padded_tokens")) {
+                (Some(t), Some(p)) => format!("{t} ({p})"),
+                _ => "–".into(),
+            };
+            // Above 1: faster than the reference path (its time over ours).
+            let ratio = base.map_or("–".into(), |b| format!("{:.2}×", b / r.median_ms()));
+            let _ = writeln!(
+                md,
+                "| {w} | {path} | {:.1} | {ratio} | ±{:.0} % | {} | {tokens} | {:.0} |",
+                r.median_ms(),
+                r.spread() * 100.0,
+                r.iterations(),
+                r.peak_rss_mb()
+            );
+        }
+    }
+    if let Some(f32) = get("embed", "burn-f32") {
+        let texts = f32.field("items").unwrap_or(0) as f64;
         let _ = writeln!(
             md,
-            "| {w} | {:.1} | {:.1} | **{:.2}×** | {} | {} | {} / {} | {:.0} / {:.0} |",
-            b.median_ms(),
-            p.median_ms(),
-            b.median_ms() / p.median_ms(),
-            spread(&b.run_medians()),
-            spread(&p.run_medians()),
-            tokens(b),
-            tokens(p),
-            b.peak_rss_mb(),
-            p.peak_rss_mb(),
+            "\n`embed`: texts/s and STS-B test Spearman by path (gap: the largest distance from ours in f32 over the sizes).\n"
         );
+        let sizes: Vec<String> = f32.spearman().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+        let _ = writeln!(md, "| path | texts/s | {} | gap |", sizes.join(" | "));
+        let _ = writeln!(md, "|---|---|{}---|", "---|".repeat(sizes.len()));
+        for path in INFERENCE_PATHS {
+            let Some(r) = get("embed", path) else { continue };
+            let values: Vec<Option<f64>> =
+                sizes.iter().map(|s| r.spearman().and_then(|m| m.get(s)).and_then(Value::as_f64)).collect();
+            let gap = sizes
+                .iter()
+                .zip(&values)
+                .filter_map(|(s, v)| Some((v.as_ref()? - f32.spearman()?.get(s)?.as_f64()?).abs()))
+                .fold(0.0, f64::max);
+            let cells: Vec<String> = values.iter().map(|v| v.map_or("–".into(), |v| format!("{v:.4}"))).collect();
+            let _ = writeln!(md, "| {path} | {:.0} | {} | {gap:.4} |", texts / r.median_ms() * 1e3, cells.join(" | "));
+        }
     }
-    let ratio = |a: &str, b: &str, side: &'static str| match (get(a, side), get(b, side)) {
+    let ratio = |a: &str, b: &str, path: &str| match (get(a, path), get(b, path)) {
         (Some(x), Some(y)) => format!("{:.2}×", x.median_ms() / y.median_ms()),
         _ => "–".into(),
     };
-    let _ = writeln!(md, "\n| ratio within one side | burn | PyTorch |\n|---|---|---|");
-    let _ = writeln!(
-        md,
-        "| SRL step / single-size step | {} | {} |",
-        ratio("train-srl", "train-single", "burn"),
-        ratio("train-srl", "train-single", "pytorch")
-    );
-    let _ = writeln!(
-        md,
-        "| SMAE step / plain MLM step | {} | {} |",
-        ratio("train-smae", "train-mlm", "burn"),
-        ratio("train-smae", "train-mlm", "pytorch")
-    );
-    let _ = writeln!(
-        md,
-        "| forward: 6 layers / 1 layer (early-exit speed-up) | {} | {} |",
-        ratio("forward-6", "forward-1", "burn"),
-        ratio("forward-6", "forward-1", "pytorch")
-    );
-    if let (Some(b), Some(p)) = (get("embed", "burn"), get("embed", "pytorch")) {
-        let texts = b.field("items").unwrap_or(0) as f64;
-        let _ = writeln!(
-            md,
-            "| embedding throughput, texts/s (`Embedder::embed` / sentence-transformers `encode`) | {:.0} | {:.0} |",
-            texts / b.median_ms() * 1e3,
-            texts / p.median_ms() * 1e3
-        );
-    }
-    if let Some(p) = results.values().find_map(|r| r.lines.iter().find(|l| l["side"] == "pytorch")) {
-        let _ = writeln!(md, "\nPyTorch side: {}", p["versions"]);
+    let _ = writeln!(md, "\n| ratio within one path | {} |", INFERENCE_PATHS.join(" | "));
+    let _ = writeln!(md, "|---|{}", "---|".repeat(INFERENCE_PATHS.len()));
+    let row = |label: &str, a: &str, b: &str| {
+        let cells: Vec<String> = INFERENCE_PATHS.iter().map(|p| ratio(a, b, p)).collect();
+        format!("| {label} | {} |\n", cells.join(" | "))
+    };
+    md.push_str(&row("SRL step / single-size step", "train-srl", "train-single"));
+    md.push_str(&row("SMAE step / plain MLM step", "train-smae", "train-mlm"));
+    md.push_str(&row("forward: 6 layers / 1 layer (early-exit speed-up)", "forward-6", "forward-1"));
+    if let Some(p) = results.values().find_map(|r| r.lines.iter().find(|l| l["side"] == "torch-f32")) {
+        let _ = writeln!(md, "\nPython side: {}", p["versions"]);
     }
     md
 }
@@ -195,8 +245,12 @@ pub fn run(backend: Backend, options: BenchOptions) -> Result<()> {
     fetch::run("minilm")?;
     let root = fetch::workspace_root();
     let venv = options.venv.clone().unwrap_or_else(default_venv);
-    let python =
-        ensure_venv(&venv, REQUIREMENTS, "import torch, transformers, sentence_transformers", "the PyTorch reference")?;
+    let python = ensure_venv(
+        &venv,
+        REQUIREMENTS,
+        "import torch, transformers, sentence_transformers, onnxruntime, onnx",
+        "the PyTorch and ONNX Runtime peers",
+    )?;
     let starbucks = cli::build(backend)?;
     let workloads: Vec<String> = match &options.workloads {
         Some(list) => list.clone(),
@@ -204,6 +258,7 @@ pub fn run(backend: Backend, options: BenchOptions) -> Result<()> {
     };
     let output = root.join(&options.output);
     std::fs::create_dir_all(&output).with_context(|| format!("cannot create {}", output.display()))?;
+    let onnx_cache = output.join("onnx");
     let common = |w: &str| {
         vec![
             "--workload".to_string(),
@@ -216,23 +271,41 @@ pub fn run(backend: Backend, options: BenchOptions) -> Result<()> {
             options.iters.to_string(),
         ]
     };
-    let mut results: BTreeMap<(String, &'static str), Runs> = BTreeMap::new();
+    let mut results = Results::new();
     let mut raw = String::new();
     for w in &workloads {
         for round in 0..options.rounds {
-            let mut burn = Command::new(&starbucks);
-            burn.current_dir(&root).arg("bench").args(common(w)).env("RAYON_NUM_THREADS", options.threads.to_string());
-            let mut torch = Command::new(&python);
-            torch.current_dir(&root).arg(SCRIPT).args(common(w)).args(["--threads", &options.threads.to_string()]);
-            for (side, command) in [("burn", burn), ("pytorch", torch)] {
-                let line = run_side(command, &format!("{side} {w}"))?;
+            for &path in paths(w) {
+                let command = match path.strip_prefix("burn-") {
+                    Some(precision) => {
+                        let mut burn = Command::new(&starbucks);
+                        burn.current_dir(&root)
+                            .arg("bench")
+                            .args(common(w))
+                            .args(["--precision", precision])
+                            .env("RAYON_NUM_THREADS", options.threads.to_string());
+                        burn
+                    }
+                    None => {
+                        let mut python = Command::new(&python);
+                        python
+                            .current_dir(&root)
+                            .arg(SCRIPT)
+                            .args(common(w))
+                            .args(["--path", path, "--threads", &options.threads.to_string()])
+                            .arg("--onnx-cache")
+                            .arg(&onnx_cache);
+                        python
+                    }
+                };
+                let line = run_side(command, &format!("{path} {w}"))?;
                 println!(
-                    "{w:>13} round {} {side:>8}: {:>10.1} ms",
+                    "{w:>13} round {} {path:>10}: {:>10.1} ms",
                     round + 1,
                     line["median_ms"].as_f64().unwrap_or(f64::NAN)
                 );
                 let _ = writeln!(raw, "{line}");
-                results.entry((w.clone(), side)).or_default().lines.push(line);
+                results.entry((w.clone(), path.to_string())).or_default().lines.push(line);
             }
         }
     }

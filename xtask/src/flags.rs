@@ -12,12 +12,14 @@ tasks:
                    SRL on the shipped SNLI triplets (configs/finetune-srl-nli-minilm-demo.toml,
                    ~3 min of training on 2 cores; a finished run is reused), then evaluate the untouched and
                    the fine-tuned model on STS-B dev and test at every size and print both rows
-  bench            the side-by-side benchmark against PyTorch (docs/benchmarks.md): every
-                   workload (training steps: SRL, single size, SMAE, plain MLM; forward at each
-                   depth; embedding throughput) on burn and on PyTorch, alternated, in fresh
-                   processes; prints medians, ratios and peak RSS, writes report.md and
-                   results.jsonl. Installs torch and sentence-transformers from PyPI into
-                   ~/.cache/starbucks-rs/bench-venv the first time (~5 GB).
+  bench            the side-by-side benchmark (docs/benchmarks.md): every workload (training
+                   steps: SRL, single size, SMAE, plain MLM, ours and PyTorch in f32; forward at
+                   each depth and embedding throughput, ours in f32 and int8, PyTorch f32 and
+                   bf16 autocast, ONNX Runtime f32 and dynamic int8), alternated, in fresh
+                   processes; prints every iteration, medians, spreads, ratios, STS-B Spearman
+                   per path and size, peak RSS; writes report.md and results.jsonl. Installs
+                   torch, sentence-transformers and onnxruntime from PyPI into
+                   ~/.cache/starbucks-rs/bench-venv the first time (~6 GB).
                    [--rounds 2] [--iters 3] [--warmup 1] [--threads <cores>]
                    [--workloads train-srl,forward-1,...] [--venv DIR] [--output runs/bench]
   bench --serve    the server under load (docs/serving.md): `starbucks serve` beside infinity-emb

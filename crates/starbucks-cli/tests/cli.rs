@@ -139,16 +139,33 @@ fn data_dir() -> String {
 #[test]
 fn bench_times_a_workload_and_prints_one_json_line() {
     let (model, data) = (minilm(), data_dir());
-    let args =
-        ["bench", "--workload", "forward-2", "--model", &model, "--data", &data, "--warmup", "0", "--iters", "2"];
-    let (code, stdout, stderr) = starbucks(&args);
-    assert_eq!(code, 0, "{stderr}");
-    let line: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
-    assert_eq!((line["side"].as_str(), line["workload"].as_str()), (Some("burn"), Some("forward-2")));
-    assert_eq!(line["times_ms"].as_array().map(Vec::len), Some(2));
-    assert_eq!(line["items"], 256, "the first 256 STS-B test sentences");
-    assert!(line["tokens"].as_u64().unwrap() <= line["padded_tokens"].as_u64().unwrap());
-    assert!(line["peak_rss_mb"].as_f64().unwrap() > 0.0);
+    // The side names the path: ours, in the precision asked for.
+    for precision in ["f32", "int8"] {
+        let args = [
+            "bench",
+            "--workload",
+            "forward-2",
+            "--model",
+            &model,
+            "--data",
+            &data,
+            "--warmup",
+            "0",
+            "--iters",
+            "2",
+            "--precision",
+            precision,
+        ];
+        let (code, stdout, stderr) = starbucks(&args);
+        assert_eq!(code, 0, "{stderr}");
+        let line: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+        let side = format!("burn-{precision}");
+        assert_eq!((line["side"].as_str(), line["workload"].as_str()), (Some(side.as_str()), Some("forward-2")));
+        assert_eq!(line["times_ms"].as_array().map(Vec::len), Some(2));
+        assert_eq!(line["items"], 256, "the first 256 STS-B test sentences");
+        assert!(line["tokens"].as_u64().unwrap() <= line["padded_tokens"].as_u64().unwrap());
+        assert!(line["peak_rss_mb"].as_f64().unwrap() > 0.0);
+    }
 }
 
 #[test]

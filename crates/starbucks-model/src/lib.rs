@@ -6,10 +6,11 @@
 //! layer's hidden states from one pass ([`BertModel::forward`]), and offers [`Embedder`] as the
 //! entry point for programs that embed text.
 //!
-//! With the `flex` feature, a few ops run kernels of this crate when the caller's backend is
-//! burn-flex (with or without autodiff): GELU, dropout, linear, the attention mask's broadcast
-//! add and one copy, where burn-flex 0.21 is slow (`kernels.rs`, `docs/benchmarks.md`). Every
-//! other backend runs burn's own ops; the results agree to float rounding.
+//! With the `flex` feature the CPU speed layer of `starbucks-kernels` joins in when the
+//! caller's backend is burn-flex: the encoder's GELU, dropout, linear, broadcast add and one
+//! copy run its kernels (training included, `ops.rs`), and [`Embedder`] runs inference on the
+//! CPU encoder (`cpu.rs`: real tokens only, fused blocks), in f32 or int8 ([`Precision`]).
+//! Every other backend runs burn's own ops; the f32 results agree to float rounding.
 //!
 //! This crate must never depend on training code (objectives, data, the train loop,
 //! evaluation) nor pick a concrete backend: users embed it in their own programs.
