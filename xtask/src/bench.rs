@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -35,7 +36,7 @@ const REQUIREMENTS: &[&str] = &[
 /// The paths of a training workload, then of an inference one; each a `side` name of the
 /// JSON lines. Ours are `starbucks bench --precision P`, the others `bench.py --path P`.
 const TRAIN_PATHS: &[&str] = &["burn-f32", "torch-f32"];
-const INFERENCE_PATHS: &[&str] = &["burn-f32", "burn-int8", "torch-f32", "torch-bf16", "ort-f32", "ort-int8"];
+pub const INFERENCE_PATHS: &[&str] = &["burn-f32", "burn-int8", "torch-f32", "torch-bf16", "ort-f32", "ort-int8"];
 
 fn paths(workload: &str) -> &'static [&'static str] {
     if workload.starts_with("train-") { TRAIN_PATHS } else { INFERENCE_PATHS }
@@ -272,10 +273,13 @@ pub fn run(backend: Backend, options: BenchOptions) -> Result<()> {
         ]
     };
     let mut results = Results::new();
-    let mut raw = String::new();
+    // Every run's line is appended as it arrives: a run cut short keeps what it measured.
+    let raw_path = output.join("results.jsonl");
+    let mut raw = std::fs::File::create(&raw_path).with_context(|| format!("cannot create {}", raw_path.display()))?;
+    let wanted = |path: &str| options.paths.as_ref().is_none_or(|list| list.iter().any(|p| p == path));
     for w in &workloads {
         for round in 0..options.rounds {
-            for &path in paths(w) {
+            for &path in paths(w).iter().filter(|p| wanted(p)) {
                 let command = match path.strip_prefix("burn-") {
                     Some(precision) => {
                         let mut burn = Command::new(&starbucks);
@@ -304,7 +308,7 @@ pub fn run(backend: Backend, options: BenchOptions) -> Result<()> {
                     round + 1,
                     line["median_ms"].as_f64().unwrap_or(f64::NAN)
                 );
-                let _ = writeln!(raw, "{line}");
+                writeln!(raw, "{line}").with_context(|| format!("cannot write {}", raw_path.display()))?;
                 results.entry((w.clone(), path.to_string())).or_default().lines.push(line);
             }
         }
@@ -312,7 +316,6 @@ pub fn run(backend: Backend, options: BenchOptions) -> Result<()> {
     let md = report(&results, &workloads, &options);
     println!("\n{md}");
     std::fs::write(output.join("report.md"), &md).context("cannot write report.md")?;
-    std::fs::write(output.join("results.jsonl"), raw).context("cannot write results.jsonl")?;
     println!("written: {}/report.md and results.jsonl", output.display());
     Ok(())
 }

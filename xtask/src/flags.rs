@@ -21,7 +21,8 @@ tasks:
                    torch, sentence-transformers and onnxruntime from PyPI into
                    ~/.cache/starbucks-rs/bench-venv the first time (~6 GB).
                    [--rounds 2] [--iters 3] [--warmup 1] [--threads <cores>]
-                   [--workloads train-srl,forward-1,...] [--venv DIR] [--output runs/bench]
+                   [--workloads train-srl,forward-1,...] [--paths burn-f32,ort-f32,...]
+                   [--venv DIR] [--output runs/bench]
   bench --serve    the server under load (docs/serving.md): `starbucks serve` beside infinity-emb
                    (PyTorch, installed into ~/.cache/starbucks-rs/infinity-venv the first time,
                    ~5 GB) on all-MiniLM-L6-v2, one STS-B sentence per request over loopback, at
@@ -84,6 +85,8 @@ pub struct BenchOptions {
     pub warmup: usize,
     pub threads: usize,
     pub workloads: Option<Vec<String>>,
+    /// Only these paths (default: every path of each workload).
+    pub paths: Option<Vec<String>>,
     pub venv: Option<std::path::PathBuf>,
     pub output: std::path::PathBuf,
 }
@@ -96,6 +99,7 @@ impl BenchOptions {
             warmup: 1,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             workloads: None,
+            paths: None,
             venv: None,
             output: "runs/bench".into(),
         };
@@ -127,6 +131,17 @@ impl BenchOptions {
                         );
                     }
                     options.workloads = Some(list);
+                }
+                "--paths" => {
+                    let list: Vec<String> =
+                        value.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect();
+                    if let Some(bad) = list.iter().find(|p| !crate::bench::INFERENCE_PATHS.contains(&p.as_str())) {
+                        bail!(
+                            "bench: unknown path '{bad}'; the paths are {}",
+                            crate::bench::INFERENCE_PATHS.join(", ")
+                        );
+                    }
+                    options.paths = Some(list);
                 }
                 "--venv" => options.venv = Some(value.into()),
                 "--output" => options.output = value.into(),
