@@ -5,7 +5,7 @@
 use crate::quant::PackedInt8;
 
 /// A dense layer: the weight `[in, out]` in its precision, and the f32 bias.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Linear {
     in_features: usize,
     out_features: usize,
@@ -13,7 +13,23 @@ pub struct Linear {
     bias: Option<Vec<f32>>,
 }
 
-#[derive(Debug, Clone)]
+/// Shapes and precision only: the weights are megabytes of numbers.
+impl std::fmt::Debug for Linear {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let precision = match self.weight {
+            Weight::F32(_) => "f32",
+            Weight::Int8(_) => "int8",
+        };
+        f.debug_struct("Linear")
+            .field("in_features", &self.in_features)
+            .field("out_features", &self.out_features)
+            .field("precision", &precision)
+            .field("bias", &self.bias.is_some())
+            .finish()
+    }
+}
+
+#[derive(Clone)]
 enum Weight {
     F32(Vec<f32>),
     Int8(PackedInt8),
@@ -65,38 +81,61 @@ impl Linear {
                     Some(bias) => bias.repeat(rows),
                     None => vec![0.0; rows * n],
                 };
-                if rows * n * k == 0 {
-                    return out;
-                }
-                let parallelism =
-                    if rows * n * k >= PARALLEL_OPS { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
                 // SAFETY: `out` is [rows, n], `x` [rows, k] and `weight` [k, n], all row-major
-                // (checked above and in `new`), read and written at those strides.
+                // (checked above and in `f32`).
                 unsafe {
-                    gemm::gemm(
-                        rows,
-                        n,
-                        k,
+                    accumulate(
+                        [rows, n, k],
                         out.as_mut_ptr(),
-                        1,
-                        n as isize,
-                        true,
-                        x.as_ptr(),
-                        1,
-                        k as isize,
-                        weight.as_ptr(),
-                        1,
-                        n as isize,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        parallelism,
+                        (x.as_ptr(), [k as isize, 1]),
+                        (weight.as_ptr(), [n as isize, 1]),
                     );
                 }
                 out
             }
         }
+    }
+}
+
+/// `out += x W` by gemm, for `[m, n, k]`: `out` row-major `[m, n]`, `x` `[m, k]` and `W` `[k, n]`
+/// each given as a pointer and its (row, column) strides in elements. Runs on every core from
+/// `PARALLEL_OPS` multiply-adds.
+///
+/// # Safety
+/// Every element of the three matrices, at those strides, lies inside its allocation, and
+/// `out` is written by no one else meanwhile.
+pub(crate) unsafe fn accumulate(
+    [m, n, k]: [usize; 3],
+    out: *mut f32,
+    (x, [x_row, x_col]): (*const f32, [isize; 2]),
+    (w, [w_row, w_col]): (*const f32, [isize; 2]),
+) {
+    if m * n * k == 0 {
+        return;
+    }
+    let parallelism = if m * n * k >= PARALLEL_OPS { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+    // SAFETY: the caller's contract; gemm reads and writes at exactly these strides.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out,
+            1,
+            n as isize,
+            true,
+            x,
+            x_col,
+            x_row,
+            w,
+            w_col,
+            w_row,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
     }
 }

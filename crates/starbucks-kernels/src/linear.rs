@@ -14,6 +14,7 @@ use burn_flex::{Flex, FlexTensor, Layout};
 
 use crate::copy::{copy_contiguous, par_rows};
 use crate::dispatch::{cast, same};
+use crate::gemm::accumulate;
 
 /// The inputs of [`linear`]: rows `x`, the weight `[in, out]`, the bias.
 pub type LinearInputs<B> = (Tensor<B, 2>, Tensor<B, 2>, Option<Tensor<B, 1>>);
@@ -49,9 +50,6 @@ pub fn linear<B: Backend>(
 /// Rows per rayon task of the bias fill.
 const BIAS_ROWS: usize = 64;
 
-/// Multiply-adds from which a product runs on every core (burn-flex's own threshold).
-const GEMM_PARALLEL_OPS: usize = 192 * 192 * 192;
-
 /// `x @ weight + bias`, f32, any strides: the bias rows first, then `gemm` adds the product.
 fn linear_forward(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>) -> FlexTensor {
     let ([m, k], [k2, n]) = (x.shape().dims::<2>(), weight.shape().dims::<2>());
@@ -73,37 +71,17 @@ fn linear_forward(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>) -
         }
         None => vec![0f32; m * n],
     };
-    if m * n * k > 0 {
-        let parallelism =
-            if m * n * k >= GEMM_PARALLEL_OPS { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
-        let (x_strides, w_strides) = (x.layout().strides(), weight.layout().strides());
-        let (x_data, w_data) = (x.storage::<f32>(), weight.storage::<f32>());
-        // SAFETY: `out` holds m × n values written at column stride 1 and row stride n;
-        // `x` and `weight` are read inside their own storage, at their layouts' offsets and
-        // strides over their m × k and k × n shapes (checked above).
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                out.as_mut_ptr(),
-                1,
-                n as isize,
-                true,
-                x_data.as_ptr().add(x.layout().start_offset()),
-                x_strides[1],
-                x_strides[0],
-                w_data.as_ptr().add(weight.layout().start_offset()),
-                w_strides[1],
-                w_strides[0],
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism,
-            );
-        }
+    let (x_strides, w_strides) = (x.layout().strides(), weight.layout().strides());
+    let (x_data, w_data) = (x.storage::<f32>(), weight.storage::<f32>());
+    // SAFETY: `out` holds m × n values; `x` and `weight` are read inside their own storage, at
+    // their layouts' offsets and strides over their m × k and k × n shapes (checked above).
+    unsafe {
+        accumulate(
+            [m, n, k],
+            out.as_mut_ptr(),
+            (x_data.as_ptr().add(x.layout().start_offset()), [x_strides[0], x_strides[1]]),
+            (w_data.as_ptr().add(weight.layout().start_offset()), [w_strides[0], w_strides[1]]),
+        );
     }
     FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(Shape::new([m, n])), DType::F32)
 }

@@ -24,7 +24,6 @@ use crate::precision::Precision;
 use crate::tokenizer::Batch;
 
 /// `BertModel`'s weights, prepared for the CPU kernels.
-#[derive(Debug)]
 pub struct CpuEncoder {
     word_embeddings: Vec<f32>,
     position_embeddings: Vec<f32>,
@@ -35,8 +34,18 @@ pub struct CpuEncoder {
     heads: usize,
 }
 
+/// Shapes only: the weights are tens of megabytes of floats.
+impl std::fmt::Debug for CpuEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CpuEncoder")
+            .field("layers", &self.layers.len())
+            .field("hidden", &self.hidden)
+            .field("heads", &self.heads)
+            .finish_non_exhaustive()
+    }
+}
+
 /// `encoder.layer.{i}`: the fused query/key/value product, then the model's own blocks.
-#[derive(Debug)]
 struct CpuLayer {
     qkv: Linear,
     attention_output: Linear,
