@@ -64,20 +64,15 @@ impl PackedInt8 {
         let pairs = in_features.div_ceil(2);
         let blocks = out_features.div_ceil(BLOCK);
         let mut values = vec![0i16; blocks * pairs * 2 * BLOCK];
+        let mut sums = vec![0i32; out_features];
         for k in 0..in_features {
             for c in 0..out_features {
                 let q = (weight[k * out_features + c] / scales[c]).round().clamp(-127.0, 127.0) as i16;
                 let (block, lane) = (c / BLOCK, c % BLOCK);
                 values[((block * pairs + k / 2) * BLOCK + lane) * 2 + k % 2] = q;
+                sums[c] += q as i32;
             }
         }
-        let sums = (0..out_features)
-            .map(|c| {
-                (0..in_features)
-                    .map(|k| (weight[k * out_features + c] / scales[c]).round().clamp(-127.0, 127.0) as i32)
-                    .sum()
-            })
-            .collect();
         PackedInt8 { in_features, out_features, pairs, blocks, values, scales, sums }
     }
 
