@@ -70,11 +70,7 @@ impl Linear {
         let (k, n) = (self.in_features, self.out_features);
         assert_eq!(x.len(), rows * k, "x is not [{rows}, {k}]");
         match &self.weight {
-            Weight::Int8(packed) => {
-                let mut out = vec![0.0; rows * n];
-                packed.matmul(x, rows, self.bias.as_deref(), &mut out);
-                out
-            }
+            Weight::Int8(packed) => packed.forward(x, rows, self.bias.as_deref()),
             Weight::F32(weight) => {
                 // The output starts as the bias rows, and one product accumulates into it.
                 let mut out = match &self.bias {

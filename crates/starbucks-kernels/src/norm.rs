@@ -21,7 +21,7 @@ impl LayerNorm {
     /// as `x`, or `None`).
     pub fn forward(&self, x: &mut [f32], residual: Option<&[f32]>) {
         let width = self.gamma.len();
-        assert!(width > 0 && x.len() % width == 0, "rows of {width} values expected, found {}", x.len());
+        assert!(width > 0 && x.len().is_multiple_of(width), "rows of {width} values expected, found {}", x.len());
         if let Some(residual) = residual {
             assert_eq!(residual.len(), x.len(), "the residual differs in shape");
         }

@@ -10,6 +10,8 @@
 //! run at the same rate, and this one is exact. CPUs without AVX2 run the same integer sums in
 //! scalar code, with the same result to the bit.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use crate::simd::simd;
@@ -98,18 +100,28 @@ impl PackedInt8 {
         out
     }
 
-    /// `x W + bias` for row-major `x` `[rows, in_features]`, into `out` `[rows, out_features]`.
+    /// `x W + bias` for row-major `x` `[rows, in_features]`, as a new `[rows, out_features]`
+    /// buffer. It is not zeroed first: every value is written once.
+    pub fn forward(&self, x: &[f32], rows: usize, bias: Option<&[f32]>) -> Vec<f32> {
+        let mut out = Vec::with_capacity(rows * self.out_features);
+        self.matmul_with(Kernel::detect(), x, rows, bias, &mut out.spare_capacity_mut()[..rows * self.out_features]);
+        // SAFETY: `matmul_with` has written all `rows × out_features` values.
+        unsafe { out.set_len(rows * self.out_features) };
+        out
+    }
+
+    /// [`Self::forward`] into `out` `[rows, out_features]`.
     pub fn matmul(&self, x: &[f32], rows: usize, bias: Option<&[f32]>, out: &mut [f32]) {
-        let kernel = if avx2() { Kernel::Avx2 } else { Kernel::Scalar };
-        self.matmul_with(kernel, x, rows, bias, out);
+        self.matmul_with(Kernel::detect(), x, rows, bias, uninit(out));
     }
 
     /// [`Self::matmul`] by the portable kernel, whatever the CPU has (the tests' reference).
     pub fn matmul_scalar(&self, x: &[f32], rows: usize, bias: Option<&[f32]>, out: &mut [f32]) {
-        self.matmul_with(Kernel::Scalar, x, rows, bias, out);
+        self.matmul_with(Kernel::Scalar, x, rows, bias, uninit(out));
     }
 
-    fn matmul_with(&self, kernel: Kernel, x: &[f32], rows: usize, bias: Option<&[f32]>, out: &mut [f32]) {
+    /// Writes every value of `out`.
+    fn matmul_with(&self, kernel: Kernel, x: &[f32], rows: usize, bias: Option<&[f32]>, out: &mut [MaybeUninit<f32>]) {
         let (k, n) = (self.in_features, self.out_features);
         assert_eq!(x.len(), rows * k, "x is not [{rows}, {k}]");
         assert_eq!(out.len(), rows * n, "out is not [{rows}, {n}]");
@@ -120,22 +132,47 @@ impl PackedInt8 {
             return;
         }
         if k == 0 {
-            out.chunks_mut(n.max(1))
-                .for_each(|row| row.iter_mut().enumerate().for_each(|(c, v)| *v = bias.map_or(0.0, |b| b[c])));
+            out.chunks_mut(n.max(1)).for_each(|row| {
+                row.iter_mut().enumerate().for_each(|(c, v)| {
+                    v.write(bias.map_or(0.0, |b| b[c]));
+                })
+            });
             return;
         }
         let quantized = QuantizedRows::new(x, rows, k, self.pairs);
         let row_tasks = rows.div_ceil(TASK_ROWS);
         let block_tasks = self.blocks.div_ceil(TASK_BLOCKS);
-        let out_ptr = SharedOut(out.as_mut_ptr());
+        let out_ptr = SharedOut(out.as_mut_ptr().cast::<f32>());
         (0..row_tasks * block_tasks).into_par_iter().for_each(|task| {
             let (rt, bt) = (task / block_tasks, task % block_tasks);
             let rows_here = rt * TASK_ROWS..(rt * TASK_ROWS + TASK_ROWS).min(rows);
             let blocks_here = bt * TASK_BLOCKS..(bt * TASK_BLOCKS + TASK_BLOCKS).min(self.blocks);
             // SAFETY: tasks cover disjoint (row range × column range) rectangles of `out`, which
             // stays borrowed mutably until every task has finished.
-            unsafe { self.task(kernel, &quantized, rows_here, blocks_here, bias, out_ptr) };
+            unsafe {
+                match kernel {
+                    Kernel::Avx2 => self.task_avx2(&quantized, rows_here, blocks_here, bias, out_ptr),
+                    Kernel::Scalar => self.task(kernel, &quantized, rows_here, blocks_here, bias, out_ptr),
+                }
+            }
         });
+    }
+
+    /// [`Self::task`] compiled for AVX2, so that the tile kernels and the scaling inline into it.
+    ///
+    /// # Safety
+    /// As [`Self::task`], and the CPU has AVX2.
+    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2"))]
+    unsafe fn task_avx2(
+        &self,
+        x: &QuantizedRows,
+        rows: std::ops::Range<usize>,
+        blocks: std::ops::Range<usize>,
+        bias: Option<&[f32]>,
+        out: SharedOut,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe { self.task(Kernel::Avx2, x, rows, blocks, bias, out) }
     }
 
     /// The sums of one task's rectangle, scaled and biased into `out`.
@@ -143,6 +180,7 @@ impl PackedInt8 {
     /// # Safety
     /// `out` points at `[rows, out_features]` f32s that no other thread writes inside this
     /// task's rectangle.
+    #[inline(always)]
     unsafe fn task(
         &self,
         kernel: Kernel,
@@ -157,37 +195,91 @@ impl PackedInt8 {
         // Column blocks outside, rows inside: one slab of weights serves every row of the task.
         for b0 in blocks.clone().step_by(TILE_BLOCKS) {
             let tile_blocks = TILE_BLOCKS.min(blocks.end - b0);
+            let columns = b0 * BLOCK..((b0 + tile_blocks) * BLOCK).min(n);
+            let weights = Columns {
+                scales: &self.scales[columns.clone()],
+                sums: &self.sums[columns.clone()],
+                bias: bias.map(|b| &b[columns.clone()]),
+            };
             for r0 in rows.clone().step_by(TILE_ROWS) {
                 let tile_rows = TILE_ROWS.min(rows.end - r0);
                 let x_rows = &x.values[r0 * 2 * self.pairs..];
                 let w = &self.values[b0 * self.pairs * 2 * BLOCK..];
+                // SAFETY: the tile's rows r0.. and columns `columns` lie inside this task's
+                // rectangle of `out`, whose rows are `n` apart.
+                let tile_out = unsafe { out.0.add(r0 * n + columns.start) };
+                let scaling = Scaling {
+                    out: tile_out,
+                    stride: n,
+                    x_scales: &x.scales[r0..r0 + tile_rows],
+                    zero_points: &x.zero_points[r0..r0 + tile_rows],
+                    weights,
+                };
+                if matches!(kernel, Kernel::Avx2) && columns.len() == tile_blocks * BLOCK {
+                    // SAFETY: `Kernel::detect` found AVX2; the slices hold the tile's rows and blocks, and
+                    // `scaling` covers whole blocks of this task's rectangle.
+                    unsafe { avx2_tile(x_rows, w, self.pairs, tile_rows, tile_blocks, Finish::Write(&scaling)) };
+                    continue;
+                }
                 match kernel {
-                    // SAFETY: `avx2()` was true; the slices hold the tile's rows and blocks.
-                    Kernel::Avx2 => unsafe { avx2_tile(x_rows, w, self.pairs, tile_rows, tile_blocks, &mut sums) },
+                    // SAFETY: as above; the sums come back in `sums`.
+                    Kernel::Avx2 => unsafe {
+                        avx2_tile(x_rows, w, self.pairs, tile_rows, tile_blocks, Finish::Sums(&mut sums))
+                    },
                     Kernel::Scalar => scalar_tile(x_rows, w, self.pairs, tile_rows, tile_blocks, &mut sums),
                 }
-                for (i, row_sums) in sums.iter().enumerate().take(tile_rows) {
-                    let r = r0 + i;
-                    for (j, block_sums) in row_sums.iter().enumerate().take(tile_blocks) {
-                        let c0 = (b0 + j) * BLOCK;
-                        let width = BLOCK.min(n - c0);
-                        // SAFETY: row r, columns c0..c0 + width lie inside this task's rectangle.
-                        let target = unsafe { std::slice::from_raw_parts_mut(out.0.add(r * n + c0), width) };
-                        let columns = c0..c0 + width;
-                        let weights = Columns {
-                            scales: &self.scales[columns.clone()],
-                            sums: &self.sums[columns.clone()],
-                            bias: bias.map(|b| &b[columns]),
-                        };
-                        scale_block(target, block_sums, x.scales[r], x.zero_points[r], weights);
-                    }
-                }
+                // SAFETY: as above.
+                unsafe { scale_tile(&sums, tile_rows, &scaling) };
             }
         }
     }
 }
 
+/// Where a tile's sums go as f32: `out` at the tile's first row and column, rows `stride` apart;
+/// the tile's rows' activation scales and zero points, and its columns' weights.
+struct Scaling<'a> {
+    out: *mut f32,
+    stride: usize,
+    x_scales: &'a [f32],
+    zero_points: &'a [i32],
+    weights: Columns<'a>,
+}
+
+/// What a tile kernel does with its sums: hands them back, or scales them into the output.
+enum Finish<'a, 's> {
+    Sums(&'s mut Sums),
+    Write(&'s Scaling<'a>),
+}
+
+/// [`scale_block`] for each row and block of a tile.
+///
+/// # Safety
+/// `scaling.out` covers the tile's rows × columns and no other thread writes there.
+unsafe fn scale_tile(sums: &Sums, rows: usize, scaling: &Scaling) {
+    let width = scaling.weights.scales.len();
+    for (i, row_sums) in sums.iter().enumerate().take(rows) {
+        for (j, block_sums) in row_sums.iter().enumerate().take(width.div_ceil(BLOCK)) {
+            let columns = j * BLOCK..(j * BLOCK + BLOCK).min(width);
+            // SAFETY: row i, these columns, lie inside the tile (the caller's contract).
+            let target = unsafe {
+                std::slice::from_raw_parts_mut(
+                    scaling.out.add(i * scaling.stride + columns.start).cast::<MaybeUninit<f32>>(),
+                    columns.len(),
+                )
+            };
+            let w = &scaling.weights;
+            let block = Columns {
+                scales: &w.scales[columns.clone()],
+                sums: &w.sums[columns.clone()],
+                bias: w.bias.map(|b| &b[columns]),
+            };
+            scale_block(target, block_sums, scaling.x_scales[i], scaling.zero_points[i], block);
+        }
+    }
+}
+
 /// One block's columns of the weight: scales, sums of quantised values, biases.
+#[derive(Clone, Copy)]
 struct Columns<'a> {
     scales: &'a [f32],
     sums: &'a [i32],
@@ -197,18 +289,18 @@ struct Columns<'a> {
 /// `target[c] = (sums[c] - zero_point · Σ_k w[k][c]) · x_scale · w_scale[c] + bias[c]` for one
 /// block of columns.
 #[inline(always)]
-fn scale_block(target: &mut [f32], sums: &[i32; BLOCK], x_scale: f32, zero_point: i32, w: Columns) {
+fn scale_block(target: &mut [MaybeUninit<f32>], sums: &[i32; BLOCK], x_scale: f32, zero_point: i32, w: Columns) {
     let value = |c: usize, bias: f32| (sums[c] - zero_point * w.sums[c]) as f32 * (x_scale * w.scales[c]) + bias;
-    if let Ok(target) = <&mut [f32; BLOCK]>::try_from(&mut *target) {
+    if let Ok(target) = <&mut [MaybeUninit<f32>; BLOCK]>::try_from(&mut *target) {
         // A whole block: a fixed-size loop, which vectorises.
         let bias = w.bias.and_then(|b| <&[f32; BLOCK]>::try_from(b).ok()).copied().unwrap_or([0.0; BLOCK]);
         for c in 0..BLOCK {
-            target[c] = value(c, bias[c]);
+            target[c].write(value(c, bias[c]));
         }
         return;
     }
     for (c, v) in target.iter_mut().enumerate() {
-        *v = value(c, w.bias.map_or(0.0, |b| b[c]));
+        v.write(value(c, w.bias.map_or(0.0, |b| b[c])));
     }
 }
 
@@ -218,15 +310,20 @@ enum Kernel {
     Scalar,
 }
 
-fn avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
+impl Kernel {
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return Kernel::Avx2;
+        }
+        Kernel::Scalar
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+}
+
+/// `out` as memory to write: every f32 is a valid `MaybeUninit<f32>`.
+fn uninit(out: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: same layout; the kernels only write initialised values into it.
+    unsafe { &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>]) }
 }
 
 /// The output pointer, shared by tasks that write disjoint parts of it.
@@ -267,24 +364,32 @@ impl QuantizedRows {
     }
 }
 
-/// The smallest and largest value of `row`, and 0.
-fn range(row: &[f32]) -> (f32, f32) {
-    let mut lanes = ([0f32; 8], [0f32; 8]);
+// The smallest and largest value of `row`, and 0. NaNs are passed over. Comparisons, not
+// `f32::min`/`max`: those order NaN in a way that keeps the loop from vectorising.
+simd!(range(row: &[f32]) -> (f32, f32) {
+    let (mut lo, mut hi) = ([0f32; 8], [0f32; 8]);
     let chunks = row.chunks_exact(8);
-    let tail = chunks.remainder().iter().fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let tail = chunks.remainder();
     for chunk in chunks {
         for l in 0..8 {
-            lanes.0[l] = lanes.0[l].min(chunk[l]);
-            lanes.1[l] = lanes.1[l].max(chunk[l]);
+            lo[l] = if chunk[l] < lo[l] { chunk[l] } else { lo[l] };
+            hi[l] = if chunk[l] > hi[l] { chunk[l] } else { hi[l] };
         }
     }
-    (lanes.0.iter().fold(tail.0, |a, &b| a.min(b)), lanes.1.iter().fold(tail.1, |a, &b| a.max(b)))
-}
+    let lo = lo.iter().chain(tail).fold(0f32, |a, &b| if b < a { b } else { a });
+    let hi = hi.iter().chain(tail).fold(0f32, |a, &b| if b > a { b } else { a });
+    (lo, hi)
+});
 
 simd!(quantize_row(q: &mut [i16], row: &[f32], inverse: f32, zero_point: f32) {
     for (q, &v) in q.iter_mut().zip(row) {
         // Ties to even: one instruction (`vroundps`), where `round` (ties away) is a libm call.
-        *q = ((v * inverse).round_ties_even() + zero_point).clamp(0.0, 255.0) as i16;
+        // `max` first: it turns NaN into 0, so the value is a whole number in 0..=255 and the
+        // unchecked conversion (one `vcvttps2dq`; the saturating `as` does not vectorise) is exact.
+        #[allow(clippy::manual_clamp)] // `clamp` keeps NaN
+        let v = ((v * inverse).round_ties_even() + zero_point).max(0.0).min(255.0);
+        // SAFETY: `v` is finite and within i32's range (above).
+        *q = unsafe { v.to_int_unchecked::<i32>() } as i16;
     }
 });
 
@@ -309,18 +414,26 @@ fn scalar_tile(x: &[i16], w: &[i16], pairs: usize, rows: usize, blocks: usize, s
 }
 
 /// [`scalar_tile`] with AVX2: per input pair, one broadcast of each row's pair and one
-/// `vpmaddwd` per (row, block) into i32 sums held in registers.
+/// `vpmaddwd` per (row, block) into i32 sums held in registers; then the sums go back, or
+/// straight from the registers into the output as f32 (the same operations as [`scale_block`],
+/// so the same bits).
 ///
 /// # Safety
-/// The CPU has AVX2; `x` holds `rows` rows and `w` holds `blocks` blocks (as `scalar_tile`).
+/// The CPU has AVX2; `x` holds `rows` rows and `w` holds `blocks` blocks (as `scalar_tile`); a
+/// `Finish::Write` covers `blocks` whole blocks of `rows` rows that no other thread writes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn avx2_tile(x: &[i16], w: &[i16], pairs: usize, rows: usize, blocks: usize, sums: &mut Sums) {
+#[inline]
+unsafe fn avx2_tile(x: &[i16], w: &[i16], pairs: usize, rows: usize, blocks: usize, finish: Finish) {
     assert!(x.len() >= rows * 2 * pairs && w.len() >= blocks * pairs * 2 * BLOCK);
+    if let Finish::Write(scaling) = &finish {
+        assert!(scaling.weights.scales.len() == blocks * BLOCK && scaling.x_scales.len() == rows);
+    }
     macro_rules! tile {
         ($rows:literal, $blocks:literal) => {
-            // SAFETY: the caller has checked AVX2; the reads stay inside `x` and `w` (asserted above).
-            unsafe { avx2_tile_n::<$rows, $blocks>(x.as_ptr(), w.as_ptr(), pairs, sums) }
+            // SAFETY: the caller has checked AVX2; the reads stay inside `x` and `w`, and the
+            // scaling inside its slices (asserted above).
+            unsafe { avx2_tile_n::<$rows, $blocks>(x.as_ptr(), w.as_ptr(), pairs, finish) }
         };
     }
     match (rows, blocks) {
@@ -337,15 +450,24 @@ unsafe fn avx2_tile(x: &[i16], w: &[i16], pairs: usize, rows: usize, blocks: usi
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn avx2_tile(x: &[i16], w: &[i16], pairs: usize, rows: usize, blocks: usize, sums: &mut Sums) {
-    scalar_tile(x, w, pairs, rows, blocks, sums)
+unsafe fn avx2_tile(x: &[i16], w: &[i16], pairs: usize, rows: usize, blocks: usize, finish: Finish) {
+    let mut sums = [[[0i32; BLOCK]; TILE_BLOCKS]; TILE_ROWS];
+    match finish {
+        Finish::Sums(sums) => scalar_tile(x, w, pairs, rows, blocks, sums),
+        Finish::Write(scaling) => {
+            scalar_tile(x, w, pairs, rows, blocks, &mut sums);
+            // SAFETY: the caller's contract.
+            unsafe { scale_tile(&sums, rows, scaling) }
+        }
+    }
 }
 
 /// # Safety
-/// AVX2; `x` points at `R` rows of `2 pairs` i16s, `w` at `NB` blocks of `2 pairs BLOCK` i16s.
+/// AVX2; `x` points at `R` rows of `2 pairs` i16s, `w` at `NB` blocks of `2 pairs BLOCK` i16s; a
+/// `Finish::Write` holds `R` rows and `NB` whole blocks.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn avx2_tile_n<const R: usize, const NB: usize>(x: *const i16, w: *const i16, pairs: usize, sums: &mut Sums) {
+unsafe fn avx2_tile_n<const R: usize, const NB: usize>(x: *const i16, w: *const i16, pairs: usize, finish: Finish) {
     use std::arch::x86_64::*;
     let mut acc = [[_mm256_setzero_si256(); NB]; R];
     for p in 0..pairs {
@@ -363,10 +485,35 @@ unsafe fn avx2_tile_n<const R: usize, const NB: usize>(x: *const i16, w: *const 
             }
         }
     }
-    for (row_acc, row_sums) in acc.iter().zip(sums.iter_mut()) {
-        for (sum, block_sums) in row_acc.iter().zip(row_sums.iter_mut()) {
-            // SAFETY: `block_sums` is 8 i32s, one register.
-            unsafe { _mm256_storeu_si256(block_sums.as_mut_ptr() as *mut __m256i, *sum) };
+    match finish {
+        Finish::Sums(sums) => {
+            for (row_acc, row_sums) in acc.iter().zip(sums.iter_mut()) {
+                for (sum, block_sums) in row_acc.iter().zip(row_sums.iter_mut()) {
+                    // SAFETY: `block_sums` is 8 i32s, one register.
+                    unsafe { _mm256_storeu_si256(block_sums.as_mut_ptr() as *mut __m256i, *sum) };
+                }
+            }
+        }
+        Finish::Write(s) => {
+            let w = &s.weights;
+            for (r, row_acc) in acc.iter().enumerate() {
+                let zero_point = _mm256_set1_epi32(s.zero_points[r]);
+                let x_scale = _mm256_set1_ps(s.x_scales[r]);
+                for (b, &sum) in row_acc.iter().enumerate() {
+                    let c = b * BLOCK;
+                    // SAFETY: columns c..c + 8 are inside the weights' slices (asserted by
+                    // `avx2_tile`) and inside row r of the output (the caller's contract).
+                    unsafe {
+                        let w_sums = _mm256_loadu_si256(w.sums.as_ptr().add(c) as *const __m256i);
+                        let w_scales = _mm256_loadu_ps(w.scales.as_ptr().add(c));
+                        let bias = w.bias.map_or(_mm256_setzero_ps(), |b| _mm256_loadu_ps(b.as_ptr().add(c)));
+                        let sum = _mm256_sub_epi32(sum, _mm256_mullo_epi32(zero_point, w_sums));
+                        // Multiply, then add, as `scale_block` does: no fused multiply-add.
+                        let scaled = _mm256_mul_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(x_scale, w_scales));
+                        _mm256_storeu_ps(s.out.add(r * s.stride + c), _mm256_add_ps(scaled, bias));
+                    }
+                }
+            }
         }
     }
 }
