@@ -1,14 +1,17 @@
 //! Int8 matrix products: `x W + b` with the weight quantised once per output column
-//! (symmetric, to ±127) and the activations quantised per row at run time (asymmetric, to
-//! 0..=255 around a zero point, so that a skewed row such as a GELU output uses the whole
-//! range), products summed exactly in i32, then scaled back to f32.
+//! (symmetric, to ±[`WEIGHT_MAX`]) and the activations quantised per row at run time
+//! (asymmetric, to 0..=[`ACTIVATION_MAX`] around a zero point, so that a skewed row such as a
+//! GELU output uses the whole range), products summed exactly in i32, then scaled back to f32.
 //!
-//! The values are int8, but they are multiplied as i16 pairs (`vpmaddwd`: two products summed
-//! into each i32 lane), which AVX2 has on every x86-64 CPU of the last decade and which cannot
-//! overflow. The u8 × i8 instruction (`vpmaddubsw`) does twice the products per instruction but
-//! saturates its i16 sums, and needs a second instruction to widen them: on AVX2 the two ways
-//! run at the same rate, and this one is exact. CPUs without AVX2 run the same integer sums in
-//! scalar code, with the same result to the bit.
+//! The kernel multiplies u8 activations by i8 weights with `vpmaddubsw` (32 products per
+//! instruction, summed in pairs into i16) and widens the pairs into i32 with `vpmaddwd` by ones:
+//! two multiply instructions per 32 products, where i16 × i16 (`vpmaddwd` alone) takes two per
+//! 16 and an add besides. `vpmaddubsw` saturates its i16 sums, so the two ranges are chosen so that
+//! a pair of products cannot pass `i16::MAX`: the weights keep 7 bits (ONNX Runtime's
+//! `reduce_range` makes the same choice for the same instruction), the activations all 8, which
+//! measured closer to f32 on STS-B than the other way round (docs/benchmarks.md). The sums are
+//! exact, and CPUs without AVX2 run the same integer sums in scalar code, with the same result to
+//! the bit.
 
 use std::mem::MaybeUninit;
 
@@ -16,8 +19,16 @@ use rayon::prelude::*;
 
 use crate::simd::simd;
 
+/// The largest quantised activation (the zero point included) and the largest weight
+/// magnitude: `2 × ACTIVATION_MAX × WEIGHT_MAX` must stay within i16 for `vpmaddubsw`.
+pub const ACTIVATION_MAX: i32 = 255;
+pub const WEIGHT_MAX: i32 = 63;
+const _: () = assert!(2 * ACTIVATION_MAX * WEIGHT_MAX <= i16::MAX as i32);
+
 /// Output columns per packed block: one 256-bit register of i32 sums.
 const BLOCK: usize = 8;
+/// Input rows per packed group: `vpmaddubsw` then `vpmaddwd` sum 4 products into each i32.
+const GROUP: usize = 4;
 /// Rows and column blocks of one register tile of the AVX2 kernel: 4 × 2 sums, 2 weights and a
 /// broadcast fit AVX2's 16 registers with room to spare (4 × 3 spills).
 const TILE_ROWS: usize = 4;
@@ -27,16 +38,16 @@ const TASK_ROWS: usize = 64;
 const TASK_BLOCKS: usize = 4 * TILE_BLOCKS;
 
 /// A weight `[in, out]` quantised per output column, packed for the kernel: for each block of 8
-/// columns, for each pair of input rows `(2p, 2p+1)`, the 16 values `w[2p][c], w[2p+1][c]` of
-/// the block's columns `c` in turn.
+/// columns, for each group of 4 input rows `4g..4g+4`, the 32 values `w[4g..4g+4][c]` of the
+/// block's columns `c` in turn.
 #[derive(Clone)]
 pub struct PackedInt8 {
     in_features: usize,
     out_features: usize,
-    /// Input rows in pairs: `in_features` rounded up to even.
-    pairs: usize,
+    /// Input rows in groups of 4: `in_features` rounded up to a multiple of 4.
+    groups: usize,
     blocks: usize,
-    values: Vec<i16>,
+    values: Vec<i8>,
     /// Per output column: the weight is `values × scale`.
     scales: Vec<f32>,
     /// Per output column: the sum of its quantised values, for the activations' zero points.
@@ -54,28 +65,29 @@ impl std::fmt::Debug for PackedInt8 {
 }
 
 impl PackedInt8 {
-    /// Quantises `weight` (row-major `[in_features, out_features]`) to ±127 per output column.
+    /// Quantises `weight` (row-major `[in_features, out_features]`) to ±`WEIGHT_MAX` per output
+    /// column.
     pub fn new(weight: &[f32], in_features: usize, out_features: usize) -> Self {
         assert_eq!(weight.len(), in_features * out_features, "weight is not [{in_features}, {out_features}]");
         let scales: Vec<f32> = (0..out_features)
             .map(|c| {
                 let max = (0..in_features).map(|k| weight[k * out_features + c].abs()).fold(0.0f32, f32::max);
-                if max > 0.0 { max / 127.0 } else { 1.0 }
+                if max > 0.0 { max / WEIGHT_MAX as f32 } else { 1.0 }
             })
             .collect();
-        let pairs = in_features.div_ceil(2);
+        let groups = in_features.div_ceil(GROUP);
         let blocks = out_features.div_ceil(BLOCK);
-        let mut values = vec![0i16; blocks * pairs * 2 * BLOCK];
+        let mut values = vec![0i8; blocks * groups * GROUP * BLOCK];
         let mut sums = vec![0i32; out_features];
+        let limit = WEIGHT_MAX as f32;
         for k in 0..in_features {
             for c in 0..out_features {
-                let q = (weight[k * out_features + c] / scales[c]).round().clamp(-127.0, 127.0) as i16;
-                let (block, lane) = (c / BLOCK, c % BLOCK);
-                values[((block * pairs + k / 2) * BLOCK + lane) * 2 + k % 2] = q;
+                let q = (weight[k * out_features + c] / scales[c]).round().clamp(-limit, limit) as i8;
+                values[index(groups, k, c)] = q;
                 sums[c] += q as i32;
             }
         }
-        PackedInt8 { in_features, out_features, pairs, blocks, values, scales, sums }
+        PackedInt8 { in_features, out_features, groups, blocks, values, scales, sums }
     }
 
     pub fn in_features(&self) -> usize {
@@ -92,9 +104,7 @@ impl PackedInt8 {
         let mut out = vec![0.0; self.in_features * self.out_features];
         for k in 0..self.in_features {
             for c in 0..self.out_features {
-                let (block, lane) = (c / BLOCK, c % BLOCK);
-                let q = self.values[((block * self.pairs + k / 2) * BLOCK + lane) * 2 + k % 2];
-                out[k * self.out_features + c] = q as f32 * self.scales[c];
+                out[k * self.out_features + c] = self.values[index(self.groups, k, c)] as f32 * self.scales[c];
             }
         }
         out
@@ -139,7 +149,7 @@ impl PackedInt8 {
             });
             return;
         }
-        let quantized = QuantizedRows::new(x, rows, k, self.pairs);
+        let quantized = QuantizedRows::new(x, rows, k, self.groups * GROUP);
         let row_tasks = rows.div_ceil(TASK_ROWS);
         let block_tasks = self.blocks.div_ceil(TASK_BLOCKS);
         let out_ptr = SharedOut(out.as_mut_ptr().cast::<f32>());
@@ -203,8 +213,8 @@ impl PackedInt8 {
             };
             for r0 in rows.clone().step_by(TILE_ROWS) {
                 let tile_rows = TILE_ROWS.min(rows.end - r0);
-                let x_rows = &x.values[r0 * 2 * self.pairs..];
-                let w = &self.values[b0 * self.pairs * 2 * BLOCK..];
+                let x_rows = &x.values[r0 * self.groups * GROUP..];
+                let w = &self.values[b0 * self.groups * GROUP * BLOCK..];
                 // SAFETY: the tile's rows r0.. and columns `columns` lie inside this task's
                 // rectangle of `out`, whose rows are `n` apart.
                 let tile_out = unsafe { out.0.add(r0 * n + columns.start) };
@@ -218,15 +228,15 @@ impl PackedInt8 {
                 if matches!(kernel, Kernel::Avx2) && columns.len() == tile_blocks * BLOCK {
                     // SAFETY: `Kernel::detect` found AVX2; the slices hold the tile's rows and blocks, and
                     // `scaling` covers whole blocks of this task's rectangle.
-                    unsafe { avx2_tile(x_rows, w, self.pairs, tile_rows, tile_blocks, Finish::Write(&scaling)) };
+                    unsafe { avx2_tile(x_rows, w, self.groups, tile_rows, tile_blocks, Finish::Write(&scaling)) };
                     continue;
                 }
                 match kernel {
                     // SAFETY: as above; the sums come back in `sums`.
                     Kernel::Avx2 => unsafe {
-                        avx2_tile(x_rows, w, self.pairs, tile_rows, tile_blocks, Finish::Sums(&mut sums))
+                        avx2_tile(x_rows, w, self.groups, tile_rows, tile_blocks, Finish::Sums(&mut sums))
                     },
-                    Kernel::Scalar => scalar_tile(x_rows, w, self.pairs, tile_rows, tile_blocks, &mut sums),
+                    Kernel::Scalar => scalar_tile(x_rows, w, self.groups, tile_rows, tile_blocks, &mut sums),
                 }
                 // SAFETY: as above.
                 unsafe { scale_tile(&sums, tile_rows, &scaling) };
@@ -320,6 +330,11 @@ impl Kernel {
     }
 }
 
+/// Where weight `[k][c]` sits in the packed values.
+fn index(groups: usize, k: usize, c: usize) -> usize {
+    (((c / BLOCK) * groups + k / GROUP) * BLOCK + c % BLOCK) * GROUP + k % GROUP
+}
+
 /// `out` as memory to write: every f32 is a valid `MaybeUninit<f32>`.
 fn uninit(out: &mut [f32]) -> &mut [MaybeUninit<f32>] {
     // SAFETY: same layout; the kernels only write initialised values into it.
@@ -333,18 +348,18 @@ struct SharedOut(*mut f32);
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
-/// Activations quantised per row to 0..=255 (as i16, each row padded to an even length with its
-/// zero point, which adds nothing): `x ≈ (q - zero_point) × scale`.
+/// Activations quantised per row to 0..=`ACTIVATION_MAX` (each row padded to the weight's
+/// groups of 4 with its zero point, which adds nothing): `x ≈ (q - zero_point) × scale`.
 struct QuantizedRows {
-    values: Vec<i16>,
+    values: Vec<u8>,
     scales: Vec<f32>,
     zero_points: Vec<i32>,
 }
 
 impl QuantizedRows {
-    fn new(x: &[f32], rows: usize, k: usize, pairs: usize) -> Self {
-        let width = 2 * pairs;
-        let mut values = vec![0i16; rows * width];
+    fn new(x: &[f32], rows: usize, k: usize, width: usize) -> Self {
+        let mut values = vec![0u8; rows * width];
+        let levels = ACTIVATION_MAX as f32;
         let mut scales = vec![0f32; rows];
         let mut zero_points = vec![0i32; rows];
         values
@@ -355,10 +370,10 @@ impl QuantizedRows {
                 // The range holds 0, so that 0 (padding, ReLU) is exact.
                 let (min, max) = range(row);
                 let span = max - min;
-                *scale = if span > 0.0 && span.is_finite() { span / 255.0 } else { 1.0 };
-                *zero_point = (-min / *scale).round_ties_even().clamp(0.0, 255.0) as i32;
+                *scale = if span > 0.0 && span.is_finite() { span / levels } else { 1.0 };
+                *zero_point = (-min / *scale).round_ties_even().clamp(0.0, levels) as i32;
                 quantize_row(q, row, 1.0 / *scale, *zero_point as f32);
-                q[k..].fill(*zero_point as i16);
+                q[k..].fill(*zero_point as u8);
             });
         QuantizedRows { values, scales, zero_points }
     }
@@ -381,42 +396,46 @@ simd!(range(row: &[f32]) -> (f32, f32) {
     (lo, hi)
 });
 
-simd!(quantize_row(q: &mut [i16], row: &[f32], inverse: f32, zero_point: f32) {
+simd!(quantize_row(q: &mut [u8], row: &[f32], inverse: f32, zero_point: f32) {
     for (q, &v) in q.iter_mut().zip(row) {
         // Ties to even: one instruction (`vroundps`), where `round` (ties away) is a libm call.
-        // `max` first: it turns NaN into 0, so the value is a whole number in 0..=255 and the
-        // unchecked conversion (one `vcvttps2dq`; the saturating `as` does not vectorise) is exact.
+        // `max` first: it turns NaN into 0, so the value is a whole number in the u8 range and
+        // the unchecked conversion (one `vcvttps2dq`; the saturating `as` does not vectorise) is
+        // exact.
         #[allow(clippy::manual_clamp)] // `clamp` keeps NaN
-        let v = ((v * inverse).round_ties_even() + zero_point).max(0.0).min(255.0);
+        let v = ((v * inverse).round_ties_even() + zero_point).max(0.0).min(ACTIVATION_MAX as f32);
         // SAFETY: `v` is finite and within i32's range (above).
-        *q = unsafe { v.to_int_unchecked::<i32>() } as i16;
+        *q = unsafe { v.to_int_unchecked::<i32>() } as u8;
     }
 });
 
 type Sums = [[[i32; BLOCK]; TILE_BLOCKS]; TILE_ROWS];
 
 /// The i32 sums of a tile of `rows` × `blocks` blocks: `x` starts at the tile's first row (rows
-/// `2 pairs` i16s apart), `w` at its first block (blocks `2 pairs BLOCK` i16s apart).
-fn scalar_tile(x: &[i16], w: &[i16], pairs: usize, rows: usize, blocks: usize, sums: &mut Sums) {
+/// `4 groups` bytes apart), `w` at its first block (blocks `4 groups BLOCK` bytes apart).
+fn scalar_tile(x: &[u8], w: &[i8], groups: usize, rows: usize, blocks: usize, sums: &mut Sums) {
+    let (row, block) = (groups * GROUP, groups * GROUP * BLOCK);
     for (r, row_sums) in sums.iter_mut().enumerate().take(rows) {
-        let x = &x[r * 2 * pairs..(r + 1) * 2 * pairs];
+        let x = &x[r * row..(r + 1) * row];
         for (b, block_sums) in row_sums.iter_mut().enumerate().take(blocks) {
-            let w = &w[b * pairs * 2 * BLOCK..(b + 1) * pairs * 2 * BLOCK];
+            let w = &w[b * block..(b + 1) * block];
             *block_sums = [0; BLOCK];
-            for (p, pair) in x.chunks_exact(2).enumerate() {
-                let w = &w[p * 2 * BLOCK..(p + 1) * 2 * BLOCK];
+            for (g, x) in x.chunks_exact(GROUP).enumerate() {
+                let w = &w[g * GROUP * BLOCK..(g + 1) * GROUP * BLOCK];
                 for (lane, sum) in block_sums.iter_mut().enumerate() {
-                    *sum += pair[0] as i32 * w[2 * lane] as i32 + pair[1] as i32 * w[2 * lane + 1] as i32;
+                    let w = &w[lane * GROUP..(lane + 1) * GROUP];
+                    *sum += (0..GROUP).map(|j| x[j] as i32 * w[j] as i32).sum::<i32>();
                 }
             }
         }
     }
 }
 
-/// [`scalar_tile`] with AVX2: per input pair, one broadcast of each row's pair and one
-/// `vpmaddwd` per (row, block) into i32 sums held in registers; then the sums go back, or
-/// straight from the registers into the output as f32 (the same operations as [`scale_block`],
-/// so the same bits).
+/// [`scalar_tile`] with AVX2: per group of 4 inputs, one broadcast of each row's 4 bytes, and per
+/// (row, block) one `vpmaddubsw` (u8 × i8, pairs summed into i16, exact by the ranges' choice)
+/// and one `vpmaddwd` by ones (pairs of those into i32), added to sums held in registers; then
+/// the sums go back, or straight from the registers into the output as f32 (the same
+/// operations as [`scale_block`], so the same bits).
 ///
 /// # Safety
 /// The CPU has AVX2; `x` holds `rows` rows and `w` holds `blocks` blocks (as `scalar_tile`); a
@@ -424,8 +443,8 @@ fn scalar_tile(x: &[i16], w: &[i16], pairs: usize, rows: usize, blocks: usize, s
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn avx2_tile(x: &[i16], w: &[i16], pairs: usize, rows: usize, blocks: usize, finish: Finish) {
-    assert!(x.len() >= rows * 2 * pairs && w.len() >= blocks * pairs * 2 * BLOCK);
+unsafe fn avx2_tile(x: &[u8], w: &[i8], groups: usize, rows: usize, blocks: usize, finish: Finish) {
+    assert!(x.len() >= rows * groups * GROUP && w.len() >= blocks * groups * GROUP * BLOCK);
     if let Finish::Write(scaling) = &finish {
         assert!(scaling.weights.scales.len() == blocks * BLOCK && scaling.x_scales.len() == rows);
     }
@@ -433,7 +452,7 @@ unsafe fn avx2_tile(x: &[i16], w: &[i16], pairs: usize, rows: usize, blocks: usi
         ($rows:literal, $blocks:literal) => {
             // SAFETY: the caller has checked AVX2; the reads stay inside `x` and `w`, and the
             // scaling inside its slices (asserted above).
-            unsafe { avx2_tile_n::<$rows, $blocks>(x.as_ptr(), w.as_ptr(), pairs, finish) }
+            unsafe { avx2_tile_n::<$rows, $blocks>(x.as_ptr(), w.as_ptr(), groups, finish) }
         };
     }
     match (rows, blocks) {
@@ -450,12 +469,12 @@ unsafe fn avx2_tile(x: &[i16], w: &[i16], pairs: usize, rows: usize, blocks: usi
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn avx2_tile(x: &[i16], w: &[i16], pairs: usize, rows: usize, blocks: usize, finish: Finish) {
+unsafe fn avx2_tile(x: &[u8], w: &[i8], groups: usize, rows: usize, blocks: usize, finish: Finish) {
     let mut sums = [[[0i32; BLOCK]; TILE_BLOCKS]; TILE_ROWS];
     match finish {
-        Finish::Sums(sums) => scalar_tile(x, w, pairs, rows, blocks, sums),
+        Finish::Sums(sums) => scalar_tile(x, w, groups, rows, blocks, sums),
         Finish::Write(scaling) => {
-            scalar_tile(x, w, pairs, rows, blocks, &mut sums);
+            scalar_tile(x, w, groups, rows, blocks, &mut sums);
             // SAFETY: the caller's contract.
             unsafe { scale_tile(&sums, rows, scaling) }
         }
@@ -463,25 +482,27 @@ unsafe fn avx2_tile(x: &[i16], w: &[i16], pairs: usize, rows: usize, blocks: usi
 }
 
 /// # Safety
-/// AVX2; `x` points at `R` rows of `2 pairs` i16s, `w` at `NB` blocks of `2 pairs BLOCK` i16s; a
-/// `Finish::Write` holds `R` rows and `NB` whole blocks.
+/// AVX2; `x` points at `R` rows of `4 groups` bytes, `w` at `NB` blocks of `4 groups BLOCK`
+/// bytes; a `Finish::Write` holds `R` rows and `NB` whole blocks.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn avx2_tile_n<const R: usize, const NB: usize>(x: *const i16, w: *const i16, pairs: usize, finish: Finish) {
+unsafe fn avx2_tile_n<const R: usize, const NB: usize>(x: *const u8, w: *const i8, groups: usize, finish: Finish) {
     use std::arch::x86_64::*;
+    let ones = _mm256_set1_epi16(1);
     let mut acc = [[_mm256_setzero_si256(); NB]; R];
-    for p in 0..pairs {
+    for g in 0..groups {
         let mut weights = [_mm256_setzero_si256(); NB];
         for (b, weight) in weights.iter_mut().enumerate() {
-            // SAFETY: block b's pair p is inside `w` (the caller's contract).
-            *weight = unsafe { _mm256_loadu_si256(w.add((b * pairs + p) * 2 * BLOCK) as *const __m256i) };
+            // SAFETY: block b's group g is inside `w` (the caller's contract).
+            *weight = unsafe { _mm256_loadu_si256(w.add((b * groups + g) * GROUP * BLOCK) as *const __m256i) };
         }
         for (r, row_acc) in acc.iter_mut().enumerate() {
-            // SAFETY: row r's pair p (two i16s read as one i32) is inside `x`.
-            let pair = unsafe { (x.add(r * 2 * pairs + 2 * p) as *const i32).read_unaligned() };
-            let pair = _mm256_set1_epi32(pair);
+            // SAFETY: row r's group g (four bytes read as one i32) is inside `x`.
+            let group = unsafe { (x.add((r * groups + g) * GROUP) as *const i32).read_unaligned() };
+            let group = _mm256_set1_epi32(group);
             for (sum, &weight) in row_acc.iter_mut().zip(&weights) {
-                *sum = _mm256_add_epi32(*sum, _mm256_madd_epi16(pair, weight));
+                let pairs = _mm256_maddubs_epi16(group, weight);
+                *sum = _mm256_add_epi32(*sum, _mm256_madd_epi16(pairs, ones));
             }
         }
     }

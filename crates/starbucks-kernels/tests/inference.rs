@@ -3,7 +3,7 @@
 use starbucks_kernels::attention::attention;
 use starbucks_kernels::gemm::Linear;
 use starbucks_kernels::norm::LayerNorm;
-use starbucks_kernels::quant::PackedInt8;
+use starbucks_kernels::quant::{ACTIVATION_MAX, PackedInt8, WEIGHT_MAX};
 
 /// `n` values in [-scale, scale) from a fixed-seed generator.
 fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
@@ -60,16 +60,16 @@ fn int8_kernels_agree_to_the_bit_and_stay_within_the_quantisation_bound() {
         packed.matmul_scalar(&x, rows, Some(&b), &mut scalar);
         assert_eq!(fast, scalar, "[{rows}, {k}] × [{k}, {n}]: the AVX2 and scalar kernels differ");
         // Each product's error is at most |x| Δw + |w| Δx + Δx Δw, Δ half a quantisation step
-        // (x: a 255th of its row's range with 0, w: a 127th of its column's largest value), plus
-        // f32 rounding of the scaled sum.
+        // (x: an ACTIVATION_MAXth of its row's range with 0, w: a WEIGHT_MAXth of its column's
+        // largest value), plus f32 rounding of the scaled sum.
         let want = reference(&x, &w, Some(&b), rows, k, n);
         for r in 0..rows {
             let x_row = &x[r * k..(r + 1) * k];
             let (lo, hi) = x_row.iter().fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-            let dx = (hi - lo) as f64 / 255.0 / 2.0;
+            let dx = (hi - lo) as f64 / ACTIVATION_MAX as f64 / 2.0;
             for c in 0..n {
                 let w_col: Vec<f64> = (0..k).map(|i| w[i * n + c] as f64).collect();
-                let dw = w_col.iter().fold(0f64, |m, v| m.max(v.abs())) / 127.0 / 2.0;
+                let dw = w_col.iter().fold(0f64, |m, v| m.max(v.abs())) / WEIGHT_MAX as f64 / 2.0;
                 let bound: f64 =
                     x_row.iter().zip(&w_col).map(|(&x, w)| (x as f64).abs() * dw + w.abs() * dx + dx * dw).sum();
                 let err = (fast[r * n + c] as f64 - want[r * n + c]).abs();
@@ -82,12 +82,33 @@ fn int8_kernels_agree_to_the_bit_and_stay_within_the_quantisation_bound() {
 }
 
 #[test]
+fn int8_products_at_the_ends_of_both_ranges_do_not_saturate() {
+    // Every activation at its row's minimum or maximum (quantised to 0 or ACTIVATION_MAX) and
+    // every weight at its column's largest magnitude (±WEIGHT_MAX): the largest pair sums
+    // `vpmaddubsw` can see. The scalar kernel sums in i32, so any saturation shows as a difference.
+    let (rows, k, n) = (9, 64, 24);
+    let sign = |v: f32| if v < 0.0 { -1.0 } else { 1.0 };
+    let x: Vec<f32> = values(rows * k, 31, 1.0).into_iter().map(sign).collect();
+    let w: Vec<f32> = values(k * n, 32, 1.0).into_iter().map(|v| sign(v) * 0.5).collect();
+    let packed = PackedInt8::new(&w, k, n);
+    let (mut fast, mut scalar) = (vec![0.0; rows * n], vec![0.0; rows * n]);
+    packed.matmul(&x, rows, None, &mut fast);
+    packed.matmul_scalar(&x, rows, None, &mut scalar);
+    assert_eq!(fast, scalar);
+    // The products themselves: x · w with x ≈ ±1 (a 255th of the range off) and w = ±0.5 exactly.
+    let want = reference(&x, &w, None, rows, k, n);
+    for (g, w) in fast.iter().zip(&want) {
+        assert!((*g as f64 - w).abs() <= k as f64 * 0.5 * (2.0 / ACTIVATION_MAX as f64), "{g} vs {w}");
+    }
+}
+
+#[test]
 fn int8_dequantized_weight_is_within_half_a_step() {
     let (k, n) = (37, 19);
     let w = values(k * n, 5, 0.3);
     let back = PackedInt8::new(&w, k, n).dequantized();
     for c in 0..n {
-        let step = (0..k).map(|i| w[i * n + c].abs()).fold(0f32, f32::max) / 127.0;
+        let step = (0..k).map(|i| w[i * n + c].abs()).fold(0f32, f32::max) / WEIGHT_MAX as f32;
         for i in 0..k {
             assert!((back[i * n + c] - w[i * n + c]).abs() <= step / 2.0 * 1.0001, "({i}, {c})");
         }
