@@ -121,28 +121,8 @@ impl BenchOptions {
                         .map_err(|_| anyhow::anyhow!("bench: --warmup takes a whole number, got '{value}'"))?
                 }
                 "--threads" => options.threads = count(&value)?,
-                "--workloads" => {
-                    let list: Vec<String> =
-                        value.split(',').map(|w| w.trim().to_string()).filter(|w| !w.is_empty()).collect();
-                    if let Some(bad) = list.iter().find(|w| !crate::bench::WORKLOADS.contains(&w.as_str())) {
-                        bail!(
-                            "bench: unknown workload '{bad}'; the workloads are {}",
-                            crate::bench::WORKLOADS.join(", ")
-                        );
-                    }
-                    options.workloads = Some(list);
-                }
-                "--paths" => {
-                    let list: Vec<String> =
-                        value.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect();
-                    if let Some(bad) = list.iter().find(|p| !crate::bench::INFERENCE_PATHS.contains(&p.as_str())) {
-                        bail!(
-                            "bench: unknown path '{bad}'; the paths are {}",
-                            crate::bench::INFERENCE_PATHS.join(", ")
-                        );
-                    }
-                    options.paths = Some(list);
-                }
+                "--workloads" => options.workloads = Some(known_list(&value, "workload", crate::bench::WORKLOADS)?),
+                "--paths" => options.paths = Some(known_list(&value, "path", crate::bench::INFERENCE_PATHS)?),
                 "--venv" => options.venv = Some(value.into()),
                 "--output" => options.output = value.into(),
                 other => bail!("bench: unknown flag '{other}' (see `cargo xtask help`)"),
@@ -289,6 +269,15 @@ impl Task {
             Some(command) => Task::Cli { backend, command: command.to_string(), args: rest.collect() },
         })
     }
+}
+
+/// A comma-separated `bench --workloads` / `--paths` value, each name one of `known`.
+fn known_list(value: &str, what: &str, known: &[&str]) -> Result<Vec<String>> {
+    let list: Vec<String> = value.split(',').map(|w| w.trim().to_string()).filter(|w| !w.is_empty()).collect();
+    if let Some(bad) = list.iter().find(|w| !known.contains(&w.as_str())) {
+        bail!("bench: unknown {what} '{bad}'; the {what}s are {}", known.join(", "));
+    }
+    Ok(list)
 }
 
 #[cfg(test)]
