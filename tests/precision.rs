@@ -51,7 +51,7 @@ fn the_cpu_encoder_matches_the_burn_model_at_every_layer() {
 fn int8_stays_within_0_005_spearman_of_f32_on_stsb_test_at_every_size() {
     let pairs = read_stsb(&workspace_root().join("data/stsb/sts-test.csv")).unwrap();
     let datasets = [("sts-test".to_string(), pairs)];
-    let sizes = Size::parse_list("1,32 2,64 3,96 4,128 5,256 6,384").unwrap();
+    let sizes = Size::parse_list("minilm").unwrap();
     let f32 = sts::evaluate(&embedder().with_batch_size(64), &datasets, &sizes).unwrap();
     let int8_embedder = embedder().with_precision(Precision::Int8).unwrap().with_batch_size(64);
     assert_eq!(int8_embedder.precision(), Precision::Int8);

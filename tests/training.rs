@@ -26,7 +26,7 @@ fn srl_steps_lower_the_loss_of_a_batch() {
     let device = Default::default();
     let (model, _) = BertModel::<B>::from_safetensors(&config, dir.join("model.safetensors"), &device).unwrap();
     let before = weight(&model);
-    let sizes = SizeList::new(Size::parse_list("1,32 2,64 3,96 4,128 5,256 6,384").unwrap(), &config).unwrap();
+    let sizes = SizeList::new(Size::parse_list("minilm").unwrap(), &config).unwrap();
     let schedule = LrSchedule { peak: 5e-5, warmup_steps: 0, total_steps: 100, decay: Decay::Linear };
     let state = TrainState { step: 0, skipped: 0, bad_in_row: 0, position: serde_json::Value::Null, seed: 42 };
     let mut engine = Engine::new(model, adamw(0.01).init(), schedule, state, device);
@@ -70,7 +70,7 @@ fn length_groups_give_the_loss_and_gradients_of_one_padded_pass() {
     let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"), 128).unwrap();
     let device = Default::default();
     let (model, _) = BertModel::<B>::from_safetensors(&config, dir.join("model.safetensors"), &device).unwrap();
-    let sizes = SizeList::new(Size::parse_list("1,32 2,64 3,96 4,128 5,256 6,384").unwrap(), &config).unwrap();
+    let sizes = SizeList::new(Size::parse_list("minilm").unwrap(), &config).unwrap();
     let objective = Objective::srl(sizes, false);
     let triplets = read_triplets(&workspace_root().join("data/nli/snli-triplets.tsv.gz")).unwrap()[..8].to_vec();
     let texts = triplet_texts(&triplets);

@@ -2,7 +2,12 @@
 
 use anyhow::{Result, bail};
 
-pub const HELP: &str = "\
+/// `cargo xtask help`: the tasks and their flags, each default read from the options' `Default`.
+pub fn help() -> String {
+    let (b, s, e) = (BenchOptions::default(), ServeBenchOptions::default(), ExperimentOptions::default());
+    let concurrency: Vec<String> = s.concurrency.iter().map(|c| c.to_string()).collect();
+    format!(
+        "\
 cargo xtask <task> [--backend flex|ndarray|wgpu|cuda] [args...]
 
 tasks:
@@ -20,24 +25,25 @@ tasks:
                    per path and size, peak RSS; writes report.md and results.jsonl. Installs
                    torch, sentence-transformers and onnxruntime from PyPI into
                    ~/.cache/starbucks-rs/bench-venv the first time (~6 GB).
-                   [--rounds 2] [--iters 3] [--warmup 1] [--threads <cores>]
+                   [--rounds {}] [--iters {}] [--warmup {}] [--threads <cores>]
                    [--workloads train-srl,forward-1,...] [--paths burn-f32,ort-f32,...]
-                   [--venv DIR] [--output runs/bench]
+                   [--venv DIR] [--output {}]
   bench --serve    the server under load (docs/serving.md): `starbucks serve` beside infinity-emb
                    (PyTorch, installed into ~/.cache/starbucks-rs/infinity-venv the first time,
                    ~5 GB) on all-MiniLM-L6-v2, one STS-B sentence per request over loopback, at
                    each concurrency: full-size throughput and p50/p99 latency on both, our
                    mixed-size load under both batch schedules, concurrency 1 against
                    `Embedder::embed` alone, then a soak with 5 % bad requests (statuses, memory)
-                   [--rounds 2] [--requests 1000] [--concurrency 1,8,32,64] [--soak 20000]
-                   [--threads <cores>] [--venv DIR] [--peer-port 7997] [--output runs/bench-serve]
+                   [--rounds {}] [--requests {}] [--concurrency {}] [--soak {}]
+                   [--threads <cores>] [--venv DIR] [--peer-port {}] [--output {}]
   experiment       the paper's comparison at small scale (docs/results.md): from one checkpoint,
                    with the same data, steps, batch and seed, trains single-size (full), one
                    model per size, 2DMSE, SRL, and SMAE then SRL; evaluates each and the
                    untouched checkpoint on STS-B test (every size, the layer x dim grid) and
                    TREC DL 2020 (nDCG@10 per size); writes results.md. Finished stages are
                    reused, an interrupted one resumes: rerun to continue.
-                   [--preset minilm-nli|bert-base-nli] [--output runs/experiment-<preset>]
+                   [--preset {} (a file of configs/experiments/)]
+                   [--output runs/experiment-<preset>]
   pretrain         `starbucks pretrain --config FILE [--set k=v] [--output DIR] [--resume]`
   finetune         `starbucks finetune --config FILE [--set k=v] [--output DIR] [--resume]`
   <command>        any `starbucks` subcommand (pretrain, finetune, similarity, eval,
@@ -45,7 +51,20 @@ tasks:
                    runs it with the remaining arguments; `cargo xtask <command> --help` shows its
                    options
 
---backend picks the burn backend compiled in (default flex, the CPU backend).";
+--backend picks the burn backend compiled in (default flex, the CPU backend).",
+        b.rounds,
+        b.iters,
+        b.warmup,
+        b.output.display(),
+        s.rounds,
+        s.requests,
+        concurrency.join(","),
+        s.soak,
+        s.peer_port,
+        s.output.display(),
+        e.preset,
+    )
+}
 
 /// A burn backend, chosen by the `starbucks-cli` cargo feature of the same name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,18 +110,28 @@ pub struct BenchOptions {
     pub output: std::path::PathBuf,
 }
 
-impl BenchOptions {
-    fn parse(args: impl Iterator<Item = String>) -> Result<Self> {
-        let mut options = BenchOptions {
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
             rounds: 2,
             iters: 3,
             warmup: 1,
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            threads: cores(),
             workloads: None,
             paths: None,
             venv: None,
             output: "runs/bench".into(),
-        };
+        }
+    }
+}
+
+impl BenchOptions {
+    fn parse(args: impl Iterator<Item = String>) -> Result<Self> {
+        let mut options = BenchOptions::default();
         let mut args = args.into_iter();
         while let Some(flag) = args.next() {
             let Some(value) = args.next() else { bail!("bench: {flag} needs a value (see `cargo xtask help`)") };
@@ -145,18 +174,24 @@ pub struct ServeBenchOptions {
     pub output: std::path::PathBuf,
 }
 
-impl ServeBenchOptions {
-    fn parse(args: impl Iterator<Item = String>) -> Result<Self> {
-        let mut options = ServeBenchOptions {
+impl Default for ServeBenchOptions {
+    fn default() -> Self {
+        ServeBenchOptions {
             rounds: 2,
             requests: 1000,
             concurrency: vec![1, 8, 32, 64],
             soak: 20_000,
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            threads: cores(),
             venv: None,
             peer_port: 7997,
             output: "runs/bench-serve".into(),
-        };
+        }
+    }
+}
+
+impl ServeBenchOptions {
+    fn parse(args: impl Iterator<Item = String>) -> Result<Self> {
+        let mut options = ServeBenchOptions::default();
         let mut args = args.into_iter();
         while let Some(flag) = args.next() {
             let Some(value) = args.next() else {
@@ -198,9 +233,15 @@ pub struct ExperimentOptions {
     pub output: Option<std::path::PathBuf>,
 }
 
+impl Default for ExperimentOptions {
+    fn default() -> Self {
+        ExperimentOptions { preset: "minilm-nli".into(), output: None }
+    }
+}
+
 impl ExperimentOptions {
     fn parse(args: impl Iterator<Item = String>) -> Result<Self> {
-        let mut options = ExperimentOptions { preset: "minilm-nli".into(), output: None };
+        let mut options = ExperimentOptions::default();
         let mut args = args.into_iter();
         while let Some(flag) = args.next() {
             let Some(value) = args.next() else { bail!("experiment: {flag} needs a value (see `cargo xtask help`)") };
@@ -338,7 +379,7 @@ mod tests {
         };
         assert_eq!(options, ExperimentOptions { preset: "bert-base-nli".into(), output: Some("runs/x".into()) });
         for (args, needle) in [
-            (&["experiment", "--preset", "gpt"][..], "unknown preset 'gpt'; the presets are minilm-nli, bert-base-nli"),
+            (&["experiment", "--preset", "gpt"][..], "unknown preset 'gpt'; the presets are bert-base-nli, minilm-nli"),
             (&["experiment", "--output"][..], "--output needs a value"),
             (&["experiment", "--steps", "3"][..], "unknown flag '--steps'"),
         ] {

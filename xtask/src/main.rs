@@ -30,7 +30,7 @@ fn main() -> ExitCode {
         flags::Task::Experiment { backend, options } => experiment::run(backend, options),
         flags::Task::Cli { backend, command, args } => cli::run(backend, &command, &args),
         flags::Task::Help => {
-            println!("{}", flags::HELP);
+            println!("{}", flags::help());
             Ok(())
         }
     });

@@ -61,9 +61,6 @@ pub struct TrainArgs {
     pub no_progress: bool,
 }
 
-/// The size list of METHOD.md for a 6-layer, 384-dim model such as all-MiniLM-L6-v2.
-pub const MINILM_SIZES: &str = "1,32 2,64 3,96 4,128 5,256 6,384";
-
 fn parse_dims(text: &str) -> Result<usize, String> {
     text.parse().ok().filter(|&d| d > 0).ok_or_else(|| format!("invalid dims '{text}': expected a positive integer"))
 }
@@ -72,17 +69,40 @@ fn parse_size(text: &str) -> Result<Size, String> {
     text.parse().map_err(|e: starbucks_model::Error| e.to_string())
 }
 
+/// The sizes of one `--sizes` value (`Size::parse_list`: pairs, paper names, named lists).
+#[derive(Debug, Clone)]
+pub struct Sizes(Vec<Size>);
+
+fn parse_sizes(text: &str) -> Result<Sizes, String> {
+    match Size::parse_list(text) {
+        Ok(sizes) if sizes.is_empty() => Err("no size given".into()),
+        Ok(sizes) => Ok(Sizes(sizes)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Every size of the values of a repeated `--sizes`, in order.
+fn flatten(lists: &[Sizes]) -> Vec<Size> {
+    lists.iter().flat_map(|l| l.0.iter().copied()).collect()
+}
+
 #[derive(Debug, Args)]
 pub struct SimilarityArgs {
     /// Model folder (HF or sentence-transformers: config.json, model.safetensors, tokenizer.json).
     #[arg(long)]
     pub model: PathBuf,
-    /// Sizes as `layers,dims` or paper names (demi, short, tall, ...), space-separated in one
-    /// argument; the flag may repeat.
-    #[arg(long, value_parser = parse_size, default_value = MINILM_SIZES, value_delimiter = ' ')]
-    pub sizes: Vec<Size>,
+    /// Sizes as `layers,dims`, paper names (demi, short, tall, ...) or a named list (minilm,
+    /// bert-base), space-separated in one argument; the flag may repeat.
+    #[arg(long = "sizes", value_parser = parse_sizes, default_value = "minilm")]
+    size_lists: Vec<Sizes>,
     /// Sentences to compare; a built-in handful when none are given.
     pub sentences: Vec<String>,
+}
+
+impl SimilarityArgs {
+    pub fn sizes(&self) -> Vec<Size> {
+        flatten(&self.size_lists)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -129,9 +149,9 @@ pub struct EvalArgs {
     /// A display name per model, in the same order (default: the folder name).
     #[arg(long = "name")]
     pub names: Vec<String>,
-    /// Sizes to evaluate.
-    #[arg(long, value_parser = parse_size, default_value = MINILM_SIZES, value_delimiter = ' ')]
-    pub sizes: Vec<Size>,
+    /// Sizes to evaluate (as `similarity --sizes`).
+    #[arg(long = "sizes", value_parser = parse_sizes, default_value = "minilm")]
+    size_lists: Vec<Sizes>,
     /// STS Benchmark files (STS-B layout); repeatable.
     #[arg(long = "stsb", default_value = "data/stsb/sts-test.csv")]
     pub stsb: Vec<PathBuf>,
@@ -196,6 +216,12 @@ pub struct EvalArgs {
     pub output: PathBuf,
 }
 
+impl EvalArgs {
+    pub fn sizes(&self) -> Vec<Size> {
+        flatten(&self.size_lists)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExportFormat {
     /// sentence-transformers folder (modules.json, pooling, Dense cut, optional Normalize).
@@ -218,11 +244,17 @@ pub struct ExportArgs {
     #[arg(long)]
     pub normalize: bool,
     /// The sizes the model was trained for, recorded in config.json (default: the exported one).
-    #[arg(long, value_parser = parse_size, value_delimiter = ' ')]
-    pub trained_sizes: Vec<Size>,
+    #[arg(long = "trained-sizes", value_parser = parse_sizes)]
+    trained_size_lists: Vec<Sizes>,
     /// Output folder (must not exist).
     #[arg(long)]
     pub output: PathBuf,
+}
+
+impl ExportArgs {
+    pub fn trained_sizes(&self) -> Vec<Size> {
+        flatten(&self.trained_size_lists)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -43,7 +43,7 @@ use starbucks_train::finetune::{FinetuneBatch, FinetuneTask};
 use starbucks_train::pretrain::{PretrainModel, PretrainTask, smae_inputs};
 use starbucks_train::{Decay, LrSchedule, adamw};
 
-use crate::args::{BenchArgs, MINILM_SIZES};
+use crate::args::BenchArgs;
 
 const TRIPLETS: usize = 32;
 const FORWARD_BATCH: usize = 256;
@@ -164,7 +164,7 @@ fn peak_rss_mb() -> Option<f64> {
 
 /// The MiniLM size list (1,32) … (6,384), checked against the model.
 fn minilm(config: &BertConfig) -> Result<SizeList> {
-    Ok(SizeList::new(Size::parse_list(MINILM_SIZES)?, config)?)
+    Ok(SizeList::new(Size::parse_list("minilm")?, config)?)
 }
 
 /// STS-B test: every first sentence, then every second one.
@@ -220,8 +220,9 @@ fn pretrain<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<Measured> {
     let tokenizer_path = args.model.join("tokenizer.json");
-    let masker =
-        SmaeMasker::from_file(&tokenizer_path, MaskingConfig { max_len: SMAE_LEN, ..MaskingConfig::default() })?;
+    let tokenizer = Tokenizer::from_file(&tokenizer_path, SMAE_LEN)?;
+    let masking = MaskingConfig { max_len: SMAE_LEN, ..MaskingConfig::default() };
+    let masker = SmaeMasker::new(tokenizer.inner().clone(), masking, &tokenizer_path.display().to_string())?;
     let source = Source::local(&args.data.join("fineweb").join("fineweb-subset-300.json.gz").display().to_string())?;
     let mut rng = ChaCha8Rng::seed_from_u64(42);
     let mut examples = Vec::new();
@@ -235,7 +236,7 @@ fn pretrain<B: AutodiffBackend>(
     }
     let tokens: usize = examples.iter().map(|e| e.input_ids.len()).sum();
     let padded = SMAE_BATCH * examples.iter().map(|e| e.input_ids.len()).max().unwrap_or(0);
-    let pad_id = Tokenizer::from_file(&tokenizer_path, SMAE_LEN)?.inner().get_padding().map_or(0, |p| p.pad_id);
+    let pad_id = tokenizer.pad_id();
     let (encoder, _) = BertModel::<B>::from_safetensors(config, args.model.join("model.safetensors"), device)?;
     let smae_modules = Smae::new(&encoder, MlmHead::new(config, device));
     let model = PretrainModel { encoder, smae: smae_modules };

@@ -16,20 +16,27 @@ use starbucks_model::{Embedder, Pooling};
 
 use crate::args::{EvalArgs, PoolingArg, SimilarityArg};
 
-fn sts_datasets(args: &EvalArgs) -> Result<Vec<(String, Vec<StsPair>)>> {
-    let mut sets = Vec::new();
+/// Named STS datasets, as `sts::evaluate` takes them.
+type StsSets = Vec<(String, Vec<StsPair>)>;
+
+/// The STS datasets, and the file or folder each was read from (same order).
+fn sts_datasets(args: &EvalArgs) -> Result<(StsSets, Vec<PathBuf>)> {
+    let (mut sets, mut sources) = (Vec::new(), Vec::new());
     for path in &args.stsb {
         sets.push((file_stem(path), read_stsb(path)?));
+        sources.push(path.clone());
     }
     for dir in &args.semeval {
         for (name, pairs) in read_semeval_dir(dir)? {
             sets.push((format!("{}/{name}", file_stem(dir)), pairs));
+            sources.push(dir.clone());
         }
     }
     if let Some(path) = &args.sick {
         sets.push(("SICK-R".into(), read_sick(path)?));
+        sources.push(path.clone());
     }
-    Ok(sets)
+    Ok((sets, sources))
 }
 
 fn file_stem(path: &Path) -> String {
@@ -40,6 +47,8 @@ fn file_stem(path: &Path) -> String {
 
 struct Retrieval {
     name: String,
+    /// The BEIR folder or the queries file: what the rows name as their source.
+    source: PathBuf,
     corpus: Vec<(String, String)>,
     queries: Vec<(String, String)>,
     qrels: HashMap<String, HashMap<String, i32>>,
@@ -47,7 +56,7 @@ struct Retrieval {
 }
 
 fn retrieval_data(args: &EvalArgs) -> Result<Option<Retrieval>> {
-    let (name, corpus, queries, qrels) = match (&args.beir, &args.corpus, &args.queries, &args.qrels) {
+    let (name, source, corpus, queries, qrels) = match (&args.beir, &args.corpus, &args.queries, &args.qrels) {
         (Some(dir), ..) => {
             let beir = read_beir(dir, &args.beir_split)?;
             let corpus = beir
@@ -55,12 +64,13 @@ fn retrieval_data(args: &EvalArgs) -> Result<Option<Retrieval>> {
                 .into_iter()
                 .map(|d| (d.id, if d.title.is_empty() { d.text } else { format!("{} {}", d.title, d.text) }))
                 .collect();
-            (file_stem(dir), corpus, beir.queries, beir.qrels)
+            (file_stem(dir), dir.clone(), corpus, beir.queries, beir.qrels)
         }
         (None, Some(corpus), Some(queries), Some(qrels)) => {
             let corpus = read_id_text(corpus)?.collect::<Result<Vec<_>, _>>()?;
             (
                 file_stem(queries),
+                queries.clone(),
                 corpus,
                 read_id_text(queries)?.collect::<Result<Vec<_>, _>>()?,
                 read_trec_qrels(qrels)?,
@@ -79,18 +89,19 @@ fn retrieval_data(args: &EvalArgs) -> Result<Option<Retrieval>> {
         }
         None => None,
     };
-    Ok(Some(Retrieval { name, corpus, queries, qrels, candidates }))
+    Ok(Some(Retrieval { name, source, corpus, queries, qrels, candidates }))
 }
 
 pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
     if !args.names.is_empty() && args.names.len() != args.models.len() {
         bail!("give one --name per --model ({} names for {} models)", args.names.len(), args.models.len());
     }
+    let sizes = args.sizes();
     // A size given twice would count twice in the average.
-    if let Some((i, size)) = args.sizes.iter().enumerate().find(|(i, s)| args.sizes[..*i].contains(s)) {
+    if let Some((i, size)) = sizes.iter().enumerate().find(|(i, s)| sizes[..*i].contains(s)) {
         bail!("--sizes: {size} is given twice (entry {})", i + 1);
     }
-    let datasets = sts_datasets(&args)?;
+    let (datasets, sources) = sts_datasets(&args)?;
     let retrieval_task = retrieval_data(&args)?;
     check_writable(&args.output).map_err(anyhow::Error::msg)?;
 
@@ -107,27 +118,26 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
             embedder =
                 embedder.with_max_seq_length(max).with_context(|| format!("--max-seq-length for {}", dir.display()))?;
         }
-        for size in &args.sizes {
+        for size in &sizes {
             size.check_within(embedder.full_size())?;
         }
         let mut rows = Vec::new();
         if !datasets.is_empty() {
-            let scores = sts::evaluate(&embedder, &datasets, &args.sizes)?;
-            for s in &scores {
-                rows.push(Row {
-                    name: format!("{} Spearman", s.dataset),
-                    values: s.per_size.iter().map(|(_, c)| c.spearman).collect(),
-                });
+            let scores = sts::evaluate(&embedder, &datasets, &sizes)?;
+            for (s, source) in scores.iter().zip(&sources) {
+                let values = s.per_size.iter().map(|(_, c)| c.spearman).collect();
+                rows.push(Row::new(&s.dataset, Some(source), "Spearman", values));
             }
             // A dev split is for choosing, not for reporting: the average leaves it out (STS-B
             // dev and test averaged together would count one benchmark twice).
             let averaged: Vec<_> = scores.iter().filter(|s| !s.dataset.contains("dev")).collect();
             if averaged.len() > 1 {
-                let avg = (0..args.sizes.len())
+                let avg = (0..sizes.len())
                     .map(|j| averaged.iter().map(|s| s.per_size[j].1.spearman).sum::<f64>() / averaged.len() as f64)
                     .collect();
                 let names: Vec<&str> = averaged.iter().map(|s| s.dataset.as_str()).collect();
-                rows.push(Row { name: format!("STS average Spearman ({})", names.join(", ")), values: avg });
+                let name = format!("STS average Spearman ({})", names.join(", "));
+                rows.push(Row { name, values: avg, source: None, measure: "Spearman".into() });
             }
         }
         let grid = if args.grid && !datasets.is_empty() {
@@ -143,7 +153,7 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
         } else {
             let texts: Vec<&str> =
                 datasets[0].1.iter().take(256).flat_map(|p| [p.sentence1.as_str(), p.sentence2.as_str()]).collect();
-            throughput(&embedder, &texts, &args.sizes)?.into_iter().map(|(_, t)| t).collect()
+            throughput(&embedder, &texts, &sizes)?.into_iter().map(|(_, t)| t).collect()
         };
         if let Some(data) = &retrieval_task {
             let pooling = match args.retrieval_pooling {
@@ -168,7 +178,7 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
                 level: args.relevance_level,
                 ..Default::default()
             };
-            let runs = retrieval::evaluate(&retriever, &task, &args.sizes, config)?;
+            let runs = retrieval::evaluate(&retriever, &task, &sizes, config)?;
             for r in &runs {
                 let (layers, dims) = (r.size.layers, r.size.dims);
                 let path = Path::new("runs").join(&name).join(format!("run.{layers}x{dims}.trec"));
@@ -180,20 +190,11 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
                 ("R@100", |s| s.recall_100),
                 ("R@1000", |s| s.recall_1000),
             ] {
-                rows.push(Row {
-                    name: format!("{} {label}", data.name),
-                    values: runs.iter().map(|r| pick(&r.scores)).collect(),
-                });
+                let values = runs.iter().map(|r| pick(&r.scores)).collect();
+                rows.push(Row::new(&data.name, Some(&data.source), label, values));
             }
         }
-        reports.push(Report {
-            model: name,
-            precision: args.precision,
-            sizes: args.sizes.clone(),
-            rows,
-            throughput,
-            grid,
-        });
+        reports.push(Report { model: name, precision: args.precision, sizes: sizes.clone(), rows, throughput, grid });
     }
 
     let mut markdown: String = reports.iter().map(|r| r.to_markdown() + "\n").collect();

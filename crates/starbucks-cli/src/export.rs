@@ -14,7 +14,7 @@ pub fn run<B: Backend>(args: ExportArgs, device: &B::Device) -> Result<()> {
         size: args.size,
         normalize: args.normalize,
         sentence_transformers: args.format == ExportFormat::SentenceTransformers,
-        trained_sizes: args.trained_sizes,
+        trained_sizes: args.trained_sizes(),
     };
     export_sentence_transformers(&embedder, &args.model, &args.output, &options)?;
     println!("exported size {} of {} to {}", args.size, args.model.display(), args.output.display());

@@ -42,8 +42,8 @@ fn default_log(command: &args::Command) -> &'static str {
 
 /// burn allocates and frees tensors of up to tens of MB every step. glibc's malloc gives blocks
 /// above its mmap threshold, and a heap top above its trim threshold, back to the kernel, which
-/// faults the pages in again at the next step (a fifth of a CPU training step's samples under
-/// `perf`). Keeping freed memory made a 5-step MiniLM fine-tuning run 11–13 % faster here.
+/// faults the pages in again at the next step. Keeping freed memory avoids those faults
+/// (measured in `docs/benchmarks.md`).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn keep_freed_memory() {
     // SAFETY: mallopt only changes allocator parameters; called before any thread starts.

@@ -17,16 +17,17 @@ const DEFAULT_SENTENCES: [&str; 5] = [
 
 pub fn run<B: Backend>(args: SimilarityArgs, device: &B::Device) -> Result<()> {
     let embedder = Embedder::<B>::from_pretrained(&args.model, device)?;
+    let sizes = args.sizes();
     let sentences: Vec<String> = if args.sentences.is_empty() {
         DEFAULT_SENTENCES.iter().map(|s| s.to_string()).collect()
     } else {
         args.sentences
     };
-    let by_size = embedder.embed_sizes(&sentences, &args.sizes)?;
+    let by_size = embedder.embed_sizes(&sentences, &sizes)?;
     for (i, s) in sentences.iter().enumerate() {
         println!("[{}] {s}", i + 1);
     }
-    for (size, vectors) in args.sizes.iter().zip(&by_size) {
+    for (size, vectors) in sizes.iter().zip(&by_size) {
         print_matrix(*size, vectors);
     }
     Ok(())

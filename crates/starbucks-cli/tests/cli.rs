@@ -133,7 +133,7 @@ fn eval_on_a_beir_folder_writes_reports_and_runs() {
 }
 
 fn data_dir() -> String {
-    format!("{}/../../data", std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+    support::root().join("data").display().to_string()
 }
 
 #[test]
@@ -372,7 +372,7 @@ fn bad_models_and_outputs_are_named_once_and_nothing_is_written() {
     let o = out.to_str().unwrap();
     let file = dir.path().join("a-file");
     std::fs::write(&file, "").unwrap();
-    let stsb = format!("{}/../../data/stsb/sts-test.csv", env!("CARGO_MANIFEST_DIR"));
+    let stsb = support::root().join("data/stsb/sts-test.csv").display().to_string();
     let eval = |model: &str, output: &str| starbucks(&["eval", "--model", model, "--output", output, "--stsb", &stsb]);
     let (code, _, stderr) = eval(file.to_str().unwrap(), o);
     assert_clean_failure(code, &stderr, "a-file: a file, not a model folder");

@@ -20,7 +20,7 @@ const SIZES: [Size; 6] =
 
 /// The first `n` sentences of the shipped STS-B test split.
 fn sentences(n: usize) -> Vec<String> {
-    let path = format!("{}/../../data/stsb/sts-test.csv", std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let path = support::root().join("data/stsb/sts-test.csv");
     let text = std::fs::read_to_string(path).expect("the shipped STS-B test split");
     text.lines().flat_map(|l| l.split('\t').skip(5).take(2).map(str::to_string).collect::<Vec<_>>()).take(n).collect()
 }

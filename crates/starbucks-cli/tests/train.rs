@@ -9,18 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn root() -> PathBuf {
-    Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+use starbucks_train::run::metrics::{MetricsLine, StepLine};
+use support::{minilm, root};
 
-fn minilm() -> PathBuf {
-    let dir = root().join("assets/all-MiniLM-L6-v2");
-    assert!(dir.join("model.safetensors").is_file(), "run `cargo xtask fetch minilm` first");
-    dir
-}
+mod support;
 
 fn finetune_config(dir: &Path) -> PathBuf {
     let text = format!(
@@ -47,7 +39,7 @@ every = 2
 keep = 2
 "#,
         out = dir.join("default-output").display(),
-        model = minilm().display(),
+        model = minilm(),
         data = root().join("data/nli/snli-triplets.tsv.gz").display(),
     );
     let path = dir.join("finetune.toml");
@@ -73,13 +65,13 @@ fn finetune(config: &Path, output: &Path, extra: &[&str]) -> (i32, String, Strin
 
 /// (step, loss) of every step line of a run's metrics.jsonl.
 fn losses(output: &Path) -> Vec<(u64, f64)> {
-    std::fs::read_to_string(output.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v.get("loss").is_some())
-        .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap()))
-        .collect()
+    steps(output).iter().map(|l| (l.step as u64, l.loss)).collect()
+}
+
+/// The step lines of a run's metrics.jsonl.
+fn steps(output: &Path) -> Vec<StepLine> {
+    let lines = starbucks_train::run::metrics::read(&output.join("metrics.jsonl")).unwrap();
+    lines.into_iter().filter_map(|l| if let MetricsLine::Step(l) = l { Some(l) } else { None }).collect()
 }
 
 /// Starts `starbucks args…` and waits until `path` exists (the run is then past that point).
@@ -314,7 +306,7 @@ every = 1
 keep = 1
 "#,
             out = dir.join("run").display(),
-            model = minilm().display(),
+            model = minilm(),
             data = root().join("data/fineweb/fineweb-subset-300.json.gz").display(),
         ),
     )
@@ -329,12 +321,11 @@ fn smae_pretraining_writes_a_model_the_embedder_loads() {
     let (code, stdout, stderr) = starbucks(&["pretrain", "--config", config.to_str().unwrap(), "--no-progress"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let run = dir.path().join("run");
-    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
-    let first: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+    let first = steps(&run).remove(0);
     for term in ["mlm(2, 64)", "mae(2, 64)", "mlm(6, 384)", "mae(6, 384)"] {
-        assert!(first["terms"][term].as_f64().unwrap().is_finite(), "{first}");
+        assert!(first.terms[term].is_finite(), "{first:?}");
     }
-    assert_eq!(first["step"], 1);
+    assert_eq!(first.step, 1);
     let position = std::fs::read_to_string(run.join("checkpoints/step-00000002/state.json")).unwrap();
     assert!(position.contains("\"row\": 4"), "four documents read: {position}");
     assert_eq!(std::fs::read_dir(run.join("checkpoints")).unwrap().count(), 1, "keep = 1");
@@ -435,11 +426,9 @@ fn retrieval_groups_and_2dmse_train_end_to_end() {
         ],
     );
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    let first: serde_json::Value =
-        serde_json::from_str(std::fs::read_to_string(retrieval.join("metrics.jsonl")).unwrap().lines().next().unwrap())
-            .unwrap();
+    let first = steps(&retrieval).remove(0);
     for term in ["base(1, 32)", "base(3, 96)", "base(6, 384)", "kl(1, 32)", "kl(3, 96)"] {
-        assert!(first["terms"][term].as_f64().unwrap().is_finite(), "{first}");
+        assert!(first.terms[term].is_finite(), "{first:?}");
     }
     let pooling = std::fs::read_to_string(retrieval.join("model/1_Pooling/config.json")).unwrap();
     assert!(pooling.contains("\"pooling_mode_cls_token\": true"), "{pooling}");

@@ -1,4 +1,4 @@
-//! Batching: padding to the longest sequence of the batch (never to max_len), and seeded batch
+//! Batching: label rows padded to the batch's longest (never to max_len), and seeded batch
 //! orders, optionally grouped by length so padding stays small.
 
 use rand::SeedableRng;
@@ -7,36 +7,10 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::masking::IGNORE;
 
-/// Sequences padded to the batch's longest, row-major `[batch_size, seq_len]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Padded {
-    pub input_ids: Vec<i64>,
-    pub attention_mask: Vec<i64>,
-    pub batch_size: usize,
-    pub seq_len: usize,
-}
-
-/// Pads token sequences with `pad_id` to the longest one; the mask marks real tokens.
-pub fn pad(sequences: &[Vec<u32>], pad_id: u32) -> Padded {
-    let seq_len = sequences.iter().map(Vec::len).max().unwrap_or(0);
-    let mut out = Padded {
-        input_ids: Vec::with_capacity(sequences.len() * seq_len),
-        attention_mask: Vec::with_capacity(sequences.len() * seq_len),
-        batch_size: sequences.len(),
-        seq_len,
-    };
-    for s in sequences {
-        out.input_ids.extend(s.iter().map(|&t| t as i64));
-        out.input_ids.extend(std::iter::repeat_n(pad_id as i64, seq_len - s.len()));
-        out.attention_mask.extend(std::iter::repeat_n(1, s.len()));
-        out.attention_mask.extend(std::iter::repeat_n(0, seq_len - s.len()));
-    }
-    out
-}
-
-/// Pads label rows with the ignore label (-100) to the longest one.
-pub fn pad_labels(labels: &[Vec<i64>]) -> Vec<i64> {
-    let seq_len = labels.iter().map(Vec::len).max().unwrap_or(0);
+/// Pads label rows with the ignore label (-100) to the longest one (token ids are padded by the
+/// model crate's `Batch::from_ids`).
+pub fn pad_labels(labels: &[&[i64]]) -> Vec<i64> {
+    let seq_len = labels.iter().map(|l| l.len()).max().unwrap_or(0);
     labels.iter().flat_map(|l| l.iter().copied().chain(std::iter::repeat_n(IGNORE, seq_len - l.len()))).collect()
 }
 

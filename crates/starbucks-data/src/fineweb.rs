@@ -9,22 +9,19 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, Int64Array, LargeStringArray, RecordBatch, StringArray, StringViewArray};
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
-};
-use parquet::file::reader::ChunkReader;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::contain::contained;
+mod json_shard;
+mod parquet_shard;
+
+use self::json_shard::{JsonArrayShard, JsonLinesShard};
+use self::parquet_shard::ParquetShard;
 use crate::error::{DataError, Result};
 use crate::http::{self, HttpFile};
-use crate::lines::Lines;
+use crate::lines::{self, Lines};
 
 /// One document of the stream and where it was read.
 #[derive(Debug, Clone, PartialEq)]
@@ -159,7 +156,7 @@ impl Source {
 }
 
 /// Reads one shard's rows in order from a position.
-trait ShardReader: Send {
+pub(crate) trait ShardReader: Send {
     /// The next row: (row group, row, id, text).
     fn next_row(&mut self) -> Option<Result<(usize, usize, String, String)>>;
 }
@@ -204,11 +201,10 @@ impl DocumentStream {
                 };
                 Box::new(JsonLinesShard::new(Lines::from_reader(name, reader), at.row))
             }
-            (Kind::JsonArray, Shard::Local(path)) => Box::new(JsonArrayShard::read(Lines::open(path)?, at.row)?),
-            (Kind::JsonArray, Shard::Remote(url)) => Box::new(JsonArrayShard::read(
-                Lines::from_reader(name, Box::new(BufReader::new(http::get_reader(url)?))),
-                at.row,
-            )?),
+            (Kind::JsonArray, Shard::Local(path)) => Box::new(JsonArrayShard::read(&name, lines::open(path)?, at.row)?),
+            (Kind::JsonArray, Shard::Remote(url)) => {
+                Box::new(JsonArrayShard::read(&name, Box::new(BufReader::new(http::get_reader(url)?)), at.row)?)
+            }
         })
     }
 }
@@ -250,251 +246,6 @@ impl Iterator for DocumentStream {
                 }
             }
         }
-    }
-}
-
-/// The error of a Parquet read that panicked. parquet 60.x asserts on a negative column-chunk
-/// range and divides by zero on some corrupt pages (found by fuzzing): every read of a shard
-/// runs under [`contained`].
-fn corrupt(panic: &str) -> String {
-    format!("corrupt Parquet data (the reader failed: {panic})")
-}
-
-/// A Parquet shard, read one row group at a time, projected to `text` (and `id`).
-struct ParquetShard<R: ChunkReader + 'static> {
-    file: Arc<R>,
-    name: String,
-    metadata: ArrowReaderMetadata,
-    projection: ProjectionMask,
-    text_index: usize,
-    id_index: Option<usize>,
-    row_group: usize,
-    skip: usize,
-    batch: Option<(RecordBatch, usize)>,
-    reader: Option<ParquetRecordBatchReader>,
-    row: usize,
-}
-
-impl<R: ChunkReader + 'static> ParquetShard<R> {
-    fn open(file: R, name: String, row_group: usize, row: usize) -> Result<Self> {
-        let file = Arc::new(file);
-        let metadata = contained(|| ArrowReaderMetadata::load(&ArcReader(file.clone()), ArrowReaderOptions::default()))
-            .map_err(|panic| DataError::whole(&name, corrupt(&panic)))?
-            .map_err(|e| DataError::whole(&name, format!("not a readable Parquet file: {e}")))?;
-        let schema = metadata.parquet_schema();
-        let names: Vec<String> = (0..schema.num_columns()).map(|i| schema.column(i).name().to_string()).collect();
-        let column = |wanted: &str| names.iter().position(|n| n == wanted);
-        let Some(text_leaf) = column("text") else {
-            return Err(DataError::whole(&name, format!("no `text` column (columns: {})", names.join(", "))));
-        };
-        let id_leaf = column("id");
-        let mut leaves = vec![text_leaf];
-        leaves.extend(id_leaf);
-        leaves.sort();
-        let projection = ProjectionMask::leaves(schema, leaves.clone());
-        let index_of = |leaf: usize| leaves.iter().position(|&l| l == leaf).expect("projected");
-        Ok(ParquetShard {
-            projection,
-            text_index: index_of(text_leaf),
-            id_index: id_leaf.map(index_of),
-            file,
-            name,
-            metadata,
-            row_group,
-            skip: row,
-            batch: None,
-            reader: None,
-            row,
-        })
-    }
-
-    fn open_row_group(&mut self) -> Result<ParquetRecordBatchReader> {
-        let skip = std::mem::take(&mut self.skip);
-        let built = contained(|| {
-            ParquetRecordBatchReaderBuilder::new_with_metadata(ArcReader(self.file.clone()), self.metadata.clone())
-                .with_projection(self.projection.clone())
-                .with_row_groups(vec![self.row_group])
-                .with_offset(skip)
-                .with_batch_size(256)
-                .build()
-        });
-        built
-            .map_err(|panic| corrupt(&panic))
-            .and_then(|b| b.map_err(|e| e.to_string()))
-            .map_err(|e| DataError::row(&self.name, self.row_group, self.row, e))
-    }
-}
-
-fn string_at(array: &ArrayRef, i: usize) -> Option<String> {
-    if array.is_null(i) {
-        return None;
-    }
-    let any = array.as_any();
-    if let Some(a) = any.downcast_ref::<StringArray>() {
-        Some(a.value(i).to_string())
-    } else if let Some(a) = any.downcast_ref::<LargeStringArray>() {
-        Some(a.value(i).to_string())
-    } else if let Some(a) = any.downcast_ref::<StringViewArray>() {
-        Some(a.value(i).to_string())
-    } else {
-        any.downcast_ref::<Int64Array>().map(|a| a.value(i).to_string())
-    }
-}
-
-impl<R: ChunkReader + 'static> ShardReader for ParquetShard<R> {
-    fn next_row(&mut self) -> Option<Result<(usize, usize, String, String)>> {
-        loop {
-            if let Some((batch, i)) = self.batch.as_mut() {
-                if *i < batch.num_rows() {
-                    let (row_group, row) = (self.row_group, self.row);
-                    let (texts, i_now) = (batch.column(self.text_index), *i);
-                    let id = self.id_index.and_then(|c| string_at(batch.column(c), i_now));
-                    *i += 1;
-                    self.row += 1;
-                    let id = id.unwrap_or_else(|| format!("{row_group}:{row}"));
-                    if texts.is_null(i_now) {
-                        return Some(Ok((row_group, row, id, String::new())));
-                    }
-                    return Some(match string_at(texts, i_now) {
-                        Some(text) => Ok((row_group, row, id, text)),
-                        None => {
-                            Err(DataError::row(&self.name, row_group, row, "the `text` column is not a string column"))
-                        }
-                    });
-                }
-                self.batch = None;
-            }
-            if self.reader.is_none() {
-                if self.row_group >= self.metadata.metadata().num_row_groups() {
-                    return None;
-                }
-                match self.open_row_group() {
-                    Ok(reader) => self.reader = Some(reader),
-                    Err(e) => return Some(Err(e)),
-                }
-            }
-            let reader = self.reader.as_mut().expect("opened");
-            let next = match contained(|| reader.next()) {
-                Ok(next) => next,
-                Err(panic) => return Some(Err(DataError::row(&self.name, self.row_group, self.row, corrupt(&panic)))),
-            };
-            match next {
-                Some(Ok(batch)) => self.batch = Some((batch, 0)),
-                Some(Err(e)) => return Some(Err(DataError::row(&self.name, self.row_group, self.row, e.to_string()))),
-                None => {
-                    self.reader = None;
-                    self.row_group += 1;
-                    self.row = 0;
-                }
-            }
-        }
-    }
-}
-
-/// Lets several readers share one `ChunkReader` (a file or an `HttpFile` with its cache).
-struct ArcReader<R>(Arc<R>);
-
-impl<R: ChunkReader> parquet::file::reader::Length for ArcReader<R> {
-    fn len(&self) -> u64 {
-        self.0.len()
-    }
-}
-
-impl<R: ChunkReader> ChunkReader for ArcReader<R> {
-    type T = R::T;
-
-    fn get_read(&self, start: u64) -> parquet::errors::Result<R::T> {
-        self.0.get_read(start)
-    }
-
-    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
-        self.0.get_bytes(start, length)
-    }
-}
-
-#[derive(Deserialize)]
-struct JsonDocument {
-    #[serde(default)]
-    id: Option<serde_json::Value>,
-    text: Option<String>,
-}
-
-fn json_id(id: Option<serde_json::Value>, row: usize) -> String {
-    match id {
-        Some(serde_json::Value::String(s)) => s,
-        Some(other) if !other.is_null() => other.to_string(),
-        _ => format!("0:{row}"),
-    }
-}
-
-/// JSON Lines, one document per line; the row is the 0-based line index.
-struct JsonLinesShard {
-    lines: Lines,
-    skip: usize,
-}
-
-impl JsonLinesShard {
-    fn new(lines: Lines, skip: usize) -> Self {
-        JsonLinesShard { lines, skip }
-    }
-}
-
-impl ShardReader for JsonLinesShard {
-    fn next_row(&mut self) -> Option<Result<(usize, usize, String, String)>> {
-        loop {
-            let (number, line) = match self.lines.next()? {
-                Ok(x) => x,
-                Err(e) => return Some(Err(e)),
-            };
-            let row = number - 1;
-            if row < self.skip {
-                continue;
-            }
-            if line.trim().is_empty() {
-                return Some(Ok((0, row, format!("0:{row}"), String::new())));
-            }
-            return Some(match serde_json::from_str::<JsonDocument>(&line) {
-                Ok(JsonDocument { text: Some(text), id }) => Ok((0, row, json_id(id, row), text)),
-                Ok(_) => Err(self.lines.error("no `text` field")),
-                Err(e) => Err(self.lines.error(format!("not a JSON document: {e}"))),
-            });
-        }
-    }
-}
-
-/// A JSON array of documents (read whole: this layout is for samples, not shards).
-struct JsonArrayShard {
-    documents: std::vec::IntoIter<(usize, String, String)>,
-}
-
-impl JsonArrayShard {
-    fn read(lines: Lines, skip: usize) -> Result<Self> {
-        let name = lines.name().to_string();
-        let mut text = String::new();
-        for line in lines {
-            text.push_str(&line?.1);
-            text.push('\n');
-        }
-        if text.trim().is_empty() {
-            return Err(DataError::whole(&name, "the file is empty"));
-        }
-        let documents: Vec<JsonDocument> = serde_json::from_str(&text).map_err(|e| {
-            DataError::line(&name, e.line(), format!("not a JSON array of documents with a `text` field: {e}"))
-        })?;
-        let mut rows = Vec::with_capacity(documents.len());
-        for (row, document) in documents.into_iter().enumerate().skip(skip) {
-            let Some(text) = document.text else {
-                return Err(DataError::whole(&name, format!("document {row} has no `text` field")));
-            };
-            rows.push((row, json_id(document.id, row), text));
-        }
-        Ok(JsonArrayShard { documents: rows.into_iter() })
-    }
-}
-
-impl ShardReader for JsonArrayShard {
-    fn next_row(&mut self) -> Option<Result<(usize, usize, String, String)>> {
-        self.documents.next().map(|(row, id, text)| Ok((0, row, id, text)))
     }
 }
 

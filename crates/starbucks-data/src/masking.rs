@@ -3,8 +3,6 @@
 //! masked token replaced by [MASK] 80 %, a random token 10 %, itself 10 %; special tokens never
 //! masked; labels only at masked positions (-100 elsewhere, as PyTorch's cross-entropy ignores).
 
-use std::path::Path;
-
 use rand::Rng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
@@ -80,21 +78,15 @@ pub struct SmaeMasker {
 }
 
 impl SmaeMasker {
-    /// Reads a BERT `tokenizer.json` (needs `[CLS]`, `[SEP]`, `[MASK]`).
-    pub fn from_file(path: &Path, config: MaskingConfig) -> Result<Self> {
-        let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| DataError::whole(&name, format!("cannot read: {e}")))?;
-        // Through a JSON value: tokenizers panics on a syntax error inside `decoder` otherwise.
-        let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| DataError::whole(&name, format!("not valid JSON: {e}")))?;
-        let mut tokenizer: tokenizers::Tokenizer = serde_json::from_value(value)
-            .map_err(|e| DataError::whole(&name, format!("not a valid tokenizer.json: {e}")))?;
+    /// Masks with a BERT tokenizer (it needs `[CLS]`, `[SEP]`, `[MASK]`), read from `source`
+    /// (named in errors). Its padding and truncation are dropped: windows are cut here.
+    pub fn new(mut tokenizer: tokenizers::Tokenizer, config: MaskingConfig, source: &str) -> Result<Self> {
         tokenizer.with_padding(None);
-        tokenizer.with_truncation(None).map_err(|e| DataError::whole(&name, e.to_string()))?;
+        tokenizer.with_truncation(None).map_err(|e| DataError::whole(source, e.to_string()))?;
         let id = |token: &str| {
             tokenizer
                 .token_to_id(token)
-                .ok_or_else(|| DataError::whole(&name, format!("the vocabulary has no {token} token")))
+                .ok_or_else(|| DataError::whole(source, format!("the vocabulary has no {token} token")))
         };
         let (cls, sep, mask) = (id("[CLS]")?, id("[SEP]")?, id("[MASK]")?);
         config.check().map_err(|message| DataError::whole("masking config", message))?;

@@ -1,14 +1,11 @@
-//! Padding to the batch's longest sequence and seeded batch orders.
+//! Label padding to the batch's longest row and seeded batch orders (token ids are padded by
+//! `starbucks_model::Batch::from_ids`, tested beside it).
 
-use starbucks_data::batching::{epoch_batches, pad, pad_labels};
+use starbucks_data::batching::{epoch_batches, pad_labels};
 
 #[test]
-fn pads_to_the_longest_in_the_batch_not_to_max_len() {
-    let p = pad(&[vec![101, 7, 102], vec![101, 102]], 0);
-    assert_eq!((p.batch_size, p.seq_len), (2, 3));
-    assert_eq!(p.input_ids, vec![101, 7, 102, 101, 102, 0]);
-    assert_eq!(p.attention_mask, vec![1, 1, 1, 1, 1, 0]);
-    assert_eq!(pad_labels(&[vec![-100, 5], vec![-100]]), vec![-100, 5, -100, -100]);
+fn labels_pad_to_the_longest_in_the_batch_not_to_max_len() {
+    assert_eq!(pad_labels(&[&[-100, 5], &[-100]]), vec![-100, 5, -100, -100]);
 }
 
 #[test]

@@ -14,11 +14,15 @@ fn fineweb_texts() -> Vec<String> {
     Source::local(path.to_str().unwrap()).unwrap().stream(Position::default()).map(|d| d.unwrap().text).collect()
 }
 
+fn masker(config: MaskingConfig) -> SmaeMasker {
+    let path = tokenizer_json();
+    SmaeMasker::new(tokenizers::Tokenizer::from_file(&path).unwrap(), config, &path.display().to_string()).unwrap()
+}
+
 #[test]
 fn masks_hold_their_properties_on_real_documents() {
-    let masker =
-        SmaeMasker::from_file(&tokenizer_json(), MaskingConfig { max_len: 128, ..Default::default() }).unwrap();
     let tokenizer = tokenizers::Tokenizer::from_file(tokenizer_json()).unwrap();
+    let masker = masker(MaskingConfig { max_len: 128, ..Default::default() });
     let [cls, sep, mask] = masker.special_ids();
     let texts = fineweb_texts();
     let (mut tokens, mut encoder_masked, mut decoder_masked) = (0usize, 0usize, 0usize);
@@ -75,7 +79,7 @@ fn masks_hold_their_properties_on_real_documents() {
 
 #[test]
 fn long_documents_give_one_random_window_of_max_len_minus_two() {
-    let masker = SmaeMasker::from_file(&tokenizer_json(), MaskingConfig { max_len: 64, ..Default::default() }).unwrap();
+    let masker = masker(MaskingConfig { max_len: 64, ..Default::default() });
     let text = fineweb_texts().into_iter().max_by_key(String::len).unwrap();
     let starts: std::collections::HashSet<u32> = (0..10)
         .map(|seed| {

@@ -14,9 +14,26 @@ use crate::sts::Grid;
 pub struct Row {
     pub name: String,
     pub values: Vec<f64>,
+    /// The data it was measured on, as the command was given it (a file or a folder); none for
+    /// an average over several. With `measure`, what a program looks a row up by.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// What was measured: `Spearman`, `nDCG@10`, `MRR@10`, `R@100`, `R@1000`.
+    #[serde(default)]
+    pub measure: String,
 }
 
 impl Row {
+    /// The row of `measure` on `source`, named as the tables show it.
+    pub fn new(dataset: &str, source: Option<&std::path::Path>, measure: &str, values: Vec<f64>) -> Self {
+        Row {
+            name: format!("{dataset} {measure}"),
+            values,
+            source: source.map(|p| p.display().to_string()),
+            measure: measure.into(),
+        }
+    }
+
     pub fn average(&self) -> f64 {
         self.values.iter().sum::<f64>() / self.values.len().max(1) as f64
     }
@@ -205,7 +222,7 @@ mod tests {
             model: model.into(),
             precision: Precision::F32,
             sizes: vec![Size::new(1, 32), Size::new(2, 64)],
-            rows: vec![Row { name: "sts-test Spearman".into(), values }],
+            rows: vec![Row::new("sts-test", None, "Spearman", values)],
             throughput: vec![],
             grid: Some(Grid {
                 metric: "m".into(),

@@ -6,6 +6,7 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::fmt::Write;
 
 use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use starbucks_model::{Embedder, Size};
 
@@ -78,60 +79,94 @@ impl Ord for Scored {
     }
 }
 
-fn similarity(kind: Similarity, a: &[f32], b: &[f32]) -> f64 {
+/// Rows of `vectors` cut to `dims` as one `[rows, dims]` matrix on `device`; for cosine each
+/// row is scaled to unit length, so that one product gives every score.
+fn matrix<B: Backend>(vectors: &[Vec<f32>], dims: usize, kind: Similarity, device: &B::Device) -> Tensor<B, 2> {
+    let flat: Vec<f32> = vectors.iter().flat_map(|v| v[..dims].iter().copied()).collect();
+    let m = Tensor::<B, 2>::from_data(TensorData::new(flat, [vectors.len(), dims]), device);
     match kind {
-        Similarity::Dot => a.iter().zip(b).map(|(x, y)| (*x as f64) * (*y as f64)).sum(),
-        Similarity::Cosine => crate::sts::cosine(a, b),
+        Similarity::Dot => m,
+        Similarity::Cosine => {
+            let norm = m.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
+            m / norm
+        }
     }
 }
 
-/// Ranks the corpus (or each query's candidates) at every size.
+/// Ranks the corpus (or each query's candidates) at every size. Scores are one matrix product
+/// per chunk and size on the embedder's backend (f32), `[queries, dims] × [dims, passages]`.
 pub fn evaluate<B: Backend>(
     embedder: &Embedder<B>,
     task: &RetrievalTask<'_>,
     sizes: &[Size],
     config: RetrievalConfig,
 ) -> starbucks_model::Result<Vec<SizeRun>> {
+    let device = embedder.device();
     let query_texts: Vec<&str> = task.queries.iter().map(|(_, t)| t.as_str()).collect();
     let queries = embedder.embed_sizes(&query_texts, sizes)?;
-    let candidate_sets: Option<Vec<HashSet<&str>>> = task.candidates.map(|c| {
-        task.queries
-            .iter()
-            .map(|(qid, _)| c.get(qid).map(|v| v.iter().map(String::as_str).collect()).unwrap_or_default())
-            .collect()
-    });
-    let wanted: Option<HashSet<&str>> = candidate_sets.as_ref().map(|sets| sets.iter().flatten().copied().collect());
+    let wanted: Option<HashSet<&str>> = task
+        .candidates
+        .map(|c| task.queries.iter().filter_map(|(qid, _)| c.get(qid)).flatten().map(String::as_str).collect());
     let corpus: Vec<&(String, String)> =
         task.corpus.iter().filter(|(id, _)| wanted.as_ref().is_none_or(|w| w.contains(id.as_str()))).collect();
+    // Re-ranking: each query's candidates as sorted corpus indices (unknown ids are dropped).
+    let allowed: Option<Vec<Vec<usize>>> = task.candidates.map(|c| {
+        let index: HashMap<&str, usize> = corpus.iter().enumerate().map(|(i, (id, _))| (id.as_str(), i)).collect();
+        task.queries
+            .iter()
+            .map(|(qid, _)| {
+                let mut docs: Vec<usize> =
+                    c.get(qid).into_iter().flatten().filter_map(|id| index.get(id.as_str()).copied()).collect();
+                docs.sort_unstable();
+                docs.dedup();
+                docs
+            })
+            .collect()
+    });
+    let query_matrices: Vec<Tensor<B, 2>> =
+        sizes.iter().zip(&queries).map(|(size, q)| matrix(q, size.dims, config.similarity, device)).collect();
 
     // heaps[size][query]: the best `depth` (score, corpus index), smallest on top.
     let mut heaps: Vec<Vec<BinaryHeap<Reverse<Scored>>>> =
         sizes.iter().map(|_| task.queries.iter().map(|_| BinaryHeap::new()).collect()).collect();
-    for (chunk_no, chunk) in corpus.chunks(config.chunk.max(1)).enumerate() {
+    let chunk_len = config.chunk.max(1);
+    // Time spent scoring and ranking, apart from embedding (logged at the end).
+    let mut ranking = std::time::Duration::ZERO;
+    for (chunk_no, chunk) in corpus.chunks(chunk_len).enumerate() {
         let texts: Vec<&str> = chunk.iter().map(|(_, t)| t.as_str()).collect();
         let passages = embedder.embed_sizes(&texts, sizes)?;
+        let started = std::time::Instant::now();
+        let first = chunk_no * chunk_len;
+        let docs = first..first + chunk.len();
         for (s, size) in sizes.iter().enumerate() {
+            if task.queries.is_empty() {
+                break;
+            }
+            let p = matrix(&passages[s], size.dims, config.similarity, device);
+            let scores = query_matrices[s].clone().matmul(p.transpose()).into_data();
+            let scores = scores.as_slice::<f32>().expect("an f32 product");
             for (q, heap) in heaps[s].iter_mut().enumerate() {
-                let query = &queries[s][q];
-                for (i, passage) in passages[s].iter().enumerate() {
-                    let doc = chunk_no * config.chunk + i;
-                    if let Some(sets) = &candidate_sets
-                        && !sets[q].contains(corpus[doc].0.as_str())
-                    {
-                        continue;
-                    }
-                    heap.push(Reverse(Scored(
-                        similarity(config.similarity, &query[..size.dims], &passage[..size.dims]),
-                        doc,
-                    )));
+                let row = &scores[q * chunk.len()..(q + 1) * chunk.len()];
+                let mut push = |doc: usize| {
+                    heap.push(Reverse(Scored(row[doc - first] as f64, doc)));
                     if heap.len() > config.depth {
                         heap.pop();
                     }
+                };
+                match &allowed {
+                    Some(allowed) => {
+                        let mine = &allowed[q];
+                        let from = mine.partition_point(|&d| d < docs.start);
+                        mine[from..].iter().take_while(|&&d| d < docs.end).for_each(|&d| push(d));
+                    }
+                    None => docs.clone().for_each(push),
                 }
             }
         }
-        tracing::info!(done = (chunk_no + 1) * config.chunk, of = corpus.len(), "passages embedded");
+        ranking += started.elapsed();
+        tracing::info!(done = first + chunk.len(), of = corpus.len(), "passages embedded");
     }
+    tracing::info!(seconds = format!("{:.3}", ranking.as_secs_f64()), "passages scored and ranked");
     Ok(sizes
         .iter()
         .zip(heaps)

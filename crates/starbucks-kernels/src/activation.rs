@@ -1,5 +1,5 @@
 //! GELU (BERT's exact erf form): the scalar functions, a vectorised loop of them, and the flex op
-//! with its autodiff derivative. burn-flex 0.21 runs GELU as a scalar `libm` erf per element on
+//! with its autodiff derivative. burn-flex runs GELU as a scalar `libm` erf per element on
 //! one core.
 
 use burn::backend::Autodiff;

@@ -1,5 +1,5 @@
 //! Copies of strided views into contiguous buffers, and the row helpers the other kernels share.
-//! burn-flex 0.21 copies a strided view one element at a time through its `StridedIter`, on one
+//! burn-flex copies a strided view one element at a time through its `StridedIter`, on one
 //! core; here a run of the last dimension is copied at a time, rows in parallel.
 
 use burn::backend::Autodiff;

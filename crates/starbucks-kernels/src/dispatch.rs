@@ -1,4 +1,4 @@
-//! Choosing a kernel by the caller's backend type. burn 0.21 cannot replace one op of a backend
+//! Choosing a kernel by the caller's backend type. burn cannot replace one op of a backend
 //! without wrapping the whole backend type, so each public op here checks whether `B` is flex or
 //! autodiff over flex (`TypeId`, which the compiler folds away) and hands the caller's tensors
 //! back (`Err`) when it is neither.

@@ -1,4 +1,4 @@
-//! The broadcast add of the attention's padding bias, and dropout. burn-flex 0.21 adds a
+//! The broadcast add of the attention's padding bias, and dropout. burn-flex adds a
 //! broadcast through its strided iterator one element at a time on one core, and draws dropout
 //! masks element by element from one `StdRng`.
 

@@ -2,6 +2,7 @@
 //! AVX-512 / AVX2 / baseline kernels, picked at run time) or int8 ([`crate::quant`]), then
 //! applied to any number of rows.
 
+use crate::copy::par_rows;
 use crate::quant::PackedInt8;
 
 /// A dense layer: the weight `[in, out]` in its precision, and the f32 bias.
@@ -72,11 +73,7 @@ impl Linear {
         match &self.weight {
             Weight::Int8(packed) => packed.forward(x, rows, self.bias.as_deref()),
             Weight::F32(weight) => {
-                // The output starts as the bias rows, and one product accumulates into it.
-                let mut out = match &self.bias {
-                    Some(bias) => bias.repeat(rows),
-                    None => vec![0.0; rows * n],
-                };
+                let mut out = bias_rows(self.bias.as_deref(), rows, n);
                 // SAFETY: `out` is [rows, n], `x` [rows, k] and `weight` [k, n], all row-major
                 // (checked above and in `f32`).
                 unsafe {
@@ -91,6 +88,26 @@ impl Linear {
             }
         }
     }
+}
+
+/// Rows per rayon task of [`bias_rows`].
+const BIAS_ROWS: usize = 64;
+
+/// `rows` copies of `bias` (`n` values), or zeros: the start of an output that [`accumulate`]
+/// adds a product into, so the bias costs no pass of its own. Written in parallel, into fresh
+/// capacity (no zeroing first).
+pub(crate) fn bias_rows(bias: Option<&[f32]>, rows: usize, n: usize) -> Vec<f32> {
+    let Some(bias) = bias else { return vec![0.0; rows * n] };
+    assert_eq!(bias.len(), n, "{n} outputs but {} biases", bias.len());
+    let mut out = Vec::<f32>::with_capacity(rows * n);
+    par_rows(&mut out.spare_capacity_mut()[..rows * n], n, BIAS_ROWS, |_, row| {
+        row.iter_mut().zip(bias).for_each(|(value, &b)| {
+            value.write(b);
+        });
+    });
+    // SAFETY: `par_rows` wrote all rows × n values (rows copies of the n biases).
+    unsafe { out.set_len(rows * n) };
+    out
 }
 
 /// `out += x W` by gemm, for `[m, n, k]`: `out` row-major `[m, n]`, `x` `[m, k]` and `W` `[k, n]`

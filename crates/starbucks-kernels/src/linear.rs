@@ -1,5 +1,5 @@
 //! `x @ weight + bias` on rows, f32: the output starts as the bias rows and one `gemm` call
-//! accumulates the product into it, with its autodiff op. burn-flex 0.21 zeroes a fresh buffer
+//! accumulates the product into it, with its autodiff op. burn-flex zeroes a fresh buffer
 //! for every product, copies it once more to align it, then adds the bias in another pass.
 
 use burn::backend::Autodiff;
@@ -12,9 +12,9 @@ use burn::tensor::ops::{FloatTensor, FloatTensorOps};
 use burn::tensor::{Bytes, DType, FloatDType, Shape, Tensor, TensorMetadata, TensorPrimitive};
 use burn_flex::{Flex, FlexTensor, Layout};
 
-use crate::copy::{copy_contiguous, par_rows};
+use crate::copy::copy_contiguous;
 use crate::dispatch::{cast, same};
-use crate::gemm::accumulate;
+use crate::gemm::{accumulate, bias_rows};
 
 /// The inputs of [`linear`]: rows `x`, the weight `[in, out]`, the bias.
 pub type LinearInputs<B> = (Tensor<B, 2>, Tensor<B, 2>, Option<Tensor<B, 1>>);
@@ -47,30 +47,12 @@ pub fn linear<B: Backend>(
     }
 }
 
-/// Rows per rayon task of the bias fill.
-const BIAS_ROWS: usize = 64;
-
 /// `x @ weight + bias`, f32, any strides: the bias rows first, then `gemm` adds the product.
 fn linear_forward(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>) -> FlexTensor {
     let ([m, k], [k2, n]) = (x.shape().dims::<2>(), weight.shape().dims::<2>());
     assert_eq!(k, k2, "linear: x is [{m}, {k}] but the weight is [{k2}, {n}]");
-    let mut out = match bias {
-        Some(bias) => {
-            let bias = copy_contiguous(bias);
-            let bias = bias.storage::<f32>();
-            assert_eq!(bias.len(), n, "linear: {n} outputs but {} biases", bias.len());
-            let mut out = Vec::<f32>::with_capacity(m * n);
-            par_rows(&mut out.spare_capacity_mut()[..m * n], n, BIAS_ROWS, |_, row| {
-                row.iter_mut().zip(bias).for_each(|(value, &b)| {
-                    value.write(b);
-                });
-            });
-            // SAFETY: `par_rows` wrote all m × n values (m rows of the n biases).
-            unsafe { out.set_len(m * n) };
-            out
-        }
-        None => vec![0f32; m * n],
-    };
+    let bias = bias.map(copy_contiguous);
+    let mut out = bias_rows(bias.as_ref().map(|b| b.storage::<f32>()), m, n);
     let (x_strides, w_strides) = (x.layout().strides(), weight.layout().strides());
     let (x_data, w_data) = (x.storage::<f32>(), weight.storage::<f32>());
     // SAFETY: `out` holds m × n values; `x` and `weight` are read inside their own storage, at

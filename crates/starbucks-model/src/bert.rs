@@ -50,7 +50,7 @@ fn layer_norm<B: Backend>(config: &BertConfig, device: &B::Device) -> LayerNorm<
 }
 
 /// `layer` applied to the last dimension of `x`, with the leading dimensions flattened into rows
-/// first. The same numbers as `layer.forward(x)`, but burn 0.21 computes the weight gradient of a
+/// first. The same numbers as `layer.forward(x)`, but burn computes the weight gradient of a
 /// rank-3 input as one `[in, out]` product per batch row, then sums them (for a BERT FFN at
 /// batch 96, a 226 MB intermediate per layer and step): on rows it is one `[in, out]` product.
 pub fn dense<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>) -> Tensor<B, D> {
@@ -131,16 +131,12 @@ impl<B: Backend> BertSelfAttention<B> {
         self.attend(q, k, v, mask_bias)
     }
 
-    /// The query, key and value projections of `x` `[batch, seq, hidden]`, split into heads
-    /// `[batch, heads, seq, head_dim]`: one product with the three weights side by side (one
-    /// pass over `x`, forward and backward), and views of it (no copies). The queries come
-    /// scaled by `1/√head_dim` (folded into the query weight and bias, so that no pass over the
-    /// attention scores does it).
-    pub fn project(&self, x: Tensor<B, 3>) -> [Tensor<B, 4>; 3] {
-        let [batch, seq, hidden] = x.dims();
-        let heads = self.num_attention_heads;
-        let head_dim = hidden / heads;
-        let scale = 1.0 / (head_dim as f64).sqrt();
+    /// The query, key and value weights side by side, `[hidden, 3 · hidden]`, and their biases,
+    /// with the query's scaled by `1/√head_dim` (so that no pass over the attention scores
+    /// does it): the one product both [`Self::project`] and the CPU encoder compute.
+    pub fn fused_qkv(&self) -> (Tensor<B, 2>, Option<Tensor<B, 1>>) {
+        let [hidden, _] = self.query.weight.dims();
+        let scale = 1.0 / ((hidden / self.num_attention_heads) as f64).sqrt();
         let layers = [&self.query, &self.key, &self.value];
         let [wq, wk, wv] = layers.map(|l| l.weight.val());
         let weight = Tensor::cat(vec![wq.mul_scalar(scale), wk, wv], 1);
@@ -148,6 +144,17 @@ impl<B: Backend> BertSelfAttention<B> {
             [Some(q), Some(k), Some(v)] => Some(Tensor::cat(vec![q.val().mul_scalar(scale), k.val(), v.val()], 0)),
             _ => None,
         };
+        (weight, bias)
+    }
+
+    /// The query, key and value projections of `x` `[batch, seq, hidden]`, split into heads
+    /// `[batch, heads, seq, head_dim]`: one product of [`Self::fused_qkv`] (one pass over `x`,
+    /// forward and backward), and views of it (no copies). The queries come scaled.
+    pub fn project(&self, x: Tensor<B, 3>) -> [Tensor<B, 4>; 3] {
+        let [batch, seq, hidden] = x.dims();
+        let heads = self.num_attention_heads;
+        let head_dim = hidden / heads;
+        let (weight, bias) = self.fused_qkv();
         let qkv = linear(x.reshape([batch * seq, hidden]), weight, bias);
         let qkv = qkv.reshape([batch, seq, 3 * heads, head_dim]);
         [0, 1, 2].map(|i| qkv.clone().narrow(2, i * heads, heads).swap_dims(1, 2))

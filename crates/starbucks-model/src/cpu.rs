@@ -19,6 +19,7 @@ use starbucks_kernels::norm::LayerNorm;
 
 use crate::bert::{BertLayer, BertModel};
 use crate::config::{BertConfig, HiddenAct};
+use crate::embedder::values;
 use crate::pooling::Pooling;
 use crate::precision::Precision;
 use crate::tokenizer::Batch;
@@ -56,10 +57,6 @@ struct CpuLayer {
     output_norm: LayerNorm,
 }
 
-fn values<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f32> {
-    tensor.into_data().convert::<f32>().to_vec().expect("converted to f32")
-}
-
 fn param<B: Backend, const D: usize>(param: &Param<Tensor<B, D>>) -> Vec<f32> {
     values(param.val())
 }
@@ -81,27 +78,13 @@ fn linear<B: Backend>(layer: &BurnLinear<B>, precision: Precision) -> Linear {
 
 impl CpuLayer {
     fn new<B: Backend>(layer: &BertLayer<B>, config: &BertConfig, precision: Precision) -> Self {
-        let (heads, eps) = (config.num_attention_heads, config.layer_norm_eps);
+        let eps = config.layer_norm_eps;
         let attention = &layer.attention.self_attention;
         let [hidden, _] = attention.query.weight.dims();
-        // The queries come out scaled by 1/√head_dim, as `BertSelfAttention::project` does it.
-        let scale = 1.0 / ((hidden / heads) as f32).sqrt();
-        let parts = [&attention.query, &attention.key, &attention.value].map(|l| param(&l.weight));
-        let mut weight = Vec::with_capacity(hidden * 3 * hidden);
-        for row in 0..hidden {
-            for (i, part) in parts.iter().enumerate() {
-                let factor = if i == 0 { scale } else { 1.0 };
-                weight.extend(part[row * hidden..(row + 1) * hidden].iter().map(|w| w * factor));
-            }
-        }
-        let bias = match [&attention.query, &attention.key, &attention.value].map(|l| l.bias.as_ref()) {
-            [Some(q), Some(k), Some(v)] => {
-                Some(param(q).iter().map(|b| b * scale).chain(param(k)).chain(param(v)).collect::<Vec<f32>>())
-            }
-            _ => None,
-        };
+        let (weight, bias) = attention.fused_qkv();
+        let bias = bias.map(values);
         CpuLayer {
-            qkv: precision.linear(weight, hidden, 3 * hidden, bias),
+            qkv: precision.linear(values(weight), hidden, 3 * hidden, bias),
             attention_output: linear(&layer.attention.output.dense, precision),
             attention_norm: layer_norm(&layer.attention.output.layer_norm, eps),
             intermediate: linear(&layer.intermediate.dense, precision),

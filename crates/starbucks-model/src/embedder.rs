@@ -4,148 +4,15 @@ use std::path::Path;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
-use serde::Deserialize;
 
 use crate::bert::{BertInput, BertModel};
 use crate::config::BertConfig;
-use crate::error::{Error, Result, read_json};
-use crate::pooling::{Pooling, normalize, pool};
+use crate::error::{Error, Result};
+use crate::pooling::{Pooling, normalize_vector, pool};
 use crate::precision::Precision;
+use crate::sentence_transformers::{Dense, SentenceConfig};
 use crate::size::Size;
 use crate::tokenizer::Tokenizer;
-use crate::weights::{LoadReport, load_safetensors};
-
-impl<B: Backend> BertModel<B> {
-    /// Builds the encoder for `config` and loads its weights from an HF `model.safetensors`.
-    pub fn from_safetensors(
-        config: &BertConfig,
-        path: impl AsRef<Path>,
-        device: &B::Device,
-    ) -> Result<(Self, LoadReport)> {
-        load_safetensors(BertModel::new(config, device), config, path.as_ref())
-    }
-}
-
-/// The sentence-transformers settings of a model folder: how long a text may be, how the tokens
-/// are pooled, whether the embedding is L2-normalised.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SentenceConfig {
-    pub max_seq_length: usize,
-    pub pooling: Pooling,
-    /// A sentence-transformers `Dense` module after pooling (identity activation).
-    pub dense: Option<DenseConfig>,
-    pub normalize: bool,
-}
-
-/// A `Dense` module's folder and shape.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct DenseConfig {
-    #[serde(skip)]
-    pub path: std::path::PathBuf,
-    pub in_features: usize,
-    pub out_features: usize,
-    #[serde(default = "yes")]
-    pub bias: bool,
-    #[serde(default = "identity")]
-    pub activation_function: String,
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn identity() -> String {
-    "torch.nn.modules.linear.Identity".into()
-}
-
-#[derive(Deserialize)]
-struct SentenceBertConfig {
-    max_seq_length: usize,
-}
-
-#[derive(Deserialize)]
-struct PoolingConfig {
-    #[serde(default)]
-    pooling_mode_cls_token: bool,
-    #[serde(default)]
-    pooling_mode_mean_tokens: bool,
-    #[serde(default)]
-    pooling_mode_max_tokens: bool,
-    #[serde(default)]
-    pooling_mode_mean_sqrt_len_tokens: bool,
-}
-
-#[derive(Deserialize)]
-struct ModuleEntry {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    path: String,
-}
-
-impl SentenceConfig {
-    /// Reads `sentence_bert_config.json`, `1_Pooling/config.json` and `modules.json` where
-    /// present; a plain HF folder gets mean pooling, no normalisation, and the model's
-    /// position limit.
-    pub fn from_dir(dir: &Path, config: &BertConfig) -> Result<Self> {
-        let sbert = dir.join("sentence_bert_config.json");
-        let max_seq_length = if sbert.exists() {
-            read_json::<SentenceBertConfig>(&sbert)?.max_seq_length.min(config.max_position_embeddings)
-        } else {
-            config.max_position_embeddings
-        };
-        let pooling_path = dir.join("1_Pooling").join("config.json");
-        let pooling = if pooling_path.exists() {
-            let p: PoolingConfig = read_json(&pooling_path)?;
-            match (
-                p.pooling_mode_cls_token,
-                p.pooling_mode_mean_tokens,
-                p.pooling_mode_max_tokens,
-                p.pooling_mode_mean_sqrt_len_tokens,
-            ) {
-                (true, false, false, false) => Pooling::Cls,
-                (false, true, false, false) => Pooling::Mean,
-                _ => {
-                    return Err(Error::invalid(
-                        &pooling_path,
-                        "unsupported pooling: exactly one of `pooling_mode_cls_token` and `pooling_mode_mean_tokens` must be true",
-                    ));
-                }
-            }
-        } else {
-            Pooling::Mean
-        };
-        let modules_path = dir.join("modules.json");
-        let modules: Vec<ModuleEntry> = if modules_path.exists() { read_json(&modules_path)? } else { Vec::new() };
-        let normalize = modules.iter().any(|m| m.kind.ends_with(".Normalize"));
-        let dense = match modules.iter().find(|m| m.kind.ends_with(".Dense")) {
-            Some(m) => {
-                let folder = dir.join(&m.path);
-                let config_path = folder.join("config.json");
-                let mut dense: DenseConfig = read_json(&config_path)?;
-                if !dense.activation_function.ends_with("Identity") {
-                    return Err(Error::invalid(
-                        &config_path,
-                        format!("unsupported Dense activation `{}` (only Identity)", dense.activation_function),
-                    ));
-                }
-                if dense.in_features != config.hidden_size {
-                    return Err(Error::invalid(
-                        &config_path,
-                        format!(
-                            "`in_features` {} differs from the model's hidden size {}",
-                            dense.in_features, config.hidden_size
-                        ),
-                    ));
-                }
-                dense.path = folder;
-                Some(dense)
-            }
-            None => None,
-        };
-        Ok(SentenceConfig { max_seq_length, pooling, dense, normalize })
-    }
-}
 
 /// Embeds texts with a 2D Matryoshka BERT at any [`Size`], in batches, on any backend.
 ///
@@ -158,8 +25,8 @@ pub struct Embedder<B: Backend> {
     #[cfg(feature = "flex")]
     cpu: Option<crate::cpu::CpuEncoder>,
     precision: Precision,
-    /// The Dense module's weight `[in, out]` and bias, when the folder has one.
-    dense: Option<(Tensor<B, 2>, Option<Tensor<B, 1>>)>,
+    /// The folder's Dense module, when it has one.
+    dense: Option<Dense<B>>,
     config: BertConfig,
     tokenizer: Tokenizer,
     sentence: SentenceConfig,
@@ -182,13 +49,13 @@ impl<B: Backend> Embedder<B> {
         let tokenizer = Tokenizer::from_file(&tokenizer_path, sentence.max_seq_length)?;
         tokenizer.check_vocab(&config, &tokenizer_path)?;
         let (model, _) = BertModel::from_safetensors(&config, dir.join("model.safetensors"), device)?;
-        let dense = sentence.dense.as_ref().map(|d| load_dense(d, device)).transpose()?;
+        let dense = sentence.dense.as_ref().map(|d| Dense::load(d, device)).transpose()?;
         Ok(Embedder::assemble(model, dense, config, tokenizer, sentence, device))
     }
 
     fn assemble(
         model: BertModel<B>,
-        dense: Option<(Tensor<B, 2>, Option<Tensor<B, 1>>)>,
+        dense: Option<Dense<B>>,
         config: BertConfig,
         tokenizer: Tokenizer,
         sentence: SentenceConfig,
@@ -346,40 +213,43 @@ impl<B: Backend> Embedder<B> {
         order.sort_by_key(|&i| std::cmp::Reverse(texts[i].as_ref().chars().count()));
 
         let mut out: Vec<Vec<Vec<f32>>> = sizes.iter().map(|_| vec![Vec::new(); texts.len()]).collect();
+        let layers: Vec<usize> = sizes.iter().map(|s| s.layers).collect();
+        let width = self.full_size().dims;
         for chunk in order.chunks(self.batch_size) {
             let chunk_texts: Vec<&str> = chunk.iter().map(|&i| texts[i].as_ref()).collect();
             let batch = self.tokenizer.encode(&chunk_texts)?;
-            let pooled = self.pooled(&batch, &sizes.iter().map(|s| s.layers).collect::<Vec<_>>());
-            for ((s, size), pooled) in sizes.iter().enumerate().zip(pooled) {
-                let mut pooled = self.dense(pooled).narrow(1, 0, size.dims);
-                if self.sentence.normalize {
-                    pooled = normalize(pooled);
-                }
-                let values: Vec<f32> = pooled.into_data().convert::<f32>().to_vec().expect("converted to f32");
-                for (row, &i) in values.chunks(size.dims).zip(chunk) {
-                    out[s][i] = row.to_vec();
+            for ((s, size), values) in sizes.iter().enumerate().zip(self.sentence_vectors(&batch, &layers)) {
+                for (row, &i) in values.chunks(width).zip(chunk) {
+                    let mut vector = row[..size.dims].to_vec();
+                    if self.sentence.normalize {
+                        normalize_vector(&mut vector);
+                    }
+                    out[s][i] = vector;
                 }
             }
         }
         Ok(out)
     }
 
-    /// `batch` pooled after each of `layers` (`[batch, hidden]` each), from one pass through the
-    /// deepest: on the CPU encoder where there is one, else through [`BertModel::forward`].
-    fn pooled(&self, batch: &crate::tokenizer::Batch, layers: &[usize]) -> Vec<Tensor<B, 2>> {
+    /// The sentence vectors of `batch` after each of `layers`, every dim (`[batch, width]` row
+    /// by row), from one pass through the deepest: on the CPU encoder where there is one (its
+    /// pooled rows as they are, unless a Dense module follows), else through
+    /// [`BertModel::forward`].
+    fn sentence_vectors(&self, batch: &crate::tokenizer::Batch, layers: &[usize]) -> Vec<Vec<f32>> {
         #[cfg(feature = "flex")]
         if let Some(cpu) = &self.cpu {
+            let pooled = cpu.pooled(batch, layers, self.sentence.pooling);
+            if self.dense.is_none() {
+                return pooled;
+            }
             let shape = [batch.batch_size, self.config.hidden_size];
-            return cpu
-                .pooled(batch, layers, self.sentence.pooling)
-                .into_iter()
-                .map(|values| Tensor::from_data(TensorData::new(values, shape), &self.device))
-                .collect();
+            let to_tensor = |values| Tensor::<B, 2>::from_data(TensorData::new(values, shape), &self.device);
+            return pooled.into_iter().map(|rows| values(self.dense(to_tensor(rows)))).collect();
         }
         let input = BertInput::<B>::from_batch(batch, &self.device);
         let mask = input.attention_mask.clone();
         let hidden = self.model.forward(input, layers.iter().copied().max().unwrap_or(0));
-        layers.iter().map(|&n| pool(hidden[n].clone(), mask.clone(), self.sentence.pooling)).collect()
+        layers.iter().map(|&n| values(self.pool(hidden[n].clone(), mask.clone()))).collect()
     }
 }
 
@@ -402,36 +272,13 @@ impl<B: Backend> Embedder<B> {
     /// `pooled` `[rows, hidden]` through the Dense module when the folder has one.
     fn dense(&self, pooled: Tensor<B, 2>) -> Tensor<B, 2> {
         match &self.dense {
-            Some((weight, Some(bias))) => pooled.matmul(weight.clone()) + bias.clone().unsqueeze(),
-            Some((weight, None)) => pooled.matmul(weight.clone()),
+            Some(dense) => dense.forward(pooled),
             None => pooled,
         }
     }
 }
 
-/// Reads a Dense module's `model.safetensors` (`linear.weight` `[out, in]`, `linear.bias`).
-fn load_dense<B: Backend>(dense: &DenseConfig, device: &B::Device) -> Result<(Tensor<B, 2>, Option<Tensor<B, 1>>)> {
-    let path = dense.path.join("model.safetensors");
-    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-    let tensors = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::invalid(&path, e.to_string()))?;
-    let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
-        let view = tensors.tensor(name).map_err(|_| Error::invalid(&path, format!("no `{name}` tensor")))?;
-        if view.dtype() != safetensors::Dtype::F32 || view.shape() != shape {
-            return Err(Error::invalid(
-                &path,
-                format!("`{name}` must be F32 {shape:?}, found {:?} {:?}", view.dtype(), view.shape()),
-            ));
-        }
-        Ok(view.data().chunks(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect())
-    };
-    let weight = read("linear.weight", &[dense.out_features, dense.in_features])?;
-    let weight =
-        Tensor::<B, 2>::from_data(TensorData::new(weight, [dense.out_features, dense.in_features]), device).transpose();
-    let bias = if dense.bias {
-        let b = read("linear.bias", &[dense.out_features])?;
-        Some(Tensor::from_data(TensorData::new(b, [dense.out_features]), device))
-    } else {
-        None
-    };
-    Ok((weight, bias))
+/// A tensor's values on the host, as f32.
+pub(crate) fn values<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f32> {
+    tensor.into_data().convert::<f32>().to_vec().expect("converted to f32")
 }

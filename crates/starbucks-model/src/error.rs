@@ -45,6 +45,12 @@ pub(crate) fn read_to_string(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
 }
 
+/// Writes `value` as pretty JSON with a final newline.
+pub(crate) fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).expect("JSON values serialise") + "\n";
+    std::fs::write(path, text).map_err(|e| Error::io(path, e))
+}
+
 /// Reads and parses a JSON file, naming the file, the key and the line on failure.
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = read_to_string(path)?;

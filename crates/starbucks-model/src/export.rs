@@ -11,8 +11,8 @@ use burn::tensor::backend::Backend;
 use serde_json::{Value, json};
 
 use crate::embedder::Embedder;
-use crate::error::{Error, Result, read_json};
-use crate::pooling::Pooling;
+use crate::error::{Error, Result, read_json, write_json};
+use crate::sentence_transformers::write_modules;
 use crate::size::Size;
 use crate::weights::save_hf_safetensors;
 
@@ -32,11 +32,6 @@ pub struct ExportOptions {
 
 const TOKENIZER_FILES: [&str; 5] =
     ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json"];
-
-fn write_json(path: &Path, value: &Value) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).expect("JSON values serialise") + "\n";
-    std::fs::write(path, text).map_err(|e| Error::io(path, e))
-}
 
 /// Writes the exported folder `out` (created; must not exist yet) from the model folder `source`
 /// that `embedder` was loaded from.
@@ -98,64 +93,6 @@ fn write_folder<B: Backend>(embedder: &Embedder<B>, source: &Path, out: &Path, o
     if !options.sentence_transformers {
         return Ok(());
     }
-    let sentence = embedder.sentence_config();
-    write_json(
-        &out.join("sentence_bert_config.json"),
-        &json!({"max_seq_length": sentence.max_seq_length, "do_lower_case": false}),
-    )?;
-    write_json(
-        &out.join("config_sentence_transformers.json"),
-        &json!({"__version__": {"starbucks-rs": env!("CARGO_PKG_VERSION")}, "prompts": {}, "default_prompt_name": null, "similarity_fn_name": "cosine"}),
-    )?;
-    mkdir(&out.join("1_Pooling"))?;
-    write_json(
-        &out.join("1_Pooling/config.json"),
-        &json!({
-            "word_embedding_dimension": config.hidden_size,
-            "pooling_mode_cls_token": sentence.pooling == Pooling::Cls,
-            "pooling_mode_mean_tokens": sentence.pooling == Pooling::Mean,
-            "pooling_mode_max_tokens": false,
-            "pooling_mode_mean_sqrt_len_tokens": false,
-            "pooling_mode_weightedmean_tokens": false,
-            "pooling_mode_lasttoken": false,
-            "include_prompt": true
-        }),
-    )?;
-    let mut modules = vec![
-        json!({"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}),
-        json!({"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}),
-    ];
-    if size.dims < config.hidden_size {
-        mkdir(&out.join("2_Dense"))?;
-        write_json(
-            &out.join("2_Dense/config.json"),
-            &json!({"in_features": config.hidden_size, "out_features": size.dims, "bias": false, "activation_function": "torch.nn.modules.linear.Identity"}),
-        )?;
-        write_identity_slice(&out.join("2_Dense/model.safetensors"), size.dims, config.hidden_size)?;
-        modules.push(json!({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}));
-    }
-    if options.normalize {
-        let idx = modules.len();
-        modules.push(json!({"idx": idx, "name": idx.to_string(), "path": format!("{idx}_Normalize"), "type": "sentence_transformers.models.Normalize"}));
-        mkdir(&out.join(format!("{idx}_Normalize")))?;
-    }
-    write_json(&out.join("modules.json"), &Value::Array(modules))
-}
-
-/// `linear.weight` `[d, hidden]`: the first d rows of the identity, in F32 safetensors.
-fn write_identity_slice(path: &Path, dims: usize, hidden: usize) -> Result<()> {
-    let mut data = vec![0f32; dims * hidden];
-    for i in 0..dims {
-        data[i * hidden + i] = 1.0;
-    }
-    let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let header = json!({"linear.weight": {"dtype": "F32", "shape": [dims, hidden], "data_offsets": [0, bytes.len()]}, "__metadata__": {"format": "pt"}});
-    let mut header = serde_json::to_vec(&header).expect("JSON");
-    while !header.len().is_multiple_of(8) {
-        header.push(b' ');
-    }
-    let mut file = (header.len() as u64).to_le_bytes().to_vec();
-    file.extend(header);
-    file.extend(bytes);
-    std::fs::write(path, file).map_err(|e| Error::io(path, e))
+    let device = embedder.device();
+    write_modules::<B>(out, embedder.sentence_config(), config, size, options.normalize, device)
 }

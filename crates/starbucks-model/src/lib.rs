@@ -37,6 +37,7 @@ mod ops;
 mod pass;
 mod pooling;
 mod precision;
+mod sentence_transformers;
 mod size;
 mod tokenizer;
 mod weights;
@@ -46,13 +47,14 @@ pub use bert::{
     BertSelfAttention, BertSelfOutput, attention_bias, dense, settle,
 };
 pub use config::{BertConfig, HiddenAct};
-pub use embedder::{DenseConfig, Embedder, SentenceConfig};
+pub use embedder::Embedder;
 pub use error::{Error, Result};
 pub use export::{ExportOptions, export_sentence_transformers};
 pub use ops::gelu;
 pub use pass::Pass;
 pub use pooling::{Pooling, normalize, normalize_vector, pool};
 pub use precision::Precision;
+pub use sentence_transformers::{Dense, DenseConfig, SentenceConfig};
 pub use size::Size;
 pub use tokenizer::{Batch, Tokenizer, Tokens};
 pub use weights::{

@@ -165,7 +165,7 @@ impl<B: Backend> Embedder<B> {
             }
         };
         let width = pooled.dims()[1];
-        let values: Vec<f32> = pooled.into_data().convert::<f32>().to_vec().expect("converted to f32");
+        let values: Vec<f32> = crate::embedder::values(pooled);
         for (row, &i) in values.chunks(width).zip(&finished) {
             done(pass.ids[i], row[..pass.sizes[i].dims].to_vec());
         }

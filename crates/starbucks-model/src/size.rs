@@ -27,6 +27,11 @@ impl Size {
         ("trenta", Size::new(12, 768)),
     ];
 
+    /// Named size lists, each smallest first with the full model last: METHOD.md's list for a
+    /// 6-layer, 384-dim model such as all-MiniLM-L6-v2, and the paper's for BERT-base.
+    pub const LISTS: [(&'static str, &'static str); 2] =
+        [("minilm", "1,32 2,64 3,96 4,128 5,256 6,384"), ("bert-base", "demi short tall grande venti trenta")];
+
     pub const fn new(layers: usize, dims: usize) -> Self {
         Size { layers, dims }
     }
@@ -60,9 +65,17 @@ impl Size {
         Ok(())
     }
 
-    /// Parses a list of sizes such as `"1,32 2,64"` or `"demi short"` (whitespace or `;` separated).
+    /// Parses a list of sizes such as `"1,32 2,64"` or `"demi short"` (whitespace or `;`
+    /// separated); a name of [`Self::LISTS`] (`"minilm"`) stands for its sizes.
     pub fn parse_list(text: &str) -> Result<Vec<Size>> {
-        text.split(|c: char| c.is_whitespace() || c == ';').filter(|s| !s.is_empty()).map(str::parse).collect()
+        let mut sizes = Vec::new();
+        for token in text.split(|c: char| c.is_whitespace() || c == ';').filter(|s| !s.is_empty()) {
+            match Self::LISTS.iter().find(|(name, _)| name.eq_ignore_ascii_case(token)) {
+                Some((_, list)) => sizes.extend(Self::parse_list(list)?),
+                None => sizes.push(token.parse()?),
+            }
+        }
+        Ok(sizes)
     }
 }
 
@@ -103,6 +116,11 @@ mod tests {
             Size::parse_list("1,32 tall;6,384").unwrap(),
             vec![Size::new(1, 32), Size::new(6, 128), Size::new(6, 384)]
         );
+        let minilm = Size::parse_list("minilm").unwrap();
+        assert_eq!(minilm.first().copied(), Some(Size::new(1, 32)));
+        assert_eq!(minilm.last().copied(), Some(Size::new(6, 384)));
+        assert_eq!(minilm.len(), 6);
+        assert_eq!(Size::parse_list("bert-base").unwrap(), Size::NAMED.map(|(_, s)| s).to_vec());
         for bad in ["", "3", "3x96", "0,32", "2,0", "-1,32", "grandest"] {
             assert!(matches!(bad.parse::<Size>(), Err(Error::BadSize(_))), "{bad:?}");
         }

@@ -18,6 +18,42 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Token-id rows padded with `pad_id` on the right to the longest (token type 0 throughout),
+    /// read straight from the caller's rows.
+    pub fn from_ids(rows: &[&[u32]], pad_id: u32) -> Batch {
+        let mut batch = Batch::empty(rows.len(), rows.iter().map(|r| r.len()).max().unwrap_or(0));
+        for row in rows {
+            let ids = row.iter().map(|&t| i64::from(t));
+            batch.push_row(ids, std::iter::repeat_n(0, row.len()), (i64::from(pad_id), 0));
+        }
+        batch
+    }
+
+    /// No rows yet, room for `rows` of `seq_len`.
+    fn empty(rows: usize, seq_len: usize) -> Batch {
+        Batch {
+            input_ids: Vec::with_capacity(rows * seq_len),
+            token_type_ids: Vec::with_capacity(rows * seq_len),
+            attention_mask: Vec::with_capacity(rows * seq_len),
+            batch_size: rows,
+            seq_len,
+        }
+    }
+
+    /// Appends one row of real tokens (ids and type ids, as many of each), padded on the right
+    /// to `seq_len` with `(pad_id, pad_type_id)`.
+    fn push_row(
+        &mut self,
+        ids: impl ExactSizeIterator<Item = i64>,
+        type_ids: impl Iterator<Item = i64>,
+        (pad_id, pad_type_id): (i64, i64),
+    ) {
+        let (len, pad) = (ids.len(), self.seq_len - ids.len());
+        self.input_ids.extend(ids.chain(std::iter::repeat_n(pad_id, pad)));
+        self.token_type_ids.extend(type_ids.chain(std::iter::repeat_n(pad_type_id, pad)));
+        self.attention_mask.extend(std::iter::repeat_n(1, len).chain(std::iter::repeat_n(0, pad)));
+    }
+
     /// Number of real (non-padding) tokens of each row.
     pub fn lengths(&self) -> Vec<usize> {
         self.attention_mask.chunks(self.seq_len.max(1)).map(|row| row.iter().filter(|&&m| m != 0).count()).collect()
@@ -212,6 +248,11 @@ impl Tokenizer {
         self.max_length
     }
 
+    /// The padding token's id (BERT's `[PAD]` = 0 when the file sets no padding).
+    pub fn pad_id(&self) -> u32 {
+        self.inner.get_padding().map_or(0, |p| p.pad_id)
+    }
+
     /// The underlying `tokenizers::Tokenizer` (vocabulary, special tokens, word ids).
     pub fn inner(&self) -> &tokenizers::Tokenizer {
         &self.inner
@@ -230,21 +271,10 @@ impl Tokenizer {
     /// Texts encoded one by one ([`Self::encode_one`]) padded into one batch, as [`Self::encode`]
     /// would have made it: the file's pad token, padding on the right to the longest row.
     pub fn pad(&self, rows: &[&Tokens]) -> Batch {
-        let (pad_id, pad_type_id) =
-            self.inner.get_padding().map_or((0, 0), |p| (i64::from(p.pad_id), i64::from(p.pad_type_id)));
-        let seq_len = rows.iter().map(|r| r.len()).max().unwrap_or(0);
-        let mut batch = Batch {
-            input_ids: Vec::with_capacity(rows.len() * seq_len),
-            token_type_ids: Vec::with_capacity(rows.len() * seq_len),
-            attention_mask: Vec::with_capacity(rows.len() * seq_len),
-            batch_size: rows.len(),
-            seq_len,
-        };
+        let pad = self.inner.get_padding().map_or((0, 0), |p| (i64::from(p.pad_id), i64::from(p.pad_type_id)));
+        let mut batch = Batch::empty(rows.len(), rows.iter().map(|r| r.len()).max().unwrap_or(0));
         for row in rows {
-            let pad = seq_len - row.len();
-            batch.input_ids.extend(row.ids.iter().copied().chain(std::iter::repeat_n(pad_id, pad)));
-            batch.token_type_ids.extend(row.type_ids.iter().copied().chain(std::iter::repeat_n(pad_type_id, pad)));
-            batch.attention_mask.extend(std::iter::repeat_n(1, row.len()).chain(std::iter::repeat_n(0, pad)));
+            batch.push_row(row.ids.iter().copied(), row.type_ids.iter().copied(), pad);
         }
         batch
     }
@@ -252,14 +282,8 @@ impl Tokenizer {
     pub fn encode<S: AsRef<str>>(&self, texts: &[S]) -> Result<Batch> {
         let inputs: Vec<&str> = texts.iter().map(AsRef::as_ref).collect();
         let encodings = self.inner.encode_batch(inputs, true).map_err(|e| Error::Tokenize(e.to_string()))?;
-        let seq_len = encodings.first().map_or(0, |e| e.get_ids().len());
-        let mut batch = Batch {
-            input_ids: Vec::with_capacity(texts.len() * seq_len),
-            token_type_ids: Vec::with_capacity(texts.len() * seq_len),
-            attention_mask: Vec::with_capacity(texts.len() * seq_len),
-            batch_size: texts.len(),
-            seq_len,
-        };
+        // tokenizers pads every row to the longest already (`BatchLongest`), with its mask.
+        let mut batch = Batch::empty(texts.len(), encodings.first().map_or(0, |e| e.get_ids().len()));
         for encoding in &encodings {
             batch.input_ids.extend(encoding.get_ids().iter().map(|&x| x as i64));
             batch.token_type_ids.extend(encoding.get_type_ids().iter().map(|&x| x as i64));
@@ -303,6 +327,15 @@ mod tests {
             })
             .min()
             .unwrap()
+    }
+
+    #[test]
+    fn pads_to_the_longest_in_the_batch_not_to_max_len() {
+        let p = Batch::from_ids(&[&[101, 7, 102], &[101, 102]], 0);
+        assert_eq!((p.batch_size, p.seq_len), (2, 3));
+        assert_eq!(p.input_ids, vec![101, 7, 102, 101, 102, 0]);
+        assert_eq!(p.attention_mask, vec![1, 1, 1, 1, 1, 0]);
+        assert_eq!(p.token_type_ids, vec![0; 6]);
     }
 
     #[test]

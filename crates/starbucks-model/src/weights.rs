@@ -30,35 +30,27 @@ pub struct LoadReport {
     pub unused: Vec<String>,
 }
 
-/// Every weight a `BertModel` of this config needs: HF key (no prefix) and PyTorch shape.
-pub fn expected_weights(config: &BertConfig) -> Vec<(String, Vec<usize>)> {
-    let (h, i) = (config.hidden_size, config.intermediate_size);
-    let mut keys = vec![
-        ("embeddings.word_embeddings.weight".to_string(), vec![config.vocab_size, h]),
-        ("embeddings.position_embeddings.weight".to_string(), vec![config.max_position_embeddings, h]),
-        ("embeddings.token_type_embeddings.weight".to_string(), vec![config.type_vocab_size, h]),
-        ("embeddings.LayerNorm.weight".to_string(), vec![h]),
-        ("embeddings.LayerNorm.bias".to_string(), vec![h]),
-    ];
-    for layer in 0..config.num_hidden_layers {
-        let p = format!("encoder.layer.{layer}");
-        for (name, shape) in [
-            ("attention.self.query", [h, h]),
-            ("attention.self.key", [h, h]),
-            ("attention.self.value", [h, h]),
-            ("attention.output.dense", [h, h]),
-            ("intermediate.dense", [i, h]),
-            ("output.dense", [h, i]),
-        ] {
-            keys.push((format!("{p}.{name}.weight"), shape.to_vec()));
-            keys.push((format!("{p}.{name}.bias"), vec![shape[0]]));
-        }
-        for name in ["attention.output.LayerNorm", "output.LayerNorm"] {
-            keys.push((format!("{p}.{name}.weight"), vec![h]));
-            keys.push((format!("{p}.{name}.bias"), vec![h]));
-        }
-    }
-    keys
+/// Every weight `model` holds, as HF names it: key (no prefix) and PyTorch shape. Read off the
+/// module (`bert.rs` is the one place the tree is written), through the same renaming and
+/// layout adapter a save uses.
+pub fn expected_weights<B: Backend>(model: &BertModel<B>) -> Vec<(String, Vec<usize>)> {
+    let snapshots = model.collect(None, Some(Box::new(burn_store::BurnToPyTorchAdapter)), false);
+    let (snapshots, _) = burn_to_hf().remap(snapshots);
+    snapshots.iter().map(|s| (s.full_path(), s.shape.to_vec())).collect()
+}
+
+fn burn_to_hf() -> KeyRemapper {
+    KeyRemapper::from_patterns(BURN_TO_HF.to_vec()).expect("the key patterns are valid regexes")
+}
+
+/// The HF name of a burn module path.
+fn hf_name(path: &str) -> String {
+    // The patterns match up to a following dot, as in a parameter's full path.
+    let dotted = burn_to_hf()
+        .to_regex_pairs()
+        .iter()
+        .fold(format!("{path}."), |p, (pattern, to)| pattern.replace_all(&p, to.as_str()).into_owned());
+    dotted.trim_end_matches('.').to_string()
 }
 
 #[derive(Deserialize)]
@@ -112,18 +104,25 @@ fn canonical(key: &str, prefix: &str) -> String {
     key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
 }
 
+impl<B: Backend> BertModel<B> {
+    /// Builds the encoder for `config` and loads its weights from an HF `model.safetensors`.
+    pub fn from_safetensors(
+        config: &BertConfig,
+        path: impl AsRef<Path>,
+        device: &B::Device,
+    ) -> Result<(Self, LoadReport)> {
+        load_safetensors(BertModel::new(config, device), path.as_ref())
+    }
+}
+
 /// Loads the encoder's weights from an HF `model.safetensors` (keys with or without `bert.`).
-pub(crate) fn load_safetensors<B: Backend>(
-    model: BertModel<B>,
-    config: &BertConfig,
-    path: &Path,
-) -> Result<(BertModel<B>, LoadReport)> {
+fn load_safetensors<B: Backend>(model: BertModel<B>, path: &Path) -> Result<(BertModel<B>, LoadReport)> {
     let header = read_safetensors_header(path)?;
     let prefix = if header.keys().any(|k| k.starts_with("bert.")) { "bert." } else { "" };
     let found: BTreeMap<String, &Vec<usize>> =
         header.iter().map(|(k, (_, shape))| (canonical(k, prefix), shape)).collect();
 
-    let expected = expected_weights(config);
+    let expected = expected_weights(&model);
     let missing: Vec<&str> = expected.iter().filter(|(k, _)| !found.contains_key(k)).map(|(k, _)| k.as_str()).collect();
     if !missing.is_empty() {
         let shown = missing.iter().take(5).copied().collect::<Vec<_>>().join(", ");
@@ -170,8 +169,7 @@ fn first_non_finite<B: Backend>(model: &BertModel<B>) -> Option<String> {
             }
             let data = param.val().into_data();
             if data.iter::<f32>().any(|x| !x.is_finite()) {
-                let name = self.path.join(".").replace("layer_norm", "LayerNorm").replace("self_attention", "self");
-                self.bad = Some(name);
+                self.bad = Some(hf_name(&self.path.join(".")));
             }
         }
     }
@@ -212,6 +210,18 @@ pub fn load_module<B: Backend, M: ModuleSnapshot<B>>(module: M, path: &Path, pre
     apply_hf(module, path, prefix)
 }
 
+/// Writes every parameter of `module` to a safetensors file under its module path (PyTorch
+/// layouts), via a temporary file renamed into place.
+pub(crate) fn save_module<B: Backend, M: ModuleSnapshot<B>>(module: &M, path: &Path) -> Result<()> {
+    let tmp = path.with_extension("safetensors.tmp");
+    let mut store = SafetensorsStore::from_file(&tmp)
+        .with_to_adapter(burn_store::BurnToPyTorchAdapter)
+        .metadata("format", "pt")
+        .overwrite(true);
+    module.save_into(&mut store).map_err(|e| Error::invalid(path, format!("cannot write: {e}")))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
 /// burn module path pattern → HF key, the inverse of [`HF_TO_BURN`].
 const BURN_TO_HF: [(&str, &str); 2] =
     [(r"layer_norm\.", "LayerNorm."), (r"(^|\.)attention\.self_attention\.", "${1}attention.self.")];
@@ -220,7 +230,7 @@ const BURN_TO_HF: [(&str, &str); 2] =
 /// (HF key names, PyTorch layouts, no prefix), via a temporary file renamed into place.
 pub fn save_hf_safetensors<B: Backend>(model: &BertModel<B>, path: &Path, layers: usize) -> Result<()> {
     let kept: Vec<String> = (0..layers).map(|l| l.to_string()).collect();
-    let remapper = KeyRemapper::from_patterns(BURN_TO_HF.to_vec()).expect("the key patterns are valid regexes");
+    let remapper = burn_to_hf();
     let tmp = path.with_extension("safetensors.tmp");
     let mut store = SafetensorsStore::from_file(&tmp)
         .with_regexes([r"^embeddings\.".to_string(), format!(r"^encoder\.layer\.({})\.", kept.join("|"))])

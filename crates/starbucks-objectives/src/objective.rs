@@ -122,9 +122,14 @@ pub enum Objective {
 }
 
 impl Objective {
-    /// SRL with the paper's KL weight for this kind of data (0.3 STS, 1.0 retrieval).
+    /// SRL with the paper's KL weight for this kind of data.
     pub fn srl(sizes: SizeList, retrieval: bool) -> Self {
-        Objective::Srl { sizes, kl_weight: if retrieval { 1.0 } else { 0.3 } }
+        Objective::Srl { sizes, kl_weight: Self::default_kl_weight(retrieval) }
+    }
+
+    /// The paper's SRL KL weight: 0.3 for STS, 1.0 for retrieval.
+    pub fn default_kl_weight(retrieval: bool) -> f64 {
+        if retrieval { 1.0 } else { 0.3 }
     }
 
     /// The deepest layer this objective reads (run the encoder that far).

@@ -10,7 +10,7 @@
 //!   streamed documents);
 //! - [`checkpoint`]: atomic checkpoints with a hash manifest, resumption from the newest valid;
 //! - [`lock`]: one run per output folder;
-//! - [`run`]: a whole run with progress, logs, `metrics.jsonl`, periodic evaluation through a
+//! - [`run`]: a whole run with progress, logs, `metrics.jsonl` (typed in [`run::metrics`]), periodic evaluation through a
 //!   caller's function, and the final model folder.
 //!
 //! Depends on the model, objectives and data crates; must never depend on evaluation or the CLI
@@ -30,4 +30,5 @@ pub use config::RunConfig;
 pub use engine::{DataSource, Engine, Micro, Peer, StepReport, Task};
 pub use error::{Error, Result};
 pub use optim::{Decay, LrSchedule, StepGradients, adamw, clip_global_norm};
+pub use run::metrics::MetricsLine;
 pub use run::{EvalFn, RunOptions, Summary, run};

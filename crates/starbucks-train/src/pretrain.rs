@@ -8,7 +8,7 @@ use burn::module::Module;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use starbucks_data::batching::{pad, pad_labels};
+use starbucks_data::batching::pad_labels;
 use starbucks_data::fineweb::{DocumentStream, Position, Source};
 use starbucks_data::masking::{PretrainExample, SmaeMasker};
 use starbucks_model::{Batch, BertInput, BertModel};
@@ -103,16 +103,6 @@ pub struct PretrainTask {
     pub pad_id: u32,
 }
 
-fn batch(padded: starbucks_data::batching::Padded) -> Batch {
-    Batch {
-        token_type_ids: vec![0; padded.input_ids.len()],
-        input_ids: padded.input_ids,
-        attention_mask: padded.attention_mask,
-        batch_size: padded.batch_size,
-        seq_len: padded.seq_len,
-    }
-}
-
 /// One pre-training micro-batch on the device: the encoder-masked and the decoder-masked input
 /// (same padding) and their masked positions.
 pub struct SmaeInputs<B: Backend> {
@@ -126,17 +116,20 @@ pub struct SmaeInputs<B: Backend> {
 
 /// Pads `examples` into device tensors.
 pub fn smae_inputs<B: Backend>(examples: &[PretrainExample], pad_id: u32, device: &B::Device) -> SmaeInputs<B> {
-    let encoder_ids: Vec<Vec<u32>> = examples.iter().map(|e| e.encoder_input_ids.clone()).collect();
-    let decoder_ids: Vec<Vec<u32>> = examples.iter().map(|e| e.decoder_input_ids.clone()).collect();
-    let encoder_batch = batch(pad(&encoder_ids, pad_id));
+    // Each row goes from the examples into its padded batch once, then to the device.
+    let ids =
+        |f: fn(&PretrainExample) -> &Vec<u32>| -> Vec<&[u32]> { examples.iter().map(|e| f(e).as_slice()).collect() };
+    let labels = |f: fn(&PretrainExample) -> &Vec<i64>| -> Vec<i64> {
+        pad_labels(&examples.iter().map(|e| f(e).as_slice()).collect::<Vec<_>>())
+    };
+    let encoder_batch = Batch::from_ids(&ids(|e| &e.encoder_input_ids), pad_id);
+    let decoder_batch = Batch::from_ids(&ids(|e| &e.decoder_input_ids), pad_id);
     let tokens = encoder_batch.tokens();
-    let encoder_labels: Vec<Vec<i64>> = examples.iter().map(|e| e.encoder_labels.clone()).collect();
-    let decoder_labels: Vec<Vec<i64>> = examples.iter().map(|e| e.decoder_labels.clone()).collect();
     SmaeInputs {
         encoder_input: BertInput::from_batch(&encoder_batch, device),
-        decoder_input: BertInput::from_batch(&batch(pad(&decoder_ids, pad_id)), device),
-        encoder_masked: Masked::from_labels(&pad_labels(&encoder_labels), device),
-        decoder_masked: Masked::from_labels(&pad_labels(&decoder_labels), device),
+        decoder_input: BertInput::from_batch(&decoder_batch, device),
+        encoder_masked: Masked::from_labels(&labels(|e| &e.encoder_labels), device),
+        decoder_masked: Masked::from_labels(&labels(|e| &e.decoder_labels), device),
         tokens,
     }
 }

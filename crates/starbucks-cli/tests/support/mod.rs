@@ -1,11 +1,14 @@
-//! What the CLI's test binaries share: where the fetched model is.
+//! What the CLI's test binaries share: where the workspace and the fetched model are.
+
+use std::path::PathBuf;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("../..")
+}
 
 /// all-MiniLM-L6-v2 as `cargo xtask fetch minilm` unpacks it; fails with the fix when absent.
 pub fn minilm() -> String {
-    let dir = format!(
-        "{}/../../assets/all-MiniLM-L6-v2",
-        std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")
-    );
-    assert!(std::path::Path::new(&dir).join("model.safetensors").is_file(), "run `cargo xtask fetch minilm` first");
-    dir
+    let dir = root().join("assets/all-MiniLM-L6-v2");
+    assert!(dir.join("model.safetensors").is_file(), "run `cargo xtask fetch minilm` first");
+    dir.display().to_string()
 }

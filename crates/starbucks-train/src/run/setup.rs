@@ -1,0 +1,269 @@
+//! Everything a run reads before it writes: the model folder, the config's defaults resolved
+//! against it, the output folder checked, and the task with its data.
+
+use std::path::Path;
+
+use burn::tensor::backend::AutodiffBackend;
+use starbucks_data::fineweb::Source;
+use starbucks_data::masking::{MaskingConfig, SmaeMasker};
+use starbucks_model::{BertConfig, BertModel, Embedder, Pooling, SentenceConfig, Size, Tokenizer};
+use starbucks_objectives::{Mse2dConfig, Objective, SizeList};
+
+use super::RunOptions;
+use crate::config::{DataFormat, Method, RunConfig, Task};
+use crate::error::{Error, Result};
+use crate::finetune::{Examples, FinetuneData, FinetuneTask};
+use crate::lock::{self, LOCK_FILE};
+use crate::pretrain::{PretrainData, PretrainTask};
+
+/// Retrieval defaults (Tevatron's): hard negatives per query, query and passage lengths.
+const NEGATIVES: usize = 7;
+const QUERY_MAX_LEN: usize = 32;
+const PASSAGE_MAX_LEN: usize = 196;
+
+/// Why a value is present after [`resolve`].
+const RESOLVED: &str = "set by resolve";
+
+/// Settings every task shares, checked. `config` has every default that applies resolved, so
+/// the `config.toml` a run saves says everything it used.
+pub(super) struct Common {
+    pub config: RunConfig,
+    pub output: std::path::PathBuf,
+    pub bert: BertConfig,
+    pub sentence: SentenceConfig,
+    pub tokenizer: Tokenizer,
+    pub sizes: SizeList,
+    pub progress: bool,
+}
+
+impl Common {
+    pub fn pooling(&self) -> Pooling {
+        self.sentence.pooling
+    }
+
+    /// The embedder of `model` as this run would export it.
+    pub fn embedder<B: AutodiffBackend>(
+        &self,
+        model: BertModel<B::InnerBackend>,
+        device: &B::Device,
+    ) -> Embedder<B::InnerBackend> {
+        Embedder::from_parts(model, self.bert.clone(), self.tokenizer.clone(), self.sentence.clone(), device)
+    }
+}
+
+pub(super) fn input<E: std::fmt::Display>(e: E) -> Error {
+    Error::Input(e.to_string())
+}
+
+/// Fills in every default of `config` that applies to its task, from the model folder where one
+/// depends on it (`sentence` is that folder's sentence-transformers config). Only keys the
+/// config check allows for the task are set, so a resolved config passes it again.
+fn resolve(config: &RunConfig, sentence: &SentenceConfig) -> RunConfig {
+    let mut config = config.clone();
+    let retrieval = config.data.format.is_retrieval();
+    let max_len = *config.model.max_seq_length.get_or_insert(sentence.max_seq_length);
+    let d = &mut config.data;
+    match config.task {
+        Task::Finetune => {
+            config.model.pooling.get_or_insert(if retrieval { Pooling::Cls } else { Pooling::Mean });
+            if retrieval {
+                d.negatives.get_or_insert(NEGATIVES);
+                d.query_max_len.get_or_insert(QUERY_MAX_LEN);
+                d.passage_max_len.get_or_insert(PASSAGE_MAX_LEN);
+            }
+        }
+        Task::Pretrain => {
+            let masking = MaskingConfig::default();
+            d.max_len.get_or_insert(max_len);
+            d.encoder_ratio.get_or_insert(masking.encoder_ratio);
+            d.decoder_ratio.get_or_insert(masking.decoder_ratio);
+        }
+    }
+    let o = &mut config.objective;
+    if o.method == Method::Srl {
+        o.kl_weight.get_or_insert(Objective::default_kl_weight(retrieval));
+    }
+    config
+}
+
+/// Refuses an output folder that holds something other than this run (or anything, without
+/// `resume`). Both configs are compared resolved, so a folder saved before a default was
+/// written out still resumes.
+pub(super) fn check_output(config: &RunConfig, sentence: &SentenceConfig, output: &Path, resume: bool) -> Result<()> {
+    if output.exists() && !output.is_dir() {
+        return Err(Error::Input(format!("{}: the output path is a file", output.display())));
+    }
+    starbucks_data::output::check_writable(output).map_err(Error::Input)?;
+    let occupied = output.is_dir()
+        && std::fs::read_dir(output).map_err(input)?.filter_map(|e| e.ok()).any(|e| e.file_name() != LOCK_FILE);
+    if !occupied {
+        return Ok(());
+    }
+    let saved = output.join("config.toml");
+    if !resume {
+        return Err(Error::Input(format!(
+            "{}: the output folder holds another run; pass --resume to continue it, or choose another --output",
+            output.display()
+        )));
+    }
+    let text = std::fs::read_to_string(&saved)
+        .map_err(|_| Error::Input(format!("{}: the output folder is not empty and holds no run", output.display())))?;
+    let theirs: RunConfig =
+        toml::from_str(&text).map_err(|e| Error::Input(format!("{}: not a run config: {e}", saved.display())))?;
+    let theirs = resolve(&theirs, sentence);
+    let mut ours = config.clone();
+    ours.output = theirs.output.clone();
+    if let Some(difference) = ours.first_difference(&theirs) {
+        return Err(Error::Input(format!(
+            "{}: the output folder holds a run with another config ({difference}); choose another --output",
+            output.display()
+        )));
+    }
+    Ok(())
+}
+
+pub(super) fn common(config: &RunConfig, options: &RunOptions) -> Result<Common> {
+    let output = options.output.clone().unwrap_or_else(|| config.output.clone());
+    let dir = &config.model.path;
+    let bert = BertConfig::from_file(dir.join("config.json")).map_err(input)?;
+    let sentence = SentenceConfig::from_dir(dir, &bert).map_err(input)?;
+    if sentence.dense.is_some() {
+        return Err(Error::Input(format!(
+            "{}: training a model with a Dense module is not supported; start from the plain encoder",
+            dir.display()
+        )));
+    }
+    let config = resolve(config, &sentence);
+    let max_len = config.model.max_seq_length.expect(RESOLVED);
+    if max_len > bert.max_position_embeddings {
+        return Err(Error::Input(format!(
+            "key `model.max_seq_length`: {max_len} exceeds the model's {} positions",
+            bert.max_position_embeddings
+        )));
+    }
+    if max_len < 3 {
+        return Err(Error::Input(format!(
+            "key `model.max_seq_length`: {max_len} leaves no room for a token between [CLS] and [SEP] (at least 3)"
+        )));
+    }
+    let tokenizer_path = dir.join("tokenizer.json");
+    let tokenizer = Tokenizer::from_file(&tokenizer_path, max_len).map_err(input)?;
+    tokenizer.check_vocab(&bert, &tokenizer_path).map_err(input)?;
+    let sizes =
+        Size::parse_list(&config.objective.sizes).map_err(|e| Error::Input(format!("key `objective.sizes`: {e}")))?;
+    let sizes = SizeList::new(sizes, &bert).map_err(|e| Error::Input(format!("key `objective.sizes`: {e}")))?;
+    lock::check_free(&output)?;
+    check_output(&config, &sentence, &output, options.resume)?;
+    // Pre-training exports a mean-pooled model, as the folder it starts from.
+    let pooling = config.model.pooling.unwrap_or(Pooling::Mean);
+    let sentence = SentenceConfig { max_seq_length: max_len, pooling, ..sentence };
+    Ok(Common { config, output, bert, sentence, tokenizer, sizes, progress: options.progress })
+}
+
+pub(super) fn load_encoder<B: AutodiffBackend>(c: &Common, device: &B::Device) -> Result<BertModel<B>> {
+    let path = c.config.model.path.join("model.safetensors");
+    let (model, _) = BertModel::from_safetensors(&c.bert, &path, device).map_err(input)?;
+    Ok(model)
+}
+
+fn objective(c: &Common) -> Result<Objective> {
+    let o = &c.config.objective;
+    Ok(match o.method {
+        Method::Srl => Objective::Srl { sizes: c.sizes.clone(), kl_weight: o.kl_weight.expect(RESOLVED) },
+        Method::Mse2d => {
+            let mut dims: Vec<usize> = c.sizes.sizes().iter().map(|s| s.dims).collect();
+            dims.reverse();
+            Objective::Mse2d(Mse2dConfig::new(dims))
+        }
+        Method::Single => {
+            let size = match &o.size {
+                Some(text) => text.parse::<Size>().map_err(|e| Error::Input(format!("key `objective.size`: {e}")))?,
+                None => c.sizes.full(),
+            };
+            size.check(&c.bert).map_err(|e| Error::Input(format!("key `objective.size`: {e}")))?;
+            Objective::Single(size)
+        }
+        Method::Smae => unreachable!("the config check keeps SMAE to pre-training"),
+    })
+}
+
+pub(super) fn finetune_task(c: &Common) -> Result<(FinetuneTask, FinetuneData)> {
+    let d = &c.config.data;
+    let path = Path::new(&d.path);
+    let examples = match d.format {
+        DataFormat::Triplets => Examples::Triplets(starbucks_data::finetune::read_triplets(path).map_err(input)?),
+        DataFormat::NliPairs => Examples::Triplets(starbucks_data::finetune::triplets_from_pairs(
+            &starbucks_data::finetune::read_nli_pairs(path).map_err(input)?,
+        )),
+        DataFormat::Tevatron | DataFormat::MsmarcoTriples => {
+            let examples = if d.format == DataFormat::Tevatron {
+                starbucks_data::finetune::read_tevatron(path)
+            } else {
+                starbucks_data::finetune::read_msmarco_triples(path)
+            }
+            .map_err(input)?;
+            if let Some(e) = examples.iter().find(|e| e.negative_passages.is_empty()) {
+                return Err(Error::Input(format!("{}: query {} has no negative passage", d.path, e.query_id)));
+            }
+            Examples::Retrieval { examples, negatives: d.negatives.expect(RESOLVED) }
+        }
+        DataFormat::Fineweb => unreachable!("the config check keeps FineWeb to pre-training"),
+    };
+    if examples.is_empty() {
+        return Err(Error::Input(format!("{}: no training examples", d.path)));
+    }
+    // Cut from the run's tokenizer: `tokenizer.json` is read once per run.
+    let (tokenizer, query_tokenizer) = if d.format.is_retrieval() {
+        (
+            c.tokenizer.clone().with_max_length(d.passage_max_len.expect(RESOLVED)).map_err(input)?,
+            c.tokenizer.clone().with_max_length(d.query_max_len.expect(RESOLVED)).map_err(input)?,
+        )
+    } else {
+        (c.tokenizer.clone(), c.tokenizer.clone())
+    };
+    let t = &c.config.train;
+    let task = FinetuneTask { tokenizer, query_tokenizer, objective: objective(c)?, pooling: c.pooling() };
+    Ok((task, FinetuneData::new(examples, t.batch_size, t.seed)))
+}
+
+fn pretrain_source(spec: &str) -> Result<Source> {
+    if let Some(rest) = spec.strip_prefix("hf://datasets/") {
+        let parts: Vec<&str> = rest.splitn(3, '/').collect();
+        if parts.len() < 3 {
+            return Err(Error::Input(format!("key `data.path`: {spec}: expected hf://datasets/<owner>/<name>/<path>")));
+        }
+        let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into());
+        let repo = format!("{}/{}", parts[0], parts[1]);
+        return Source::hf_dataset(&endpoint, &repo, parts[2], "main").map_err(input);
+    }
+    if spec.starts_with("http://") || spec.starts_with("https://") {
+        return Ok(Source::urls(spec.split_whitespace()));
+    }
+    Source::local(spec).map_err(input)
+}
+
+pub(super) fn pretrain_task(c: &Common) -> Result<(PretrainTask, PretrainData)> {
+    let d = &c.config.data;
+    let source = pretrain_source(&d.path)?;
+    let masking = MaskingConfig {
+        max_len: d.max_len.expect(RESOLVED),
+        encoder_ratio: d.encoder_ratio.expect(RESOLVED),
+        decoder_ratio: d.decoder_ratio.expect(RESOLVED),
+        ..MaskingConfig::default()
+    };
+    // Named as the config spells them.
+    masking.check().map_err(|message| Error::Input(message.replacen("`", "key `data.", 1)))?;
+    if masking.max_len > c.bert.max_position_embeddings {
+        return Err(Error::Input(format!(
+            "key `data.max_len`: {} exceeds the model's {} positions",
+            masking.max_len, c.bert.max_position_embeddings
+        )));
+    }
+    let tokenizer_path = c.config.model.path.join("tokenizer.json");
+    let masker =
+        SmaeMasker::new(c.tokenizer.inner().clone(), masking, &tokenizer_path.display().to_string()).map_err(input)?;
+    // The first document is read now, so a bad path or format is reported before any output.
+    source.stream(Default::default()).next().transpose().map_err(input)?;
+    let task = PretrainTask { sizes: c.sizes.clone(), pad_id: c.tokenizer.pad_id() };
+    Ok((task, PretrainData::new(source, masker, c.config.train.batch_size)))
+}
