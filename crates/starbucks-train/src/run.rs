@@ -139,7 +139,7 @@ where
     let out = &c.output;
     let _lock = lock::lock(out)?;
     // Checked again under the lock: a run that held the folder meanwhile may have filled it.
-    setup::check_output(&c.config, &c.sentence, out, options.resume)?;
+    setup::check_output(&c.config, c.folder_max_seq_length, out, options.resume)?;
     checkpoint::write_atomic(&out.join("config.toml"), c.config.to_toml().as_bytes())?;
 
     let schedule = LrSchedule {

@@ -110,12 +110,6 @@ pub fn read(path: &Path) -> Result<Vec<MetricsLine>> {
         .collect()
 }
 
-/// The one key every line has.
-#[derive(Deserialize)]
-struct StepOf {
-    step: usize,
-}
-
 /// Appends lines to `metrics.jsonl`, flushed line by line.
 pub(super) struct Metrics {
     path: PathBuf,
@@ -129,7 +123,7 @@ impl Metrics {
         let kept: String = std::fs::read_to_string(path)
             .unwrap_or_default()
             .lines()
-            .filter(|line| serde_json::from_str::<StepOf>(line).is_ok_and(|l| l.step <= step))
+            .filter(|line| serde_json::from_str::<MetricsLine>(line).is_ok_and(|l| l.step() <= step))
             .map(|line| format!("{line}\n"))
             .collect();
         checkpoint::write_atomic(path, kept.as_bytes())?;

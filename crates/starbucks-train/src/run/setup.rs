@@ -28,6 +28,8 @@ const RESOLVED: &str = "set by resolve";
 /// the `config.toml` a run saves says everything it used.
 pub(super) struct Common {
     pub config: RunConfig,
+    /// The model folder's own `max_seq_length`: the default [`resolve`] fills in.
+    pub folder_max_seq_length: usize,
     pub output: std::path::PathBuf,
     pub bert: BertConfig,
     pub sentence: SentenceConfig,
@@ -55,13 +57,13 @@ pub(super) fn input<E: std::fmt::Display>(e: E) -> Error {
     Error::Input(e.to_string())
 }
 
-/// Fills in every default of `config` that applies to its task, from the model folder where one
-/// depends on it (`sentence` is that folder's sentence-transformers config). Only keys the
-/// config check allows for the task are set, so a resolved config passes it again.
-fn resolve(config: &RunConfig, sentence: &SentenceConfig) -> RunConfig {
+/// Fills in every default of `config` that applies to its task; the one that depends on the
+/// model folder is its `max_seq_length`. Only keys the config check allows for the task are
+/// set, so a resolved config passes it again.
+fn resolve(config: &RunConfig, folder_max_seq_length: usize) -> RunConfig {
     let mut config = config.clone();
     let retrieval = config.data.format.is_retrieval();
-    let max_len = *config.model.max_seq_length.get_or_insert(sentence.max_seq_length);
+    let max_len = *config.model.max_seq_length.get_or_insert(folder_max_seq_length);
     let d = &mut config.data;
     match config.task {
         Task::Finetune => {
@@ -89,7 +91,12 @@ fn resolve(config: &RunConfig, sentence: &SentenceConfig) -> RunConfig {
 /// Refuses an output folder that holds something other than this run (or anything, without
 /// `resume`). Both configs are compared resolved, so a folder saved before a default was
 /// written out still resumes.
-pub(super) fn check_output(config: &RunConfig, sentence: &SentenceConfig, output: &Path, resume: bool) -> Result<()> {
+pub(super) fn check_output(
+    config: &RunConfig,
+    folder_max_seq_length: usize,
+    output: &Path,
+    resume: bool,
+) -> Result<()> {
     if output.exists() && !output.is_dir() {
         return Err(Error::Input(format!("{}: the output path is a file", output.display())));
     }
@@ -110,7 +117,7 @@ pub(super) fn check_output(config: &RunConfig, sentence: &SentenceConfig, output
         .map_err(|_| Error::Input(format!("{}: the output folder is not empty and holds no run", output.display())))?;
     let theirs: RunConfig =
         toml::from_str(&text).map_err(|e| Error::Input(format!("{}: not a run config: {e}", saved.display())))?;
-    let theirs = resolve(&theirs, sentence);
+    let theirs = resolve(&theirs, folder_max_seq_length);
     let mut ours = config.clone();
     ours.output = theirs.output.clone();
     if let Some(difference) = ours.first_difference(&theirs) {
@@ -133,7 +140,8 @@ pub(super) fn common(config: &RunConfig, options: &RunOptions) -> Result<Common>
             dir.display()
         )));
     }
-    let config = resolve(config, &sentence);
+    let folder_max_seq_length = sentence.max_seq_length;
+    let config = resolve(config, folder_max_seq_length);
     let max_len = config.model.max_seq_length.expect(RESOLVED);
     if max_len > bert.max_position_embeddings {
         return Err(Error::Input(format!(
@@ -153,11 +161,11 @@ pub(super) fn common(config: &RunConfig, options: &RunOptions) -> Result<Common>
         Size::parse_list(&config.objective.sizes).map_err(|e| Error::Input(format!("key `objective.sizes`: {e}")))?;
     let sizes = SizeList::new(sizes, &bert).map_err(|e| Error::Input(format!("key `objective.sizes`: {e}")))?;
     lock::check_free(&output)?;
-    check_output(&config, &sentence, &output, options.resume)?;
+    check_output(&config, folder_max_seq_length, &output, options.resume)?;
     // Pre-training exports a mean-pooled model, as the folder it starts from.
     let pooling = config.model.pooling.unwrap_or(Pooling::Mean);
     let sentence = SentenceConfig { max_seq_length: max_len, pooling, ..sentence };
-    Ok(Common { config, output, bert, sentence, tokenizer, sizes, progress: options.progress })
+    Ok(Common { config, folder_max_seq_length, output, bert, sentence, tokenizer, sizes, progress: options.progress })
 }
 
 pub(super) fn load_encoder<B: AutodiffBackend>(c: &Common, device: &B::Device) -> Result<BertModel<B>> {
