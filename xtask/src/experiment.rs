@@ -1,6 +1,6 @@
 //! `cargo xtask experiment --preset minilm-nli`: the paper's comparison, rerun at small scale.
 //! A preset is a file of `configs/experiments/` (`preset.rs`).
-//! From one checkpoint, with the same data, steps, batch and seed, it trains
+//! From one checkpoint, with the same data, steps and batch, once per seed of the preset, it trains
 //!
 //! - single-size fine-tuning at the full size (`single`);
 //! - one model per size, trained on that size alone (`separate-NxD`; the full size is `single`);
@@ -8,14 +8,21 @@
 //! - SRL (`srl`);
 //! - SMAE on the preset's web text (`smae`), then SRL from it (`smae-srl`);
 //!
-//! evaluates each of them and the untouched checkpoint on STS-B test at every size (the full
-//! layer × dim grid for the one-model methods) and on TREC DL 2020 (nDCG@10 per size), and
-//! writes `results.md` with the tables, heat-maps and the cost of every stage (`results.rs`). Every stage is a
-//! `starbucks` subcommand writing its own folder under the output; a stage whose folder is
-//! complete is reused and an interrupted run resumes from its checkpoint, so the command can be
-//! stopped and rerun. Delete a stage's folder to redo it.
+//! then SRL on the preset's other size lists (`srl-list-<name>`) and short runs that measure the
+//! cost of a step and the peak memory (`cost-<method>-b<batch>-r<round>`). It evaluates every
+//! model and the untouched checkpoint on STS-B test at every size (the full layer × dim grid for
+//! the one-model methods; TREC DL 2020 nDCG@10 too when the preset names it), and writes
+//! `results.md` with the tables, the checks, heat-maps and the cost of every stage
+//! (`results.rs`).
+//!
+//! Every stage is a `starbucks` subcommand writing its own folder under the output; an
+//! interrupted run resumes from its checkpoint, so the command can be stopped and rerun. A
+//! finished stage's small files (metrics, config, evaluation report, wall clock, peak memory) go
+//! to the preset's record folder (`record.rs`), which is committed: a clone on another machine
+//! skips the stages recorded there. Delete a stage's record (and its output folder) to redo it.
 
 mod preset;
+mod record;
 mod results;
 
 use std::path::{Path, PathBuf};
@@ -25,7 +32,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 pub use self::preset::Preset;
-use self::results::{Timing, results};
+use self::record::Record;
+use self::results::results;
 use crate::flags::{Backend, ExperimentOptions};
 use crate::{cli, fetch};
 
@@ -41,7 +49,8 @@ struct Train {
     set: Vec<String>,
 }
 
-/// What a run's model is evaluated on: STS-B test and TREC DL 2020 at `sizes`, plus the grid.
+/// What a run's model is evaluated on: STS-B test (and TREC DL 2020 when the preset has it) at
+/// `sizes`, plus the grid.
 struct Eval {
     model: PathBuf,
     sizes: String,
@@ -49,107 +58,185 @@ struct Eval {
 }
 
 /// One stage folder under the output: trained (unless it is the untouched checkpoint), then
-/// evaluated (unless it only feeds another run).
+/// evaluated (unless it only feeds another run or measures cost).
 struct Run {
     name: String,
     train: Option<Train>,
     eval: Option<Eval>,
+    /// The run that starts from this one's model (SMAE → SRL): this one is needed until that
+    /// one is done.
+    feeds: Option<String>,
 }
 
 /// One row of the comparison: its runs, whose evaluations give its value at each size.
 struct Method {
     label: &'static str,
-    /// The evaluated runs: one, or one per size (separately trained).
-    evals: Vec<String>,
+    /// For each seed, the evaluated runs: one, or one per size (separately trained).
+    seeds: Vec<Vec<String>>,
     /// Every run it took (for the cost table).
     runs: Vec<String>,
 }
 
+/// SRL on another size list, against the preset's (`srl`, first seed) over the whole grid.
+struct ListRow {
+    name: String,
+    sizes: String,
+    run: String,
+}
+
+/// A short run that measures the cost of a step and the peak memory.
+struct CostRun {
+    method: String,
+    batch: usize,
+    round: usize,
+    run: String,
+}
+
+/// Everything an experiment runs, in order, and how the results read the runs.
+struct Plan {
+    runs: Vec<Run>,
+    methods: Vec<Method>,
+    lists: Vec<ListRow>,
+    costs: Vec<CostRun>,
+}
+
+/// A run's name for a seed: `srl`, or `srl-seed42` when the preset has seeds.
+fn seeded(name: &str, seed: Option<u64>) -> String {
+    seed.map_or_else(|| name.to_string(), |s| format!("{name}-seed{s}"))
+}
+
 /// Every run in the order they go (each evaluated right after it is trained, so a stopped
-/// experiment has whole rows), and the methods compared, in the order of the tables.
-fn plan(preset: &Preset, out: &Path) -> (Vec<Run>, Vec<Method>) {
+/// experiment has whole rows; every method of one seed before the next seed), and the methods
+/// compared, in the order of the tables.
+fn plan(preset: &Preset, out: &Path) -> Plan {
     let sizes = preset.sizes();
     let every_size = |model: PathBuf| Eval { model, sizes: preset.sizes.clone(), grid: true };
-    let finetune = |name: &str, model: &str, set: &[String]| {
-        let mut all: Vec<String> = preset.finetune_set.iter().map(|s| s.to_string()).collect();
+    let finetune = |name: &str, model: &str, seed: Option<u64>, set: &[String]| {
+        let mut all: Vec<String> = preset.finetune_set.clone();
         all.extend([format!("model.path={model}"), format!("objective.sizes={}", preset.sizes)]);
+        all.extend(seed.map(|s| format!("train.seed={s}")));
         all.extend_from_slice(set);
         Run {
             name: name.into(),
             train: Some(Train { task: "finetune", config: preset.finetune.clone(), set: all }),
             eval: Some(every_size(out.join(name).join("model"))),
+            feeds: None,
         }
     };
     let method = |name: &str| vec![format!("objective.method={name}")];
-    let mut runs = vec![
-        Run { name: "untouched".into(), train: None, eval: Some(every_size(preset.base.clone().into())) },
-        finetune("srl", &preset.base, &method("srl")),
-        finetune("2dmse", &preset.base, &method("2dmse")),
-        finetune("single", &preset.base, &method("single")),
+    let mut runs = vec![Run {
+        name: "untouched".into(),
+        train: None,
+        eval: Some(every_size(preset.base.clone().into())),
+        feeds: None,
+    }];
+    let mut methods = vec![
+        Method { label: "untouched", seeds: vec![vec!["untouched".into()]], runs: vec![] },
+        Method { label: "single size (full)", seeds: vec![], runs: vec![] },
+        Method { label: "separately trained", seeds: vec![], runs: vec![] },
+        Method { label: "2DMSE", seeds: vec![], runs: vec![] },
+        Method { label: "SRL", seeds: vec![], runs: vec![] },
+        Method { label: "SMAE → SRL", seeds: vec![], runs: vec![] },
     ];
-    // One model per size; the full size's is `single`.
-    let separate: Vec<String> = sizes
-        .iter()
-        .enumerate()
-        .map(|(i, s)| if i + 1 == sizes.len() { "single".into() } else { format!("separate-{}", s.replace(',', "x")) })
-        .collect();
-    for (size, name) in sizes.iter().zip(&separate).take(sizes.len() - 1) {
-        let mut run =
-            finetune(name, &preset.base, &[method("single"), vec![format!("objective.size={size}")]].concat());
-        run.eval = Some(Eval { model: out.join(name).join("model"), sizes: size.clone(), grid: false });
-        runs.push(run);
-    }
-    let mut smae: Vec<String> = preset.pretrain_set.iter().map(|s| s.to_string()).collect();
-    smae.extend([format!("model.path={}", preset.base), format!("objective.sizes={}", preset.sizes)]);
-    runs.push(Run {
-        name: "smae".into(),
-        train: Some(Train { task: "pretrain", config: preset.pretrain.clone(), set: smae }),
-        eval: None,
-    });
-    let smae_model = out.join("smae").join("model").display().to_string();
-    runs.push(finetune("smae-srl", &smae_model, &method("srl")));
+    for seed in preset.seeds() {
+        let name = |base: &str| seeded(base, seed);
+        runs.push(finetune(&name("srl"), &preset.base, seed, &method("srl")));
+        runs.push(finetune(&name("2dmse"), &preset.base, seed, &method("2dmse")));
+        runs.push(finetune(&name("single"), &preset.base, seed, &method("single")));
+        // One model per size; the full size's is `single`.
+        let separate: Vec<String> =
+            sizes
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    if i + 1 == sizes.len() {
+                        name("single")
+                    } else {
+                        name(&format!("separate-{}", s.replace(',', "x")))
+                    }
+                })
+                .collect();
+        for (size, run_name) in sizes.iter().zip(&separate).take(sizes.len() - 1) {
+            let set = [method("single"), vec![format!("objective.size={size}")]].concat();
+            let mut run = finetune(run_name, &preset.base, seed, &set);
+            run.eval = Some(Eval { model: out.join(run_name).join("model"), sizes: size.clone(), grid: false });
+            runs.push(run);
+        }
+        let mut smae: Vec<String> = preset.pretrain_set.clone();
+        smae.extend([format!("model.path={}", preset.base), format!("objective.sizes={}", preset.sizes)]);
+        smae.extend(seed.map(|s| format!("train.seed={s}")));
+        runs.push(Run {
+            name: name("smae"),
+            train: Some(Train { task: "pretrain", config: preset.pretrain.clone(), set: smae }),
+            eval: None,
+            feeds: Some(name("smae-srl")),
+        });
+        let smae_model = out.join(name("smae")).join("model").display().to_string();
+        runs.push(finetune(&name("smae-srl"), &smae_model, seed, &method("srl")));
 
-    let one = |label, run: &str| Method { label, evals: vec![run.into()], runs: vec![run.into()] };
-    let methods = vec![
-        Method { label: "untouched", evals: vec!["untouched".into()], runs: vec![] },
-        one("single size (full)", "single"),
-        Method { label: "separately trained", evals: separate.clone(), runs: separate },
-        one("2DMSE", "2dmse"),
-        one("SRL", "srl"),
-        Method { label: "SMAE → SRL", evals: vec!["smae-srl".into()], runs: vec!["smae".into(), "smae-srl".into()] },
-    ];
-    (runs, methods)
+        let rows: [(usize, Vec<String>, Vec<String>); 5] = [
+            (1, vec![name("single")], vec![name("single")]),
+            (2, separate.clone(), separate),
+            (3, vec![name("2dmse")], vec![name("2dmse")]),
+            (4, vec![name("srl")], vec![name("srl")]),
+            (5, vec![name("smae-srl")], vec![name("smae"), name("smae-srl")]),
+        ];
+        for (i, evals, trained) in rows {
+            methods[i].seeds.push(evals);
+            methods[i].runs.extend(trained);
+        }
+    }
+
+    let first = preset.seeds()[0];
+    let mut lists = Vec::new();
+    for list in &preset.size_lists {
+        let name = seeded(&format!("srl-list-{}", list.name), first);
+        let set = [method("srl"), vec![format!("objective.sizes={}", list.sizes)]].concat();
+        runs.push(finetune(&name, &preset.base, first, &set));
+        lists.push(ListRow { name: list.name.clone(), sizes: list.sizes.clone(), run: name });
+    }
+
+    let mut costs = Vec::new();
+    if let Some(cost) = &preset.cost {
+        for round in 1..=cost.rounds {
+            for &batch in &cost.batch_sizes {
+                for m in &cost.methods {
+                    let name = format!("cost-{m}-b{batch}-r{round}");
+                    let steps = cost.steps;
+                    let set = [
+                        method(m),
+                        vec![
+                            format!("train.batch_size={batch}"),
+                            format!("train.max_steps={steps}"),
+                            format!("checkpoint.every={steps}"),
+                        ],
+                    ]
+                    .concat();
+                    let mut run = finetune(&name, &preset.base, first, &set);
+                    run.eval = None;
+                    runs.push(run);
+                    costs.push(CostRun { method: m.clone(), batch, round, run: name });
+                }
+            }
+        }
+    }
+    Plan { runs, methods, lists, costs }
 }
 
-/// Runs the `starbucks` binary; a failure names the stage.
-fn starbucks(binary: &Path, stage: &str, args: &[String]) -> Result<()> {
+/// Runs the `starbucks` binary; a failure names the stage. Returns the peak resident memory of
+/// the process in KiB.
+fn starbucks(binary: &Path, stage: &str, args: &[String]) -> Result<u64> {
     println!("\n== {stage}: starbucks {}", args.join(" "));
-    let status = Command::new(binary)
+    let child = Command::new(binary)
         .args(args)
         .current_dir(fetch::workspace_root())
-        .status()
+        .spawn()
         .with_context(|| format!("{}: cannot start", binary.display()))?;
+    let (status, peak_kib) = record::wait_with_peak_memory(child)?;
     if !status.success() {
         bail!("stage {stage} failed ({status}); its error is above. Rerun the command to resume from here");
     }
-    Ok(())
-}
-
-/// Runs `work` and appends its wall-clock seconds to `timings.jsonl` (a stage resumed over
-/// several invocations has several lines).
-fn timed(out: &Path, stage: &str, work: impl FnOnce() -> Result<()>) -> Result<()> {
-    use std::io::Write;
-    let started = Instant::now();
-    work()?;
-    let path = out.join("timings.jsonl");
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .with_context(|| format!("{}: cannot open", path.display()))?;
-    let timing = Timing { stage: stage.to_string(), seconds: started.elapsed().as_secs_f64() };
-    writeln!(file, "{}", serde_json::to_string(&timing).expect("a timing serialises"))
-        .with_context(|| format!("{}: cannot write", path.display()))
+    Ok(peak_kib)
 }
 
 fn check_inputs(preset: &Preset) -> Result<()> {
@@ -172,17 +259,18 @@ fn train_args(train: &Train, dir: &Path) -> Vec<String> {
 }
 
 fn eval_args(preset: &Preset, run: &Run, eval: &Eval, dir: &Path) -> Vec<String> {
-    let r = &preset.retrieval;
     let mut args: Vec<String> = vec!["eval".into(), "--model".into(), eval.model.display().to_string()];
     args.extend(["--name".into(), run.name.clone(), "--sizes".into(), eval.sizes.clone()]);
     args.extend(["--stsb".into(), preset.stsb.clone()]);
     if eval.grid {
         args.extend(["--grid".into(), "--grid-dims".into(), preset.grid_dims.clone()]);
     }
-    for (flag, value) in
-        [("--corpus", &r.corpus), ("--queries", &r.queries), ("--qrels", &r.qrels), ("--rerank", &r.rerank)]
-    {
-        args.extend([flag.into(), value.clone()]);
+    if let Some(r) = &preset.retrieval {
+        for (flag, value) in
+            [("--corpus", &r.corpus), ("--queries", &r.queries), ("--qrels", &r.qrels), ("--rerank", &r.rerank)]
+        {
+            args.extend([flag.into(), value.clone()]);
+        }
     }
     // Every model reads the same tokens: the fine-tuning length (the untouched folder says 256).
     args.extend(["--max-seq-length".into(), preset.max_seq_length.to_string()]);
@@ -192,41 +280,65 @@ fn eval_args(preset: &Preset, run: &Run, eval: &Eval, dir: &Path) -> Vec<String>
     args
 }
 
+/// Whether `run` needs nothing more: its evaluation is recorded, or (a run that is not
+/// evaluated) its training is and the run it feeds is done too.
+fn done(record: &Record, run: &Run, runs: &[Run]) -> bool {
+    if run.eval.is_some() {
+        return record.has_eval(&run.name);
+    }
+    let fed_done = run
+        .feeds
+        .as_ref()
+        .is_none_or(|fed| runs.iter().find(|r| &r.name == fed).is_some_and(|r| done(record, r, runs)));
+    record.has_training(&run.name) && fed_done
+}
+
 pub fn run(backend: Backend, options: ExperimentOptions) -> Result<()> {
     let preset = &preset(&options.preset)?;
-    if preset.base == fetch::MINILM_DIR {
-        fetch::run("minilm")?;
+    for target in &preset.fetch {
+        fetch::run(target)?;
     }
     check_inputs(preset)?;
+    let root = fetch::workspace_root();
     let out = options.output.unwrap_or_else(|| PathBuf::from(format!("runs/experiment-{}", preset.name)));
-    let out = if out.is_absolute() { out } else { fetch::workspace_root().join(out) };
-    std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
+    let out = if out.is_absolute() { out } else { root.join(out) };
+    let record = Record::new(out.clone(), preset.record.as_ref().map(|r| root.join(r)))?;
     let binary = cli::build(backend)?;
-    let (runs, methods) = plan(preset, &out);
+    let plan = plan(preset, &out);
 
-    for run in &runs {
+    for run in &plan.runs {
+        if done(&record, run, &plan.runs) {
+            println!("== {}: done, recorded in {}", run.name, record.dir().display());
+            continue;
+        }
         let dir = out.join(&run.name);
         if let Some(train) = &run.train {
             if dir.join("model").join("config.json").exists() {
                 println!("== {}: trained, reused ({})", run.name, dir.display());
             } else {
-                timed(&out, &run.name, || starbucks(&binary, &run.name, &train_args(train, &dir)))?;
+                let started = Instant::now();
+                let peak = starbucks(&binary, &run.name, &train_args(train, &dir))?;
+                record.time(&run.name, started, peak)?;
             }
+            record.keep_training(&run.name)?;
         }
         if let Some(eval) = &run.eval {
-            let dir = out.join("eval").join(&run.name);
             let stage = format!("eval-{}", run.name);
+            let dir = out.join("eval").join(&run.name);
             if dir.join("report.json").exists() {
                 println!("== {stage}: evaluated, reused ({})", dir.display());
             } else {
-                timed(&out, &stage, || starbucks(&binary, &stage, &eval_args(preset, run, eval, &dir)))?;
+                let started = Instant::now();
+                let peak = starbucks(&binary, &stage, &eval_args(preset, run, eval, &dir))?;
+                record.time(&stage, started, peak)?;
             }
+            record.keep_eval(&run.name)?;
         }
     }
 
-    let results = results(preset, &out, &methods)?;
-    let path = out.join("results.md");
-    std::fs::write(&path, &results).with_context(|| format!("{}: cannot write", path.display()))?;
+    let results = results(preset, record.dir(), &plan)?;
+    let path = record.dir().join("results.md");
+    record::write_atomic(&path, &results)?;
     println!("\n{results}\nwritten to {}", path.display());
     Ok(())
 }
@@ -241,10 +353,14 @@ mod tests {
         preset("minilm-nli").unwrap()
     }
 
+    fn snli_train() -> Preset {
+        preset("minilm-snli-train").unwrap()
+    }
+
     #[test]
     fn every_method_trains_from_the_same_checkpoint_and_settings() {
         let out = Path::new("/x");
-        let (runs, methods) = plan(&minilm(), out);
+        let Plan { runs, methods, lists, costs } = plan(&minilm(), out);
         let names: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(
             names,
@@ -262,9 +378,11 @@ mod tests {
                 "smae-srl"
             ]
         );
+        assert!(lists.is_empty() && costs.is_empty());
         for run in &runs {
             let Some(train) = &run.train else { continue };
             let has = |key: &str| train.set.iter().any(|s| s == key);
+            assert!(!train.set.iter().any(|s| s.starts_with("train.seed=")), "{}: the config's seed", run.name);
             if train.task == "finetune" {
                 assert!(has("train.max_steps=184"), "{}", run.name);
                 assert!(has(&format!("objective.sizes={}", minilm().sizes)), "{}", run.name);
@@ -276,11 +394,57 @@ mod tests {
         assert!(separate.train.as_ref().unwrap().set.iter().any(|s| s == "objective.size=3,96"));
         let eval = separate.eval.as_ref().unwrap();
         assert_eq!((eval.sizes.as_str(), eval.grid), ("3,96", false));
-        assert!(runs.iter().find(|r| r.name == "smae").unwrap().eval.is_none());
+        let smae = runs.iter().find(|r| r.name == "smae").unwrap();
+        assert!(smae.eval.is_none() && smae.feeds.as_deref() == Some("smae-srl"));
         // The separately trained row reads each size from its own model, the full size from `single`.
         let row = methods.iter().find(|m| m.label == "separately trained").unwrap();
-        assert_eq!(row.evals.first().unwrap(), "separate-1x32");
-        assert_eq!(row.evals.last().unwrap(), "single");
+        assert_eq!(row.seeds.len(), 1);
+        assert_eq!(row.seeds[0].first().unwrap(), "separate-1x32");
+        assert_eq!(row.seeds[0].last().unwrap(), "single");
+    }
+
+    #[test]
+    fn seeds_size_lists_and_cost_runs_are_planned() {
+        let preset = snli_train();
+        let Plan { runs, methods, lists, costs } = plan(&preset, Path::new("/x"));
+        assert!(preset.retrieval.is_none());
+        assert_eq!(preset.seeds.len(), 2);
+        // Each seed trains every method, with its seed, in the same order.
+        for seed in &preset.seeds {
+            for base in ["srl", "2dmse", "single", "separate-1x32", "smae", "smae-srl"] {
+                let name = format!("{base}-seed{seed}");
+                let run = runs.iter().find(|r| r.name == name).unwrap_or_else(|| panic!("{name}"));
+                let set = &run.train.as_ref().unwrap().set;
+                assert!(set.contains(&format!("train.seed={seed}")), "{name}: {set:?}");
+            }
+            let smae_srl = runs.iter().find(|r| r.name == format!("smae-srl-seed{seed}")).unwrap();
+            assert!(smae_srl.train.as_ref().unwrap().set.contains(&format!("model.path=/x/smae-seed{seed}/model")));
+        }
+        let srl = methods.iter().find(|m| m.label == "SRL").unwrap();
+        assert_eq!(srl.seeds, [vec!["srl-seed42".to_string()], vec!["srl-seed43".to_string()]]);
+        let separate = methods.iter().find(|m| m.label == "separately trained").unwrap();
+        assert_eq!(separate.seeds[1].last().unwrap(), "single-seed43");
+        // The other lists replace the size list of an SRL run of the first seed.
+        for list in &lists {
+            let run = runs.iter().find(|r| r.name == list.run).unwrap();
+            let set = &run.train.as_ref().unwrap().set;
+            assert_eq!(
+                set.iter().rfind(|s| s.starts_with("objective.sizes=")).unwrap(),
+                &format!("objective.sizes={}", list.sizes)
+            );
+            assert!(set.contains(&"train.seed=42".to_string()) && run.eval.as_ref().unwrap().grid);
+        }
+        // Cost runs: every method at a batch size, then the next, each round; not evaluated.
+        let cost = preset.cost.as_ref().unwrap();
+        assert_eq!(costs.len(), cost.methods.len() * cost.batch_sizes.len() * cost.rounds);
+        assert_eq!((costs[0].batch, costs[1].batch, costs[1].method.as_str()), (16, 16, cost.methods[1].as_str()));
+        let first = runs.iter().find(|r| r.name == costs[0].run).unwrap();
+        assert!(first.eval.is_none());
+        let set = &first.train.as_ref().unwrap().set;
+        assert_eq!(
+            set.iter().rfind(|s| s.starts_with("train.max_steps=")).unwrap(),
+            &format!("train.max_steps={}", cost.steps)
+        );
     }
 
     fn write(path: &Path, text: &str) {
@@ -311,33 +475,42 @@ mod tests {
         .to_string()
     }
 
+    const STEPS: &str = "{\"step\":1,\"loss\":2.0,\"tokens\":100,\"tokens_per_s\":50.0}\n\
+                         {\"step\":2,\"loss\":1.0,\"tokens\":100,\"tokens_per_s\":25.0}\n\
+                         {\"step\":3,\"loss\":1.0,\"tokens\":100,\"tokens_per_s\":20.0}\n\
+                         {\"step\":3,\"eval\":{}}\n";
+
+    /// Writes every run's metrics and report, `sts(run index, run)` its STS value.
+    fn fake_record(out: &Path, plan: &Plan, sts: impl Fn(usize, &Run) -> f64) {
+        for (i, run) in plan.runs.iter().enumerate() {
+            if let Some(eval) = &run.eval {
+                let sizes = eval.sizes.split_whitespace().count();
+                write(
+                    &out.join("eval").join(&run.name).join("report.json"),
+                    &report(&run.name, sizes, sts(i, run), 0.3, eval.grid),
+                );
+            }
+            if run.train.is_some() {
+                write(&out.join(&run.name).join("metrics.jsonl"), STEPS);
+            }
+        }
+    }
+
     #[test]
     fn results_tabulate_every_method_at_every_size_with_its_cost() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path();
-        let (runs, methods) = plan(&minilm(), out);
-        for (i, run) in runs.iter().enumerate() {
-            if let Some(eval) = &run.eval {
-                let sizes = eval.sizes.split_whitespace().count();
-                // A separately trained model scores 0.1 × its number of layers.
-                let sts = if run.name.starts_with("separate-") { 0.1 * (i - 3) as f64 } else { 0.5 + 0.01 * i as f64 };
-                write(
-                    &out.join("eval").join(&run.name).join("report.json"),
-                    &report(&run.name, sizes, sts, 0.3, eval.grid),
-                );
-            }
-            if run.train.is_some() {
-                let steps = "{\"step\":1,\"loss\":2.0,\"tokens\":100,\"tokens_per_s\":50.0}\n\
-                             {\"step\":2,\"loss\":1.0,\"tokens\":100,\"tokens_per_s\":25.0}\n\
-                             {\"step\":2,\"eval\":{}}\n";
-                write(&out.join(&run.name).join("metrics.jsonl"), steps);
-            }
-        }
+        let plan = plan(&minilm(), out);
+        // A separately trained model scores 0.1 × its number of layers.
+        fake_record(out, &plan, |i, run| {
+            if run.name.starts_with("separate-") { 0.1 * (i - 3) as f64 } else { 0.5 + 0.01 * i as f64 }
+        });
         write(
             &out.join("timings.jsonl"),
-            "{\"stage\":\"srl\",\"seconds\":10}\n{\"stage\":\"srl\",\"seconds\":5}\n{\"stage\":\"eval-srl\",\"seconds\":3}\n",
+            "{\"stage\":\"srl\",\"seconds\":10,\"peak_rss_kib\":2048}\n{\"stage\":\"srl\",\"seconds\":5,\"peak_rss_kib\":1024}\n\
+             {\"stage\":\"eval-srl\",\"seconds\":3}\n",
         );
-        let md = results(&minilm(), out, &methods).unwrap();
+        let md = results(&minilm(), out, &plan).unwrap();
         assert!(md.contains("| untouched | 0.5000 | 0.5000 | 0.5000 | 0.5000 | 0.5000 | 0.5000 | 0.5000 |"), "{md}");
         // Sizes 1..5 from separate-NxD (0.1 … 0.5), the full size from `single` (run 3).
         assert!(
@@ -345,16 +518,86 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| SRL | 0.5100 |"), "{md}");
-        assert!(md.contains("SRL average 0.5100 above 2DMSE 0.5200: does not hold"), "{md}");
-        assert!(md.contains("(≥ +0.05: does not hold)"), "{md}");
+        assert!(
+            md.contains("- SRL vs 2DMSE, average 0.5100 vs 0.5200: **below**; by size: below at (1,32) (2,64)"),
+            "{md}"
+        );
+        assert!(md.contains("- SRL vs separately trained, average 0.5100 vs 0.3383: **above**; by size: above at (1,32) (2,64) (3,96) (4,128) (5,256); below at (6,384)"), "{md}");
         assert!(md.contains("| 2DMSE | 0.3000 | 0.3000 |"), "{md}");
         assert!(md.contains("![SRL](eval/srl/grid-srl.svg)"), "{md}");
         assert!(!md.contains("![separately trained]"), "{md}");
-        // Steps from metrics.jsonl (2 + 4 s), wall clock summed over invocations; reused stages say so.
-        assert!(md.contains("| `srl` | 2 | 6 | 15 |"), "{md}");
-        assert!(md.contains("| `2dmse` | 2 | 6 | reused |"), "{md}");
-        assert!(md.contains("| `smae` | 2 | 6 | reused |"), "{md}");
+        // Steps from metrics.jsonl (2 + 4 + 5 s), wall clock summed over invocations, the larger peak.
+        assert!(md.contains("| `srl` | 3 | 11 | 15 | 2 |"), "{md}");
+        assert!(md.contains("| `2dmse` | 3 | 11 | reused | – |"), "{md}");
+        assert!(md.contains("| `smae` | 3 | 11 | reused | – |"), "{md}");
         assert_eq!(md.matches("| `single` |").count(), 1, "{md}");
-        assert!(md.contains("| evaluation (all models) | | | 3 |"), "{md}");
+        assert!(md.contains("| evaluation (all models) | | | 3 | – |"), "{md}");
+        assert!(md.contains("| **all stages** | | | 18 (0.01 h) | |"), "{md}");
+        assert!(!md.contains("Size lists") && !md.contains("by batch size"), "{md}");
+    }
+
+    #[test]
+    fn results_give_the_mean_and_each_seed_and_say_where_they_are_within_the_spread() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path();
+        let preset = snli_train();
+        let plan = plan(&preset, out);
+        // SRL: 0.60 and 0.64 by seed; SMAE → SRL 0.62 and 0.66 (within the spread); 2DMSE 0.50
+        // and 0.52 (below); the other lists 0.7.
+        fake_record(out, &plan, |_, run| {
+            let second = run.name.ends_with("seed43");
+            match run.name.split("-seed").next().unwrap() {
+                "srl" => {
+                    if second {
+                        0.64
+                    } else {
+                        0.60
+                    }
+                }
+                "smae-srl" => {
+                    if second {
+                        0.66
+                    } else {
+                        0.62
+                    }
+                }
+                "2dmse" => {
+                    if second {
+                        0.52
+                    } else {
+                        0.50
+                    }
+                }
+                name if name.starts_with("srl-list-") => 0.7,
+                _ => 0.4,
+            }
+        });
+        let md = results(&preset, out, &plan).unwrap();
+        assert!(md.contains("| SRL | 0.6200 (0.6000, 0.6400) |"), "{md}");
+        assert!(md.contains("| untouched | 0.4000 |"), "{md}");
+        assert!(
+            md.contains(
+                "- SMAE → SRL vs SRL, average 0.6400 (0.6200, 0.6600) vs 0.6200 (0.6000, 0.6400): **within the spread**"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("- SRL vs 2DMSE, average 0.6200 (0.6000, 0.6400) vs 0.5100 (0.5000, 0.5200): **above**; by size: above at (1,32)"), "{md}");
+        assert!(!md.contains("TREC DL"), "{md}");
+        assert!(
+            md.contains("![SRL](eval/srl-seed42/grid-srl-seed42.svg)\n![SRL](eval/srl-seed43/grid-srl-seed43.svg)"),
+            "{md}"
+        );
+        // The grid of the two seeds' mean.
+        assert!(md.contains("| 1 | 0.6200 | 0.6200 |"), "{md}");
+        assert!(md.contains("| the preset's (SRL, seed 2) | 6 | 0.6400 | 0.6400 | 0.6400 | 0.6400 | 0.6400 |"), "{md}");
+        assert!(md.contains("| `three`: 2,64 4,128 6,384 | 3 | 0.7000 |"), "{md}");
+        // Cost: the median of steps 2 and 3 (4 and 5 s), the ratio against single in the same round.
+        assert!(md.contains("| srl | 16 | 4.500 / 4.500 | 1.00 / 1.00 | – / – |"), "{md}");
+        let batches: Vec<usize> = md
+            .lines()
+            .filter(|l| l.starts_with("| 2dmse |"))
+            .map(|l| l.split(" | ").nth(1).unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(batches, [16, 32, 64]);
     }
 }

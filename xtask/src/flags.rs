@@ -40,11 +40,13 @@ tasks:
                    [--rounds {}] [--requests {}] [--concurrency {}] [--soak {}]
                    [--threads <cores>] [--venv DIR] [--peer-port {}] [--output {}]
   experiment       the paper's comparison at small scale (docs/results.md): from one checkpoint,
-                   with the same data, steps, batch and seed, trains single-size (full), one
-                   model per size, 2DMSE, SRL, and SMAE then SRL; evaluates each and the
+                   with the same data, steps and batch, per seed of the preset, trains
+                   single-size (full), one model per size, 2DMSE, SRL, and SMAE then SRL
+                   (then the preset's other size lists and cost runs); evaluates each and the
                    untouched checkpoint on STS-B test (every size, the layer x dim grid) and
-                   TREC DL 2020 (nDCG@10 per size); writes results.md. Finished stages are
-                   reused, an interrupted one resumes: rerun to continue.
+                   TREC DL 2020 when the preset names it; writes results.md. Finished stages
+                   are recorded (the preset's record folder) and skipped, an interrupted one
+                   resumes: rerun to continue.
                    [--preset {} (a file of configs/experiments/)]
                    [--output runs/experiment-<preset>]
   pretrain         `starbucks pretrain --config FILE [--set k=v] [--output DIR] [--resume]`

@@ -19,24 +19,47 @@ use crate::args::{EvalArgs, PoolingArg, SimilarityArg};
 /// Named STS datasets, as `sts::evaluate` takes them.
 type StsSets = Vec<(String, Vec<StsPair>)>;
 
-/// The STS datasets, and the file or folder each was read from (same order).
-fn sts_datasets(args: &EvalArgs) -> Result<(StsSets, Vec<PathBuf>)> {
-    let (mut sets, mut sources) = (Vec::new(), Vec::new());
+/// The STS datasets, the file or folder each was read from (same order), and which of them are
+/// benchmarks of their own (the others are a SemEval year's subsets).
+struct StsData {
+    sets: StsSets,
+    sources: Vec<PathBuf>,
+    benchmark: Vec<bool>,
+}
+
+impl StsData {
+    fn push(&mut self, name: String, pairs: Vec<StsPair>, source: PathBuf, benchmark: bool) {
+        self.sets.push((name, pairs));
+        self.sources.push(source);
+        self.benchmark.push(benchmark);
+    }
+
+    /// The benchmarks alone: what the grid and the average are over.
+    fn benchmarks(&self) -> StsSets {
+        self.sets.iter().zip(&self.benchmark).filter(|(_, b)| **b).map(|(s, _)| s.clone()).collect()
+    }
+}
+
+/// A SemEval year (STS12 … STS16) is one benchmark scored over all its pairs at once, as MTEB and
+/// SentEval's "all" do; each subset is reported as well, but not averaged.
+fn sts_datasets(args: &EvalArgs) -> Result<StsData> {
+    let mut data = StsData { sets: Vec::new(), sources: Vec::new(), benchmark: Vec::new() };
     for path in &args.stsb {
-        sets.push((file_stem(path), read_stsb(path)?));
-        sources.push(path.clone());
+        data.push(file_stem(path), read_stsb(path)?, path.clone(), true);
     }
     for dir in &args.semeval {
-        for (name, pairs) in read_semeval_dir(dir)? {
-            sets.push((format!("{}/{name}", file_stem(dir)), pairs));
-            sources.push(dir.clone());
+        let subsets = read_semeval_dir(dir)?;
+        let all: Vec<StsPair> = subsets.values().flatten().cloned().collect();
+        data.push(file_stem(dir), all, dir.clone(), true);
+        for (name, pairs) in subsets {
+            let source = dir.join(format!("STS.input.{name}.txt"));
+            data.push(format!("{}/{name}", file_stem(dir)), pairs, source, false);
         }
     }
     if let Some(path) = &args.sick {
-        sets.push(("SICK-R".into(), read_sick(path)?));
-        sources.push(path.clone());
+        data.push("SICK-R".into(), read_sick(path)?, path.clone(), true);
     }
-    Ok((sets, sources))
+    Ok(data)
 }
 
 fn file_stem(path: &Path) -> String {
@@ -101,7 +124,8 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
     if let Some((i, size)) = sizes.iter().enumerate().find(|(i, s)| sizes[..*i].contains(s)) {
         bail!("--sizes: {size} is given twice (entry {})", i + 1);
     }
-    let (datasets, sources) = sts_datasets(&args)?;
+    let sts_data = sts_datasets(&args)?;
+    let datasets = &sts_data.sets;
     let retrieval_task = retrieval_data(&args)?;
     check_writable(&args.output).map_err(anyhow::Error::msg)?;
 
@@ -123,14 +147,19 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
         }
         let mut rows = Vec::new();
         if !datasets.is_empty() {
-            let scores = sts::evaluate(&embedder, &datasets, &sizes)?;
-            for (s, source) in scores.iter().zip(&sources) {
+            let scores = sts::evaluate(&embedder, datasets, &sizes)?;
+            for (s, source) in scores.iter().zip(&sts_data.sources) {
                 let values = s.per_size.iter().map(|(_, c)| c.spearman).collect();
                 rows.push(Row::new(&s.dataset, Some(source), "Spearman", values));
             }
             // A dev split is for choosing, not for reporting: the average leaves it out (STS-B
             // dev and test averaged together would count one benchmark twice).
-            let averaged: Vec<_> = scores.iter().filter(|s| !s.dataset.contains("dev")).collect();
+            let averaged: Vec<_> = scores
+                .iter()
+                .zip(&sts_data.benchmark)
+                .filter(|(s, benchmark)| **benchmark && !s.dataset.contains("dev"))
+                .map(|(s, _)| s)
+                .collect();
             if averaged.len() > 1 {
                 let avg = (0..sizes.len())
                     .map(|j| averaged.iter().map(|s| s.per_size[j].1.spearman).sum::<f64>() / averaged.len() as f64)
@@ -141,7 +170,7 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
             }
         }
         let grid = if args.grid && !datasets.is_empty() {
-            Some(sts::evaluate_grid(&embedder, &datasets, &args.grid_dims)?)
+            Some(sts::evaluate_grid(&embedder, &sts_data.benchmarks(), &args.grid_dims)?)
         } else {
             None
         };

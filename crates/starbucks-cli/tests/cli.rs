@@ -442,3 +442,83 @@ fn the_sts_average_leaves_out_dev_splits() {
         assert!((average["values"][j].as_f64().unwrap() - want).abs() < 1e-12, "{average}");
     }
 }
+
+/// Issue 19: a SemEval year is one score over all its subsets' pairs (MTEB's and SentEval's
+/// "all"), averaged with the other benchmarks; its subsets are reported but not averaged.
+#[test]
+fn a_semeval_year_is_scored_over_all_its_subsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |path: std::path::PathBuf, text: &str| {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    let (a, a_gold) =
+        ("A cat sits.\tA cat is sitting.\nA cat sits.\tStocks fell.\nA dog runs.\tIt rains.\n", "5\n0.5\n1\n");
+    let (b, b_gold) = ("A dog runs.\tA dog is running fast.\nA man sings.\tA man is singing.\n", "3\n4.8\n");
+    let year = dir.path().join("STS12");
+    write(year.join("STS.input.MSRpar.txt"), a);
+    write(year.join("STS.gs.MSRpar.txt"), a_gold);
+    write(year.join("STS.input.OnWN.txt"), b);
+    write(year.join("STS.gs.OnWN.txt"), b_gold);
+    // The same pairs as one subset: its score is what the year's must be.
+    let whole = dir.path().join("whole");
+    write(whole.join("STS.input.all.txt"), &format!("{a}{b}"));
+    write(whole.join("STS.gs.all.txt"), &format!("{a_gold}{b_gold}"));
+    let stsb = dir.path().join("sts-test.csv");
+    write(
+        stsb.clone(),
+        "g\tf\t2012\t1\t5.0\tA cat sits.\tA cat is sitting.\ng\tf\t2012\t2\t0.5\tA cat sits.\tStocks fell.\ng\tf\t2012\t3\t3.0\tA dog runs.\tA dog is running fast.\n",
+    );
+
+    let report = |semeval: &std::path::Path, out: &str| {
+        let out = dir.path().join(out);
+        let (code, _, stderr) = starbucks(&[
+            "eval",
+            "--model",
+            &minilm(),
+            "--sizes",
+            "1,32 6,384",
+            "--stsb",
+            stsb.to_str().unwrap(),
+            "--semeval",
+            semeval.to_str().unwrap(),
+            "--grid",
+            "--grid-dims",
+            "32",
+            "--no-throughput",
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+        report[0].clone()
+    };
+    let split = report(&year, "split");
+    let rows = split["rows"].as_array().unwrap();
+    let row = |name: &str| rows.iter().find(|r| r["name"] == name).unwrap_or_else(|| panic!("{name}: {rows:?}"));
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "sts-test Spearman",
+            "STS12 Spearman",
+            "STS12/MSRpar Spearman",
+            "STS12/OnWN Spearman",
+            "STS average Spearman (sts-test, STS12)"
+        ]
+    );
+    assert_eq!(row("STS12 Spearman")["source"], year.display().to_string());
+    assert_eq!(row("STS12/OnWN Spearman")["source"], year.join("STS.input.OnWN.txt").display().to_string());
+    let joined = report(&whole, "whole");
+    let whole_row = joined["rows"].as_array().unwrap().iter().find(|r| r["name"] == "whole Spearman").unwrap().clone();
+    assert_eq!(row("STS12 Spearman")["values"], whole_row["values"]);
+    // The grid averages the two benchmarks (sts-test, the year), not the subsets: the same as
+    // with the year given as one subset.
+    assert_eq!(split["grid"]["values"], joined["grid"]["values"]);
+    for j in 0..2 {
+        let value = |name: &str| row(name)["values"][j].as_f64().unwrap();
+        let want = (value("sts-test Spearman") + value("STS12 Spearman")) / 2.0;
+        assert!((value("STS average Spearman (sts-test, STS12)") - want).abs() < 1e-12);
+    }
+}

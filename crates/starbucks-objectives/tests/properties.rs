@@ -113,6 +113,9 @@ fn misconfigured_size_lists_are_clear_errors() {
         serde_json::from_str(r#"{"vocab_size": 30522, "intermediate_size": 1536, "num_hidden_layers": 6, "hidden_size": 384, "num_attention_heads": 12}"#).unwrap();
     let list = |s: &str| SizeList::new(Size::parse_list(s).unwrap(), &config);
     assert!(list("1,32 2,64 3,96 4,128 5,256 6,384").is_ok());
+    // Crossed pairs are allowed, ordered by layers then dims.
+    assert!(list("1,32 1,384 2,64 6,32 6,384").is_ok());
+    assert_eq!(list("1,384 1,32 6,384"), Err(SizeListError::Unsorted(Size::new(1, 32), Size::new(1, 384))));
     assert_eq!(list(""), Err(SizeListError::Empty));
     assert_eq!(list("2,64 1,32 6,384"), Err(SizeListError::Unsorted(Size::new(1, 32), Size::new(2, 64))));
     assert_eq!(list("1,32 1,32 6,384"), Err(SizeListError::Duplicate(Size::new(1, 32))));

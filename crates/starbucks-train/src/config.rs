@@ -116,7 +116,7 @@ pub enum Method {
 #[serde(deny_unknown_fields)]
 pub struct ObjectiveSection {
     pub method: Method,
-    /// The size list, smallest first, the full model last: `"1,32 2,64 … 6,384"`, paper names,
+    /// The size list, ordered by layers then dims, the full model last: `"1,32 2,64 … 6,384"`, paper names,
     /// or a named list (`"minilm"`, `"bert-base"`: `Size::LISTS`).
     pub sizes: String,
     /// SRL: weight of the KL terms; default 0.3 (STS) or 1.0 (retrieval).

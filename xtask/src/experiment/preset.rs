@@ -20,6 +20,26 @@ pub struct Retrieval {
     pub rerank: String,
 }
 
+/// Another size list SRL is trained on (from the first seed), evaluated over the whole grid.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SizeList {
+    /// Names the run (`srl-list-<name>`) and its row.
+    pub name: String,
+    pub sizes: String,
+}
+
+/// The cost of a training step and the peak memory of some methods at some batch sizes: short
+/// runs, alternated (every method at a batch, then the next batch; `rounds` times).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cost {
+    pub methods: Vec<String>,
+    pub batch_sizes: Vec<usize>,
+    pub steps: usize,
+    pub rounds: usize,
+}
+
 /// An experiment as data: what every method starts from and the settings they share (each
 /// field is described in the preset files).
 #[derive(Debug, Clone, Deserialize)]
@@ -28,6 +48,9 @@ pub struct Preset {
     /// The file stem.
     #[serde(skip)]
     pub name: String,
+    /// `cargo xtask fetch` targets the inputs need.
+    #[serde(default)]
+    pub fetch: Vec<String>,
     pub base: String,
     pub finetune: String,
     #[serde(default)]
@@ -39,7 +62,16 @@ pub struct Preset {
     pub grid_dims: String,
     pub max_seq_length: usize,
     pub stsb: String,
-    pub retrieval: Retrieval,
+    /// Every method is trained once per seed; none: once, with the configs' seed.
+    #[serde(default)]
+    pub seeds: Vec<u64>,
+    pub retrieval: Option<Retrieval>,
+    #[serde(default)]
+    pub size_lists: Vec<SizeList>,
+    pub cost: Option<Cost>,
+    /// Where each finished stage's small files are kept (committed), so that a clone elsewhere
+    /// continues from them; none: the output folder.
+    pub record: Option<String>,
     pub scale: String,
 }
 
@@ -49,10 +81,18 @@ impl Preset {
         self.sizes.split_whitespace().map(str::to_string).collect()
     }
 
+    /// The seeds, or one `None` (the configs' own) when the preset names none.
+    pub fn seeds(&self) -> Vec<Option<u64>> {
+        if self.seeds.is_empty() { vec![None] } else { self.seeds.iter().copied().map(Some).collect() }
+    }
+
     /// Every input the preset names, as paths relative to the workspace.
-    pub fn inputs(&self) -> [&str; 8] {
-        let r = &self.retrieval;
-        [&self.base, &self.finetune, &self.pretrain, &self.stsb, &r.corpus, &r.queries, &r.qrels, &r.rerank]
+    pub fn inputs(&self) -> Vec<&str> {
+        let mut inputs = vec![self.base.as_str(), &self.finetune, &self.pretrain, &self.stsb];
+        if let Some(r) = &self.retrieval {
+            inputs.extend([r.corpus.as_str(), &r.queries, &r.qrels, &r.rerank]);
+        }
+        inputs
     }
 }
 

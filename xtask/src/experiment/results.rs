@@ -1,4 +1,4 @@
-//! `results.md` from the stages' files: each run's `report.json` (from `starbucks eval`),
+//! `results.md` from the record (`record.rs`): each run's `report.json` (from `starbucks eval`),
 //! `metrics.jsonl` (from training) and the experiment's own `timings.jsonl`.
 
 use std::collections::{BTreeMap, HashSet};
@@ -6,10 +6,11 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer};
 
-use super::Method;
 use super::preset::Preset;
+use super::record::Timing;
+use super::{Method, Plan};
 
 /// The fields of a `starbucks eval` report (`starbucks_eval::report::Report`) this reads. xtask
 /// builds without the workspace crates, so it reads them through these types.
@@ -50,13 +51,6 @@ struct MetricsLine {
     tokens_per_s: Option<f64>,
 }
 
-/// A line of `timings.jsonl`: one invocation's wall clock of one stage.
-#[derive(Serialize, Deserialize)]
-pub struct Timing {
-    pub stage: String,
-    pub seconds: f64,
-}
-
 /// Every line of a JSON Lines file as `T`, each error naming the file and line.
 fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
@@ -73,19 +67,19 @@ fn read_report(path: &Path) -> Result<Report> {
     reports.into_iter().next().with_context(|| format!("{}: no model in the report", path.display()))
 }
 
-/// A method's evaluation: the value of one row at each size, and its grid when it has one.
+/// One seed of a method: the value of one row at each size, and its grid when it has one.
 struct Scores {
     per_size: Vec<f64>,
     grid: Option<Grid>,
 }
 
-/// The row of `measure` on `source` (the path the experiment gave `starbucks eval`) of each of
-/// `method`'s runs.
-fn scores(out: &Path, method: &Method, source: &str, measure: &str) -> Result<Scores> {
+/// The row of `measure` on `source` (the path the experiment gave `starbucks eval`) of one
+/// seed's runs: one run at every size, or one run per size.
+fn scores(record: &Path, runs: &[String], source: &str, measure: &str) -> Result<Scores> {
     let mut per_size = Vec::new();
     let mut grid = None;
-    for (i, run) in method.evals.iter().enumerate() {
-        let path = out.join("eval").join(run).join("report.json");
+    for (i, run) in runs.iter().enumerate() {
+        let path = record.join("eval").join(run).join("report.json");
         let report = read_report(&path)?;
         let Some(row) = report.rows.iter().find(|r| r.source.as_deref() == Some(source) && r.measure == measure) else {
             bail!(
@@ -93,7 +87,7 @@ fn scores(out: &Path, method: &Method, source: &str, measure: &str) -> Result<Sc
                 path.display()
             );
         };
-        if method.evals.len() == 1 {
+        if runs.len() == 1 {
             per_size.extend(&row.values);
             grid = report.grid.clone();
         } else {
@@ -107,48 +101,155 @@ fn scores(out: &Path, method: &Method, source: &str, measure: &str) -> Result<Sc
     Ok(Scores { per_size, grid })
 }
 
+/// A method's scores, one per seed it was trained with.
+struct Seeds<'a> {
+    label: &'a str,
+    seeds: Vec<Scores>,
+}
+
+impl Seeds<'_> {
+    /// The value at size `i` of each seed.
+    fn at(&self, i: usize) -> Vec<f64> {
+        self.seeds.iter().map(|s| s.per_size[i]).collect()
+    }
+
+    /// The average over the sizes of each seed.
+    fn averages(&self) -> Vec<f64> {
+        self.seeds.iter().map(|s| mean(&s.per_size)).collect()
+    }
+}
+
+fn method_scores<'a>(record: &Path, methods: &'a [Method], source: &str, measure: &str) -> Result<Vec<Seeds<'a>>> {
+    methods
+        .iter()
+        .map(|m| {
+            let seeds = m.seeds.iter().map(|runs| scores(record, runs, source, measure)).collect::<Result<_>>()?;
+            Ok(Seeds { label: m.label, seeds })
+        })
+        .collect()
+}
+
 fn mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len().max(1) as f64
 }
 
+/// One value per seed as a cell: the value, or the mean with every seed's value.
+fn cell(values: &[f64]) -> String {
+    match values {
+        [one] => format!("{one:.4}"),
+        _ => {
+            let each: Vec<String> = values.iter().map(|v| format!("{v:.4}")).collect();
+            format!("{:.4} ({})", mean(values), each.join(", "))
+        }
+    }
+}
+
 /// A table: rows are methods, columns the sizes and their average.
-fn table(out: &mut String, sizes: &[String], rows: &[(&str, Vec<f64>)]) {
+fn table(out: &mut String, sizes: &[String], rows: &[Seeds]) {
     let _ = writeln!(
         out,
         "| method | {} | average |",
         sizes.iter().map(|s| format!("({s})")).collect::<Vec<_>>().join(" | ")
     );
     let _ = writeln!(out, "|---|{}", "---|".repeat(sizes.len() + 1));
-    for (label, values) in rows {
-        let cells: Vec<String> = values.iter().map(|v| format!("{v:.4}")).collect();
-        let _ = writeln!(out, "| {label} | {} | {:.4} |", cells.join(" | "), mean(values));
+    for row in rows {
+        let cells: Vec<String> = (0..sizes.len()).map(|i| cell(&row.at(i))).collect();
+        let _ = writeln!(out, "| {} | {} | {} |", row.label, cells.join(" | "), cell(&row.averages()));
     }
     out.push('\n');
 }
 
-/// Seconds of training steps in a run's `metrics.jsonl` (tokens / tokens per second, summed
-/// over the step lines: resumed runs count once), and its number of steps.
-fn training_seconds(run: &Path) -> Result<(f64, usize)> {
+/// Where `a`'s values (one per seed) stand against `b`'s: apart when their ranges do not overlap.
+fn standing(a: &[f64], b: &[f64]) -> &'static str {
+    let range = |v: &[f64]| v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+    let ((a_lo, a_hi), (b_lo, b_hi)) = (range(a), range(b));
+    if a_lo > b_hi {
+        "above"
+    } else if a_hi < b_lo {
+        "below"
+    } else {
+        "within the spread"
+    }
+}
+
+/// The paper's ordering, pair by pair: Starbucks ≥ SRL ≥ separately trained ≥ 2DMSE.
+const ORDER: [(&str, &str); 5] = [
+    ("SMAE → SRL", "SRL"),
+    ("SRL", "separately trained"),
+    ("separately trained", "2DMSE"),
+    ("SRL", "2DMSE"),
+    ("SRL", "untouched"),
+];
+
+/// One line per pair of `ORDER`: the averages and where they stand, then the sizes by standing.
+fn checks(out: &mut String, sizes: &[String], rows: &[Seeds]) {
+    let seeds = rows.iter().map(|r| r.seeds.len()).max().unwrap_or(1);
+    let _ = writeln!(
+        out,
+        "A method is above (below) another where its range over the {seeds} seed(s) lies wholly above \
+         (below) the other's; otherwise the two are within the spread.\n"
+    );
+    for (a, b) in ORDER {
+        let (Some(a_row), Some(b_row)) = (rows.iter().find(|r| r.label == a), rows.iter().find(|r| r.label == b))
+        else {
+            continue;
+        };
+        let (a_avg, b_avg) = (a_row.averages(), b_row.averages());
+        let mut by_standing: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for (i, size) in sizes.iter().enumerate() {
+            by_standing.entry(standing(&a_row.at(i), &b_row.at(i))).or_default().push(format!("({size})"));
+        }
+        let at: Vec<String> = by_standing.iter().map(|(s, sizes)| format!("{s} at {}", sizes.join(" "))).collect();
+        let _ = writeln!(
+            out,
+            "- {a} vs {b}, average {} vs {}: **{}**; by size: {}",
+            cell(&a_avg),
+            cell(&b_avg),
+            standing(&a_avg, &b_avg),
+            at.join("; ")
+        );
+    }
+    out.push('\n');
+}
+
+/// Seconds of each training step in a run's `metrics.jsonl` (tokens / tokens per second; a
+/// step written again after a resume counts once), by step.
+fn step_seconds(run: &Path) -> Result<BTreeMap<usize, f64>> {
     let mut by_step = BTreeMap::new();
     for line in read_jsonl::<MetricsLine>(&run.join("metrics.jsonl"))? {
         if let (Some(tokens), Some(rate)) = (line.tokens, line.tokens_per_s) {
             by_step.insert(line.step, tokens / rate.max(1e-9));
         }
     }
-    Ok((by_step.values().sum(), by_step.len()))
+    Ok(by_step)
 }
 
-/// Wall-clock seconds of each stage in `timings.jsonl`, summed over the invocations that ran it.
-fn wall_clock(out: &Path) -> Result<BTreeMap<String, f64>> {
-    let path = out.join("timings.jsonl");
-    let mut by_stage = BTreeMap::new();
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// Each stage's invocations in `timings.jsonl`: wall clock summed, peak memory the largest.
+fn stage_timings(record: &Path) -> Result<BTreeMap<String, (f64, Option<u64>)>> {
+    let path = record.join("timings.jsonl");
+    let mut by_stage: BTreeMap<String, (f64, Option<u64>)> = BTreeMap::new();
     if !path.exists() {
         return Ok(by_stage);
     }
     for timing in read_jsonl::<Timing>(&path)? {
-        *by_stage.entry(timing.stage).or_insert(0.0) += timing.seconds;
+        let entry = by_stage.entry(timing.stage).or_insert((0.0, None));
+        entry.0 += timing.seconds;
+        entry.1 = entry.1.max(timing.peak_rss_kib);
     }
     Ok(by_stage)
+}
+
+fn mib(kib: Option<u64>) -> String {
+    kib.map_or("–".to_string(), |k| format!("{:.0}", k as f64 / 1024.0))
 }
 
 /// A grid as a Markdown table (layers × dims), with its values.
@@ -163,73 +264,220 @@ fn grid_table(out: &mut String, grid: &Grid) {
     out.push('\n');
 }
 
-pub fn results(preset: &Preset, out: &Path, methods: &[Method]) -> Result<String> {
-    let sizes = preset.sizes();
-    let mut md = format!("# Experiment `{}`\n\nScale: {}.\n\n", preset.name, preset.scale);
-    let sts: Vec<(&str, Scores)> =
-        methods.iter().map(|m| Ok((m.label, scores(out, m, &preset.stsb, "Spearman")?))).collect::<Result<_>>()?;
-    let dl20: Vec<(&str, Scores)> = methods
-        .iter()
-        .map(|m| Ok((m.label, scores(out, m, &preset.retrieval.queries, "nDCG@10")?)))
-        .collect::<Result<_>>()?;
-
-    md.push_str("## STS-B test, Spearman at every size\n\n");
-    table(&mut md, &sizes, &sts.iter().map(|(l, s)| (*l, s.per_size.clone())).collect::<Vec<_>>());
-    md.push_str("## TREC DL 2020, nDCG@10 at every size (re-ranking BM25's top 100, mean pooling, cosine)\n\n");
-    table(&mut md, &sizes, &dl20.iter().map(|(l, s)| (*l, s.per_size.clone())).collect::<Vec<_>>());
-
-    md.push_str("## Checks (the issue's criteria)\n\n");
-    let find = |label: &str| sts.iter().find(|(l, _)| *l == label).map(|(_, s)| &s.per_size);
-    if let (Some(srl), Some(mse), Some(untouched)) = (find("SRL"), find("2DMSE"), find("untouched")) {
-        let verdict = |ok: bool| if ok { "holds" } else { "does not hold" };
-        for (other, value) in [("2DMSE", mean(mse)), ("the untouched checkpoint", mean(untouched))] {
-            let _ =
-                writeln!(md, "- SRL average {:.4} above {other} {value:.4}: {}", mean(srl), verdict(mean(srl) > value));
+/// The grid's cells averaged over the seeds.
+fn mean_grid(grids: &[&Grid]) -> Grid {
+    let mut grid = grids[0].clone();
+    for (i, row) in grid.values.iter_mut().enumerate() {
+        for (j, value) in row.iter_mut().enumerate() {
+            let each: Vec<f64> = grids.iter().map(|g| g.values[i][j].unwrap_or(f64::NAN)).collect();
+            *value = Some(mean(&each));
         }
-        let gain = srl[0] - untouched[0];
+    }
+    grid
+}
+
+/// The sizes of a list (`"1,32 6,384"`) as (layers, dims).
+fn parse_sizes(list: &str) -> Vec<(usize, usize)> {
+    list.split_whitespace()
+        .filter_map(|s| s.split_once(','))
+        .filter_map(|(l, d)| Some((l.trim().parse().ok()?, d.trim().parse().ok()?)))
+        .collect()
+}
+
+/// A grid's mean over every cell, and over the cells not in `trained`.
+fn grid_means(grid: &Grid, trained: &[(usize, usize)]) -> (f64, f64) {
+    let (mut all, mut others) = (Vec::new(), Vec::new());
+    for (layer, row) in grid.layers.iter().zip(&grid.values) {
+        for (dims, value) in grid.dims.iter().zip(row) {
+            let value = value.unwrap_or(f64::NAN);
+            all.push(value);
+            if !trained.contains(&(*layer, *dims)) {
+                others.push(value);
+            }
+        }
+    }
+    (mean(&all), mean(&others))
+}
+
+/// SRL on each size list against the preset's own, over the whole grid.
+fn size_lists(md: &mut String, preset: &Preset, record: &Path, plan: &Plan, srl: &Seeds) -> Result<()> {
+    if plan.lists.is_empty() {
+        return Ok(());
+    }
+    let sizes = preset.sizes();
+    let _ = writeln!(
+        md,
+        "## Size lists: SRL trained on other lists, STS-B test over the whole layer × dim grid\n\n\
+         The preset's list is {}; each other list is trained with the first seed. \"Not trained\" \
+         averages the grid's cells outside the run's own list.\n",
+        sizes.iter().map(|s| format!("({s})")).collect::<Vec<_>>().join(" ")
+    );
+    let _ = writeln!(
+        md,
+        "| list | sizes trained | preset sizes average | grid average | not trained average | ({}) | ({}) |",
+        sizes[0],
+        sizes[sizes.len() - 1]
+    );
+    md.push_str("|---|---|---|---|---|---|---|\n");
+    let row = |md: &mut String, label: &str, list: &str, scores: &Scores| {
+        let grid = scores.grid.as_ref().expect("SRL runs are evaluated on the grid");
+        let (all, others) = grid_means(grid, &parse_sizes(list));
+        let (first, last) = (scores.per_size[0], scores.per_size[scores.per_size.len() - 1]);
         let _ = writeln!(
             md,
-            "- smallest size ({}): SRL {:.4} vs untouched {:.4}, {gain:+.4} (≥ +0.05: {})\n",
-            sizes[0],
-            srl[0],
-            untouched[0],
-            verdict(gain >= 0.05)
+            "| {label} | {} | {:.4} | {all:.4} | {others:.4} | {first:.4} | {last:.4} |",
+            parse_sizes(list).len(),
+            mean(&scores.per_size)
         );
+    };
+    for (i, seed) in srl.seeds.iter().enumerate() {
+        row(md, &format!("the preset's (SRL, seed {})", i + 1), &preset.sizes, seed);
     }
-
-    md.push_str("## The layer × dim grid, STS-B test Spearman\n\n");
-    for (label, s) in &sts {
-        let Some(grid) = &s.grid else { continue };
-        let method = methods.iter().find(|m| m.label == *label).expect("the same list");
-        let run = &method.evals[0];
-        let _ = writeln!(md, "### {label}\n\n![{label}](eval/{run}/grid-{run}.svg)\n");
-        grid_table(&mut md, grid);
+    let mut grids = Vec::new();
+    for list in &plan.lists {
+        let scores = scores(record, std::slice::from_ref(&list.run), &preset.stsb, "Spearman")?;
+        row(md, &format!("`{}`: {}", list.name, list.sizes), &list.sizes, &scores);
+        grids.push((list, scores));
     }
+    md.push('\n');
+    for (list, scores) in grids {
+        let run = &list.run;
+        let _ = writeln!(md, "### `{}`\n\n![{}](eval/{run}/grid-{run}.svg)\n", list.name, list.name);
+        grid_table(md, scores.grid.as_ref().expect("evaluated on the grid"));
+    }
+    Ok(())
+}
 
-    md.push_str(
-        "## Cost\n\nTraining: the seconds of the training steps (from each run's `metrics.jsonl`); stage: the \
-                 wall clock of the whole `starbucks` command (loading, checkpoints, the end-of-run STS-B dev \
-                 evaluation), summed over the invocations that ran it.\n\n",
+/// Seconds per step (median over the steps after the first) and peak memory of each short run.
+fn cost(md: &mut String, record: &Path, plan: &Plan, timings: &BTreeMap<String, (f64, Option<u64>)>) -> Result<()> {
+    let Some(first) = plan.costs.first() else { return Ok(()) };
+    let rounds = plan.costs.iter().map(|c| c.round).max().unwrap_or(1);
+    let steps = step_seconds(&record.join(&first.run))?.len();
+    let _ = writeln!(
+        md,
+        "## Cost of a step and peak memory, by batch size\n\n\
+         {steps} steps per run; seconds per step: the median over the steps after the first; peak \
+         memory: the process's peak resident set (it includes the model, the optimiser state and \
+         the end-of-run STS-B dev evaluation). The runs were alternated (every method at a batch \
+         size, then the next size), {rounds} round(s); each round's value is shown, and the ratio \
+         is against single-size training in the same round.\n"
     );
-    let clock = wall_clock(out)?;
-    md.push_str("| stage | steps | training (s) | stage wall clock (s) |\n|---|---|---|---|\n");
-    let mut total = 0.0;
-    // `single` is its own method and the full size of the separately trained one: one line.
-    let mut listed = HashSet::new();
-    for method in methods {
-        for run in &method.runs {
-            if !listed.insert(run) {
-                continue;
-            }
-            let (seconds, steps) = training_seconds(&out.join(run))?;
-            let wall = clock.get(run).copied();
-            total += wall.unwrap_or(0.0);
-            let wall = wall.map_or("reused".to_string(), |w| format!("{w:.0}"));
-            let _ = writeln!(md, "| `{run}` | {steps} | {seconds:.0} | {wall} |");
+    md.push_str("| method | batch | s/step (each round) | × single (each round) | peak MiB (each round) |\n");
+    md.push_str("|---|---|---|---|---|\n");
+    let per_step = |run: &str| -> Result<f64> {
+        let mut seconds: Vec<f64> = step_seconds(&record.join(run))?.into_values().skip(1).collect();
+        Ok(median(&mut seconds))
+    };
+    let mut keys: Vec<(usize, &str)> = Vec::new();
+    for c in &plan.costs {
+        if !keys.contains(&(c.batch, c.method.as_str())) {
+            keys.push((c.batch, &c.method));
         }
     }
-    let eval: f64 = clock.iter().filter(|(k, _)| k.starts_with("eval-")).map(|(_, v)| v).sum();
-    let _ = writeln!(md, "| evaluation (all models) | | | {eval:.0} |");
-    let _ = writeln!(md, "| **all stages** | | | {:.0} |", total + eval);
+    keys.sort_by_key(|(batch, _)| *batch);
+    for (batch, method) in keys {
+        let (mut secs, mut ratios, mut peaks) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 1..=rounds {
+            let find = |m: &str| plan.costs.iter().find(|c| c.batch == batch && c.round == round && c.method == m);
+            let Some(run) = find(method) else { continue };
+            let s = per_step(&run.run)?;
+            secs.push(format!("{s:.3}"));
+            if let Some(single) = find("single") {
+                ratios.push(format!("{:.2}", s / per_step(&single.run)?));
+            }
+            peaks.push(mib(timings.get(&run.run).and_then(|t| t.1)));
+        }
+        let _ = writeln!(
+            md,
+            "| {method} | {batch} | {} | {} | {} |",
+            secs.join(" / "),
+            ratios.join(" / "),
+            peaks.join(" / ")
+        );
+    }
+    md.push('\n');
+    Ok(())
+}
+
+pub fn results(preset: &Preset, record: &Path, plan: &Plan) -> Result<String> {
+    let sizes = preset.sizes();
+    let methods = &plan.methods;
+    let mut md = format!("# Experiment `{}`\n\nScale: {}.\n\n", preset.name, preset.scale);
+    let seeds = preset.seeds();
+    if seeds.len() > 1 {
+        let names: Vec<String> = preset.seeds.iter().map(|s| s.to_string()).collect();
+        let _ = writeln!(
+            md,
+            "Every trained method ran once per seed ({}); a cell is the mean over the seeds, then each \
+             seed's value in that order.\n",
+            names.join(", ")
+        );
+    }
+    let sts = method_scores(record, methods, &preset.stsb, "Spearman")?;
+    md.push_str("## STS-B test, Spearman at every size\n\n");
+    table(&mut md, &sizes, &sts);
+    if let Some(r) = &preset.retrieval {
+        let dl20 = method_scores(record, methods, &r.queries, "nDCG@10")?;
+        md.push_str("## TREC DL 2020, nDCG@10 at every size (re-ranking BM25's top 100, mean pooling, cosine)\n\n");
+        table(&mut md, &sizes, &dl20);
+    }
+
+    md.push_str("## Checks: the paper's ordering on STS-B test\n\n");
+    checks(&mut md, &sizes, &sts);
+
+    md.push_str("## The layer × dim grid, STS-B test Spearman\n\n");
+    for (method, seeds) in methods.iter().zip(&sts) {
+        let grids: Vec<&Grid> = seeds.seeds.iter().filter_map(|s| s.grid.as_ref()).collect();
+        if grids.is_empty() {
+            continue;
+        }
+        let label = method.label;
+        let _ = writeln!(md, "### {label}\n");
+        for runs in &method.seeds {
+            let run = &runs[0];
+            let _ = writeln!(md, "![{label}](eval/{run}/grid-{run}.svg)");
+        }
+        if grids.len() > 1 {
+            md.push_str("\nThe mean over the seeds:\n");
+        }
+        md.push('\n');
+        grid_table(&mut md, &mean_grid(&grids));
+    }
+
+    let srl = sts.iter().find(|s| s.label == "SRL").expect("SRL is a method");
+    size_lists(&mut md, preset, record, plan, srl)?;
+    let timings = stage_timings(record)?;
+    cost(&mut md, record, plan, &timings)?;
+
+    md.push_str(
+        "## Cost of every stage\n\nTraining: the seconds of the training steps (from each run's `metrics.jsonl`); stage: \
+         the wall clock of the whole `starbucks` command (loading, checkpoints, the end-of-run STS-B dev \
+         evaluation), summed over the invocations that ran it; peak: the largest resident set of those \
+         processes.\n\n",
+    );
+    md.push_str("| stage | steps | training (s) | stage wall clock (s) | peak MiB |\n|---|---|---|---|---|\n");
+    // `single` is its own method and the full size of the separately trained one: one line.
+    let mut listed = HashSet::new();
+    let trained = methods.iter().flat_map(|m| &m.runs).chain(plan.lists.iter().map(|l| &l.run));
+    for run in trained.chain(plan.costs.iter().map(|c| &c.run)) {
+        if !listed.insert(run) {
+            continue;
+        }
+        let by_step = step_seconds(&record.join(run))?;
+        let seconds: f64 = by_step.values().sum();
+        let (wall, peak) = timings.get(run).map_or(("reused".to_string(), None), |t| (format!("{:.0}", t.0), t.1));
+        let _ = writeln!(md, "| `{run}` | {} | {seconds:.0} | {wall} | {} |", by_step.len(), mib(peak));
+    }
+    let eval: Vec<&(f64, Option<u64>)> =
+        timings.iter().filter(|(k, _)| k.starts_with("eval-")).map(|(_, v)| v).collect();
+    let eval_peak = eval.iter().filter_map(|t| t.1).max();
+    let _ = writeln!(
+        md,
+        "| evaluation (all models) | | | {:.0} | {} |",
+        eval.iter().map(|t| t.0).sum::<f64>(),
+        mib(eval_peak)
+    );
+    let total: f64 = timings.values().map(|t| t.0).sum();
+    let _ = writeln!(md, "| **all stages** | | | {total:.0} ({:.2} h) | |", total / 3600.0);
     Ok(md)
 }
