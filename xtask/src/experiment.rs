@@ -21,6 +21,7 @@
 //! to the preset's record folder (`record.rs`), which is committed: a clone on another machine
 //! skips the stages recorded there. Delete a stage's record (and its output folder) to redo it.
 
+mod document;
 mod preset;
 mod record;
 mod results;
@@ -340,6 +341,10 @@ pub fn run(backend: Backend, options: ExperimentOptions) -> Result<()> {
     let path = record.dir().join("results.md");
     record::write_atomic(&path, &results)?;
     println!("\n{results}\nwritten to {}", path.display());
+    if let Some(page) = &preset.document {
+        document::write(&root.join(page), record.dir(), &preset.name, &results)?;
+        println!("and into {page}");
+    }
     Ok(())
 }
 

@@ -72,6 +72,9 @@ pub struct Preset {
     /// Where each finished stage's small files are kept (committed), so that a clone elsewhere
     /// continues from them; none: the output folder.
     pub record: Option<String>,
+    /// A page the results are also written into, below its marker line (`document::MARKER`),
+    /// the text above it (the reading) kept; the record must lie in the page's folder.
+    pub document: Option<String>,
     pub scale: String,
 }
 
