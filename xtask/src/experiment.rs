@@ -263,6 +263,12 @@ fn eval_args(preset: &Preset, run: &Run, eval: &Eval, dir: &Path) -> Vec<String>
     let mut args: Vec<String> = vec!["eval".into(), "--model".into(), eval.model.display().to_string()];
     args.extend(["--name".into(), run.name.clone(), "--sizes".into(), eval.sizes.clone()]);
     args.extend(["--stsb".into(), preset.stsb.clone()]);
+    for dir in &preset.semeval {
+        args.extend(["--semeval".into(), dir.clone()]);
+    }
+    if let Some(sick) = &preset.sick {
+        args.extend(["--sick".into(), sick.clone()]);
+    }
     if eval.grid {
         args.extend(["--grid".into(), "--grid-dims".into(), preset.grid_dims.clone()]);
     }
@@ -473,6 +479,11 @@ mod tests {
                  "source": "data/stsb/sts-test.csv", "measure": "Spearman"},
                 {"name": "queries.dl20 nDCG@10", "values": vec![ndcg; sizes],
                  "source": "data/msmarco-dl20/queries.dl20.tsv", "measure": "nDCG@10"},
+                // Two other benchmarks, 0.1 and 0.2 above STS-B.
+                {"name": "STS12 Spearman", "values": vec![sts + 0.1; sizes],
+                 "source": "data/sts/STS12", "measure": "Spearman"},
+                {"name": "SICK-R Spearman", "values": vec![sts + 0.2; sizes],
+                 "source": "data/sts/SICK_test_annotated.txt", "measure": "Spearman"},
             ],
             "throughput": [],
             "grid": grid,
@@ -604,5 +615,33 @@ mod tests {
             .map(|l| l.split(" | ").nth(1).unwrap().parse().unwrap())
             .collect();
         assert_eq!(batches, [16, 32, 64]);
+    }
+
+    #[test]
+    fn results_average_the_benchmarks_the_preset_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path();
+        let mut preset = minilm();
+        preset.semeval = vec!["data/sts/STS12".into()];
+        preset.sick = Some("data/sts/SICK_test_annotated.txt".into());
+        assert!(preset.inputs().contains(&"data/sts/STS12"));
+        let plan = plan(&preset, out);
+        let args = eval_args(&preset, &plan.runs[0], plan.runs[0].eval.as_ref().unwrap(), Path::new("/e"));
+        let joined = args.join(" ");
+        assert!(joined.contains("--semeval data/sts/STS12 --sick data/sts/SICK_test_annotated.txt"), "{joined}");
+        fake_record(out, &plan, |_, _| 0.5);
+        let md = results(&preset, out, &plan).unwrap();
+        for heading in [
+            "## STS-B test, Spearman at every size",
+            "## STS12, Spearman at every size",
+            "## SICK-R, Spearman at every size",
+            "## The STS average (STS-B test, STS12, SICK-R), Spearman at every size",
+            "## Checks: the paper's ordering on the STS average (STS-B test, STS12, SICK-R)",
+        ] {
+            assert!(md.contains(heading), "{heading}: {md}");
+        }
+        let average = md.split("## The STS average").nth(1).unwrap();
+        assert!(average.contains("| SRL | 0.6000 |"), "{md}");
+        assert!(md.contains("| SRL | 0.7000 |"), "SICK-R: {md}");
     }
 }

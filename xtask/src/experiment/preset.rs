@@ -62,6 +62,11 @@ pub struct Preset {
     pub grid_dims: String,
     pub max_seq_length: usize,
     pub stsb: String,
+    /// SemEval STS folders (STS12 … STS16) and a SICK-R file, where the data is at hand: each is
+    /// one benchmark, and the tables add the paper's average over all of them and STS-B.
+    #[serde(default)]
+    pub semeval: Vec<String>,
+    pub sick: Option<String>,
     /// Every method is trained once per seed; none: once, with the configs' seed.
     #[serde(default)]
     pub seeds: Vec<u64>,
@@ -89,9 +94,22 @@ impl Preset {
         if self.seeds.is_empty() { vec![None] } else { self.seeds.iter().copied().map(Some).collect() }
     }
 
+    /// The STS benchmarks, each as its label and the path `starbucks eval` is given (the
+    /// source of its rows): STS-B, the SemEval years, SICK-R.
+    pub fn sts_benchmarks(&self) -> Vec<(String, String)> {
+        let mut sets = vec![("STS-B test".to_string(), self.stsb.clone())];
+        for dir in &self.semeval {
+            let name = std::path::Path::new(dir).file_name().map(|n| n.to_string_lossy().into_owned());
+            sets.push((name.unwrap_or_else(|| dir.clone()), dir.clone()));
+        }
+        sets.extend(self.sick.iter().map(|path| ("SICK-R".to_string(), path.clone())));
+        sets
+    }
+
     /// Every input the preset names, as paths relative to the workspace.
     pub fn inputs(&self) -> Vec<&str> {
         let mut inputs = vec![self.base.as_str(), &self.finetune, &self.pretrain, &self.stsb];
+        inputs.extend(self.semeval.iter().map(String::as_str).chain(self.sick.as_deref()));
         if let Some(r) = &self.retrieval {
             inputs.extend([r.corpus.as_str(), &r.queries, &r.qrels, &r.rerank]);
         }

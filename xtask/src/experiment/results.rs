@@ -119,14 +119,28 @@ impl Seeds<'_> {
     }
 }
 
-fn method_scores<'a>(record: &Path, methods: &'a [Method], source: &str, measure: &str) -> Result<Vec<Seeds<'a>>> {
+/// Every method's scores, `score` reading one seed's runs.
+fn method_scores<'a>(methods: &'a [Method], score: impl Fn(&[String]) -> Result<Scores>) -> Result<Vec<Seeds<'a>>> {
     methods
         .iter()
         .map(|m| {
-            let seeds = m.seeds.iter().map(|runs| scores(record, runs, source, measure)).collect::<Result<_>>()?;
+            let seeds = m.seeds.iter().map(|runs| score(runs)).collect::<Result<_>>()?;
             Ok(Seeds { label: m.label, seeds })
         })
         .collect()
+}
+
+/// One seed's STS: the plain average over the preset's benchmarks (STS-B alone when it names no
+/// other), with its grid (which `starbucks eval` averages over the same benchmarks).
+fn sts_scores(record: &Path, preset: &Preset, runs: &[String]) -> Result<Scores> {
+    let each: Vec<Scores> = preset
+        .sts_benchmarks()
+        .iter()
+        .map(|(_, source)| scores(record, runs, source, "Spearman"))
+        .collect::<Result<_>>()?;
+    let per_size =
+        (0..each[0].per_size.len()).map(|i| mean(&each.iter().map(|s| s.per_size[i]).collect::<Vec<_>>())).collect();
+    Ok(Scores { per_size, grid: each[0].grid.clone() })
 }
 
 fn mean(values: &[f64]) -> f64 {
@@ -300,14 +314,14 @@ fn grid_means(grid: &Grid, trained: &[(usize, usize)]) -> (f64, f64) {
 }
 
 /// SRL on each size list against the preset's own, over the whole grid.
-fn size_lists(md: &mut String, preset: &Preset, record: &Path, plan: &Plan, srl: &Seeds) -> Result<()> {
+fn size_lists(md: &mut String, preset: &Preset, record: &Path, plan: &Plan, srl: &Seeds, measure: &str) -> Result<()> {
     if plan.lists.is_empty() {
         return Ok(());
     }
     let sizes = preset.sizes();
     let _ = writeln!(
         md,
-        "## Size lists: SRL trained on other lists, STS-B test over the whole layer × dim grid\n\n\
+        "## Size lists: SRL trained on other lists, {measure} over the whole layer × dim grid\n\n\
          The preset's list is {}; each other list is trained with the first seed. \"Not trained\" \
          averages the grid's cells outside the run's own list.\n",
         sizes.iter().map(|s| format!("({s})")).collect::<Vec<_>>().join(" ")
@@ -335,7 +349,7 @@ fn size_lists(md: &mut String, preset: &Preset, record: &Path, plan: &Plan, srl:
     }
     let mut grids = Vec::new();
     for list in &plan.lists {
-        let scores = scores(record, std::slice::from_ref(&list.run), &preset.stsb, "Spearman")?;
+        let scores = sts_scores(record, preset, std::slice::from_ref(&list.run))?;
         row(md, &format!("`{}`: {}", list.name, list.sizes), &list.sizes, &scores);
         grids.push((list, scores));
     }
@@ -399,6 +413,11 @@ fn cost(md: &mut String, record: &Path, plan: &Plan, timings: &BTreeMap<String, 
     Ok(())
 }
 
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
+}
+
 pub fn results(preset: &Preset, record: &Path, plan: &Plan) -> Result<String> {
     let sizes = preset.sizes();
     let methods = &plan.methods;
@@ -413,19 +432,30 @@ pub fn results(preset: &Preset, record: &Path, plan: &Plan) -> Result<String> {
             names.join(", ")
         );
     }
-    let sts = method_scores(record, methods, &preset.stsb, "Spearman")?;
-    md.push_str("## STS-B test, Spearman at every size\n\n");
+    let benchmarks = preset.sts_benchmarks();
+    let sts = method_scores(methods, |runs| sts_scores(record, preset, runs))?;
+    let measure = if benchmarks.len() == 1 {
+        benchmarks[0].0.clone()
+    } else {
+        for (label, source) in &benchmarks {
+            let _ = writeln!(md, "## {label}, Spearman at every size\n");
+            table(&mut md, &sizes, &method_scores(methods, |runs| scores(record, runs, source, "Spearman"))?);
+        }
+        let labels: Vec<&str> = benchmarks.iter().map(|(l, _)| l.as_str()).collect();
+        format!("the STS average ({})", labels.join(", "))
+    };
+    let _ = writeln!(md, "## {}, Spearman at every size\n", capitalised(&measure));
     table(&mut md, &sizes, &sts);
     if let Some(r) = &preset.retrieval {
-        let dl20 = method_scores(record, methods, &r.queries, "nDCG@10")?;
+        let dl20 = method_scores(methods, |runs| scores(record, runs, &r.queries, "nDCG@10"))?;
         md.push_str("## TREC DL 2020, nDCG@10 at every size (re-ranking BM25's top 100, mean pooling, cosine)\n\n");
         table(&mut md, &sizes, &dl20);
     }
 
-    md.push_str("## Checks: the paper's ordering on STS-B test\n\n");
+    let _ = writeln!(md, "## Checks: the paper's ordering on {measure}\n");
     checks(&mut md, &sizes, &sts);
 
-    md.push_str("## The layer × dim grid, STS-B test Spearman\n\n");
+    let _ = writeln!(md, "## The layer × dim grid, {measure} Spearman\n");
     for (method, seeds) in methods.iter().zip(&sts) {
         let grids: Vec<&Grid> = seeds.seeds.iter().filter_map(|s| s.grid.as_ref()).collect();
         if grids.is_empty() {
@@ -445,7 +475,7 @@ pub fn results(preset: &Preset, record: &Path, plan: &Plan) -> Result<String> {
     }
 
     let srl = sts.iter().find(|s| s.label == "SRL").expect("SRL is a method");
-    size_lists(&mut md, preset, record, plan, srl)?;
+    size_lists(&mut md, preset, record, plan, srl, &measure)?;
     let timings = stage_timings(record)?;
     cost(&mut md, record, plan, &timings)?;
 
