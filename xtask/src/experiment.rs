@@ -106,122 +106,152 @@ fn seeded(name: &str, seed: Option<u64>) -> String {
     seed.map_or_else(|| name.to_string(), |s| format!("{name}-seed{s}"))
 }
 
+/// Makes the runs of one preset: every fine-tuning shares the preset's overrides and size list.
+struct Runs<'a> {
+    preset: &'a Preset,
+    out: &'a Path,
+    list: Vec<Run>,
+}
+
+impl Runs<'_> {
+    /// Evaluation at every size of the list and over the grid.
+    fn every_size(&self, model: PathBuf) -> Eval {
+        Eval { model, sizes: self.preset.sizes.clone(), grid: true }
+    }
+
+    /// A fine-tuning run from `model` with `set` after the preset's overrides, evaluated at
+    /// every size.
+    fn finetune(&mut self, name: &str, model: &str, seed: Option<u64>, set: &[String]) -> &mut Run {
+        let mut all: Vec<String> = self.preset.finetune_set.clone();
+        all.extend([format!("model.path={model}"), format!("objective.sizes={}", self.preset.sizes)]);
+        all.extend(seed.map(|s| format!("train.seed={s}")));
+        all.extend_from_slice(set);
+        let eval = Some(self.every_size(self.out.join(name).join("model")));
+        let train = Some(Train { task: "finetune", config: self.preset.finetune.clone(), set: all });
+        self.list.push(Run { name: name.into(), train, eval, feeds: None });
+        self.list.last_mut().expect("just pushed")
+    }
+
+    /// SMAE pre-training from the base checkpoint, kept for `feeds`.
+    fn pretrain(&mut self, name: &str, seed: Option<u64>, feeds: &str) {
+        let mut set: Vec<String> = self.preset.pretrain_set.clone();
+        set.extend([format!("model.path={}", self.preset.base), format!("objective.sizes={}", self.preset.sizes)]);
+        set.extend(seed.map(|s| format!("train.seed={s}")));
+        let train = Some(Train { task: "pretrain", config: self.preset.pretrain.clone(), set });
+        self.list.push(Run { name: name.into(), train, eval: None, feeds: Some(feeds.into()) });
+    }
+}
+
+fn method_set(name: &str) -> Vec<String> {
+    vec![format!("objective.method={name}")]
+}
+
+/// The runs of one seed the methods read.
+struct SeedRuns {
+    single: String,
+    /// One per size, the full size's being `single`.
+    separate: Vec<String>,
+    mse_2d: String,
+    srl: String,
+    smae: String,
+    smae_srl: String,
+}
+
+/// Every method of the comparison for one seed, each evaluated right after it is trained.
+fn seed_runs(runs: &mut Runs, seed: Option<u64>) -> SeedRuns {
+    let base = runs.preset.base.clone();
+    let sizes = runs.preset.sizes();
+    let name = |run: &str| seeded(run, seed);
+    let seed_runs = SeedRuns {
+        single: name("single"),
+        separate: sizes[..sizes.len() - 1]
+            .iter()
+            .map(|s| name(&format!("separate-{}", s.replace(',', "x"))))
+            .chain([name("single")])
+            .collect(),
+        mse_2d: name("2dmse"),
+        srl: name("srl"),
+        smae: name("smae"),
+        smae_srl: name("smae-srl"),
+    };
+    runs.finetune(&seed_runs.srl, &base, seed, &method_set("srl"));
+    runs.finetune(&seed_runs.mse_2d, &base, seed, &method_set("2dmse"));
+    runs.finetune(&seed_runs.single, &base, seed, &method_set("single"));
+    for (size, run_name) in sizes.iter().zip(&seed_runs.separate).take(sizes.len() - 1) {
+        let set = [method_set("single"), vec![format!("objective.size={size}")]].concat();
+        let model = runs.out.join(run_name).join("model");
+        runs.finetune(run_name, &base, seed, &set).eval = Some(Eval { model, sizes: size.clone(), grid: false });
+    }
+    runs.pretrain(&seed_runs.smae, seed, &seed_runs.smae_srl);
+    let smae_model = runs.out.join(&seed_runs.smae).join("model").display().to_string();
+    runs.finetune(&seed_runs.smae_srl, &smae_model, seed, &method_set("srl"));
+    seed_runs
+}
+
+/// SRL on each of the preset's other size lists, from the first seed.
+fn list_runs(runs: &mut Runs) -> Vec<ListRow> {
+    let (preset, first) = (runs.preset, runs.preset.seeds()[0]);
+    let mut lists = Vec::new();
+    for list in &preset.size_lists {
+        let name = seeded(&format!("srl-list-{}", list.name), first);
+        let set = [method_set("srl"), vec![format!("objective.sizes={}", list.sizes)]].concat();
+        runs.finetune(&name, &preset.base, first, &set);
+        lists.push(ListRow { name: list.name.clone(), sizes: list.sizes.clone(), run: name });
+    }
+    lists
+}
+
+/// The short cost runs, not evaluated: every method at a batch size, then the next size; the
+/// whole sweep `rounds` times.
+fn cost_runs(runs: &mut Runs) -> Vec<CostRun> {
+    let (preset, first) = (runs.preset, runs.preset.seeds()[0]);
+    let Some(cost) = &preset.cost else { return Vec::new() };
+    let mut costs = Vec::new();
+    for round in 1..=cost.rounds {
+        for &batch in &cost.batch_sizes {
+            for method in &cost.methods {
+                let name = format!("cost-{method}-b{batch}-r{round}");
+                let steps = cost.steps;
+                let limits = [
+                    format!("train.batch_size={batch}"),
+                    format!("train.max_steps={steps}"),
+                    format!("checkpoint.every={steps}"),
+                ];
+                let set = [method_set(method), limits.to_vec()].concat();
+                runs.finetune(&name, &preset.base, first, &set).eval = None;
+                costs.push(CostRun { method: method.clone(), batch, round, run: name });
+            }
+        }
+    }
+    costs
+}
+
 /// Every run in the order they go (each evaluated right after it is trained, so a stopped
 /// experiment has whole rows; every method of one seed before the next seed), and the methods
 /// compared, in the order of the tables.
 fn plan(preset: &Preset, out: &Path) -> Plan {
-    let sizes = preset.sizes();
-    let every_size = |model: PathBuf| Eval { model, sizes: preset.sizes.clone(), grid: true };
-    let finetune = |name: &str, model: &str, seed: Option<u64>, set: &[String]| {
-        let mut all: Vec<String> = preset.finetune_set.clone();
-        all.extend([format!("model.path={model}"), format!("objective.sizes={}", preset.sizes)]);
-        all.extend(seed.map(|s| format!("train.seed={s}")));
-        all.extend_from_slice(set);
-        Run {
-            name: name.into(),
-            train: Some(Train { task: "finetune", config: preset.finetune.clone(), set: all }),
-            eval: Some(every_size(out.join(name).join("model"))),
-            feeds: None,
-        }
+    let mut runs = Runs { preset, out, list: Vec::new() };
+    let untouched = runs.every_size(preset.base.clone().into());
+    runs.list.push(Run { name: "untouched".into(), train: None, eval: Some(untouched), feeds: None });
+    let seeds: Vec<SeedRuns> = preset.seeds().into_iter().map(|seed| seed_runs(&mut runs, seed)).collect();
+    let lists = list_runs(&mut runs);
+    let costs = cost_runs(&mut runs);
+
+    // Each method's evaluated runs per seed, and every run it took.
+    let method = |label, read: &dyn Fn(&SeedRuns) -> (Vec<String>, Vec<String>)| {
+        let (evals, trained): (Vec<_>, Vec<_>) = seeds.iter().map(read).unzip();
+        Method { label, seeds: evals, runs: trained.concat() }
     };
-    let method = |name: &str| vec![format!("objective.method={name}")];
-    let mut runs = vec![Run {
-        name: "untouched".into(),
-        train: None,
-        eval: Some(every_size(preset.base.clone().into())),
-        feeds: None,
-    }];
-    let mut methods = vec![
+    let one = |run: &String| (vec![run.clone()], vec![run.clone()]);
+    let methods = vec![
         Method { label: "untouched", seeds: vec![vec!["untouched".into()]], runs: vec![] },
-        Method { label: "single size (full)", seeds: vec![], runs: vec![] },
-        Method { label: "separately trained", seeds: vec![], runs: vec![] },
-        Method { label: "2DMSE", seeds: vec![], runs: vec![] },
-        Method { label: "SRL", seeds: vec![], runs: vec![] },
-        Method { label: "SMAE → SRL", seeds: vec![], runs: vec![] },
+        method("single size (full)", &|s| one(&s.single)),
+        method("separately trained", &|s| (s.separate.clone(), s.separate.clone())),
+        method("2DMSE", &|s| one(&s.mse_2d)),
+        method("SRL", &|s| one(&s.srl)),
+        method("SMAE → SRL", &|s| (vec![s.smae_srl.clone()], vec![s.smae.clone(), s.smae_srl.clone()])),
     ];
-    for seed in preset.seeds() {
-        let name = |base: &str| seeded(base, seed);
-        runs.push(finetune(&name("srl"), &preset.base, seed, &method("srl")));
-        runs.push(finetune(&name("2dmse"), &preset.base, seed, &method("2dmse")));
-        runs.push(finetune(&name("single"), &preset.base, seed, &method("single")));
-        // One model per size; the full size's is `single`.
-        let separate: Vec<String> =
-            sizes
-                .iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    if i + 1 == sizes.len() {
-                        name("single")
-                    } else {
-                        name(&format!("separate-{}", s.replace(',', "x")))
-                    }
-                })
-                .collect();
-        for (size, run_name) in sizes.iter().zip(&separate).take(sizes.len() - 1) {
-            let set = [method("single"), vec![format!("objective.size={size}")]].concat();
-            let mut run = finetune(run_name, &preset.base, seed, &set);
-            run.eval = Some(Eval { model: out.join(run_name).join("model"), sizes: size.clone(), grid: false });
-            runs.push(run);
-        }
-        let mut smae: Vec<String> = preset.pretrain_set.clone();
-        smae.extend([format!("model.path={}", preset.base), format!("objective.sizes={}", preset.sizes)]);
-        smae.extend(seed.map(|s| format!("train.seed={s}")));
-        runs.push(Run {
-            name: name("smae"),
-            train: Some(Train { task: "pretrain", config: preset.pretrain.clone(), set: smae }),
-            eval: None,
-            feeds: Some(name("smae-srl")),
-        });
-        let smae_model = out.join(name("smae")).join("model").display().to_string();
-        runs.push(finetune(&name("smae-srl"), &smae_model, seed, &method("srl")));
-
-        let rows: [(usize, Vec<String>, Vec<String>); 5] = [
-            (1, vec![name("single")], vec![name("single")]),
-            (2, separate.clone(), separate),
-            (3, vec![name("2dmse")], vec![name("2dmse")]),
-            (4, vec![name("srl")], vec![name("srl")]),
-            (5, vec![name("smae-srl")], vec![name("smae"), name("smae-srl")]),
-        ];
-        for (i, evals, trained) in rows {
-            methods[i].seeds.push(evals);
-            methods[i].runs.extend(trained);
-        }
-    }
-
-    let first = preset.seeds()[0];
-    let mut lists = Vec::new();
-    for list in &preset.size_lists {
-        let name = seeded(&format!("srl-list-{}", list.name), first);
-        let set = [method("srl"), vec![format!("objective.sizes={}", list.sizes)]].concat();
-        runs.push(finetune(&name, &preset.base, first, &set));
-        lists.push(ListRow { name: list.name.clone(), sizes: list.sizes.clone(), run: name });
-    }
-
-    let mut costs = Vec::new();
-    if let Some(cost) = &preset.cost {
-        for round in 1..=cost.rounds {
-            for &batch in &cost.batch_sizes {
-                for m in &cost.methods {
-                    let name = format!("cost-{m}-b{batch}-r{round}");
-                    let steps = cost.steps;
-                    let set = [
-                        method(m),
-                        vec![
-                            format!("train.batch_size={batch}"),
-                            format!("train.max_steps={steps}"),
-                            format!("checkpoint.every={steps}"),
-                        ],
-                    ]
-                    .concat();
-                    let mut run = finetune(&name, &preset.base, first, &set);
-                    run.eval = None;
-                    runs.push(run);
-                    costs.push(CostRun { method: m.clone(), batch, round, run: name });
-                }
-            }
-        }
-    }
-    Plan { runs, methods, lists, costs }
+    Plan { runs: runs.list, methods, lists, costs }
 }
 
 /// Runs the `starbucks` binary; a failure names the stage. Returns the peak resident memory of
