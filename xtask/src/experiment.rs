@@ -157,6 +157,9 @@ struct SeedRuns {
     smae_srl: String,
 }
 
+/// A method's runs for one seed: those evaluated, and every one it took.
+type MethodRuns = (Vec<String>, Vec<String>);
+
 /// Every method of the comparison for one seed, each evaluated right after it is trained.
 fn seed_runs(runs: &mut Runs, seed: Option<u64>) -> SeedRuns {
     let base = runs.preset.base.clone();
@@ -238,7 +241,7 @@ fn plan(preset: &Preset, out: &Path) -> Plan {
     let costs = cost_runs(&mut runs);
 
     // Each method's evaluated runs per seed, and every run it took.
-    let method = |label, read: &dyn Fn(&SeedRuns) -> (Vec<String>, Vec<String>)| {
+    let method = |label, read: &dyn Fn(&SeedRuns) -> MethodRuns| {
         let (evals, trained): (Vec<_>, Vec<_>) = seeds.iter().map(read).unzip();
         Method { label, seeds: evals, runs: trained.concat() }
     };
