@@ -14,6 +14,9 @@ fn starbucks(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Three STS-B lines (score, sentence 1, sentence 2 in columns 5–7).
+const STS_PAIRS: &str = "g\tf\t2012\t1\t5.0\tA cat sits.\tA cat is sitting.\ng\tf\t2012\t2\t0.5\tA cat sits.\tStocks fell.\ng\tf\t2012\t3\t3.0\tA dog runs.\tA dog is running fast.\n";
+
 fn assert_clean_failure(code: i32, stderr: &str, needle: &str) {
     assert_eq!(code, 1, "stderr: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -107,7 +110,7 @@ fn eval_on_a_beir_folder_writes_reports_and_runs() {
     .unwrap();
     std::fs::write(beir.join("qrels/test.tsv"), "query-id\tcorpus-id\tscore\nq1\td1\t2\nq2\td2\t2\n").unwrap();
     let stsb = dir.path().join("sts.csv");
-    std::fs::write(&stsb, "g\tf\t2012\t1\t5.0\tA cat sits.\tA cat is sitting.\ng\tf\t2012\t2\t0.5\tA cat sits.\tStocks fell.\ng\tf\t2012\t3\t3.0\tA dog runs.\tA dog is running fast.\n").unwrap();
+    std::fs::write(&stsb, STS_PAIRS).unwrap();
     let out = dir.path().join("out");
     let (code, stdout, stderr) = starbucks(&[
         "eval",
@@ -465,10 +468,7 @@ fn a_semeval_year_is_scored_over_all_its_subsets() {
     write(whole.join("STS.input.all.txt"), &format!("{a}{b}"));
     write(whole.join("STS.gs.all.txt"), &format!("{a_gold}{b_gold}"));
     let stsb = dir.path().join("sts-test.csv");
-    write(
-        stsb.clone(),
-        "g\tf\t2012\t1\t5.0\tA cat sits.\tA cat is sitting.\ng\tf\t2012\t2\t0.5\tA cat sits.\tStocks fell.\ng\tf\t2012\t3\t3.0\tA dog runs.\tA dog is running fast.\n",
-    );
+    write(stsb.clone(), STS_PAIRS);
 
     let report = |semeval: &std::path::Path, out: &str| {
         let out = dir.path().join(out);
