@@ -630,6 +630,7 @@ mod tests {
             ),
             "{md}"
         );
+        assert!(md.contains("- SMAE → SRL vs separately trained, average 0.6400 (0.6200, 0.6600) vs 0.4000 (0.4000, 0.4000): **above**"), "{md}");
         assert!(md.contains("- SRL vs 2DMSE, average 0.6200 (0.6000, 0.6400) vs 0.5100 (0.5000, 0.5200): **above**; by size: above at (1,32)"), "{md}");
         assert!(!md.contains("TREC DL"), "{md}");
         assert!(
