@@ -34,11 +34,14 @@ pub fn build(backend: Backend) -> Result<PathBuf> {
     if !status.success() {
         bail!("building starbucks-cli failed ({status})");
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::fetch::workspace_root().join("target"));
-    let target = if target.is_absolute() { target } else { crate::fetch::workspace_root().join(target) };
-    Ok(target.join("release").join("starbucks"))
+    Ok(target_dir().join("release").join("starbucks"))
+}
+
+/// cargo's target directory: `CARGO_TARGET_DIR`, else the workspace's `target/`.
+pub fn target_dir() -> PathBuf {
+    let root = crate::fetch::workspace_root();
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    if target.is_absolute() { target } else { root.join(target) }
 }
 
 fn announce(backend: Backend) {

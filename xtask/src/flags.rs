@@ -49,6 +49,16 @@ tasks:
                    resumes: rerun to continue.
                    [--preset {} (a file of configs/experiments/)]
                    [--output runs/experiment-<preset>]
+  backend-check    --backend wgpu|cuda|ndarray: builds the CLI for that backend and for flex and
+                   compares them on the same inputs: embeddings at every MiniLM size (within
+                   1e-4) and each step's loss and per-size terms of 3-step SRL and 2DMSE and
+                   2-step SMAE runs, batch 4, dropout off (within 1e-4 relative). CI runs it
+                   for wgpu on Mesa's software Vulkan driver (docs/gpu.md)
+  gpu-check        builds the CLI with --features cuda and writes a folder (default
+                   runs/gpu-check, [--output DIR], under 60 MiB) to carry to a machine with
+                   one NVIDIA GPU, Python, torch, transformers: its run.sh checks `starbucks
+                   embed` on cuda against transformers, times SRL and single-size steps against
+                   PyTorch f32 and bf16 autocast, and runs 200 SRL steps (docs/gpu.md)
   pretrain         `starbucks pretrain --config FILE [--set k=v] [--output DIR] [--resume]`
   finetune         `starbucks finetune --config FILE [--set k=v] [--output DIR] [--resume]`
   <command>        any `starbucks` subcommand (pretrain, finetune, similarity, eval,
@@ -270,6 +280,8 @@ pub enum Task {
     Bench { backend: Backend, options: BenchOptions },
     BenchServe { backend: Backend, options: ServeBenchOptions },
     Experiment { backend: Backend, options: ExperimentOptions },
+    BackendCheck { backend: Backend },
+    GpuCheck { output: std::path::PathBuf },
     Cli { backend: Backend, command: String, args: Vec<String> },
     Help,
 }
@@ -311,6 +323,16 @@ impl Task {
                     Task::Bench { backend, options: BenchOptions::parse(rest.into_iter())? }
                 }
             }
+            Some("backend-check") => match rest.next() {
+                None if backend != Backend::Flex => Task::BackendCheck { backend },
+                None => bail!("backend-check compares a backend with flex: pass --backend wgpu, cuda or ndarray"),
+                Some(extra) => bail!("backend-check takes no arguments besides --backend, got '{extra}'"),
+            },
+            Some("gpu-check") => match (rest.next().as_deref(), rest.next(), rest.next()) {
+                (None, _, _) => Task::GpuCheck { output: "runs/gpu-check".into() },
+                (Some("--output"), Some(dir), None) => Task::GpuCheck { output: dir.into() },
+                _ => bail!("usage: cargo xtask gpu-check [--output DIR]"),
+            },
             Some("experiment") => Task::Experiment { backend, options: ExperimentOptions::parse(rest)? },
             Some(command) => Task::Cli { backend, command: command.to_string(), args: rest.collect() },
         })

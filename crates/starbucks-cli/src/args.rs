@@ -61,6 +61,31 @@ pub struct TrainArgs {
     pub no_progress: bool,
 }
 
+/// The device a command runs on, for the commands that take one (training reads
+/// `train.devices` from its config instead).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct DeviceArg {
+    /// GPU backends: the device's index: CUDA's numbering on cuda; on wgpu the adapters listed
+    /// discrete first, then integrated, virtual and CPU. The CPU backends have one device.
+    #[arg(long = "device", default_value_t = 0)]
+    pub index: usize,
+}
+
+impl Command {
+    /// The device index of a command that takes `--device`; training commands have none.
+    pub fn device_index(&self) -> Option<usize> {
+        match self {
+            Command::Similarity(a) => Some(a.device.index),
+            Command::Bench(a) => Some(a.device.index),
+            Command::Eval(a) => Some(a.device.index),
+            Command::Export(a) => Some(a.device.index),
+            Command::Embed(a) => Some(a.device.index),
+            Command::Serve(a) => Some(a.device.index),
+            Command::Pretrain(_) | Command::Finetune(_) => None,
+        }
+    }
+}
+
 fn parse_dims(text: &str) -> Result<usize, String> {
     text.parse().ok().filter(|&d| d > 0).ok_or_else(|| format!("invalid dims '{text}': expected a positive integer"))
 }
@@ -88,6 +113,8 @@ fn flatten(lists: &[Sizes]) -> Vec<Size> {
 
 #[derive(Debug, Args)]
 pub struct SimilarityArgs {
+    #[command(flatten)]
+    pub device: DeviceArg,
     /// Model folder (HF or sentence-transformers: config.json, model.safetensors, tokenizer.json).
     #[arg(long)]
     pub model: PathBuf,
@@ -107,6 +134,8 @@ impl SimilarityArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
+    #[command(flatten)]
+    pub device: DeviceArg,
     /// The workload: train-srl, train-single, train-smae, train-mlm, forward-N (N layers), embed, embed-one.
     #[arg(long)]
     pub workload: String,
@@ -125,6 +154,19 @@ pub struct BenchArgs {
     /// The arithmetic of `embed`, `embed-one` and `forward-N`: f32 or int8 (CPU backend only).
     #[arg(long, default_value_t = Precision::F32)]
     pub precision: Precision,
+    /// Triplets per step of `train-srl` and `train-single` (the first rows of the triplets file).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+    pub triplets: u64,
+    /// The size list of `train-srl` and `train-smae` (as `similarity --sizes`; the model's full
+    /// size last).
+    #[arg(long = "sizes", value_parser = parse_sizes, default_value = "minilm")]
+    size_lists: Vec<Sizes>,
+}
+
+impl BenchArgs {
+    pub fn sizes(&self) -> Vec<Size> {
+        flatten(&self.size_lists)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -143,6 +185,8 @@ pub enum SimilarityArg {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
+    #[command(flatten)]
+    pub device: DeviceArg,
     /// Model folder; repeat to compare models (the first is the baseline of the differences).
     #[arg(long = "model", required = true)]
     pub models: Vec<PathBuf>,
@@ -232,6 +276,8 @@ pub enum ExportFormat {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
+    #[command(flatten)]
+    pub device: DeviceArg,
     /// Model folder to export from.
     #[arg(long)]
     pub model: PathBuf,
@@ -267,6 +313,8 @@ pub enum EmbedFormat {
 
 #[derive(Debug, Args)]
 pub struct EmbedArgs {
+    #[command(flatten)]
+    pub device: DeviceArg,
     /// Model folder.
     #[arg(long)]
     pub model: PathBuf,
@@ -305,6 +353,8 @@ pub enum ScheduleArg {
 /// `starbucks_serve::Options`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    #[command(flatten)]
+    pub device: DeviceArg,
     /// Model folder (HF or sentence-transformers).
     #[arg(long)]
     pub model: PathBuf,

@@ -1,26 +1,26 @@
 //! The one place a concrete backend is chosen, by cargo feature. With several features on,
 //! the GPU ones win: `cuda`, then `wgpu`, then `ndarray`, then `flex`.
+//!
+//! Every command reaches its device through [`device_at`]: an index into the backend's own
+//! list (CUDA's numbering, wgpu's adapters), checked, and logged by name.
+
+#[cfg(feature = "cuda")]
+mod cuda;
+#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+mod wgpu;
 
 #[cfg(feature = "cuda")]
 mod chosen {
     pub type Inference = burn::backend::Cuda;
     pub const NAME: &str = "cuda";
-
-    /// GPU `index` (CUDA's numbering).
-    pub fn device_at(index: usize) -> burn::tensor::Device<Inference> {
-        burn::backend::cuda::CudaDevice::new(index)
-    }
+    pub use super::cuda::device_at;
 }
 
 #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
 mod chosen {
     pub type Inference = burn::backend::Wgpu;
     pub const NAME: &str = "wgpu";
-
-    /// The `index`-th discrete GPU wgpu finds.
-    pub fn device_at(index: usize) -> burn::tensor::Device<Inference> {
-        burn::backend::wgpu::WgpuDevice::DiscreteGpu(index)
-    }
+    pub use super::wgpu::device_at;
 }
 
 #[cfg(all(feature = "ndarray", not(any(feature = "cuda", feature = "wgpu"))))]
@@ -29,8 +29,8 @@ mod chosen {
     pub const NAME: &str = "ndarray";
 
     /// The CPU backends have one device: every index is the CPU.
-    pub fn device_at(_index: usize) -> burn::tensor::Device<Inference> {
-        Default::default()
+    pub fn device_at(_index: usize) -> Result<burn::tensor::Device<Inference>, String> {
+        Ok(Default::default())
     }
 }
 
@@ -40,8 +40,8 @@ mod chosen {
     pub const NAME: &str = "flex";
 
     /// The CPU backends have one device: every index is the CPU.
-    pub fn device_at(_index: usize) -> burn::tensor::Device<Inference> {
-        Default::default()
+    pub fn device_at(_index: usize) -> Result<burn::tensor::Device<Inference>, String> {
+        Ok(Default::default())
     }
 }
 
@@ -52,7 +52,3 @@ pub use chosen::{Inference, NAME, device_at};
 
 /// The backend with automatic differentiation, for training and gradient benchmarks.
 pub type Training = burn::backend::Autodiff<Inference>;
-
-pub fn device() -> burn::tensor::Device<Inference> {
-    Default::default()
-}

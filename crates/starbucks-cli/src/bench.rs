@@ -4,7 +4,8 @@
 //! their inputs are the same on both sides (the first rows of the shipped data files):
 //!
 //! - `train-srl`: an SRL fine-tuning step (the training engine's `step`: forward, SRL loss over
-//!   the MiniLM size list, backward, clipping, AdamW) on 32 SNLI triplets;
+//!   the size list, MiniLM's by default, backward, clipping, AdamW) on 32 SNLI triplets
+//!   (`--triplets`);
 //! - `train-single`: the same batch, MNRL at the full size only;
 //! - `train-smae`: an SMAE pre-training step on 8 FineWeb windows of ≤ 128 tokens;
 //! - `train-mlm`: a plain MLM step on the same windows (full size, encoder masks, no decoder);
@@ -45,7 +46,6 @@ use starbucks_train::{Decay, LrSchedule, adamw};
 
 use crate::args::BenchArgs;
 
-const TRIPLETS: usize = 32;
 const FORWARD_BATCH: usize = 256;
 const SMAE_BATCH: usize = 8;
 const SMAE_LEN: usize = 128;
@@ -162,9 +162,9 @@ fn peak_rss_mb() -> Option<f64> {
     None
 }
 
-/// The MiniLM size list (1,32) … (6,384), checked against the model.
-fn minilm(config: &BertConfig) -> Result<SizeList> {
-    Ok(SizeList::new(Size::parse_list("minilm")?, config)?)
+/// `--sizes`, checked against the model.
+fn size_list(args: &BenchArgs, config: &BertConfig) -> Result<SizeList> {
+    Ok(SizeList::new(args.sizes(), config)?)
 }
 
 /// STS-B test: every first sentence, then every second one.
@@ -199,10 +199,16 @@ fn finetune<B: AutodiffBackend>(
     single: bool,
     device: &B::Device,
 ) -> Result<Measured> {
-    let mut triplets = read_triplets(&args.data.join("nli").join("snli-triplets.tsv.gz"))?;
-    triplets.truncate(TRIPLETS);
+    let path = args.data.join("nli").join("snli-triplets.tsv.gz");
+    let mut triplets = read_triplets(&path)?;
+    let count = args.triplets as usize;
+    if triplets.len() < count {
+        bail!("--triplets {count}: {} holds {}", path.display(), triplets.len());
+    }
+    triplets.truncate(count);
     let tokenizer = Tokenizer::from_file(args.model.join("tokenizer.json"), 128)?;
-    let objective = if single { Objective::Single(Size::full(config)) } else { Objective::srl(minilm(config)?, false) };
+    let objective =
+        if single { Objective::Single(Size::full(config)) } else { Objective::srl(size_list(args, config)?, false) };
     let task =
         FinetuneTask { tokenizer: tokenizer.clone(), query_tokenizer: tokenizer, objective, pooling: Pooling::Mean };
     let texts = triplet_texts(&triplets);
@@ -210,7 +216,7 @@ fn finetune<B: AutodiffBackend>(
     let (model, _) = BertModel::<B>::from_safetensors(config, args.model.join("model.safetensors"), device)?;
     let batch = Repeat(FinetuneBatch::Triplets(triplets));
     let times_ms = train(args, model, &Fixed(task), batch, 5e-5, device)?;
-    Ok(Measured { times_ms, items: 3 * TRIPLETS, tokens: Some(tokens), padded_tokens: Some(padded), spearman: None })
+    Ok(Measured { times_ms, items: 3 * count, tokens: Some(tokens), padded_tokens: Some(padded), spearman: None })
 }
 
 fn pretrain<B: AutodiffBackend>(
@@ -242,7 +248,7 @@ fn pretrain<B: AutodiffBackend>(
     let model = PretrainModel { encoder, smae: smae_modules };
     let batch = Repeat(examples);
     let times_ms = if smae {
-        let task = PretrainTask { sizes: minilm(config)?, pad_id };
+        let task = PretrainTask { sizes: size_list(args, config)?, pad_id };
         train(args, model, &Fixed(task), batch, 1e-4, device)?
     } else {
         train(args, model, &MlmTask { pad_id }, batch, 1e-4, device)?
@@ -277,7 +283,7 @@ fn embed<B: Backend>(args: &BenchArgs, config: &BertConfig, device: &B::Device) 
     let size = embedder.full_size();
     let times_ms = timed(args.warmup, args.iters, || Ok(embedder.embed(&sentences, size).map(|_| ())?))?;
     let pairs = read_stsb(&args.data.join("stsb").join("sts-test.csv"))?;
-    let sizes: Vec<Size> = minilm(config)?.sizes().to_vec();
+    let sizes: Vec<Size> = size_list(args, config)?.sizes().to_vec();
     let scores = starbucks_eval::sts::evaluate(&embedder, &[("sts-test".to_string(), pairs)], &sizes)?;
     let spearman = scores[0]
         .per_size

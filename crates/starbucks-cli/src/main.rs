@@ -32,10 +32,13 @@ fn train(task: Task, args: args::TrainArgs) -> ExitCode {
     }
 }
 
-/// Training and the server log their progress at info level; other commands only warn.
+/// Training and the server log their progress at info level; other commands only warn. The GPU
+/// runtimes' own info lines (a line per kernel tuned, per cache load) stay out unless asked for.
 fn default_log(command: &args::Command) -> &'static str {
     match command {
-        args::Command::Pretrain(_) | args::Command::Finetune(_) | args::Command::Serve(_) => "info",
+        args::Command::Pretrain(_) | args::Command::Finetune(_) | args::Command::Serve(_) => {
+            "info,cubecl_runtime=warn,cubecl_wgpu=warn,cubecl_cuda=warn,wgpu_core=warn,wgpu_hal=warn"
+        }
         _ => "warn",
     }
 }
@@ -67,17 +70,28 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let device = backend::device();
     tracing::debug!(backend = backend::NAME, "starting");
-    let result = match cli.command {
+    let command = match cli.command {
+        args::Command::Pretrain(a) => return train(Task::Pretrain, a),
+        args::Command::Finetune(a) => return train(Task::Finetune, a),
+        command => command,
+    };
+    let index = command.device_index().expect("every command but training takes --device");
+    let device = match backend::device_at(index) {
+        Ok(device) => device,
+        Err(e) => {
+            eprintln!("error: --device: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match command {
         args::Command::Similarity(a) => similarity::run::<backend::Inference>(a, &device),
         args::Command::Bench(a) => bench::run::<backend::Training>(a, &device),
         args::Command::Eval(a) => eval::run::<backend::Inference>(a, &device),
         args::Command::Export(a) => export::run::<backend::Inference>(a, &device),
         args::Command::Embed(a) => embed::run::<backend::Inference>(a, &device),
         args::Command::Serve(a) => serve::run::<backend::Inference>(a, backend::NAME, &device),
-        args::Command::Pretrain(a) => return train(Task::Pretrain, a),
-        args::Command::Finetune(a) => return train(Task::Finetune, a),
+        args::Command::Pretrain(_) | args::Command::Finetune(_) => unreachable!("returned above"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -50,12 +50,12 @@ fn signal_name(signal: usize) -> &'static str {
 }
 
 /// Runs `task` on the devices the config's `train.devices` names (`device_at` maps an index to
-/// the backend's device). `Ok(Some(signal))`: the run was stopped by that signal, with a
-/// checkpoint, and said so.
+/// the backend's device, or says why there is none). `Ok(Some(signal))`: the run was stopped
+/// by that signal, with a checkpoint, and said so.
 pub fn run<B: AutodiffBackend>(
     task: Task,
     args: TrainArgs,
-    device_at: impl Fn(usize) -> B::Device,
+    device_at: impl Fn(usize) -> Result<B::Device, String>,
 ) -> Result<Option<i32>, Error> {
     let env: BTreeMap<String, String> = env_overrides();
     let config = RunConfig::load(&args.config, &env, &args.sets)?;
@@ -67,7 +67,12 @@ pub fn run<B: AutodiffBackend>(
             config.task
         )));
     }
-    let devices: Vec<B::Device> = config.train.devices.iter().map(|&i| device_at(i)).collect();
+    let devices = config
+        .train
+        .devices
+        .iter()
+        .map(|&i| device_at(i).map_err(|e| Error::Input(format!("key `train.devices`: {e}"))))
+        .collect::<Result<Vec<B::Device>, Error>>()?;
     let stop = stop_on_signals()?;
     let options = RunOptions { output: args.output, resume: args.resume, progress: !args.no_progress, stop };
     let result = match &config.eval.stsb {

@@ -248,6 +248,7 @@ fn bad_input_is_one_line_exit_code_2_and_writes_nothing() {
     assert_bad_input(&with(&["--set", "model.path=/nonexistent/model"]), "/nonexistent/model", &out);
     // Issue 17, item 13: a length that leaves no room for a token was accepted.
     assert_bad_input(&with(&["--set", "model.max_seq_length=0"]), "model.max_seq_length", &out);
+    assert_bad_input(&with(&["--set", "model.dropout=1.5"]), "model.dropout", &out);
     assert_bad_input(&["pretrain", "--config", c, "--output", o], "starbucks finetune", &out);
     assert_bad_input(&["finetune", "--config", "/nonexistent/run.toml", "--output", o], "/nonexistent/run.toml", &out);
     // Issue 17, item 13: masking errors said `key data` without naming the key.
@@ -277,6 +278,31 @@ fn bad_input_is_one_line_exit_code_2_and_writes_nothing() {
         let names: Vec<_> = std::fs::read_dir(&other).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("config.toml")], "left as it was");
     }
+}
+
+/// `model.dropout = 0` turns dropout off while training (the first step's loss changes), and
+/// the exported model keeps the folder's dropout (0.1).
+#[test]
+fn model_dropout_replaces_the_folders_while_training_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = finetune_config(dir.path());
+    let first_loss = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut args = vec!["--set", "train.max_steps=1", "--set", "checkpoint.every=1"];
+        args.extend_from_slice(extra);
+        let (code, _, stderr) = finetune(&config, &out, &args);
+        assert_eq!(code, 0, "{stderr}");
+        (losses(&out)[0].1, out)
+    };
+    let (with_dropout, _) = first_loss("on", &[]);
+    let (off, out) = first_loss("off", &["--set", "model.dropout=0.0"]);
+    assert_ne!(with_dropout, off, "dropout 0.1 and 0 gave the same first loss");
+    let exported: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("model/config.json")).unwrap()).unwrap();
+    assert_eq!(exported["hidden_dropout_prob"], 0.1);
+    assert_eq!(exported["attention_probs_dropout_prob"], 0.1);
+    let saved = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(saved.contains("dropout = 0.0"), "{saved}");
 }
 
 fn pretrain_config(dir: &Path) -> PathBuf {

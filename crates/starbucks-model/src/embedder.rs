@@ -2,8 +2,10 @@
 
 use std::path::Path;
 
+use burn::tensor::Tensor;
+#[cfg(feature = "flex")]
+use burn::tensor::TensorData;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
 
 use crate::bert::{BertInput, BertModel};
 use crate::config::BertConfig;

@@ -55,6 +55,10 @@ pub struct ModelSection {
     pub max_seq_length: Option<usize>,
     /// Pooling for fine-tuning: mean (STS) or cls (retrieval); default mean, cls for retrieval data.
     pub pooling: Option<Pooling>,
+    /// Dropout while training, in place of the folder's `hidden_dropout_prob` and
+    /// `attention_probs_dropout_prob` (an exported model keeps the folder's); default the folder's.
+    /// 0 gives the same steps on every backend (their dropout masks differ).
+    pub dropout: Option<f64>,
 }
 
 /// The training data's format.
@@ -318,6 +322,11 @@ impl RunConfig {
         }
         if t.log_every == 0 || self.checkpoint.every == 0 || self.checkpoint.keep == 0 {
             return Err("keys `train.log_every`, `checkpoint.every` and `checkpoint.keep` must be ≥ 1".into());
+        }
+        if let Some(p) = self.model.dropout
+            && !(0.0..1.0).contains(&p)
+        {
+            return Err(format!("key `model.dropout` must be in [0, 1) (got {p})"));
         }
         if t.devices.is_empty() {
             return Err("key `train.devices` needs at least one device".into());

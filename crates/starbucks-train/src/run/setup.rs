@@ -168,9 +168,16 @@ pub(super) fn common(config: &RunConfig, options: &RunOptions) -> Result<Common>
     Ok(Common { config, folder_max_seq_length, output, bert, sentence, tokenizer, sizes, progress: options.progress })
 }
 
+/// The encoder to train, with `model.dropout` in place of the folder's where it is set (the
+/// SMAE decoder, a copy of layer 0, takes it too; `c.bert`, which an export writes, does not).
 pub(super) fn load_encoder<B: AutodiffBackend>(c: &Common, device: &B::Device) -> Result<BertModel<B>> {
     let path = c.config.model.path.join("model.safetensors");
-    let (model, _) = BertModel::from_safetensors(&c.bert, &path, device).map_err(input)?;
+    let mut bert = c.bert.clone();
+    if let Some(p) = c.config.model.dropout {
+        bert.hidden_dropout_prob = p;
+        bert.attention_probs_dropout_prob = p;
+    }
+    let (model, _) = BertModel::from_safetensors(&bert, &path, device).map_err(input)?;
     Ok(model)
 }
 
