@@ -411,12 +411,14 @@ def main():
     report = Report(args.out, device)
     report.data["versions"] = {"torch": torch.__version__, "transformers": transformers.__version__,
                                "python": sys.version.split()[0]}
-    report.data["machine"] = {"gpu": torch.cuda.get_device_name(0) if device == "cuda" else "none",
+    report.data["machine"] = {"gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
                               "cpus": os.cpu_count()}
     report.data["settings"] = settings
 
     extra, missing = find_libraries(device)
     env = dict(os.environ, STARBUCKS_LOG="info", LD_LIBRARY_PATH=":".join(extra + [os.environ.get("LD_LIBRARY_PATH", "")]))
+    if device == "cuda" and not torch.cuda.is_available():
+        missing.append("a GPU torch can use (torch.cuda.is_available() is False)")
     report.stage("libraries", {"ld_library_path": extra, "missing": missing})
     if missing:
         log("missing: " + "; ".join(missing))
