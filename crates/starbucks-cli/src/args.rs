@@ -157,8 +157,8 @@ pub struct BenchArgs {
     /// Triplets per step of `train-srl` and `train-single` (the first rows of the triplets file).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
     pub triplets: u64,
-    /// The size list of `train-srl` and `train-smae` (as `similarity --sizes`; the model's full
-    /// size last).
+    /// The size list of `train-srl` and `train-smae`, and the sizes `embed` scores STS-B at (as
+    /// `similarity --sizes`; the model's full size last).
     #[arg(long = "sizes", value_parser = parse_sizes, default_value = "minilm")]
     size_lists: Vec<Sizes>,
 }

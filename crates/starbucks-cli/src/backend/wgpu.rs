@@ -11,7 +11,8 @@ use burn::backend::wgpu::WgpuDevice;
 use burn::backend::wgpu::graphics::{AutoGraphicsApi, GraphicsApi};
 use wgpu::DeviceType;
 
-/// The order adapters are numbered in, and the device each type maps to.
+/// The order adapters are numbered in, by type (wgpu's `Other` adapters are left out: cubecl
+/// opens one only as a fallback when a type has too few).
 const ORDER: [DeviceType; 4] =
     [DeviceType::DiscreteGpu, DeviceType::IntegratedGpu, DeviceType::VirtualGpu, DeviceType::Cpu];
 
