@@ -12,8 +12,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use crate::cli;
+use crate::experiment::record::write_atomic;
 use crate::flags::Backend;
+use crate::{cli, fetch};
 
 /// Largest |difference| allowed between two embeddings' components.
 const EMBED_TOLERANCE: f64 = 1e-4;
@@ -27,9 +28,6 @@ const ABSOLUTE_FLOOR: f64 = 1e-6;
 /// backends only by rounding, move apart by up to 2·lr: at 5e-5 that put step 2's terms
 /// 8e-5 to 2.5e-4 apart (relative), at 1e-5 below 4e-5.
 const LR: f64 = 1e-5;
-
-/// The sizes checked: the MiniLM list.
-const SIZES: [(usize, usize); 6] = [(1, 32), (2, 64), (3, 96), (4, 128), (5, 256), (6, 384)];
 
 /// One short training run: (name, task, method), all at batch 4 with dropout off.
 const RUNS: [(&str, &str, &str); 3] =
@@ -52,7 +50,7 @@ impl Row {
 /// The training config of one short run, written out in full so that the check does not move
 /// when a demo preset does.
 fn config(root: &Path, head_model: &Path, task: &str, method: &str) -> String {
-    let model = if task == "pretrain" { head_model.to_path_buf() } else { root.join("assets/all-MiniLM-L6-v2") };
+    let model = if task == "pretrain" { head_model.to_path_buf() } else { root.join(fetch::MINILM_DIR) };
     // SMAE's vocabulary products dominate its step on a software driver: short windows.
     let (data, steps) = match task {
         "pretrain" => (
@@ -125,10 +123,7 @@ fn model_with_head(minilm: &Path, dest: &Path) -> Result<()> {
     let mut out = (header.len() as u64).to_le_bytes().to_vec();
     out.extend(header);
     out.extend(data);
-    let tmp = dest.join("model.safetensors.tmp");
-    std::fs::write(&tmp, out)?;
-    std::fs::rename(&tmp, dest.join("model.safetensors"))?;
-    Ok(())
+    write_atomic(&dest.join("model.safetensors"), out)
 }
 
 /// Runs one CLI invocation in `dir`, its output kept in `log`; a failure shows the log's end.
@@ -237,8 +232,8 @@ pub fn run(backend: Backend) -> Result<()> {
     if backend == Backend::Flex {
         bail!("backend-check compares a backend with flex: pass --backend wgpu, cuda or ndarray");
     }
-    let root = crate::fetch::workspace_root();
-    crate::fetch::run("minilm")?;
+    let root = fetch::workspace_root();
+    fetch::run("minilm")?;
     let dir = cli::target_dir().join("backend-check").join(backend.feature());
     let runs = dir.join("runs");
     if runs.exists() {
@@ -252,15 +247,15 @@ pub fn run(backend: Backend) -> Result<()> {
     let cubecl = format!("[autotune]\nlevel = \"minimal\"\ncache = {{ file = {autotune:?} }}\n");
     std::fs::write(dir.join("cubecl.toml"), cubecl)?;
     let head_model = dir.join("minilm-with-mlm-head");
-    model_with_head(&root.join("assets/all-MiniLM-L6-v2"), &head_model)?;
+    model_with_head(&root.join(fetch::MINILM_DIR), &head_model)?;
     let (peer, subject) = binaries(backend, &dir)?;
     let name = backend.feature();
-    let model = root.join("assets/all-MiniLM-L6-v2").display().to_string();
+    let model = root.join(fetch::MINILM_DIR).display().to_string();
     let sentences = root.join("tests/reference/sentences.txt").display().to_string();
     let mut rows = Vec::new();
     let mut seconds: BTreeMap<&str, f64> = BTreeMap::new();
 
-    for (layers, dims) in SIZES {
+    for (layers, dims) in fetch::MINILM_SIZES {
         let mut outputs = Vec::new();
         for (label, binary) in [("flex", &peer), (name, &subject)] {
             let output = runs.join(format!("embed-{layers}x{dims}-{label}.jsonl"));

@@ -23,7 +23,7 @@
 
 mod document;
 mod preset;
-mod record;
+pub(crate) mod record;
 mod results;
 
 use std::path::{Path, PathBuf};

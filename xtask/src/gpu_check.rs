@@ -9,8 +9,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::cli;
 use crate::flags::Backend;
+use crate::{cli, fetch};
 
 /// The script, kept beside this file and copied into the folder.
 const SCRIPT: &str = include_str!("../gpu_check/run.py");
@@ -30,15 +30,13 @@ fn folder_size(dir: &Path) -> Result<u64> {
     Ok(total)
 }
 
-/// The first `count` first sentences of STS-B test (column 6 of the tab-separated file).
-fn sentences(root: &Path, count: usize) -> Result<String> {
-    let path = root.join("data/stsb/sts-test.csv");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let lines: Vec<&str> = text.lines().filter_map(|line| line.split('\t').nth(5)).take(count).collect();
-    if lines.len() < count {
-        bail!("{}: only {} sentences", path.display(), lines.len());
+/// The first sentences of the first `count` STS-B test pairs, one a line.
+fn sentences(count: usize) -> Result<String> {
+    let all = fetch::stsb_test_sentences()?;
+    if all.len() < 2 * count {
+        bail!("data/stsb/sts-test.csv: only {} pairs", all.len() / 2);
     }
-    Ok(lines.join("\n") + "\n")
+    Ok(all[..count].join("\n") + "\n")
 }
 
 /// Writes the folder into `tmp`: binary, tokenizer, data, script.
@@ -55,19 +53,19 @@ fn assemble(root: &Path, binary: &Path, tmp: &Path) -> Result<()> {
     if !status.success() {
         bail!("strip {} failed ({status})", bin.display());
     }
-    let minilm = root.join("assets/all-MiniLM-L6-v2");
+    let minilm = root.join(fetch::MINILM_DIR);
     for name in TOKENIZER_FILES {
         copy(&minilm.join(name), &tmp.join("tokenizer").join(name))?;
     }
     copy(&root.join("data/nli/snli-triplets.tsv.gz"), &tmp.join("data/nli/snli-triplets.tsv.gz"))?;
-    std::fs::write(tmp.join("data/sentences.txt"), sentences(root, SENTENCES)?)?;
+    std::fs::write(tmp.join("data/sentences.txt"), sentences(SENTENCES)?)?;
     std::fs::write(tmp.join("run.py"), SCRIPT)?;
     Ok(())
 }
 
 pub fn run(output: &Path) -> Result<()> {
-    let root = crate::fetch::workspace_root();
-    crate::fetch::run("minilm")?;
+    let root = fetch::workspace_root();
+    fetch::run("minilm")?;
     let binary = cli::build(Backend::Cuda)?;
     let output = if output.is_absolute() { output.to_path_buf() } else { root.join(output) };
     let tmp = output.with_extension("tmp");
@@ -94,7 +92,7 @@ mod tests {
 
     #[test]
     fn the_carried_sentences_are_stsb_first_sentences() {
-        let text = sentences(&crate::fetch::workspace_root(), 3).unwrap();
+        let text = sentences(3).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3);
         assert!(lines.iter().all(|l| !l.is_empty() && !l.contains('\t')));

@@ -20,8 +20,8 @@ use crate::{cli, fetch};
 /// The peer's environment (PyPI); its pins (sentence-transformers < 4, numpy < 2) clash with
 /// the PyTorch bench's, so it has a venv of its own.
 const PEER_REQUIREMENTS: &[&str] = &["infinity-emb[server,torch]==0.0.78", "torch==2.15.0"];
-/// The MiniLM size list, smallest first; the mixed load draws uniformly from it.
-const SIZES: [(usize, usize); 6] = [(1, 32), (2, 64), (3, 96), (4, 128), (5, 256), (6, 384)];
+/// The mixed load draws uniformly from the MiniLM size list.
+const SIZES: [(usize, usize); 6] = fetch::MINILM_SIZES;
 const FULL: (usize, usize) = (6, 384);
 /// One run's bound in time, whatever its request count.
 const RUN_LIMIT: Duration = Duration::from_secs(120);
@@ -123,15 +123,6 @@ impl Drop for Server {
     }
 }
 
-/// STS-B test: every first sentence, then every second one (as `starbucks bench`).
-fn sentences() -> Result<Vec<String>> {
-    let path = fetch::workspace_root().join("data/stsb/sts-test.csv");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let rows: Vec<Vec<&str>> =
-        text.lines().map(|l| l.split('\t').collect()).filter(|r: &Vec<&str>| r.len() >= 7).collect();
-    Ok(rows.iter().map(|r| r[5].to_string()).chain(rows.iter().map(|r| r[6].to_string())).collect())
-}
-
 fn label((layers, dims): (usize, usize)) -> String {
     format!("{layers},{dims}")
 }
@@ -221,7 +212,7 @@ pub fn run(backend: Backend, options: ServeBenchOptions) -> Result<()> {
     let peer = infinity(&options.venv.clone().unwrap_or_else(default_venv))?;
     let output = root.join(&options.output);
     std::fs::create_dir_all(&output).with_context(|| format!("cannot create {}", output.display()))?;
-    let texts = sentences()?;
+    let texts = fetch::stsb_test_sentences()?;
     let threads = options.threads;
     let n = options.requests;
 
