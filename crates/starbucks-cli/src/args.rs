@@ -86,6 +86,44 @@ impl Command {
     }
 }
 
+impl Command {
+    /// Hub ids among the model arguments become their folders in the HuggingFace cache (fetched
+    /// where missing; a folder at that path wins). Reports and the server keep the id's name.
+    pub fn resolve_models(&mut self) -> Result<(), starbucks_model::Error> {
+        fn resolve(model: &mut PathBuf) -> Result<Option<String>, starbucks_model::Error> {
+            if model.exists() {
+                return Ok(None);
+            }
+            let id = model.display().to_string();
+            *model = starbucks_model::resolve_model(model)?;
+            Ok(Some(id))
+        }
+        match self {
+            Command::Eval(a) => {
+                let ids = a.models.iter_mut().map(resolve).collect::<Result<Vec<_>, _>>()?;
+                if a.names.is_empty() && ids.iter().any(Option::is_some) {
+                    let named = |(id, dir): (&Option<String>, &PathBuf)| match id {
+                        Some(id) => id.split('@').next().unwrap_or(id).rsplit('/').next().unwrap_or(id).to_string(),
+                        None => dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                    };
+                    a.names = ids.iter().zip(&a.models).map(named).collect();
+                }
+            }
+            Command::Serve(a) => {
+                if let Some(id) = resolve(&mut a.model)? {
+                    a.served_model_name.get_or_insert(id);
+                }
+            }
+            Command::Similarity(a) => drop(resolve(&mut a.model)?),
+            Command::Bench(a) => drop(resolve(&mut a.model)?),
+            Command::Export(a) => drop(resolve(&mut a.model)?),
+            Command::Embed(a) => drop(resolve(&mut a.model)?),
+            Command::Pretrain(_) | Command::Finetune(_) => {}
+        }
+        Ok(())
+    }
+}
+
 fn parse_dims(text: &str) -> Result<usize, String> {
     text.parse().ok().filter(|&d| d > 0).ok_or_else(|| format!("invalid dims '{text}': expected a positive integer"))
 }
@@ -115,7 +153,8 @@ fn flatten(lists: &[Sizes]) -> Vec<Size> {
 pub struct SimilarityArgs {
     #[command(flatten)]
     pub device: DeviceArg,
-    /// Model folder (HF or sentence-transformers: config.json, model.safetensors, tokenizer.json).
+    /// Model folder (HF or sentence-transformers: config.json, model.safetensors, tokenizer.json)
+    /// or hub id (`org/name[@revision]`, fetched into the HuggingFace cache).
     #[arg(long)]
     pub model: PathBuf,
     /// Sizes as `layers,dims`, paper names (demi, short, tall, ...) or a named list (minilm,
@@ -139,7 +178,7 @@ pub struct BenchArgs {
     /// The workload: train-srl, train-single, train-smae, train-mlm, forward-N (N layers), embed, embed-one.
     #[arg(long)]
     pub workload: String,
-    /// Model folder.
+    /// Model folder or hub id (`org/name[@revision]`).
     #[arg(long, default_value = "assets/all-MiniLM-L6-v2")]
     pub model: PathBuf,
     /// The shipped data folder (NLI triplets, STS-B test, FineWeb sample).
@@ -187,7 +226,7 @@ pub enum SimilarityArg {
 pub struct EvalArgs {
     #[command(flatten)]
     pub device: DeviceArg,
-    /// Model folder; repeat to compare models (the first is the baseline of the differences).
+    /// Model folder or hub id; repeat to compare models (the first is the baseline of the differences).
     #[arg(long = "model", required = true)]
     pub models: Vec<PathBuf>,
     /// A display name per model, in the same order (default: the folder name).
@@ -278,7 +317,7 @@ pub enum ExportFormat {
 pub struct ExportArgs {
     #[command(flatten)]
     pub device: DeviceArg,
-    /// Model folder to export from.
+    /// Model folder or hub id to export from.
     #[arg(long)]
     pub model: PathBuf,
     /// The size to export: a paper name or `layers,dims`.
@@ -315,7 +354,7 @@ pub enum EmbedFormat {
 pub struct EmbedArgs {
     #[command(flatten)]
     pub device: DeviceArg,
-    /// Model folder.
+    /// Model folder or hub id (`org/name[@revision]`).
     #[arg(long)]
     pub model: PathBuf,
     /// Size to embed at (default: the full model).
@@ -355,7 +394,7 @@ pub enum ScheduleArg {
 pub struct ServeArgs {
     #[command(flatten)]
     pub device: DeviceArg,
-    /// Model folder (HF or sentence-transformers).
+    /// Model folder (HF or sentence-transformers) or hub id (`org/name[@revision]`).
     #[arg(long)]
     pub model: PathBuf,
     #[arg(long, default_value_t = Options::default().host)]

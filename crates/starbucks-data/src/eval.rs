@@ -92,6 +92,20 @@ pub fn read_semeval_dir(dir: &Path) -> Result<BTreeMap<String, Vec<StsPair>>> {
     Ok(sets)
 }
 
+/// An STS set in MTEB's hub layout (`mteb/sts12-sts` … `mteb/sickr-sts`): JSON Lines (plain or
+/// `.gz`) or Parquet with `sentence1`, `sentence2` and a numeric `score` (other columns ignored).
+pub fn read_sts_table(path: &Path) -> Result<Vec<StsPair>> {
+    #[derive(Deserialize)]
+    struct Row {
+        sentence1: String,
+        sentence2: String,
+        score: f64,
+    }
+    let rows: Vec<Row> =
+        crate::table::records(path, &["sentence1", "sentence2", "score"], "STS pair (`sentence1`, `sentence2`, `score`)")?;
+    Ok(rows.into_iter().map(|r| StsPair { sentence1: r.sentence1, sentence2: r.sentence2, score: r.score }).collect())
+}
+
 /// SICK (`SICK_test_annotated.txt`): tab-separated with a header naming `sentence_A`,
 /// `sentence_B`, `relatedness_score`.
 pub fn read_sick(path: &Path) -> Result<Vec<StsPair>> {
@@ -258,9 +272,20 @@ fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path, what: &str) -> Result<V
 }
 
 pub fn read_beir(dir: &Path, split: &str) -> Result<Beir> {
-    let corpus_path = ["corpus.jsonl", "corpus.jsonl.gz"].iter().map(|f| dir.join(f)).find(|p| p.is_file());
-    let corpus_path = corpus_path.ok_or_else(|| DataError::whole(dir.join("corpus.jsonl").display(), "not found"))?;
-    let corpus: Vec<BeirDocument> = read_jsonl(&corpus_path, "BEIR document (`_id`, `title`, `text`)")?;
+    let corpus = ["corpus.jsonl", "corpus.jsonl.gz"].iter().map(|f| dir.join(f)).find(|p| p.is_file());
+    let corpus = corpus.ok_or_else(|| DataError::whole(dir.join("corpus.jsonl").display(), "not found"))?;
+    read_beir_files(&corpus, &dir.join("queries.jsonl"), &dir.join("qrels").join(format!("{split}.tsv")))
+}
+
+/// A BEIR set from its three files, as the hub's `BeIR/<name>` and `BeIR/<name>-qrels`
+/// repositories hold them: corpus and queries in JSON Lines (plain or `.gz`) or Parquet
+/// (`_id`, `title`, `text`), qrels a TSV `query-id, corpus-id, score` with or without header.
+pub fn read_beir_files(corpus_path: &Path, queries_path: &Path, qrels_path: &Path) -> Result<Beir> {
+    let corpus: Vec<BeirDocument> = if crate::table::is_parquet(corpus_path) {
+        crate::table::records(corpus_path, &["_id", "title", "text"], "BEIR document (`_id`, `title`, `text`)")?
+    } else {
+        read_jsonl(corpus_path, "BEIR document (`_id`, `title`, `text`)")?
+    };
     check_unique(&corpus_path.display().to_string(), "documents", corpus.iter().map(|d| d.id.as_str()))?;
     #[derive(Deserialize)]
     struct Query {
@@ -268,11 +293,13 @@ pub fn read_beir(dir: &Path, split: &str) -> Result<Beir> {
         id: String,
         text: String,
     }
-    let queries_path = dir.join("queries.jsonl");
-    let queries: Vec<Query> = read_jsonl(&queries_path, "BEIR query (`_id`, `text`)")?;
+    let queries: Vec<Query> = if crate::table::is_parquet(queries_path) {
+        crate::table::records(queries_path, &["_id", "text"], "BEIR query (`_id`, `text`)")?
+    } else {
+        read_jsonl(queries_path, "BEIR query (`_id`, `text`)")?
+    };
     check_unique(&queries_path.display().to_string(), "queries", queries.iter().map(|q| q.id.as_str()))?;
-    let qrels_path = dir.join("qrels").join(format!("{split}.tsv"));
-    let lines = Lines::open(&qrels_path)?;
+    let lines = Lines::open(qrels_path)?;
     let name = lines.name().to_string();
     let mut qrels: Qrels = HashMap::new();
     for item in lines {

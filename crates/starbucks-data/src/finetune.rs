@@ -32,9 +32,31 @@ fn is_jsonl(path: &Path) -> bool {
     name.trim_end_matches(".gz").ends_with(".jsonl") || name.trim_end_matches(".gz").ends_with(".json")
 }
 
-/// Reads rows of a TSV (with a header naming the columns) or JSONL file; `required` names the
-/// columns / fields every row must have. Empty files are errors.
+/// Reads rows of a TSV (with a header naming the columns), JSONL or Parquet file; `required`
+/// names the string columns / fields every row must have. Empty files are errors. The number
+/// beside each row is its line (its 1-based row for Parquet).
 fn read_records(path: &Path, required: &[&str]) -> Result<Vec<(usize, HashMap<String, String>)>> {
+    if crate::table::is_parquet(path) {
+        let name = path.display().to_string();
+        let rows = crate::table::parquet_rows(path, required)?;
+        if rows.is_empty() {
+            return Err(DataError::whole(&name, "the file has no rows"));
+        }
+        return rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, (row_group, row, mut object))| {
+                let mut record = HashMap::new();
+                for key in required {
+                    match object.remove(*key) {
+                        Some(serde_json::Value::String(s)) => record.insert(key.to_string(), s),
+                        _ => return Err(DataError::row(&name, row_group, row, format!("column `{key}` is not a string here"))),
+                    };
+                }
+                Ok((i + 1, record))
+            })
+            .collect();
+    }
     let mut lines = Lines::open(path)?;
     let name = lines.name().to_string();
     let mut records = Vec::new();
@@ -190,8 +212,16 @@ pub struct RetrievalExample {
 }
 
 /// Tevatron JSONL (`query_id`, `query`, `positive_passages`, `negative_passages`; passages with
-/// `docid`, `title`, `text`), plain or `.gz`.
+/// `docid`, `title`, `text`), plain or `.gz`, or Parquet with those columns.
 pub fn read_tevatron(path: &Path) -> Result<Vec<RetrievalExample>> {
+    if crate::table::is_parquet(path) {
+        let columns = ["query_id", "query", "positive_passages", "negative_passages"];
+        let examples: Vec<RetrievalExample> = crate::table::records(path, &columns, "Tevatron training example")?;
+        if let Some(i) = examples.iter().position(|e| e.positive_passages.is_empty()) {
+            return Err(DataError::whole(path.display(), format!("row {}: no positive passage", i + 1)));
+        }
+        return Ok(examples);
+    }
     let mut examples = Vec::new();
     let lines = Lines::open(path)?;
     let name = lines.name().to_string();

@@ -6,6 +6,8 @@
 //! - [`masking`]: SMAE pre-training examples (window, whole-word masks, encoder ⊂ decoder);
 //! - [`finetune`]: NLI triplets and pairs, MS MARCO (Tevatron JSONL, official triples), groups;
 //! - [`eval`]: STS-B, SemEval STS, SICK, BEIR, TREC qrels and runs, id-text collections;
+//! - [`hub`]: datasets by hub id (`hf://datasets/org/name[/config][@revision]`) into the
+//!   HuggingFace cache; [`table`]: Parquet and JSON Lines rows read by column name;
 //! - [`batching`]: padding to the batch's longest, seeded (length-grouped) batch orders;
 //! - [`output`]: output files written whole or not at all, and outputs checked writable early.
 //!
@@ -21,8 +23,10 @@ pub mod eval;
 pub mod finetune;
 pub mod fineweb;
 pub mod http;
+pub mod hub;
 pub mod lines;
 pub mod masking;
 pub mod output;
+pub mod table;
 
 pub use error::{DataError, Location, Result};

@@ -37,10 +37,12 @@ pub struct Embedder<B: Backend> {
 }
 
 impl<B: Backend> Embedder<B> {
-    /// Loads an HF or sentence-transformers folder: `config.json`, `model.safetensors`,
-    /// `tokenizer.json`, and the sentence-transformers files where present.
-    pub fn from_pretrained(dir: impl AsRef<Path>, device: &B::Device) -> Result<Self> {
-        let dir = dir.as_ref();
+    /// Loads an HF or sentence-transformers model: `config.json`, `model.safetensors`,
+    /// `tokenizer.json`, and the sentence-transformers files where present. `name_or_path` is a
+    /// folder, or a hub id (`org/name[@revision]`) fetched into the HuggingFace cache as
+    /// sentence-transformers does (a folder at that path wins; see [`resolve_model`](crate::resolve_model)).
+    pub fn from_pretrained(name_or_path: impl AsRef<Path>, device: &B::Device) -> Result<Self> {
+        let dir = &crate::resolve_model(name_or_path.as_ref())?;
         if !dir.is_dir() {
             let why = if dir.exists() { "a file, not a model folder" } else { "model folder not found" };
             return Err(Error::invalid(dir, why));

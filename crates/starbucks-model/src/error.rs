@@ -23,6 +23,9 @@ pub enum Error {
     /// The tokenizer failed on an input text.
     #[error("tokenizer: {0}")]
     Tokenize(String),
+    /// A hub id that could not be fetched (or, offline, is not in the cache).
+    #[error(transparent)]
+    Hub(#[from] starbucks_hub::Error),
     /// A precision this build or backend does not run.
     #[error("precision {precision} runs on the CPU (flex) backend only; this embedder runs on {backend}")]
     Precision { precision: crate::Precision, backend: String },

@@ -56,6 +56,9 @@ pub use pooling::{Pooling, normalize, normalize_vector, pool};
 pub use precision::Precision;
 pub use sentence_transformers::{Dense, DenseConfig, SentenceConfig};
 pub use size::Size;
+/// Hub ids for models: a folder at the path wins, else `org/name[@revision]` is fetched into the
+/// HuggingFace cache (`HF_ENDPOINT`, `HF_TOKEN`, `HF_HUB_CACHE`, `HF_HUB_OFFLINE` honoured).
+pub use starbucks_hub::resolve_model;
 pub use tokenizer::{Batch, Tokenizer, Tokens};
 pub use weights::{
     HF_TO_BURN, LoadReport, expected_weights, load_module, read_safetensors_header, save_hf_safetensors,

@@ -49,7 +49,8 @@ pub struct RunConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
-    /// An HF or sentence-transformers folder (`config.json`, `model.safetensors`, `tokenizer.json`).
+    /// An HF or sentence-transformers folder (`config.json`, `model.safetensors`, `tokenizer.json`),
+    /// or a hub id (`org/name[@revision]`) fetched into the HuggingFace cache.
     pub path: PathBuf,
     /// Longest input in tokens; default: the folder's `sentence_bert_config.json`, else 512.
     pub max_seq_length: Option<usize>,

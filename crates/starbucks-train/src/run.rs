@@ -110,7 +110,7 @@ pub fn run<B: AutodiffBackend>(
             // Every parameter a run creates is drawn from its seed (burn's generator is global and
             // seeded from the clock otherwise), and drawn now: burn initialises lazily.
             B::seed(device, config.train.seed);
-            let head = MlmHead::from_safetensors_or_new(&c.bert, &config.model.path.join("model.safetensors"), device)
+            let head = MlmHead::from_safetensors_or_new(&c.bert, &c.model_dir.join("model.safetensors"), device)
                 .map_err(input)?;
             settle(&head);
             let smae = Smae::new(&encoder, head);
@@ -317,7 +317,7 @@ fn finish<B: AutodiffBackend>(c: &Common, model: BertModel<B::InnerBackend>, dev
             sentence_transformers: true,
             trained_sizes: c.sizes.sizes().to_vec(),
         };
-        export_sentence_transformers(&c.embedder::<B>(model, device), &c.config.model.path, &model_dir, &options)?;
+        export_sentence_transformers(&c.embedder::<B>(model, device), &c.model_dir, &model_dir, &options)?;
         tracing::info!("model written to {}", model_dir.display());
     }
     Ok(model_dir)

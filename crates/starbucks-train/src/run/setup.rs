@@ -28,6 +28,9 @@ const RESOLVED: &str = "set by resolve";
 /// the `config.toml` a run saves says everything it used.
 pub(super) struct Common {
     pub config: RunConfig,
+    /// The folder `model.path` names: itself, or a hub id's snapshot in the HuggingFace cache
+    /// (the config keeps the id, so a resumed run compares equal).
+    pub model_dir: std::path::PathBuf,
     /// The model folder's own `max_seq_length`: the default [`resolve`] fills in.
     pub folder_max_seq_length: usize,
     pub output: std::path::PathBuf,
@@ -131,7 +134,9 @@ pub(super) fn check_output(
 
 pub(super) fn common(config: &RunConfig, options: &RunOptions) -> Result<Common> {
     let output = options.output.clone().unwrap_or_else(|| config.output.clone());
-    let dir = &config.model.path;
+    let model_dir = starbucks_model::resolve_model(&config.model.path)
+        .map_err(|e| Error::Input(format!("key `model.path`: {e}")))?;
+    let dir = &model_dir;
     let bert = BertConfig::from_file(dir.join("config.json")).map_err(input)?;
     let sentence = SentenceConfig::from_dir(dir, &bert).map_err(input)?;
     if sentence.dense.is_some() {
@@ -165,13 +170,13 @@ pub(super) fn common(config: &RunConfig, options: &RunOptions) -> Result<Common>
     // Pre-training exports a mean-pooled model, as the folder it starts from.
     let pooling = config.model.pooling.unwrap_or(Pooling::Mean);
     let sentence = SentenceConfig { max_seq_length: max_len, pooling, ..sentence };
-    Ok(Common { config, folder_max_seq_length, output, bert, sentence, tokenizer, sizes, progress: options.progress })
+    Ok(Common { config, model_dir, folder_max_seq_length, output, bert, sentence, tokenizer, sizes, progress: options.progress })
 }
 
 /// The encoder to train, with `model.dropout` in place of the folder's where it is set (the
 /// SMAE decoder, a copy of layer 0, takes it too; `c.bert`, which an export writes, does not).
 pub(super) fn load_encoder<B: AutodiffBackend>(c: &Common, device: &B::Device) -> Result<BertModel<B>> {
-    let path = c.config.model.path.join("model.safetensors");
+    let path = c.model_dir.join("model.safetensors");
     let mut bert = c.bert.clone();
     if let Some(p) = c.config.model.dropout {
         bert.hidden_dropout_prob = p;
@@ -204,19 +209,23 @@ fn objective(c: &Common) -> Result<Objective> {
 
 pub(super) fn finetune_task(c: &Common) -> Result<(FinetuneTask, FinetuneData)> {
     let d = &c.config.data;
-    let path = Path::new(&d.path);
+    // A local file, or the train split of a hub dataset (every data file of it, in order).
+    let files = starbucks_data::hub::local_files(&d.path, Some("train")).map_err(input)?;
+    let each = |read: &dyn Fn(&Path) -> starbucks_data::Result<Vec<starbucks_data::finetune::Triplet>>| -> Result<Vec<starbucks_data::finetune::Triplet>> {
+        files.iter().map(|f| read(f).map_err(input)).collect::<Result<Vec<_>>>().map(|v| v.concat())
+    };
     let examples = match d.format {
-        DataFormat::Triplets => Examples::Triplets(starbucks_data::finetune::read_triplets(path).map_err(input)?),
-        DataFormat::NliPairs => Examples::Triplets(starbucks_data::finetune::triplets_from_pairs(
-            &starbucks_data::finetune::read_nli_pairs(path).map_err(input)?,
-        )),
+        DataFormat::Triplets => Examples::Triplets(each(&starbucks_data::finetune::read_triplets)?),
+        DataFormat::NliPairs => Examples::Triplets(each(&|f| {
+            Ok(starbucks_data::finetune::triplets_from_pairs(&starbucks_data::finetune::read_nli_pairs(f)?))
+        })?),
         DataFormat::Tevatron | DataFormat::MsmarcoTriples => {
-            let examples = if d.format == DataFormat::Tevatron {
-                starbucks_data::finetune::read_tevatron(path)
+            let read = if d.format == DataFormat::Tevatron {
+                starbucks_data::finetune::read_tevatron
             } else {
-                starbucks_data::finetune::read_msmarco_triples(path)
-            }
-            .map_err(input)?;
+                starbucks_data::finetune::read_msmarco_triples
+            };
+            let examples = files.iter().map(|f| read(f).map_err(input)).collect::<Result<Vec<_>>>()?.concat();
             if let Some(e) = examples.iter().find(|e| e.negative_passages.is_empty()) {
                 return Err(Error::Input(format!("{}: query {} has no negative passage", d.path, e.query_id)));
             }
@@ -242,14 +251,9 @@ pub(super) fn finetune_task(c: &Common) -> Result<(FinetuneTask, FinetuneData)> 
 }
 
 fn pretrain_source(spec: &str) -> Result<Source> {
-    if let Some(rest) = spec.strip_prefix("hf://datasets/") {
-        let parts: Vec<&str> = rest.splitn(3, '/').collect();
-        if parts.len() < 3 {
-            return Err(Error::Input(format!("key `data.path`: {spec}: expected hf://datasets/<owner>/<name>/<path>")));
-        }
-        let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into());
-        let repo = format!("{}/{}", parts[0], parts[1]);
-        return Source::hf_dataset(&endpoint, &repo, parts[2], "main").map_err(input);
+    if let Some(dataset) = starbucks_data::hub::HubDataset::parse(spec) {
+        let urls = dataset.and_then(|d| d.urls(&starbucks_hub::Hub::from_env(), None)).map_err(input)?;
+        return Ok(Source::urls(urls));
     }
     if spec.starts_with("http://") || spec.starts_with("https://") {
         return Ok(Source::urls(spec.split_whitespace()));
@@ -274,7 +278,7 @@ pub(super) fn pretrain_task(c: &Common) -> Result<(PretrainTask, PretrainData)> 
             masking.max_len, c.bert.max_position_embeddings
         )));
     }
-    let tokenizer_path = c.config.model.path.join("tokenizer.json");
+    let tokenizer_path = c.model_dir.join("tokenizer.json");
     let masker =
         SmaeMasker::new(c.tokenizer.inner().clone(), masking, &tokenizer_path.display().to_string()).map_err(input)?;
     // The first document is read now, so a bad path or format is reported before any output.
