@@ -244,6 +244,14 @@ pub struct EvalArgs {
     /// SICK file (`SICK_test_annotated.txt`).
     #[arg(long)]
     pub sick: Option<PathBuf>,
+    /// STS sets in MTEB's layout (`sentence1`, `sentence2`, `score`): a hub dataset such as
+    /// `hf://datasets/mteb/sts12-sts` (STS12–16, `stsbenchmark-sts`, `sickr-sts`), or a local
+    /// Parquet / JSON Lines file; repeatable.
+    #[arg(long = "sts")]
+    pub sts: Vec<String>,
+    /// The split of the --sts hub datasets.
+    #[arg(long, default_value = "test")]
+    pub sts_split: String,
     /// Also evaluate STS on the full layer × dim grid and draw its heat-map.
     #[arg(long)]
     pub grid: bool,
@@ -253,10 +261,11 @@ pub struct EvalArgs {
     /// Retrieval corpus: `id<TAB>text` (MS MARCO collection.tsv[.gz]).
     #[arg(long, requires_all = ["queries", "qrels"], conflicts_with = "beir")]
     pub corpus: Option<PathBuf>,
-    /// A BEIR folder (`corpus.jsonl[.gz]`, `queries.jsonl`, `qrels/<split>.tsv`) instead of
-    /// --corpus/--queries/--qrels.
+    /// A BEIR folder (`corpus.jsonl[.gz]`, `queries.jsonl`, `qrels/<split>.tsv`), or a BEIR set
+    /// on the hub (`hf://datasets/BeIR/scifact`: corpus and queries from it, qrels from
+    /// `BeIR/scifact-qrels`), instead of --corpus/--queries/--qrels.
     #[arg(long)]
-    pub beir: Option<PathBuf>,
+    pub beir: Option<String>,
     /// The BEIR qrels split.
     #[arg(long, default_value = "test")]
     pub beir_split: String,

@@ -6,8 +6,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use burn::tensor::backend::Backend;
 use starbucks_data::eval::{
-    StsPair, read_beir, read_id_text, read_semeval_dir, read_sick, read_stsb, read_trec_qrels, read_trec_run,
+    Beir, StsPair, read_beir, read_beir_files, read_id_text, read_semeval_dir, read_sick, read_sts_table, read_stsb,
+    read_trec_qrels, read_trec_run,
 };
+use starbucks_data::hub::HubDataset;
+use starbucks_hub::{Hub, Repo};
 use starbucks_data::output::{check_writable, write_atomic};
 use starbucks_eval::report::{Report, Row, compare, heatmap_svg};
 use starbucks_eval::retrieval::{RetrievalConfig, RetrievalTask, Similarity, trec_run_text};
@@ -59,6 +62,17 @@ fn sts_datasets(args: &EvalArgs) -> Result<StsData> {
     if let Some(path) = &args.sick {
         data.push("SICK-R".into(), read_sick(path)?, path.clone(), true);
     }
+    for spec in &args.sts {
+        let (name, files) = match HubDataset::parse(spec) {
+            Some(dataset) => {
+                let dataset = dataset?;
+                (dataset.name().to_string(), dataset.fetch(&Hub::from_env(), Some(&args.sts_split))?)
+            }
+            None => (file_stem(Path::new(spec)), vec![PathBuf::from(spec)]),
+        };
+        let pairs = files.iter().map(|f| read_sts_table(f)).collect::<Result<Vec<_>, _>>()?.concat();
+        data.push(name, pairs, PathBuf::from(spec), true);
+    }
     Ok(data)
 }
 
@@ -80,14 +94,17 @@ struct Retrieval {
 
 fn retrieval_data(args: &EvalArgs) -> Result<Option<Retrieval>> {
     let (name, source, corpus, queries, qrels) = match (&args.beir, &args.corpus, &args.queries, &args.qrels) {
-        (Some(dir), ..) => {
-            let beir = read_beir(dir, &args.beir_split)?;
+        (Some(spec), ..) => {
+            let (name, beir) = match HubDataset::parse(spec) {
+                Some(dataset) => hub_beir(&dataset?, &args.beir_split)?,
+                None => (file_stem(Path::new(spec)), read_beir(Path::new(spec), &args.beir_split)?),
+            };
             let corpus = beir
                 .corpus
                 .into_iter()
                 .map(|d| (d.id, if d.title.is_empty() { d.text } else { format!("{} {}", d.title, d.text) }))
                 .collect();
-            (file_stem(dir), dir.clone(), corpus, beir.queries, beir.qrels)
+            (name, PathBuf::from(spec), corpus, beir.queries, beir.qrels)
         }
         (None, Some(corpus), Some(queries), Some(qrels)) => {
             let corpus = read_id_text(corpus)?.collect::<Result<Vec<_>, _>>()?;
@@ -113,6 +130,29 @@ fn retrieval_data(args: &EvalArgs) -> Result<Option<Retrieval>> {
         None => None,
     };
     Ok(Some(Retrieval { name, source, corpus, queries, qrels, candidates }))
+}
+
+/// A BEIR set on the hub, as the BEIR authors published it: `BeIR/<name>` holds `corpus` and
+/// `queries`, `BeIR/<name>-qrels` one TSV per split.
+fn hub_beir(dataset: &HubDataset, split: &str) -> Result<(String, Beir)> {
+    let hub = Hub::from_env();
+    let one = |d: &HubDataset, split: Option<&str>| -> Result<PathBuf> {
+        let files = d.fetch(&hub, split)?;
+        match files.as_slice() {
+            [file] => Ok(file.clone()),
+            _ => bail!("{}: expected one file of `{}`, found {}", d.spec, d.path, files.len()),
+        }
+    };
+    let corpus = one(&dataset.with_path("corpus"), None)?;
+    let queries = one(&dataset.with_path("queries"), None)?;
+    let qrels_id = format!("{}-qrels", dataset.repo.id);
+    let qrels = HubDataset {
+        spec: format!("hf://datasets/{qrels_id}"),
+        repo: Repo::dataset(&qrels_id)?,
+        path: String::new(),
+    };
+    let qrels = one(&qrels, Some(split))?;
+    Ok((dataset.name().to_string(), read_beir_files(&corpus, &queries, &qrels)?))
 }
 
 pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {

@@ -116,30 +116,6 @@ impl Source {
         Source { shards: urls.into_iter().map(|u| Shard::Remote(u.into())).collect() }
     }
 
-    /// The Parquet shards under `path` of a HuggingFace dataset repository, e.g.
-    /// `("https://huggingface.co", "HuggingFaceFW/fineweb", "sample/10BT", "main")`, listed with
-    /// the hub's tree API and read with range requests from its `resolve` URLs.
-    pub fn hf_dataset(endpoint: &str, repo: &str, path: &str, revision: &str) -> Result<Self> {
-        #[derive(Deserialize)]
-        struct Entry {
-            #[serde(rename = "type")]
-            kind: String,
-            path: String,
-        }
-        let endpoint = endpoint.trim_end_matches('/');
-        let path = path.trim_matches('/');
-        let api = format!("{endpoint}/api/datasets/{repo}/tree/{revision}/{path}?recursive=true");
-        let listing: Vec<Entry> = serde_json::from_str(&http::get_string(&api)?)
-            .map_err(|e| DataError::whole(&api, format!("unexpected listing: {e}")))?;
-        let mut files: Vec<String> =
-            listing.into_iter().filter(|e| e.kind == "file" && e.path.ends_with(".parquet")).map(|e| e.path).collect();
-        files.sort();
-        if files.is_empty() {
-            return Err(DataError::whole(&api, "no .parquet files under this path"));
-        }
-        Ok(Source::urls(files.iter().map(|f| format!("{endpoint}/datasets/{repo}/resolve/{revision}/{f}"))))
-    }
-
     /// This rank's share of the shards: every `world`-th one starting at `rank`.
     pub fn for_rank(self, rank: usize, world: usize) -> Self {
         assert!(world > 0 && rank < world, "rank {rank} of {world}");

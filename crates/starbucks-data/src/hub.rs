@@ -68,8 +68,8 @@ impl HubDataset {
     /// cache, fetched unless they are there already; in the repository's order.
     pub fn fetch(&self, hub: &Hub, split: Option<&str>) -> Result<Vec<PathBuf>> {
         let (commit, files) = self.files(hub, split)?;
-        let pinned = Repo { revision: commit, ..self.repo.clone() };
-        files.iter().map(|f| hub.file(&pinned, f).map_err(|e| self.error(e))).collect()
+        let paths: Vec<&str> = files.iter().map(String::as_str).collect();
+        hub.files_at(&self.repo, &commit, &paths).map_err(|e| self.error(e))
     }
 
     /// The same files as URLs at the listed commit, for reading remotely (FineWeb).

@@ -70,34 +70,6 @@ fn remote_parquet_over_http_equals_local_even_when_a_connection_drops() {
 }
 
 #[test]
-fn an_hf_dataset_path_resolves_to_its_parquet_shards() {
-    let (dir, docs) = two_shards();
-    // The hub's layout, served from loopback: the tree API listing and the resolve URLs.
-    let root = tempfile::tempdir().unwrap();
-    let api = root.path().join("api/datasets/HuggingFaceFW/fineweb/tree/main/sample");
-    std::fs::create_dir_all(&api).unwrap();
-    std::fs::write(
-        api.join("10BT"),
-        r#"[{"type":"file","path":"sample/10BT/000_00001.parquet","size":1},
-            {"type":"directory","path":"sample/10BT/sub"},
-            {"type":"file","path":"sample/10BT/000_00000.parquet","size":1},
-            {"type":"file","path":"sample/10BT/README.md","size":1}]"#,
-    )
-    .unwrap();
-    let files = root.path().join("datasets/HuggingFaceFW/fineweb/resolve/main/sample/10BT");
-    std::fs::create_dir_all(&files).unwrap();
-    for f in ["000_00000.parquet", "000_00001.parquet"] {
-        std::fs::copy(dir.path().join(f), files.join(f)).unwrap();
-    }
-    let server = Server::start(root.path());
-    let source = Source::hf_dataset(&server.base, "HuggingFaceFW/fineweb", "sample/10BT", "main").unwrap();
-    assert_eq!(source.shards.len(), 2);
-    let read: Vec<Document> = source.stream(Position::default()).collect::<Result<_, _>>().unwrap();
-    assert_eq!(read.len(), docs.len());
-    assert_eq!(read[0].text, docs[0].1);
-}
-
-#[test]
 fn http_404_is_an_error_naming_the_url() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
@@ -105,8 +77,6 @@ fn http_404_is_an_error_naming_the_url() {
     let err = Source::urls([url.clone()]).stream(Position::default()).next().unwrap().unwrap_err();
     let message = err.to_string();
     assert!(message.contains(&url) && message.contains("404"), "{message}");
-    let err = Source::hf_dataset(&server.base, "nobody/nothing", "x", "main").unwrap_err();
-    assert!(err.to_string().contains("404"), "{err}");
 }
 
 #[test]

@@ -164,12 +164,19 @@ impl Hub {
                 return Err(if self.offline { self.not_cached(&format!("{repo}: {required}")) } else { Error::Http { what: repo.to_string(), message } });
             }
         }
-        let pinned = Repo { revision: listing.commit.clone(), ..repo.clone() };
-        for path in wanted {
-            self.file(&pinned, path)?;
-        }
-        self.cache.write_ref(repo, &listing.commit)?;
+        self.files_at(repo, &listing.commit, &wanted)?;
         Ok(self.cache.snapshot_dir(repo, &listing.commit))
+    }
+
+    /// Files of a repository at the commit a [`listing`](Hub::listing) gave, in the cache
+    /// (fetched where missing); the revision's ref is recorded, as `snapshot_download` does.
+    pub fn files_at(&self, repo: &Repo, commit: &str, paths: &[&str]) -> Result<Vec<PathBuf>> {
+        let pinned = Repo { revision: commit.to_string(), ..repo.clone() };
+        let files = paths.iter().map(|path| self.file(&pinned, path)).collect::<Result<Vec<_>>>()?;
+        if !self.offline {
+            self.cache.write_ref(repo, commit)?;
+        }
+        Ok(files)
     }
 
     /// The URL of a file at a commit, for reading it remotely with range requests (FineWeb).

@@ -32,17 +32,19 @@ pub const TOKEN: &str = "hf_loopbacktesttoken";
 pub struct FakeRepo {
     kind: &'static str,
     pub id: String,
+    /// The branch this content is at (`main`, or e.g. `refs/convert/parquet`).
+    revision: String,
     files: BTreeMap<String, Vec<u8>>,
     gated: bool,
 }
 
 impl FakeRepo {
     pub fn model(id: &str) -> Self {
-        FakeRepo { kind: "models", id: id.into(), files: BTreeMap::new(), gated: false }
+        FakeRepo { kind: "models", id: id.into(), revision: "main".into(), files: BTreeMap::new(), gated: false }
     }
 
     pub fn dataset(id: &str) -> Self {
-        FakeRepo { kind: "datasets", id: id.into(), files: BTreeMap::new(), gated: false }
+        FakeRepo { kind: "datasets", id: id.into(), revision: "main".into(), files: BTreeMap::new(), gated: false }
     }
 
     pub fn file(mut self, path: &str, bytes: impl Into<Vec<u8>>) -> Self {
@@ -67,6 +69,12 @@ impl FakeRepo {
         self
     }
 
+    /// The same repository at another branch (give each branch its own `FakeRepo`).
+    pub fn at(mut self, revision: &str) -> Self {
+        self.revision = revision.into();
+        self
+    }
+
     pub fn gated(mut self) -> Self {
         self.gated = true;
         self
@@ -79,6 +87,7 @@ impl FakeRepo {
             h.update(path.as_bytes());
             h.update(bytes);
         }
+        h.update(self.revision.as_bytes());
         hex(&h.finalize())[..40].to_string()
     }
 }
@@ -272,15 +281,24 @@ fn route(state: &State, method: &str, path: &str, query: &str, headers: &BTreeMa
     let segments: Vec<String> = path.trim_start_matches('/').split('/').map(decode).collect();
     let s: Vec<&str> = segments.iter().map(String::as_str).collect();
     let authorized = headers.get("authorization").is_some_and(|v| v == &format!("Bearer {TOKEN}"));
-    let find = |kind: &str, org: &str, name: &str| state.repos.iter().find(|r| r.kind == kind && r.id == format!("{org}/{name}"));
-    let not_found = |kind: &str, id: &str| Answer::error("401 Unauthorized", "RepoNotFound", &format!("Repository Not Found for url: {}/api/{kind}/{id}.", state.base));
+    // The repository at a revision: a branch name or a commit.
+    let find = |kind: &str, org: &str, name: &str, revision: &str| -> Result<&FakeRepo, Answer> {
+        let id = format!("{org}/{name}");
+        let mut of_id = state.repos.iter().filter(|r| r.kind == kind && r.id == id).peekable();
+        if of_id.peek().is_none() {
+            let message = format!("Repository Not Found for url: {}/api/{kind}/{id}.", state.base);
+            return Err(Answer::error("401 Unauthorized", "RepoNotFound", &message));
+        }
+        of_id
+            .find(|r| r.revision == revision || r.commit() == revision)
+            .ok_or_else(|| Answer::error("404 Not Found", "RevisionNotFound", &format!("Invalid rev id: {revision}")))
+    };
     match s.as_slice() {
         ["api", kind @ ("models" | "datasets"), org, name, "revision", revision @ ..] => {
-            let Some(repo) = find(kind, org, name) else { return not_found(kind, &format!("{org}/{name}")) };
-            let revision = revision.join("/");
-            if revision != "main" && revision != repo.commit() {
-                return Answer::error("404 Not Found", "RevisionNotFound", &format!("Invalid rev id: {revision}"));
-            }
+            let repo = match find(kind, org, name, &revision.join("/")) {
+                Ok(repo) => repo,
+                Err(answer) => return answer,
+            };
             let siblings: Vec<_> = repo.files.keys().map(|p| serde_json::json!({ "rfilename": p })).collect();
             Answer::new("200 OK").json(serde_json::json!({
                 "_id": repo.commit()[..24].to_string(), "id": repo.id, "sha": repo.commit(), "private": false,
@@ -289,11 +307,10 @@ fn route(state: &State, method: &str, path: &str, query: &str, headers: &BTreeMa
             }))
         }
         ["api", kind @ ("models" | "datasets"), org, name, "tree", revision, rest @ ..] => {
-            let Some(repo) = find(kind, org, name) else { return not_found(kind, &format!("{org}/{name}")) };
-            if *revision != "main" && *revision != repo.commit() {
-                return Answer::error("404 Not Found", "RevisionNotFound", &format!("Invalid rev id: {revision}"));
+            match find(kind, org, name, revision) {
+                Ok(repo) => tree(state, repo, &rest.join("/"), query),
+                Err(answer) => answer,
             }
-            tree(state, repo, &rest.join("/"), query)
         }
         ["cdn", sha] => cdn(state, sha, headers),
         _ => {
@@ -301,13 +318,13 @@ fn route(state: &State, method: &str, path: &str, query: &str, headers: &BTreeMa
             let [org, name, "resolve", revision, file @ ..] = rest else {
                 return Answer::new("404 Not Found").json(serde_json::json!({ "error": "Not Found" }));
             };
-            let Some(repo) = find(kind, org, name) else { return not_found(kind, &format!("{org}/{name}")) };
+            let repo = match find(kind, org, name, revision) {
+                Ok(repo) => repo,
+                Err(answer) => return answer,
+            };
             if repo.gated && !authorized {
                 let message = format!("Access to model {} is restricted. You must have access to it and be authenticated to access it. Please log in.", repo.id);
                 return Answer::error("401 Unauthorized", "GatedRepo", &message);
-            }
-            if *revision != "main" && *revision != repo.commit() {
-                return Answer::error("404 Not Found", "RevisionNotFound", &format!("Invalid rev id: {revision}"));
             }
             let file = file.join("/");
             let Some(bytes) = repo.files.get(&file) else {
