@@ -36,15 +36,18 @@ pub struct FakeRepo {
     revision: String,
     files: BTreeMap<String, Vec<u8>>,
     gated: bool,
+    /// The commit and each file's sha256, computed once when the server starts (weights are
+    /// 90 MB: hashing them per request would be slow).
+    hashed: Option<(String, BTreeMap<String, String>)>,
 }
 
 impl FakeRepo {
     pub fn model(id: &str) -> Self {
-        FakeRepo { kind: "models", id: id.into(), revision: "main".into(), files: BTreeMap::new(), gated: false }
+        FakeRepo { kind: "models", id: id.into(), revision: "main".into(), files: BTreeMap::new(), gated: false, hashed: None }
     }
 
     pub fn dataset(id: &str) -> Self {
-        FakeRepo { kind: "datasets", id: id.into(), revision: "main".into(), files: BTreeMap::new(), gated: false }
+        FakeRepo { kind: "datasets", id: id.into(), revision: "main".into(), files: BTreeMap::new(), gated: false, hashed: None }
     }
 
     pub fn file(mut self, path: &str, bytes: impl Into<Vec<u8>>) -> Self {
@@ -82,6 +85,9 @@ impl FakeRepo {
 
     /// A commit hash from the content, so a changed repository is a new commit.
     pub fn commit(&self) -> String {
+        if let Some((commit, _)) = &self.hashed {
+            return commit.clone();
+        }
         let mut h = Sha256::new();
         for (path, bytes) in &self.files {
             h.update(path.as_bytes());
@@ -89,6 +95,17 @@ impl FakeRepo {
         }
         h.update(self.revision.as_bytes());
         hex(&h.finalize())[..40].to_string()
+    }
+}
+
+impl FakeRepo {
+    fn hash(&mut self) {
+        let shas = self.files.iter().map(|(p, b)| (p.clone(), sha256(b))).collect();
+        self.hashed = Some((self.commit(), shas));
+    }
+
+    fn sha(&self, path: &str) -> String {
+        self.hashed.as_ref().expect("hashed at start").1[path].clone()
     }
 }
 
@@ -105,7 +122,7 @@ fn is_lfs(path: &str) -> bool {
     [".safetensors", ".parquet", ".gz", ".bin", ".onnx"].iter().any(|e| path.ends_with(e))
 }
 
-/// A git blob id stand-in for small files: 40 hex digits from the content.
+/// A git object id stand-in: 40 hex digits from the content.
 fn blob_id(bytes: &[u8]) -> String {
     sha256(bytes)[..40].to_string()
 }
@@ -126,7 +143,8 @@ pub struct FakeHub {
 }
 
 impl FakeHub {
-    pub fn start(repos: Vec<FakeRepo>) -> FakeHub {
+    pub fn start(mut repos: Vec<FakeRepo>) -> FakeHub {
+        repos.iter_mut().for_each(FakeRepo::hash);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let url = format!("http://{}", listener.local_addr().unwrap());
         let state = Arc::new(State {
@@ -331,7 +349,7 @@ fn route(state: &State, method: &str, path: &str, query: &str, headers: &BTreeMa
                 return Answer::error("404 Not Found", "EntryNotFound", &format!("{file} does not exist on \"{revision}\""));
             };
             if is_lfs(&file) {
-                let sha = sha256(bytes);
+                let sha = repo.sha(&file);
                 Answer::new("302 Found")
                     .header("Location", format!("{}/cdn/{sha}?name={}", state.base, file.replace('/', "%2F")))
                     .header("ETag", format!("\"{}\"", blob_id(sha.as_bytes())))
@@ -340,7 +358,7 @@ fn route(state: &State, method: &str, path: &str, query: &str, headers: &BTreeMa
                     .header("X-Repo-Commit", repo.commit())
             } else {
                 let mut a = Answer::new("200 OK")
-                    .header("ETag", format!("\"{}\"", blob_id(bytes)))
+                    .header("ETag", format!("\"{}\"", &repo.sha(&file)[..40]))
                     .header("X-Repo-Commit", repo.commit())
                     .header("Content-Length", bytes.len());
                 if method != "HEAD" {
@@ -373,9 +391,9 @@ fn tree(state: &State, repo: &FakeRepo, under: &str, query: &str) -> Answer {
         entries.push(serde_json::json!({ "type": "directory", "oid": blob_id(folder.as_bytes()), "size": 0, "path": folder }));
     }
     for (path, bytes) in repo.files.iter().filter(|(p, _)| inside(p)) {
-        let mut entry = serde_json::json!({ "type": "file", "oid": blob_id(bytes), "size": bytes.len(), "path": path });
+        let mut entry = serde_json::json!({ "type": "file", "oid": &repo.sha(path)[..40], "size": bytes.len(), "path": path });
         if is_lfs(path) {
-            entry["lfs"] = serde_json::json!({ "oid": sha256(bytes), "size": bytes.len(), "pointerSize": 134 });
+            entry["lfs"] = serde_json::json!({ "oid": repo.sha(path), "size": bytes.len(), "pointerSize": 134 });
         }
         entries.push(entry);
     }
@@ -393,7 +411,8 @@ fn tree(state: &State, repo: &FakeRepo, under: &str, query: &str) -> Answer {
 }
 
 fn cdn(state: &State, sha: &str, headers: &BTreeMap<String, String>) -> Answer {
-    let Some(bytes) = state.repos.iter().flat_map(|r| r.files.values()).find(|b| sha256(b) == sha) else {
+    let found = state.repos.iter().find_map(|r| r.files.iter().find(|(p, _)| r.sha(p) == sha).map(|(_, b)| b));
+    let Some(bytes) = found else {
         return Answer::new("404 Not Found");
     };
     let mut bytes = bytes.clone();
