@@ -276,7 +276,9 @@ fn starbucks(binary: &Path, stage: &str, args: &[String]) -> Result<u64> {
 fn check_inputs(preset: &Preset) -> Result<()> {
     let root = fetch::workspace_root();
     for path in preset.inputs() {
-        if !root.join(path).exists() {
+        // A hub id (`org/name`) that is not a local path is fetched by the run itself.
+        let hub_id = path.split('/').count() == 2 && !path.starts_with('.');
+        if !root.join(path).exists() && !hub_id {
             bail!("preset {}: {path} is missing", preset.name);
         }
     }
@@ -301,6 +303,12 @@ fn eval_args(preset: &Preset, run: &Run, eval: &Eval, dir: &Path) -> Vec<String>
     }
     if let Some(sick) = &preset.sick {
         args.extend(["--sick".into(), sick.clone()]);
+    }
+    for spec in &preset.sts {
+        args.extend(["--sts".into(), spec.clone()]);
+    }
+    for spec in &preset.beir {
+        args.extend(["--beir".into(), spec.clone()]);
     }
     if eval.grid {
         args.extend(["--grid".into(), "--grid-dims".into(), preset.grid_dims.clone()]);

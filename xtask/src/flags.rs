@@ -43,8 +43,9 @@ tasks:
                    with the same data, steps and batch, per seed of the preset, trains
                    single-size (full), one model per size, 2DMSE, SRL, and SMAE then SRL
                    (then the preset's other size lists and cost runs); evaluates each and the
-                   untouched checkpoint on STS-B test (every size, the layer x dim grid) and
-                   TREC DL 2020 when the preset names it; writes results.md. Finished stages
+                   untouched checkpoint on STS-B test (every size, the layer x dim grid), TREC
+                   DL 2020 and the STS and BEIR sets the preset names (hub ids and
+                   hf://datasets/... fetched into the HuggingFace cache); writes results.md. Finished stages
                    are recorded (the preset's record folder) and skipped, an interrupted one
                    resumes: rerun to continue.
                    [--preset {} (a file of configs/experiments/)]

@@ -259,13 +259,14 @@ pub struct EvalArgs {
     #[arg(long, value_parser = parse_dims, default_value = "32 64 128 256 384 512 768", value_delimiter = ' ')]
     pub grid_dims: Vec<usize>,
     /// Retrieval corpus: `id<TAB>text` (MS MARCO collection.tsv[.gz]).
-    #[arg(long, requires_all = ["queries", "qrels"], conflicts_with = "beir")]
+    #[arg(long, requires_all = ["queries", "qrels"])]
     pub corpus: Option<PathBuf>,
     /// A BEIR folder (`corpus.jsonl[.gz]`, `queries.jsonl`, `qrels/<split>.tsv`), or a BEIR set
     /// on the hub (`hf://datasets/BeIR/scifact`: corpus and queries from it, qrels from
-    /// `BeIR/scifact-qrels`), instead of --corpus/--queries/--qrels.
+    /// `BeIR/scifact-qrels`); repeatable, beside --corpus/--queries/--qrels. With more than one
+    /// set the report adds their average nDCG@10.
     #[arg(long)]
-    pub beir: Option<String>,
+    pub beir: Vec<String>,
     /// The BEIR qrels split.
     #[arg(long, default_value = "test")]
     pub beir_split: String,
@@ -275,8 +276,8 @@ pub struct EvalArgs {
     /// Retrieval judgements: TREC qrels.
     #[arg(long)]
     pub qrels: Option<PathBuf>,
-    /// Re-rank this TREC run (e.g. BM25 top 100) instead of searching the whole corpus.
-    #[arg(long)]
+    /// Re-rank this TREC run (e.g. BM25 top 100) instead of searching the whole --corpus.
+    #[arg(long, requires = "corpus")]
     pub rerank: Option<PathBuf>,
     /// Results kept per query.
     #[arg(long, default_value_t = 1000)]

@@ -90,46 +90,63 @@ struct Retrieval {
     queries: Vec<(String, String)>,
     qrels: HashMap<String, HashMap<String, i32>>,
     candidates: Option<HashMap<String, Vec<String>>>,
+    /// A BEIR set: counted in the BEIR average.
+    beir: bool,
 }
 
-fn retrieval_data(args: &EvalArgs) -> Result<Option<Retrieval>> {
-    let (name, source, corpus, queries, qrels) = match (&args.beir, &args.corpus, &args.queries, &args.qrels) {
-        (Some(spec), ..) => {
-            let (name, beir) = match HubDataset::parse(spec) {
-                Some(dataset) => hub_beir(&dataset?, &args.beir_split)?,
-                None => (file_stem(Path::new(spec)), read_beir(Path::new(spec), &args.beir_split)?),
-            };
-            let corpus = beir
-                .corpus
-                .into_iter()
-                .map(|d| (d.id, if d.title.is_empty() { d.text } else { format!("{} {}", d.title, d.text) }))
-                .collect();
-            (name, PathBuf::from(spec), corpus, beir.queries, beir.qrels)
-        }
-        (None, Some(corpus), Some(queries), Some(qrels)) => {
-            let corpus = read_id_text(corpus)?.collect::<Result<Vec<_>, _>>()?;
-            (
-                file_stem(queries),
-                queries.clone(),
-                corpus,
-                read_id_text(queries)?.collect::<Result<Vec<_>, _>>()?,
-                read_trec_qrels(qrels)?,
-            )
-        }
-        _ => return Ok(None),
-    };
-    let queries: Vec<(String, String)> = queries.into_iter().filter(|(id, _)| qrels.contains_key(id)).collect();
-    let candidates = match &args.rerank {
-        Some(path) => {
-            let mut by_query: HashMap<String, Vec<String>> = HashMap::new();
-            for entry in read_trec_run(path)? {
-                by_query.entry(entry.query_id).or_default().push(entry.doc_id);
+/// The retrieval sets: the --corpus/--queries/--qrels one (re-ranking --rerank), then each BEIR set.
+fn retrieval_data(args: &EvalArgs) -> Result<Vec<Retrieval>> {
+    let mut sets = Vec::new();
+    if let (Some(corpus), Some(queries), Some(qrels)) = (&args.corpus, &args.queries, &args.qrels) {
+        let candidates = match &args.rerank {
+            Some(path) => {
+                let mut by_query: HashMap<String, Vec<String>> = HashMap::new();
+                for entry in read_trec_run(path)? {
+                    by_query.entry(entry.query_id).or_default().push(entry.doc_id);
+                }
+                Some(by_query)
             }
-            Some(by_query)
-        }
-        None => None,
-    };
-    Ok(Some(Retrieval { name, source, corpus, queries, qrels, candidates }))
+            None => None,
+        };
+        sets.push(Retrieval::new(
+            file_stem(queries),
+            queries.clone(),
+            read_id_text(corpus)?.collect::<Result<Vec<_>, _>>()?,
+            read_id_text(queries)?.collect::<Result<Vec<_>, _>>()?,
+            read_trec_qrels(qrels)?,
+            candidates,
+            false,
+        ));
+    }
+    for spec in &args.beir {
+        let (name, beir) = match HubDataset::parse(spec) {
+            Some(dataset) => hub_beir(&dataset?, &args.beir_split)?,
+            None => (file_stem(Path::new(spec)), read_beir(Path::new(spec), &args.beir_split)?),
+        };
+        let corpus = beir
+            .corpus
+            .into_iter()
+            .map(|d| (d.id, if d.title.is_empty() { d.text } else { format!("{} {}", d.title, d.text) }))
+            .collect();
+        sets.push(Retrieval::new(name, PathBuf::from(spec), corpus, beir.queries, beir.qrels, None, true));
+    }
+    Ok(sets)
+}
+
+impl Retrieval {
+    /// Only the judged queries are asked: an unjudged one has no score to count.
+    fn new(
+        name: String,
+        source: PathBuf,
+        corpus: Vec<(String, String)>,
+        queries: Vec<(String, String)>,
+        qrels: HashMap<String, HashMap<String, i32>>,
+        candidates: Option<HashMap<String, Vec<String>>>,
+        beir: bool,
+    ) -> Self {
+        let queries = queries.into_iter().filter(|(id, _)| qrels.contains_key(id)).collect();
+        Retrieval { name, source, corpus, queries, qrels, candidates, beir }
+    }
 }
 
 /// A BEIR set on the hub, as the BEIR authors published it: `BeIR/<name>` holds `corpus` and
@@ -166,7 +183,7 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
     }
     let sts_data = sts_datasets(&args)?;
     let datasets = &sts_data.sets;
-    let retrieval_task = retrieval_data(&args)?;
+    let retrieval_sets = retrieval_data(&args)?;
     check_writable(&args.output).map_err(anyhow::Error::msg)?;
 
     // Every file is written at the end, each whole: a failed run creates no folder and leaves
@@ -224,7 +241,7 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
                 datasets[0].1.iter().take(256).flat_map(|p| [p.sentence1.as_str(), p.sentence2.as_str()]).collect();
             throughput(&embedder, &texts, &sizes)?.into_iter().map(|(_, t)| t).collect()
         };
-        if let Some(data) = &retrieval_task {
+        if !retrieval_sets.is_empty() {
             let pooling = match args.retrieval_pooling {
                 PoolingArg::Model => embedder.sentence_config().pooling,
                 PoolingArg::Mean => Pooling::Mean,
@@ -232,12 +249,6 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
             };
             // STS, the grid and the throughput are done: the same loaded model serves retrieval.
             let retriever = embedder.with_pooling(pooling).with_normalize(false);
-            let task = RetrievalTask {
-                corpus: &data.corpus,
-                queries: &data.queries,
-                qrels: &data.qrels,
-                candidates: data.candidates.as_ref(),
-            };
             let config = RetrievalConfig {
                 similarity: match args.similarity {
                     SimilarityArg::Dot => Similarity::Dot,
@@ -247,20 +258,44 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
                 level: args.relevance_level,
                 ..Default::default()
             };
-            let runs = retrieval::evaluate(&retriever, &task, &sizes, config)?;
-            for r in &runs {
-                let (layers, dims) = (r.size.layers, r.size.dims);
-                let path = Path::new("runs").join(&name).join(format!("run.{layers}x{dims}.trec"));
-                files.push((path, trec_run_text(&r.run, &format!("{name}-{layers}x{dims}"))));
+            let mut beir_ndcg = Vec::new();
+            for data in &retrieval_sets {
+                let task = RetrievalTask {
+                    corpus: &data.corpus,
+                    queries: &data.queries,
+                    qrels: &data.qrels,
+                    candidates: data.candidates.as_ref(),
+                };
+                let runs = retrieval::evaluate(&retriever, &task, &sizes, config)?;
+                // One set: `runs/<model>/`; several: a folder per set below it.
+                let folder = match retrieval_sets.len() {
+                    1 => Path::new("runs").join(&name),
+                    _ => Path::new("runs").join(&name).join(&data.name),
+                };
+                for r in &runs {
+                    let (layers, dims) = (r.size.layers, r.size.dims);
+                    let path = folder.join(format!("run.{layers}x{dims}.trec"));
+                    files.push((path, trec_run_text(&r.run, &format!("{name}-{layers}x{dims}"))));
+                }
+                for (label, pick) in [
+                    ("nDCG@10", (|s: &starbucks_eval::metrics::RetrievalScores| s.ndcg_cut_10) as fn(&_) -> f64),
+                    ("MRR@10", |s| s.mrr_10),
+                    ("R@100", |s| s.recall_100),
+                    ("R@1000", |s| s.recall_1000),
+                ] {
+                    let values: Vec<f64> = runs.iter().map(|r| pick(&r.scores)).collect();
+                    if label == "nDCG@10" && data.beir {
+                        beir_ndcg.push((data.name.clone(), values.clone()));
+                    }
+                    rows.push(Row::new(&data.name, Some(&data.source), label, values));
+                }
             }
-            for (label, pick) in [
-                ("nDCG@10", (|s: &starbucks_eval::metrics::RetrievalScores| s.ndcg_cut_10) as fn(&_) -> f64),
-                ("MRR@10", |s| s.mrr_10),
-                ("R@100", |s| s.recall_100),
-                ("R@1000", |s| s.recall_1000),
-            ] {
-                let values = runs.iter().map(|r| pick(&r.scores)).collect();
-                rows.push(Row::new(&data.name, Some(&data.source), label, values));
+            // BEIR's own summary: the mean nDCG@10 over its sets.
+            if beir_ndcg.len() > 1 {
+                let avg = (0..sizes.len()).map(|j| beir_ndcg.iter().map(|(_, v)| v[j]).sum::<f64>() / beir_ndcg.len() as f64).collect();
+                let names: Vec<&str> = beir_ndcg.iter().map(|(n, _)| n.as_str()).collect();
+                let name = format!("BEIR average nDCG@10 ({})", names.join(", "));
+                rows.push(Row { name, values: avg, source: None, measure: "nDCG@10".into() });
             }
         }
         reports.push(Report { model: name, precision: args.precision, sizes: sizes.clone(), rows, throughput, grid });

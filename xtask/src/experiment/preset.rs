@@ -67,6 +67,12 @@ pub struct Preset {
     #[serde(default)]
     pub semeval: Vec<String>,
     pub sick: Option<String>,
+    /// STS sets on the hub in MTEB's layout (`hf://datasets/mteb/sts12-sts`), `starbucks eval --sts`.
+    #[serde(default)]
+    pub sts: Vec<String>,
+    /// BEIR sets (folders, or `hf://datasets/BeIR/<name>`), `starbucks eval --beir`.
+    #[serde(default)]
+    pub beir: Vec<String>,
     /// Every method is trained once per seed; none: once, with the configs' seed.
     #[serde(default)]
     pub seeds: Vec<u64>,
@@ -103,18 +109,35 @@ impl Preset {
             sets.push((name.unwrap_or_else(|| dir.clone()), dir.clone()));
         }
         sets.extend(self.sick.iter().map(|path| ("SICK-R".to_string(), path.clone())));
+        for spec in &self.sts {
+            sets.push((hub_label(spec), spec.clone()));
+        }
         sets
     }
 
-    /// Every input the preset names, as paths relative to the workspace.
+    /// The BEIR sets, each as its label and the spec `starbucks eval` is given.
+    pub fn beir_sets(&self) -> Vec<(String, String)> {
+        self.beir.iter().map(|spec| (hub_label(spec), spec.clone())).collect()
+    }
+
+    /// Every local input the preset names, as paths relative to the workspace (hub ids and
+    /// `hf://` datasets are fetched by the runs themselves).
     pub fn inputs(&self) -> Vec<&str> {
         let mut inputs = vec![self.base.as_str(), &self.finetune, &self.pretrain, &self.stsb];
         inputs.extend(self.semeval.iter().map(String::as_str).chain(self.sick.as_deref()));
+        let local = |spec: &&String| !spec.starts_with("hf://");
+        inputs.extend(self.sts.iter().chain(&self.beir).filter(local).map(String::as_str));
         if let Some(r) = &self.retrieval {
             inputs.extend([r.corpus.as_str(), &r.queries, &r.qrels, &r.rerank]);
         }
         inputs
     }
+}
+
+/// The label of a set named by a path or a hub spec: its last part (`sts12-sts`, `scifact`).
+fn hub_label(spec: &str) -> String {
+    let spec = spec.split('@').next().unwrap_or(spec).trim_end_matches('/');
+    spec.rsplit('/').next().unwrap_or(spec).to_string()
 }
 
 fn path(name: &str) -> PathBuf {

@@ -453,6 +453,10 @@ pub fn results(preset: &Preset, record: &Path, plan: &Plan) -> Result<String> {
         md.push_str("## TREC DL 2020, nDCG@10 at every size (re-ranking BM25's top 100, mean pooling, cosine)\n\n");
         table(&mut md, &sizes, &dl20);
     }
+    for (label, spec) in preset.beir_sets() {
+        let _ = writeln!(md, "## BEIR {label}, nDCG@10 at every size\n");
+        table(&mut md, &sizes, &method_scores(methods, |runs| scores(record, runs, &spec, "nDCG@10"))?);
+    }
 
     let _ = writeln!(md, "## Checks: the paper's ordering on {measure}\n");
     checks(&mut md, &sizes, &sts);
