@@ -86,44 +86,6 @@ impl Command {
     }
 }
 
-impl Command {
-    /// Hub ids among the model arguments become their folders in the HuggingFace cache (fetched
-    /// where missing; a folder at that path wins). Reports and the server keep the id's name.
-    pub fn resolve_models(&mut self) -> Result<(), starbucks_model::Error> {
-        fn resolve(model: &mut PathBuf) -> Result<Option<String>, starbucks_model::Error> {
-            if model.exists() {
-                return Ok(None);
-            }
-            let id = model.display().to_string();
-            *model = starbucks_model::resolve_model(model)?;
-            Ok(Some(id))
-        }
-        match self {
-            Command::Eval(a) => {
-                let ids = a.models.iter_mut().map(resolve).collect::<Result<Vec<_>, _>>()?;
-                if a.names.is_empty() && ids.iter().any(Option::is_some) {
-                    let named = |(id, dir): (&Option<String>, &PathBuf)| match id {
-                        Some(id) => id.split('@').next().unwrap_or(id).rsplit('/').next().unwrap_or(id).to_string(),
-                        None => dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-                    };
-                    a.names = ids.iter().zip(&a.models).map(named).collect();
-                }
-            }
-            Command::Serve(a) => {
-                if let Some(id) = resolve(&mut a.model)? {
-                    a.served_model_name.get_or_insert(id);
-                }
-            }
-            Command::Similarity(a) => drop(resolve(&mut a.model)?),
-            Command::Bench(a) => drop(resolve(&mut a.model)?),
-            Command::Export(a) => drop(resolve(&mut a.model)?),
-            Command::Embed(a) => drop(resolve(&mut a.model)?),
-            Command::Pretrain(_) | Command::Finetune(_) => {}
-        }
-        Ok(())
-    }
-}
-
 fn parse_dims(text: &str) -> Result<usize, String> {
     text.parse().ok().filter(|&d| d > 0).ok_or_else(|| format!("invalid dims '{text}': expected a positive integer"))
 }

@@ -307,7 +307,9 @@ fn embed_one<B: Backend>(args: &BenchArgs, device: &B::Device) -> Result<Measure
     Ok(Measured { times_ms, items: 1, tokens: None, padded_tokens: None, spearman: None })
 }
 
-pub fn run<B: AutodiffBackend>(args: BenchArgs, device: &B::Device) -> Result<()> {
+pub fn run<B: AutodiffBackend>(mut args: BenchArgs, device: &B::Device) -> Result<()> {
+    // The workloads read the folder's files themselves.
+    args.model = starbucks_model::resolve_model(&args.model)?;
     let config = BertConfig::from_file(args.model.join("config.json"))?;
     let w = args.workload.as_str();
     let measured = match w {

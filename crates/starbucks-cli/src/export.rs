@@ -9,14 +9,16 @@ use crate::args::{ExportArgs, ExportFormat};
 
 pub fn run<B: Backend>(args: ExportArgs, device: &B::Device) -> Result<()> {
     check_writable(&args.output).map_err(anyhow::Error::msg)?;
-    let embedder = Embedder::<B>::from_pretrained(&args.model, device)?;
+    // The folder itself: its tokenizer files are copied.
+    let model = starbucks_model::resolve_model(&args.model)?;
+    let embedder = Embedder::<B>::from_pretrained(&model, device)?;
     let options = ExportOptions {
         size: args.size,
         normalize: args.normalize,
         sentence_transformers: args.format == ExportFormat::SentenceTransformers,
         trained_sizes: args.trained_sizes(),
     };
-    export_sentence_transformers(&embedder, &args.model, &args.output, &options)?;
+    export_sentence_transformers(&embedder, &model, &args.output, &options)?;
     println!("exported size {} of {} to {}", args.size, args.model.display(), args.output.display());
     Ok(())
 }

@@ -76,11 +76,6 @@ fn main() -> ExitCode {
         args::Command::Finetune(a) => return train(Task::Finetune, a),
         command => command,
     };
-    let mut command = command;
-    if let Err(e) = command.resolve_models() {
-        eprintln!("error: --model: {e}");
-        return ExitCode::FAILURE;
-    }
     let index = command.device_index().expect("every command but training takes --device");
     let device = match backend::device_at(index) {
         Ok(device) => device,

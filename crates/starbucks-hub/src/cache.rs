@@ -6,7 +6,11 @@
 //! <cache>/models--org--name/blobs/<etag>.incomplete    a partial download, resumed next time
 //! <cache>/models--org--name/snapshots/<commit>/<path>  a relative symlink to its blob
 //! <cache>/.locks/models--org--name/<etag>.lock         held while the blob is written
+//! <cache>/CACHEDIR.TAG                                 backup tools skip the folder
 //! ```
+//!
+//! (huggingface_hub also keeps `trees/<commit>.json`, a copy of a listing; it is an
+//! optimisation of its own, neither needed nor read here.)
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -14,6 +18,11 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::repo::Repo;
+
+const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
+# This file is a cache directory tag created by huggingface_hub.\n\
+# For information about cache directory tags, see:\n\
+#\thttps://bford.info/cachedir/\n";
 
 #[derive(Debug, Clone)]
 pub(crate) struct Cache {
@@ -35,11 +44,21 @@ impl Cache {
     }
 
     pub(crate) fn write_ref(&self, repo: &Repo, commit: &str) -> Result<()> {
+        self.tag();
         if repo.revision == commit {
             return Ok(());
         }
         let path = self.repo_dir(repo).join("refs").join(&repo.revision);
         write_atomic(&path, commit.as_bytes())
+    }
+
+    /// The Cache Directory Tagging Standard's mark, as huggingface_hub writes it (best effort:
+    /// a cache that cannot take it still works).
+    fn tag(&self) {
+        let tag = self.root.join("CACHEDIR.TAG");
+        if !tag.exists() {
+            let _ = fs::create_dir_all(&self.root).and_then(|()| fs::write(&tag, CACHEDIR_TAG));
+        }
     }
 
     pub(crate) fn snapshot_dir(&self, repo: &Repo, commit: &str) -> PathBuf {

@@ -34,8 +34,9 @@ const PROGRESS_FROM: u64 = 1 << 20;
 pub(crate) fn metadata(hub: &Hub, repo: &Repo, path: &str) -> Result<Metadata> {
     let what = format!("{repo}: {path}");
     let mut url = repo.resolve_url(&hub.endpoint, &repo.revision, path);
-    // The hub answers a renamed repository with a relative redirect (followed) and an LFS file
-    // with an absolute one to its CDN (not followed: the metadata is on the redirect itself).
+    // The hub answers a renamed repository with a redirect to itself (followed) and an LFS file
+    // with one to its CDN, another host (not followed: the metadata is on the redirect itself;
+    // huggingface_hub draws the line at the same origin too).
     for _ in 0..5 {
         let response = hub.send(hub.head_agent.head(&url)).map_err(|e| hub.unreachable(&what, e))?;
         let status = response.status().as_u16();
@@ -45,8 +46,9 @@ pub(crate) fn metadata(hub: &Hub, repo: &Repo, path: &str) -> Result<Metadata> {
         }
         let location = header("location");
         if (300..400).contains(&status) {
-            if let Some(relative) = location.as_deref().filter(|l| l.starts_with('/')) {
-                url = format!("{}{relative}", hub.origin());
+            let target = location.as_deref().map(|l| if l.starts_with('/') { format!("{}{l}", hub.origin()) } else { l.to_string() });
+            if let Some(target) = target.filter(|t| t.starts_with(&format!("{}/", hub.origin()))) {
+                url = target;
                 continue;
             }
         }

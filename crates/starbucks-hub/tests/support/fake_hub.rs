@@ -129,6 +129,7 @@ fn blob_id(bytes: &[u8]) -> String {
 
 struct State {
     base: String,
+    cdn: String,
     repos: Vec<FakeRepo>,
     requests: AtomicUsize,
     page_size: AtomicUsize,
@@ -145,10 +146,14 @@ pub struct FakeHub {
 impl FakeHub {
     pub fn start(mut repos: Vec<FakeRepo>) -> FakeHub {
         repos.iter_mut().for_each(FakeRepo::hash);
+        // The hub and its CDN are different origins, as huggingface.co and its storage hosts
+        // are: a client follows the hub's redirects to itself, but stops at the one to the CDN.
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let cdn = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let url = format!("http://{}", listener.local_addr().unwrap());
         let state = Arc::new(State {
             base: url.clone(),
+            cdn: format!("http://{}", cdn.local_addr().unwrap()),
             repos,
             requests: AtomicUsize::new(0),
             page_size: AtomicUsize::new(1000),
@@ -156,18 +161,20 @@ impl FakeHub {
             corrupt: Mutex::default(),
             stopped: AtomicBool::new(false),
         });
-        let shared = state.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                if shared.stopped.load(Ordering::SeqCst) {
-                    break; // the listener closes: later connections are refused
+        for listener in [listener, cdn] {
+            let shared = state.clone();
+            std::thread::spawn(move || {
+                for stream in listener.incoming().flatten() {
+                    if shared.stopped.load(Ordering::SeqCst) {
+                        break; // the listener closes: later connections are refused
+                    }
+                    let state = shared.clone();
+                    std::thread::spawn(move || {
+                        let _ = handle(stream, &state);
+                    });
                 }
-                let state = shared.clone();
-                std::thread::spawn(move || {
-                    let _ = handle(stream, &state);
-                });
-            }
-        });
+            });
+        }
         FakeHub { url, state }
     }
 
@@ -199,7 +206,9 @@ impl FakeHub {
     /// Stops answering: the port is closed, so a client gets "connection refused".
     pub fn stop(&self) {
         self.state.stopped.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.url.trim_start_matches("http://"));
+        for origin in [&self.url, &self.state.cdn] {
+            let _ = TcpStream::connect(origin.trim_start_matches("http://"));
+        }
     }
 }
 
@@ -351,7 +360,7 @@ fn route(state: &State, method: &str, path: &str, query: &str, headers: &BTreeMa
             if is_lfs(&file) {
                 let sha = repo.sha(&file);
                 Answer::new("302 Found")
-                    .header("Location", format!("{}/cdn/{sha}?name={}", state.base, file.replace('/', "%2F")))
+                    .header("Location", format!("{}/cdn/{sha}?name={}", state.cdn, file.replace('/', "%2F")))
                     .header("ETag", format!("\"{}\"", blob_id(sha.as_bytes())))
                     .header("X-Linked-Etag", format!("\"{sha}\""))
                     .header("X-Linked-Size", bytes.len())
