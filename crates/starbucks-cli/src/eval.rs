@@ -10,11 +10,11 @@ use starbucks_data::eval::{
     read_trec_qrels, read_trec_run,
 };
 use starbucks_data::hub::HubDataset;
-use starbucks_hub::{Hub, Repo};
 use starbucks_data::output::{check_writable, write_atomic};
 use starbucks_eval::report::{Report, Row, compare, heatmap_svg};
 use starbucks_eval::retrieval::{RetrievalConfig, RetrievalTask, Similarity, trec_run_text};
 use starbucks_eval::{retrieval, sts, throughput};
+use starbucks_hub::{Hub, Repo};
 use starbucks_model::{Embedder, Pooling};
 
 use crate::args::{EvalArgs, PoolingArg, SimilarityArg};
@@ -163,11 +163,8 @@ fn hub_beir(dataset: &HubDataset, split: &str) -> Result<(String, Beir)> {
     let corpus = one(&dataset.with_path("corpus"), None)?;
     let queries = one(&dataset.with_path("queries"), None)?;
     let qrels_id = format!("{}-qrels", dataset.repo.id);
-    let qrels = HubDataset {
-        spec: format!("hf://datasets/{qrels_id}"),
-        repo: Repo::dataset(&qrels_id)?,
-        path: String::new(),
-    };
+    let qrels =
+        HubDataset { spec: format!("hf://datasets/{qrels_id}"), repo: Repo::dataset(&qrels_id)?, path: String::new() };
     let qrels = one(&qrels, Some(split))?;
     Ok((dataset.name().to_string(), read_beir_files(&corpus, &queries, &qrels)?))
 }
@@ -292,7 +289,9 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
             }
             // BEIR's own summary: the mean nDCG@10 over its sets.
             if beir_ndcg.len() > 1 {
-                let avg = (0..sizes.len()).map(|j| beir_ndcg.iter().map(|(_, v)| v[j]).sum::<f64>() / beir_ndcg.len() as f64).collect();
+                let avg = (0..sizes.len())
+                    .map(|j| beir_ndcg.iter().map(|(_, v)| v[j]).sum::<f64>() / beir_ndcg.len() as f64)
+                    .collect();
                 let names: Vec<&str> = beir_ndcg.iter().map(|(n, _)| n.as_str()).collect();
                 let name = format!("BEIR average nDCG@10 ({})", names.join(", "));
                 rows.push(Row { name, values: avg, source: None, measure: "nDCG@10".into() });

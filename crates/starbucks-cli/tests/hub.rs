@@ -5,11 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-mod support;
 #[path = "../../starbucks-hub/tests/support/fake_hub.rs"]
 mod fake_hub;
 #[path = "../../starbucks-data/tests/support/hub_data.rs"]
 mod hub_data;
+mod support;
 
 use fake_hub::{FakeHub, FakeRepo, sha256};
 use support::{minilm, root};
@@ -39,7 +39,17 @@ fn embed(model: &str, dir: &Path, name: &str, env: &[(&str, &str)]) -> (i32, Vec
     std::fs::write(&input, "A man is playing a guitar.\nThe stock market fell on Monday.\n").unwrap();
     let output = dir.join(name);
     let (code, _, stderr) = starbucks(
-        &["embed", "--model", model, "--size", "2,64", "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()],
+        &[
+            "embed",
+            "--model",
+            model,
+            "--size",
+            "2,64",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ],
         env,
     );
     (code, std::fs::read(&output).unwrap_or_default(), stderr)
@@ -71,10 +81,14 @@ fn embed_by_model_id_fills_an_empty_cache_then_reads_only_the_cache_offline() {
 
     // Offline with an empty cache: a clear error naming the id, exit 1, no output.
     let empty = dir.path().join("empty").display().to_string();
-    let (code, out, stderr) = embed(MINILM_ID, dir.path(), "none.jsonl", &[("HF_HUB_CACHE", &empty), ("HF_HUB_OFFLINE", "1")]);
+    let (code, out, stderr) =
+        embed(MINILM_ID, dir.path(), "none.jsonl", &[("HF_HUB_CACHE", &empty), ("HF_HUB_OFFLINE", "1")]);
     assert_eq!(code, 1, "{stderr}");
     assert!(out.is_empty());
-    assert!(stderr.contains(MINILM_ID) && stderr.contains("HF_HUB_OFFLINE") && !stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains(MINILM_ID) && stderr.contains("HF_HUB_OFFLINE") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -87,7 +101,8 @@ fn a_cut_transfer_resumes_and_a_corrupt_one_leaves_nothing() {
 
     let cache = dir.path().join("cut").display().to_string();
     server.cut_once(&sha);
-    let (code, resumed, stderr) = embed(MINILM_ID, dir.path(), "cut.jsonl", &[("HF_ENDPOINT", &server.url), ("HF_HUB_CACHE", &cache)]);
+    let (code, resumed, stderr) =
+        embed(MINILM_ID, dir.path(), "cut.jsonl", &[("HF_ENDPOINT", &server.url), ("HF_HUB_CACHE", &cache)]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(server.cuts_pending(), 0, "the transfer was cut");
     assert_eq!(resumed, local);
@@ -95,17 +110,24 @@ fn a_cut_transfer_resumes_and_a_corrupt_one_leaves_nothing() {
     let cache = dir.path().join("corrupt");
     server.corrupt(&sha);
     let cache_s = cache.display().to_string();
-    let (code, out, stderr) = embed(MINILM_ID, dir.path(), "corrupt.jsonl", &[("HF_ENDPOINT", &server.url), ("HF_HUB_CACHE", &cache_s)]);
+    let (code, out, stderr) =
+        embed(MINILM_ID, dir.path(), "corrupt.jsonl", &[("HF_ENDPOINT", &server.url), ("HF_HUB_CACHE", &cache_s)]);
     assert_eq!(code, 1, "{stderr}");
     assert!(out.is_empty());
     assert!(stderr.contains("model.safetensors") && stderr.contains(&sha) && stderr.contains("sha256"), "{stderr}");
     let blobs = cache.join("models--sentence-transformers--all-MiniLM-L6-v2/blobs");
-    let left: Vec<_> = std::fs::read_dir(&blobs).unwrap().flatten().map(|e| e.file_name()).filter(|n| n.to_string_lossy().contains(&sha)).collect();
+    let left: Vec<_> = std::fs::read_dir(&blobs)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().contains(&sha))
+        .collect();
     assert!(left.is_empty(), "nothing of it in the cache: {left:?}");
 }
 
 fn report_rows(out: &Path) -> Vec<serde_json::Value> {
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     report[0]["rows"].as_array().unwrap().clone()
 }
 
@@ -140,9 +162,20 @@ fn eval_reads_mteb_sts_and_beir_sets_by_hub_id_and_scores_them_as_the_local_file
     let eval = |beir: &str, out: &Path, env: &[(&str, &str)]| {
         starbucks(
             &[
-                "eval", "--model", &minilm(), "--sizes", "2,64 6,384", "--stsb", &stsb,
-                "--sts", "hf://datasets/mteb/stsbenchmark-sts", "--beir", beir, "--no-throughput",
-                "--output", out.to_str().unwrap(),
+                "eval",
+                "--model",
+                &minilm(),
+                "--sizes",
+                "2,64 6,384",
+                "--stsb",
+                &stsb,
+                "--sts",
+                "hf://datasets/mteb/stsbenchmark-sts",
+                "--beir",
+                beir,
+                "--no-throughput",
+                "--output",
+                out.to_str().unwrap(),
             ],
             env,
         )
@@ -155,7 +188,8 @@ fn eval_reads_mteb_sts_and_beir_sets_by_hub_id_and_scores_them_as_the_local_file
     assert_eq!(row(&rows, "stsbenchmark-sts Spearman")["values"], row(&rows, "sts-test Spearman")["values"]);
 
     let snapshots = |id: &str, commit: &str| cache.join(format!("datasets--BeIR--{id}/snapshots/{commit}"));
-    let folder = local_beir(&snapshots("dl20-subset", &beir_commit), &snapshots("dl20-subset-qrels", &qrels_commit), dir.path());
+    let folder =
+        local_beir(&snapshots("dl20-subset", &beir_commit), &snapshots("dl20-subset-qrels", &qrels_commit), dir.path());
     let local_out = dir.path().join("local-out");
     let (code, _, stderr) = eval(folder.to_str().unwrap(), &local_out, &env);
     assert_eq!(code, 0, "{stderr}");
@@ -177,7 +211,8 @@ fn eval_reads_mteb_sts_and_beir_sets_by_hub_id_and_scores_them_as_the_local_file
 
 #[test]
 fn finetune_starts_from_a_model_id_on_a_hub_dataset() {
-    let server = FakeHub::start(vec![FakeRepo::model(MINILM_ID).folder(Path::new(&minilm())), hub_data::all_nli(&root(), 64)]);
+    let server =
+        FakeHub::start(vec![FakeRepo::model(MINILM_ID).folder(Path::new(&minilm())), hub_data::all_nli(&root(), 64)]);
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("finetune.toml");
     std::fs::write(
@@ -204,7 +239,14 @@ fn finetune_starts_from_a_model_id_on_a_hub_dataset() {
     let text = std::fs::read_to_string(&config).unwrap().replace("all-nli/triplet", "no-such-set");
     std::fs::write(&config, text).unwrap();
     let (code, _, stderr) = starbucks(
-        &["finetune", "--config", config.to_str().unwrap(), "--output", dir.path().join("run2").to_str().unwrap(), "--no-progress"],
+        &[
+            "finetune",
+            "--config",
+            config.to_str().unwrap(),
+            "--output",
+            dir.path().join("run2").to_str().unwrap(),
+            "--no-progress",
+        ],
         &[("HF_ENDPOINT", &server.url), ("HF_HUB_CACHE", &cache)],
     );
     assert_eq!(code, 2, "{stderr}");

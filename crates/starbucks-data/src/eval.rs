@@ -101,8 +101,11 @@ pub fn read_sts_table(path: &Path) -> Result<Vec<StsPair>> {
         sentence2: String,
         score: f64,
     }
-    let rows: Vec<Row> =
-        crate::table::records(path, &["sentence1", "sentence2", "score"], "STS pair (`sentence1`, `sentence2`, `score`)")?;
+    let rows: Vec<Row> = crate::table::records(
+        path,
+        &["sentence1", "sentence2", "score"],
+        "STS pair (`sentence1`, `sentence2`, `score`)",
+    )?;
     Ok(rows.into_iter().map(|r| StsPair { sentence1: r.sentence1, sentence2: r.sentence2, score: r.score }).collect())
 }
 

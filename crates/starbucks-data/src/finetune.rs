@@ -50,7 +50,14 @@ fn read_records(path: &Path, required: &[&str]) -> Result<Vec<(usize, HashMap<St
                 for key in required {
                     match object.remove(*key) {
                         Some(serde_json::Value::String(s)) => record.insert(key.to_string(), s),
-                        _ => return Err(DataError::row(&name, row_group, row, format!("column `{key}` is not a string here"))),
+                        _ => {
+                            return Err(DataError::row(
+                                &name,
+                                row_group,
+                                row,
+                                format!("column `{key}` is not a string here"),
+                            ));
+                        }
                     };
                 }
                 Ok((i + 1, record))

@@ -36,7 +36,9 @@ impl HubDataset {
         // huggingface_hub's file system writes it (`org/name@rev/path`, `/` in rev as %2F).
         let (location, revision) = match rest.split_once('@') {
             None => (rest.to_string(), "main".to_string()),
-            Some((before, after)) if before.matches('/').count() == 1 && after.contains('/') && !after.starts_with("refs/") => {
+            Some((before, after))
+                if before.matches('/').count() == 1 && after.contains('/') && !after.starts_with("refs/") =>
+            {
                 let (revision, path) = after.split_once('/').expect("contains /");
                 (format!("{before}/{path}"), revision.replace("%2F", "/"))
             }
@@ -122,7 +124,11 @@ fn select<'a>(files: &[&'a str], path: &str, split: Option<&str>) -> Vec<&'a str
         files.iter().map(|f| (*f, *f)).collect()
     } else {
         let under: Vec<_> = files.iter().filter_map(|f| Some((*f, f.strip_prefix(path)?.strip_prefix('/')?))).collect();
-        if under.is_empty() { files.iter().filter(|f| named(base(f), path)).map(|f| (*f, base(f))).collect() } else { under }
+        if under.is_empty() {
+            files.iter().filter(|f| named(base(f), path)).map(|f| (*f, base(f))).collect()
+        } else {
+            under
+        }
     };
     match split {
         None => in_path.into_iter().map(|(f, _)| f).collect(),
@@ -158,7 +164,10 @@ mod tests {
     #[test]
     fn specs() {
         let d = HubDataset::parse("hf://datasets/sentence-transformers/all-nli/triplet").unwrap().unwrap();
-        assert_eq!((d.repo.id.as_str(), d.repo.revision.as_str(), d.path.as_str()), ("sentence-transformers/all-nli", "main", "triplet"));
+        assert_eq!(
+            (d.repo.id.as_str(), d.repo.revision.as_str(), d.path.as_str()),
+            ("sentence-transformers/all-nli", "main", "triplet")
+        );
         let d = HubDataset::parse("hf://datasets/mteb/sts12-sts@refs/convert/parquet").unwrap().unwrap();
         assert_eq!((d.repo.revision.as_str(), d.path.as_str(), d.name()), ("refs/convert/parquet", "", "sts12-sts"));
         let d = HubDataset::parse("hf://datasets/HuggingFaceFW/fineweb@v1.2/sample/100BT").unwrap().unwrap();
@@ -171,7 +180,11 @@ mod tests {
 
     #[test]
     fn configs_and_splits_in_the_hubs_layouts() {
-        let nli = ["pair/train-00000-of-00001.parquet", "triplet/dev-00000-of-00001.parquet", "triplet/train-00000-of-00001.parquet"];
+        let nli = [
+            "pair/train-00000-of-00001.parquet",
+            "triplet/dev-00000-of-00001.parquet",
+            "triplet/train-00000-of-00001.parquet",
+        ];
         assert_eq!(select(&nli, "triplet", Some("train")), ["triplet/train-00000-of-00001.parquet"]);
         let mteb = ["test.jsonl.gz", "train.jsonl.gz"];
         assert_eq!(select(&mteb, "", Some("test")), ["test.jsonl.gz"]);

@@ -6,7 +6,9 @@ use std::fs::File;
 use std::path::Path;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type};
+use arrow_array::types::{
+    Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+};
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
 use parquet::arrow::ProjectionMask;
@@ -29,9 +31,10 @@ pub fn records<T: DeserializeOwned>(path: &Path, columns: &[&str], what: &str) -
     let mut out = Vec::new();
     if is_parquet(path) {
         for (row_group, row, object) in parquet_rows(path, columns)? {
-            out.push(serde_json::from_value(Value::Object(object)).map_err(|e| {
-                DataError::row(&name, row_group, row, format!("not a {what}: {e}"))
-            })?);
+            out.push(
+                serde_json::from_value(Value::Object(object))
+                    .map_err(|e| DataError::row(&name, row_group, row, format!("not a {what}: {e}")))?,
+            );
         }
     } else {
         for item in Lines::open(path)? {
@@ -39,7 +42,10 @@ pub fn records<T: DeserializeOwned>(path: &Path, columns: &[&str], what: &str) -
             if line.trim().is_empty() {
                 continue;
             }
-            out.push(serde_json::from_str(&line).map_err(|e| DataError::line(&name, number, format!("not a {what}: {e}")))?);
+            out.push(
+                serde_json::from_str(&line)
+                    .map_err(|e| DataError::line(&name, number, format!("not a {what}: {e}")))?,
+            );
         }
     }
     if out.is_empty() {
@@ -48,9 +54,12 @@ pub fn records<T: DeserializeOwned>(path: &Path, columns: &[&str], what: &str) -
     Ok(out)
 }
 
-/// The rows of a Parquet file as (row group, row, object of the named columns). A column the
-/// schema lacks is an error naming it and the columns there are.
-pub fn parquet_rows(path: &Path, columns: &[&str]) -> Result<Vec<(usize, usize, Map<String, Value>)>> {
+/// A Parquet row: its row group, its row within the group, and the named columns' values.
+pub type ParquetRow = (usize, usize, Map<String, Value>);
+
+/// The rows of a Parquet file. A column the schema lacks is an error naming it and the columns
+/// there are.
+pub fn parquet_rows(path: &Path, columns: &[&str]) -> Result<Vec<ParquetRow>> {
     let name = path.display().to_string();
     let corrupt = |panic: String| DataError::whole(&name, format!("corrupt Parquet data (the reader failed: {panic})"));
     let file = File::open(path).map_err(|e| DataError::whole(&name, format!("cannot open: {e}")))?;
@@ -61,12 +70,16 @@ pub fn parquet_rows(path: &Path, columns: &[&str]) -> Result<Vec<(usize, usize, 
     let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     let mut roots = Vec::new();
     for column in columns {
-        let index = have.iter().position(|h| h == column).ok_or_else(|| {
-            DataError::whole(&name, format!("no `{column}` column (columns: {})", have.join(", ")))
-        })?;
+        let index = have
+            .iter()
+            .position(|h| h == column)
+            .ok_or_else(|| DataError::whole(&name, format!("no `{column}` column (columns: {})", have.join(", "))))?;
         let field = &schema.fields()[index];
         if !supported(field.data_type()) {
-            return Err(DataError::whole(&name, format!("column `{column}` has type {}, which is not read", field.data_type())));
+            return Err(DataError::whole(
+                &name,
+                format!("column `{column}` has type {}, which is not read", field.data_type()),
+            ));
         }
         roots.push(index);
     }
@@ -76,7 +89,10 @@ pub fn parquet_rows(path: &Path, columns: &[&str]) -> Result<Vec<(usize, usize, 
     for row_group in 0..groups {
         let file = File::open(path).map_err(|e| DataError::whole(&name, format!("cannot open: {e}")))?;
         let reader = contained(|| {
-            ParquetRecordBatchReaderBuilder::try_new(file)?.with_projection(projection.clone()).with_row_groups(vec![row_group]).build()
+            ParquetRecordBatchReaderBuilder::try_new(file)?
+                .with_projection(projection.clone())
+                .with_row_groups(vec![row_group])
+                .build()
         })
         .map_err(corrupt)?
         .map_err(|e| DataError::row(&name, row_group, 0, e.to_string()))?;
@@ -89,7 +105,12 @@ pub fn parquet_rows(path: &Path, columns: &[&str]) -> Result<Vec<(usize, usize, 
     Ok(out)
 }
 
-fn append_rows(batch: &RecordBatch, out: &mut Vec<(usize, usize, Map<String, Value>)>, row_group: usize, row: &mut usize) {
+fn append_rows(
+    batch: &RecordBatch,
+    out: &mut Vec<(usize, usize, Map<String, Value>)>,
+    row_group: usize,
+    row: &mut usize,
+) {
     let schema = batch.schema();
     for i in 0..batch.num_rows() {
         let mut object = Map::new();
@@ -131,7 +152,9 @@ fn value_at(array: &dyn Array, i: usize) -> Value {
         DataType::LargeList(_) => list(array.as_list::<i64>().value(i).as_ref()),
         DataType::Struct(fields) => {
             let s = array.as_struct();
-            Value::Object(fields.iter().zip(s.columns()).map(|(f, c)| (f.name().clone(), value_at(c.as_ref(), i))).collect())
+            Value::Object(
+                fields.iter().zip(s.columns()).map(|(f, c)| (f.name().clone(), value_at(c.as_ref(), i))).collect(),
+            )
         }
         _ => unreachable!("the column types were checked by `supported`"),
     }
@@ -144,10 +167,21 @@ fn supported(data_type: &DataType) -> bool {
         DataType::Struct(fields) => fields.iter().all(|f| supported(f.data_type())),
         t => matches!(
             t,
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Boolean | DataType::Null
-                | DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64
-                | DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64
-                | DataType::Float32 | DataType::Float64
+            DataType::Utf8
+                | DataType::LargeUtf8
+                | DataType::Utf8View
+                | DataType::Boolean
+                | DataType::Null
+                | DataType::Int8
+                | DataType::Int16
+                | DataType::Int32
+                | DataType::Int64
+                | DataType::UInt8
+                | DataType::UInt16
+                | DataType::UInt32
+                | DataType::UInt64
+                | DataType::Float32
+                | DataType::Float64
         ),
     }
 }

@@ -2,11 +2,11 @@
 //! shipped data in the real repositories' layouts: configs, splits, branches, Parquet and JSON
 //! Lines read by column name, FineWeb streamed by range requests.
 
-mod support;
 #[path = "../../starbucks-hub/tests/support/fake_hub.rs"]
 mod fake_hub;
 #[path = "support/hub_data.rs"]
 mod hub_data;
+mod support;
 
 use fake_hub::{FakeHub, FakeRepo};
 use starbucks_data::eval::read_sts_table;
@@ -50,7 +50,8 @@ fn mteb_sts_sets_read_the_same_from_json_lines_on_main_and_parquet_on_the_conver
     let main = dataset("hf://datasets/mteb/stsbenchmark-sts").fetch(&hub, Some("test")).unwrap();
     assert!(main[0].ends_with("test.jsonl.gz"));
     assert_eq!(read_sts_table(&main[0]).unwrap(), shipped);
-    let converted = dataset("hf://datasets/mteb/stsbenchmark-sts@refs/convert/parquet").fetch(&hub, Some("test")).unwrap();
+    let converted =
+        dataset("hf://datasets/mteb/stsbenchmark-sts@refs/convert/parquet").fetch(&hub, Some("test")).unwrap();
     assert!(converted[0].ends_with("default/test/0000.parquet"));
     assert_eq!(read_sts_table(&converted[0]).unwrap(), shipped);
     assert!(cache.path().join("datasets--mteb--stsbenchmark-sts/refs/refs/convert/parquet").is_file());
@@ -63,13 +64,21 @@ fn mteb_sts_sets_read_the_same_from_json_lines_on_main_and_parquet_on_the_conver
 
 #[test]
 fn a_column_the_file_lacks_is_named_with_the_file() {
-    let file = hub_data::parquet(vec![("sentence1", hub_data::Column::Text(vec!["a".into()])), ("sentence2", hub_data::Column::Text(vec!["b".into()]))]);
-    let server = FakeHub::start(vec![FakeRepo::dataset("org/no-scores").file("data/test-00000-of-00001.parquet", file)]);
+    let file = hub_data::parquet(vec![
+        ("sentence1", hub_data::Column::Text(vec!["a".into()])),
+        ("sentence2", hub_data::Column::Text(vec!["b".into()])),
+    ]);
+    let server =
+        FakeHub::start(vec![FakeRepo::dataset("org/no-scores").file("data/test-00000-of-00001.parquet", file)]);
     let cache = tempfile::tempdir().unwrap();
     let hub = Hub::new(&server.url, cache.path().to_path_buf());
     let files = dataset("hf://datasets/org/no-scores").fetch(&hub, Some("test")).unwrap();
     let err = read_sts_table(&files[0]).unwrap_err().to_string();
-    assert!(err.contains("test-00000-of-00001.parquet") && err.contains("no `score` column (columns: sentence1, sentence2)"), "{err}");
+    assert!(
+        err.contains("test-00000-of-00001.parquet")
+            && err.contains("no `score` column (columns: sentence1, sentence2)"),
+        "{err}"
+    );
     let err = read_triplets(&files[0]).unwrap_err().to_string();
     assert!(err.contains("no `anchor` column"), "{err}");
 }
@@ -96,8 +105,12 @@ fn fineweb_streams_the_shards_of_a_folder_at_the_listed_commit() {
     // Read by range requests through the hub's redirect to its CDN, resumable mid-shard.
     let source = Source::urls(urls);
     let all: Vec<Document> = source.stream(Position::default()).collect::<Result<_, _>>().unwrap();
-    assert_eq!(all.iter().map(|d| d.text.as_str()).collect::<Vec<_>>(), docs.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>());
-    let rest: Vec<Document> = source.stream(Position { shard: 1, row_group: 1, row: 3 }).collect::<Result<_, _>>().unwrap();
+    assert_eq!(
+        all.iter().map(|d| d.text.as_str()).collect::<Vec<_>>(),
+        docs.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>()
+    );
+    let rest: Vec<Document> =
+        source.stream(Position { shard: 1, row_group: 1, row: 3 }).collect::<Result<_, _>>().unwrap();
     assert_eq!(rest[0].text, docs[250 + 43].1);
     assert!(!dir.path().join("cache").exists(), "streamed, not cached");
 

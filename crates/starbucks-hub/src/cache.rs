@@ -84,7 +84,8 @@ impl Cache {
         fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         let depth = path.split('/').count() + 1; // up from the file's folder to the repo folder
         let target = Path::new(&"../".repeat(depth)).join("blobs").join(etag);
-        let temporary = parent.join(format!(".{}.{}.link", file.file_name().unwrap().to_string_lossy(), std::process::id()));
+        let temporary =
+            parent.join(format!(".{}.{}.link", file.file_name().unwrap().to_string_lossy(), std::process::id()));
         let _ = fs::remove_file(&temporary);
         #[cfg(unix)]
         std::os::unix::fs::symlink(&target, &temporary).map_err(|e| Error::io(&temporary, e))?;
@@ -99,7 +100,8 @@ impl Cache {
     pub(crate) fn lock(&self, repo: &Repo, etag: &str) -> Result<File> {
         let path = self.root.join(".locks").join(repo.cache_folder()).join(format!("{etag}.lock"));
         fs::create_dir_all(path.parent().unwrap()).map_err(|e| Error::io(&path, e))?;
-        let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
+        let file =
+            File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
         file.lock().map_err(|e| Error::io(&path, e))?;
         Ok(file)
     }

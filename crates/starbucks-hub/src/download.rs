@@ -46,19 +46,25 @@ pub(crate) fn metadata(hub: &Hub, repo: &Repo, path: &str) -> Result<Metadata> {
         }
         let location = header("location");
         if (300..400).contains(&status) {
-            let target = location.as_deref().map(|l| if l.starts_with('/') { format!("{}{l}", hub.origin()) } else { l.to_string() });
+            let target = location
+                .as_deref()
+                .map(|l| if l.starts_with('/') { format!("{}{l}", hub.origin()) } else { l.to_string() });
             if let Some(target) = target.filter(|t| t.starts_with(&format!("{}/", hub.origin()))) {
                 url = target;
                 continue;
             }
         }
-        let commit = header("x-repo-commit")
-            .ok_or_else(|| Error::Http { what: what.clone(), message: format!("{url}: no X-Repo-Commit header (is HF_ENDPOINT a hub?)") })?;
+        let commit = header("x-repo-commit").ok_or_else(|| Error::Http {
+            what: what.clone(),
+            message: format!("{url}: no X-Repo-Commit header (is HF_ENDPOINT a hub?)"),
+        })?;
         let linked = header("x-linked-etag");
         let lfs = linked.is_some();
-        let etag = linked.or_else(|| header("etag")).map(|e| normalize_etag(&e)).filter(|e| is_safe_name(e)).ok_or_else(|| {
-            Error::Http { what: what.clone(), message: format!("{url}: no usable ETag header") }
-        })?;
+        let etag = linked
+            .or_else(|| header("etag"))
+            .map(|e| normalize_etag(&e))
+            .filter(|e| is_safe_name(e))
+            .ok_or_else(|| Error::Http { what: what.clone(), message: format!("{url}: no usable ETag header") })?;
         let size = header("x-linked-size").or_else(|| header("content-length")).and_then(|s| s.parse().ok());
         let url = if (300..400).contains(&status) { location.unwrap_or(url) } else { url };
         return Ok(Metadata { commit, etag, size, url, lfs });

@@ -27,9 +27,9 @@ impl Hub {
     pub fn from_env() -> Hub {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let home = var("HF_HOME").map(PathBuf::from).unwrap_or_else(|| {
-            let base = var("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| {
-                PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| ".".into())).join(".cache")
-            });
+            let base = var("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| ".".into())).join(".cache"));
             base.join("huggingface")
         });
         let cache = var("HF_HUB_CACHE").map(PathBuf::from).unwrap_or_else(|| home.join("hub"));
@@ -37,7 +37,8 @@ impl Hub {
             let path = var("HF_TOKEN_PATH").map(PathBuf::from).unwrap_or_else(|| home.join("token"));
             std::fs::read_to_string(path).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
         });
-        let offline = var("HF_HUB_OFFLINE").is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
+        let offline = var("HF_HUB_OFFLINE")
+            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
         let endpoint = var("HF_ENDPOINT").unwrap_or_else(|| "https://huggingface.co".into());
         Hub::new(&endpoint, cache).with_token(token).with_offline(offline)
     }
@@ -94,7 +95,8 @@ impl Hub {
     /// a folder. Offline: the commit the cache recorded and the files it holds.
     pub fn listing(&self, repo: &Repo, under: &str) -> Result<Listing> {
         let under = under.trim_matches('/');
-        let inside = |path: &str| under.is_empty() || path.strip_prefix(under).is_some_and(|rest| rest.starts_with('/'));
+        let inside =
+            |path: &str| under.is_empty() || path.strip_prefix(under).is_some_and(|rest| rest.starts_with('/'));
         if self.offline {
             let commit = self.cached_commit(repo)?;
             let entries = self.cache.snapshot_files(repo, &commit).into_iter().filter(|p| inside(p));
@@ -129,7 +131,10 @@ impl Hub {
     pub fn file(&self, repo: &Repo, path: &str) -> Result<PathBuf> {
         if self.offline {
             let commit = self.cached_commit(repo)?;
-            return self.cache.snapshot_file(repo, &commit, path).ok_or_else(|| self.not_cached(&format!("{repo}: {path}")));
+            return self
+                .cache
+                .snapshot_file(repo, &commit, path)
+                .ok_or_else(|| self.not_cached(&format!("{repo}: {path}")));
         }
         let meta = match download::metadata(self, repo, path) {
             Ok(meta) => meta,
@@ -161,7 +166,11 @@ impl Hub {
             if !wanted.contains(&required) {
                 let have = listing.paths().take(20).collect::<Vec<_>>().join(", ");
                 let message = format!("no {required} at commit {} (files: {have})", listing.commit);
-                return Err(if self.offline { self.not_cached(&format!("{repo}: {required}")) } else { Error::Http { what: repo.to_string(), message } });
+                return Err(if self.offline {
+                    self.not_cached(&format!("{repo}: {required}"))
+                } else {
+                    Error::Http { what: repo.to_string(), message }
+                });
             }
         }
         self.files_at(repo, &listing.commit, &wanted)?;
@@ -223,15 +232,21 @@ impl Hub {
     }
 
     pub(crate) fn unreachable(&self, what: &str, e: ureq::Error) -> Error {
-        Error::Http { what: what.to_string(), message: format!("cannot reach {}: {e} (HF_HUB_OFFLINE=1 reads the cache only)", self.endpoint) }
+        Error::Http {
+            what: what.to_string(),
+            message: format!("cannot reach {}: {e} (HF_HUB_OFFLINE=1 reads the cache only)", self.endpoint),
+        }
     }
 
     /// The hub's error statuses, said as `huggingface_hub` says them (from `X-Error-Code`).
     pub(crate) fn status_error(&self, what: &str, status: u16, code: Option<String>, message: Option<String>) -> Error {
         let detail = match (status, code.as_deref()) {
-            (401 | 403, Some("GatedRepo")) => "the repository is gated: accept its terms on the hub and set HF_TOKEN".to_string(),
+            (401 | 403, Some("GatedRepo")) => {
+                "the repository is gated: accept its terms on the hub and set HF_TOKEN".to_string()
+            }
             (401 | 403, _) if self.token.is_none() => {
-                "not found, private or gated (no token: set HF_TOKEN or log in with `huggingface-cli login`)".to_string()
+                "not found, private or gated (no token: set HF_TOKEN or log in with `huggingface-cli login`)"
+                    .to_string()
             }
             (401 | 403, _) => "not found, or the token (HF_TOKEN) has no access".to_string(),
             (404, Some("EntryNotFound")) => "no such file in the repository".to_string(),
@@ -244,14 +259,19 @@ impl Hub {
     }
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(what: &str, url: &str, response: ureq::http::Response<ureq::Body>) -> Result<T> {
+fn read_json<T: serde::de::DeserializeOwned>(
+    what: &str,
+    url: &str,
+    response: ureq::http::Response<ureq::Body>,
+) -> Result<T> {
     let text = response
         .into_body()
         .with_config()
         .limit(256 << 20)
         .read_to_string()
         .map_err(|e| Error::Http { what: what.to_string(), message: format!("{url}: {e}") })?;
-    serde_json::from_str(&text).map_err(|e| Error::Http { what: what.to_string(), message: format!("{url}: unexpected answer: {e}") })
+    serde_json::from_str(&text)
+        .map_err(|e| Error::Http { what: what.to_string(), message: format!("{url}: unexpected answer: {e}") })
 }
 
 /// The files of a model repository that loading an encoder reads (no other weight formats).
@@ -284,10 +304,19 @@ pub fn resolve_model(spec: &Path) -> Result<PathBuf> {
 mod tests {
     #[test]
     fn model_files() {
-        for yes in ["config.json", "tokenizer.json", "vocab.txt", "model.safetensors", "1_Pooling/config.json", "2_Dense/model.safetensors"] {
+        for yes in [
+            "config.json",
+            "tokenizer.json",
+            "vocab.txt",
+            "model.safetensors",
+            "1_Pooling/config.json",
+            "2_Dense/model.safetensors",
+        ] {
             assert!(super::is_model_file(yes), "{yes}");
         }
-        for no in ["pytorch_model.bin", "onnx/model.onnx", "onnx/config.json", "README.md", "tf_model.h5", "x_y/config.json"] {
+        for no in
+            ["pytorch_model.bin", "onnx/model.onnx", "onnx/config.json", "README.md", "tf_model.h5", "x_y/config.json"]
+        {
             assert!(!super::is_model_file(no), "{no}");
         }
     }

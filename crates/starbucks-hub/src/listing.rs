@@ -65,7 +65,10 @@ mod tests {
     #[test]
     fn next_page_from_the_link_header() {
         let h = "<https://huggingface.co/api/datasets/x/y/tree/main?recursive=true&cursor=ZXhh>; rel=\"next\"";
-        assert_eq!(super::next_link(h).unwrap(), "https://huggingface.co/api/datasets/x/y/tree/main?recursive=true&cursor=ZXhh");
+        assert_eq!(
+            super::next_link(h).unwrap(),
+            "https://huggingface.co/api/datasets/x/y/tree/main?recursive=true&cursor=ZXhh"
+        );
         assert_eq!(super::next_link("<https://a>; rel=\"prev\""), None);
     }
 }

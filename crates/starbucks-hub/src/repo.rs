@@ -66,7 +66,13 @@ impl Repo {
 
     /// The URL of a file at a revision (or commit): `{endpoint}/[datasets/]{id}/resolve/{revision}/{path}`.
     pub fn resolve_url(&self, endpoint: &str, revision: &str, path: &str) -> String {
-        format!("{endpoint}/{}{}/resolve/{}/{}", self.kind.url_prefix(), self.id, quote(revision, false), quote(path, true))
+        format!(
+            "{endpoint}/{}{}/resolve/{}/{}",
+            self.kind.url_prefix(),
+            self.id,
+            quote(revision, false),
+            quote(path, true)
+        )
     }
 
     /// The URL of an API route of this repository: `{endpoint}/api/{models|datasets}/{id}/{route}`.
@@ -83,7 +89,11 @@ impl Repo {
 impl std::fmt::Display for Repo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = if self.kind == RepoType::Dataset { "dataset " } else { "" };
-        if self.revision == "main" { write!(f, "{kind}{}", self.id) } else { write!(f, "{kind}{}@{}", self.id, self.revision) }
+        if self.revision == "main" {
+            write!(f, "{kind}{}", self.id)
+        } else {
+            write!(f, "{kind}{}@{}", self.id, self.revision)
+        }
     }
 }
 

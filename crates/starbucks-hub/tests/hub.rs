@@ -136,7 +136,8 @@ fn a_file_whose_sha256_differs_is_refused_and_nothing_of_it_is_kept() {
     assert!(matches!(err, Error::Checksum { .. }), "{err}");
     assert!(err.to_string().contains("model.safetensors") && err.to_string().contains(&sha), "{err}");
     let root = cache.path().join("models--org--tiny-encoder");
-    let left: Vec<String> = files_under(&root).into_iter().filter(|f| f.contains(&sha) || f.contains("model.safetensors")).collect();
+    let left: Vec<String> =
+        files_under(&root).into_iter().filter(|f| f.contains(&sha) || f.contains("model.safetensors")).collect();
     assert!(left.is_empty(), "left in the cache: {left:?}");
 }
 
@@ -184,7 +185,15 @@ fn listings_follow_the_hubs_pages() {
     let paths: Vec<&str> = listing.paths().collect();
     assert_eq!(
         paths,
-        ["1_Pooling/config.json", "README.md", "config.json", "model.safetensors", "onnx/model.onnx", "pytorch_model.bin", "tokenizer.json"]
+        [
+            "1_Pooling/config.json",
+            "README.md",
+            "config.json",
+            "model.safetensors",
+            "onnx/model.onnx",
+            "pytorch_model.bin",
+            "tokenizer.json"
+        ]
     );
     let entry = listing.entries.iter().find(|e| e.path == "model.safetensors").unwrap();
     assert_eq!(entry.sha256.as_deref(), Some(sha256(&weights()).as_str()));
@@ -193,4 +202,3 @@ fn listings_follow_the_hubs_pages() {
     let none = hub(&server, cache.path()).listing(&Repo::model("org/tiny-encoder").unwrap(), "absent").unwrap();
     assert!(none.entries.is_empty());
 }
-

@@ -56,12 +56,24 @@ pub fn gzip(text: &str) -> Vec<u8> {
 pub fn all_nli(root: &Path, rows: usize) -> FakeRepo {
     let triplets = read_triplets(&root.join("data/nli/snli-triplets.tsv.gz")).unwrap();
     let triplets = &triplets[..rows.min(triplets.len())];
-    let text = |f: fn(&starbucks_data::finetune::Triplet) -> &String| Column::Text(triplets.iter().map(|t| f(t).clone()).collect());
-    let file = parquet(vec![("anchor", text(|t| &t.anchor)), ("positive", text(|t| &t.positive)), ("negative", text(|t| &t.negative))]);
+    let text = |f: fn(&starbucks_data::finetune::Triplet) -> &String| {
+        Column::Text(triplets.iter().map(|t| f(t).clone()).collect())
+    };
+    let file = parquet(vec![
+        ("anchor", text(|t| &t.anchor)),
+        ("positive", text(|t| &t.positive)),
+        ("negative", text(|t| &t.negative)),
+    ]);
     FakeRepo::dataset("sentence-transformers/all-nli")
-        .file("README.md", "---\nconfigs:\n- config_name: triplet\n  data_files:\n  - split: train\n    path: triplet/train-*\n---\n")
+        .file(
+            "README.md",
+            "---\nconfigs:\n- config_name: triplet\n  data_files:\n  - split: train\n    path: triplet/train-*\n---\n",
+        )
         .file("triplet/train-00000-of-00001.parquet", file)
-        .file("pair/train-00000-of-00001.parquet", parquet(vec![("anchor", Column::Text(vec!["a".into()])), ("positive", Column::Text(vec!["b".into()]))]))
+        .file(
+            "pair/train-00000-of-00001.parquet",
+            parquet(vec![("anchor", Column::Text(vec!["a".into()])), ("positive", Column::Text(vec!["b".into()]))]),
+        )
 }
 
 pub fn stsb_test(root: &Path) -> Vec<StsPair> {
@@ -105,7 +117,8 @@ pub fn beir(root: &Path, name: &str, queries: usize) -> (FakeRepo, FakeRepo) {
     let mut judged: Vec<&String> = qrels.keys().collect();
     judged.sort();
     judged.truncate(queries);
-    let all_queries: Vec<(String, String)> = read_id_text(&dl.join("queries.dl20.tsv")).unwrap().map(Result::unwrap).collect();
+    let all_queries: Vec<(String, String)> =
+        read_id_text(&dl.join("queries.dl20.tsv")).unwrap().map(Result::unwrap).collect();
     let query_lines: String = all_queries
         .iter()
         .filter(|(id, _)| judged.contains(&id))

@@ -43,11 +43,25 @@ pub struct FakeRepo {
 
 impl FakeRepo {
     pub fn model(id: &str) -> Self {
-        FakeRepo { kind: "models", id: id.into(), revision: "main".into(), files: BTreeMap::new(), gated: false, hashed: None }
+        FakeRepo {
+            kind: "models",
+            id: id.into(),
+            revision: "main".into(),
+            files: BTreeMap::new(),
+            gated: false,
+            hashed: None,
+        }
     }
 
     pub fn dataset(id: &str) -> Self {
-        FakeRepo { kind: "datasets", id: id.into(), revision: "main".into(), files: BTreeMap::new(), gated: false, hashed: None }
+        FakeRepo {
+            kind: "datasets",
+            id: id.into(),
+            revision: "main".into(),
+            files: BTreeMap::new(),
+            gated: false,
+            hashed: None,
+        }
     }
 
     pub fn file(mut self, path: &str, bytes: impl Into<Vec<u8>>) -> Self {
@@ -243,7 +257,10 @@ impl Answer {
     }
 
     fn error(status: &'static str, code: &str, message: &str) -> Self {
-        Answer::new(status).header("X-Error-Code", code).header("X-Error-Message", message).json(serde_json::json!({ "error": message }))
+        Answer::new(status)
+            .header("X-Error-Code", code)
+            .header("X-Error-Message", message)
+            .json(serde_json::json!({ "error": message }))
     }
 }
 
@@ -252,12 +269,13 @@ fn decode(text: &str) -> String {
     let mut out = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -350,12 +368,19 @@ fn route(state: &State, method: &str, path: &str, query: &str, headers: &BTreeMa
                 Err(answer) => return answer,
             };
             if repo.gated && !authorized {
-                let message = format!("Access to model {} is restricted. You must have access to it and be authenticated to access it. Please log in.", repo.id);
+                let message = format!(
+                    "Access to model {} is restricted. You must have access to it and be authenticated to access it. Please log in.",
+                    repo.id
+                );
                 return Answer::error("401 Unauthorized", "GatedRepo", &message);
             }
             let file = file.join("/");
             let Some(bytes) = repo.files.get(&file) else {
-                return Answer::error("404 Not Found", "EntryNotFound", &format!("{file} does not exist on \"{revision}\""));
+                return Answer::error(
+                    "404 Not Found",
+                    "EntryNotFound",
+                    &format!("{file} does not exist on \"{revision}\""),
+                );
             };
             if is_lfs(&file) {
                 let sha = repo.sha(&file);
@@ -397,23 +422,33 @@ fn tree(state: &State, repo: &FakeRepo, under: &str, query: &str) -> Answer {
         return Answer::error("404 Not Found", "EntryNotFound", &format!("{under} does not exist on \"main\""));
     }
     for folder in folders {
-        entries.push(serde_json::json!({ "type": "directory", "oid": blob_id(folder.as_bytes()), "size": 0, "path": folder }));
+        entries.push(
+            serde_json::json!({ "type": "directory", "oid": blob_id(folder.as_bytes()), "size": 0, "path": folder }),
+        );
     }
     for (path, bytes) in repo.files.iter().filter(|(p, _)| inside(p)) {
-        let mut entry = serde_json::json!({ "type": "file", "oid": &repo.sha(path)[..40], "size": bytes.len(), "path": path });
+        let mut entry =
+            serde_json::json!({ "type": "file", "oid": &repo.sha(path)[..40], "size": bytes.len(), "path": path });
         if is_lfs(path) {
             entry["lfs"] = serde_json::json!({ "oid": repo.sha(path), "size": bytes.len(), "pointerSize": 134 });
         }
         entries.push(entry);
     }
     entries.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
-    let cursor: usize = query.split('&').find_map(|kv| kv.strip_prefix("cursor=")).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let cursor: usize =
+        query.split('&').find_map(|kv| kv.strip_prefix("cursor=")).and_then(|c| c.parse().ok()).unwrap_or(0);
     let page = state.page_size.load(Ordering::SeqCst);
     let end = (cursor + page).min(entries.len());
     let mut answer = Answer::new("200 OK").json(serde_json::Value::Array(entries[cursor.min(end)..end].to_vec()));
     if end < entries.len() {
         let folder = if under.is_empty() { String::new() } else { format!("/{under}") };
-        let next = format!("{}/api/{}/{}/tree/{}{folder}?recursive=true&cursor={end}", state.base, repo.kind, repo.id, repo.commit());
+        let next = format!(
+            "{}/api/{}/{}/tree/{}{folder}?recursive=true&cursor={end}",
+            state.base,
+            repo.kind,
+            repo.id,
+            repo.commit()
+        );
         answer = answer.header("Link", format!("<{next}>; rel=\"next\""));
     }
     answer
@@ -436,9 +471,12 @@ fn cdn(state: &State, sha: &str, headers: &BTreeMap<String, String>) -> Answer {
         .and_then(|r| r.split('-').next())
         .and_then(|s| s.parse::<usize>().ok());
     let mut answer = match start {
-        Some(start) if start >= len => return Answer::new("416 Range Not Satisfiable").header("Content-Range", format!("bytes */{len}")),
+        Some(start) if start >= len => {
+            return Answer::new("416 Range Not Satisfiable").header("Content-Range", format!("bytes */{len}"));
+        }
         Some(start) => {
-            let mut a = Answer::new("206 Partial Content").header("Content-Range", format!("bytes {start}-{}/{len}", len - 1));
+            let mut a =
+                Answer::new("206 Partial Content").header("Content-Range", format!("bytes {start}-{}/{len}", len - 1));
             a.body = bytes[start..].to_vec();
             a
         }

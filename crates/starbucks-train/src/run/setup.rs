@@ -170,7 +170,17 @@ pub(super) fn common(config: &RunConfig, options: &RunOptions) -> Result<Common>
     // Pre-training exports a mean-pooled model, as the folder it starts from.
     let pooling = config.model.pooling.unwrap_or(Pooling::Mean);
     let sentence = SentenceConfig { max_seq_length: max_len, pooling, ..sentence };
-    Ok(Common { config, model_dir, folder_max_seq_length, output, bert, sentence, tokenizer, sizes, progress: options.progress })
+    Ok(Common {
+        config,
+        model_dir,
+        folder_max_seq_length,
+        output,
+        bert,
+        sentence,
+        tokenizer,
+        sizes,
+        progress: options.progress,
+    })
 }
 
 /// The encoder to train, with `model.dropout` in place of the folder's where it is set (the
