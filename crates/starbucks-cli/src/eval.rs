@@ -108,15 +108,16 @@ fn retrieval_data(args: &EvalArgs) -> Result<Vec<Retrieval>> {
             }
             None => None,
         };
-        sets.push(Retrieval::new(
-            file_stem(queries),
-            queries.clone(),
-            read_id_text(corpus)?.collect::<Result<Vec<_>, _>>()?,
-            read_id_text(queries)?.collect::<Result<Vec<_>, _>>()?,
-            read_trec_qrels(qrels)?,
+        let set = Retrieval {
+            name: file_stem(queries),
+            source: queries.clone(),
+            corpus: read_id_text(corpus)?.collect::<Result<Vec<_>, _>>()?,
+            queries: read_id_text(queries)?.collect::<Result<Vec<_>, _>>()?,
+            qrels: read_trec_qrels(qrels)?,
             candidates,
-            false,
-        ));
+            beir: false,
+        };
+        sets.push(set.judged_only());
     }
     for spec in &args.beir {
         let (name, beir) = match HubDataset::parse(spec) {
@@ -128,24 +129,19 @@ fn retrieval_data(args: &EvalArgs) -> Result<Vec<Retrieval>> {
             .into_iter()
             .map(|d| (d.id, if d.title.is_empty() { d.text } else { format!("{} {}", d.title, d.text) }))
             .collect();
-        sets.push(Retrieval::new(name, PathBuf::from(spec), corpus, beir.queries, beir.qrels, None, true));
+        let source = PathBuf::from(spec);
+        let set =
+            Retrieval { name, source, corpus, queries: beir.queries, qrels: beir.qrels, candidates: None, beir: true };
+        sets.push(set.judged_only());
     }
     Ok(sets)
 }
 
 impl Retrieval {
     /// Only the judged queries are asked: an unjudged one has no score to count.
-    fn new(
-        name: String,
-        source: PathBuf,
-        corpus: Vec<(String, String)>,
-        queries: Vec<(String, String)>,
-        qrels: HashMap<String, HashMap<String, i32>>,
-        candidates: Option<HashMap<String, Vec<String>>>,
-        beir: bool,
-    ) -> Self {
-        let queries = queries.into_iter().filter(|(id, _)| qrels.contains_key(id)).collect();
-        Retrieval { name, source, corpus, queries, qrels, candidates, beir }
+    fn judged_only(mut self) -> Self {
+        self.queries.retain(|(id, _)| self.qrels.contains_key(id));
+        self
     }
 }
 
