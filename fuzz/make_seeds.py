@@ -120,6 +120,16 @@ def main():
     texts = "\n".join(d["text"].replace("\n", " ") for d in docs).encode()
     write("fineweb", "parquet-edited", b"\x03" + texts + SECTION + bytes([4, 0, 0x2a, 200, 0, 0xff]))
 
+    sts = [l.split(b"\t") for l in head(ROOT / "data/stsb/sts-test.csv", 12).splitlines()]
+    sts_rows = [{"sentence1": c[5].decode(), "sentence2": c[6].decode(), "score": float(c[4])} for c in sts]
+    write("tables", "sts-jsonl", b"\x00" + "".join(json.dumps(r) + "\n" for r in sts_rows).encode())
+    sts_lines = b"\n".join(c[5] + b"\n" + c[6] for c in sts)
+    write("tables", "sts-parquet-edited", b"\x04" + sts_lines + SECTION + bytes([4, 0, 0x2a, 200, 0, 0xff]))
+    triplets = b"\n".join(l.replace(b"\t", b"\n") for l in head(ROOT / "data/nli/snli-triplets.tsv.gz", 12).splitlines()[1:])
+    write("tables", "triplets-parquet-edited", b"\x05" + triplets + SECTION + bytes([9, 1, 0x00]))
+    beir = b"\n".join(b"d%d\n\n" % i + l.split(b"\t", 1)[1] for i, l in enumerate(head(ROOT / "data/msmarco-dl20/corpus.tsv.gz", 12).splitlines()))
+    write("tables", "beir-parquet-edited", b"\x06" + beir + SECTION + bytes([100, 0, 0x41]))
+
     probe = b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-0/100\r\nContent-Length: 1\r\n\r\nP"
     body = bytes(range(64))
     ranged = b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-63/100\r\nContent-Length: 64\r\n\r\n" + body

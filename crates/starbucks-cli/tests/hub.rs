@@ -252,3 +252,25 @@ fn finetune_starts_from_a_model_id_on_a_hub_dataset() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("sentence-transformers/no-such-set") && !stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn a_missing_folder_that_reads_as_an_id_says_both() {
+    let server = FakeHub::start(vec![]);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("hub").display().to_string();
+    let env = [("HF_ENDPOINT", server.url.as_str()), ("HF_HUB_CACHE", cache.as_str())];
+    // `src/` exists beside the test's working folder: `src/no-model` was meant as a folder.
+    let (code, _, stderr) = starbucks(&["similarity", "--model", "src/no-model", "a", "b"], &env);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("src/no-model: no such folder (tried as a hub id too:") && stderr.contains("401"),
+        "{stderr}"
+    );
+    // An id with no such repository: the hub's answer alone.
+    let (code, _, stderr) = starbucks(&["similarity", "--model", "nobody/nothing", "a", "b"], &env);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("nobody/nothing") && stderr.contains("not found") && !stderr.contains("no such folder"),
+        "{stderr}"
+    );
+}

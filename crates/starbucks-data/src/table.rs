@@ -96,8 +96,9 @@ pub fn parquet_rows(path: &Path, columns: &[&str]) -> Result<Vec<ParquetRow>> {
         })
         .map_err(corrupt)?
         .map_err(|e| DataError::row(&name, row_group, 0, e.to_string()))?;
-        let mut row = 0;
-        for batch in reader {
+        let (mut reader, mut row) = (reader, 0);
+        // The parquet crate panics on some corrupt pages (found by fuzzing the FineWeb reader).
+        while let Some(batch) = contained(|| reader.next()).map_err(corrupt)? {
             let batch = batch.map_err(|e| DataError::row(&name, row_group, row, e.to_string()))?;
             append_rows(&batch, &mut out, row_group, &mut row);
         }

@@ -297,7 +297,15 @@ pub fn resolve_model(spec: &Path) -> Result<PathBuf> {
         spec: text.to_string(),
         reason: "no such folder, and not a hub id (`org/name` or `org/name@revision`)".into(),
     })?;
-    Hub::from_env().model_snapshot(&repo)
+    Hub::from_env().model_snapshot(&repo).map_err(|e| {
+        // `runs/model` beside an existing `runs/` was more likely meant as a folder: say both.
+        let first = text.split('/').next().unwrap_or_default();
+        if Path::new(first).is_dir() {
+            Error::Spec { spec: text.to_string(), reason: format!("no such folder (tried as a hub id too: {e})") }
+        } else {
+            e
+        }
+    })
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //!
 //! One BERT encoder whose sentence embedding can be cut to the first *n* layers and the first
 //! *d* dimensions (a [`Size`]). It loads HuggingFace BERT folders (`config.json`,
-//! `model.safetensors`, `tokenizer.json`), runs on any burn backend (`B: Backend`), returns every
+//! `model.safetensors`, `tokenizer.json`) or hub ids fetched into the HuggingFace cache
+//! ([`resolve_model`], through `starbucks-hub`), runs on any burn backend (`B: Backend`), returns every
 //! layer's hidden states from one pass ([`BertModel::forward`]), and offers [`Embedder`] as the
 //! entry point for programs that embed text.
 //!
@@ -13,7 +14,8 @@
 //! Every other backend runs burn's own ops; the f32 results agree to float rounding.
 //!
 //! This crate must never depend on training code (objectives, data, the train loop,
-//! evaluation) nor pick a concrete backend: users embed it in their own programs.
+//! evaluation) nor pick a concrete backend: users embed it in their own programs. Of the other
+//! starbucks crates it uses only `starbucks-hub` (and `starbucks-kernels` with `flex`).
 //!
 //! ```no_run
 //! use burn::backend::Flex;
