@@ -121,7 +121,11 @@ pub fn evaluate_run(
         per_query.insert(qid.clone(), scores);
     }
     let n = per_query.len().max(1) as f64;
-    let mean = per_query.values().fold(RetrievalScores::default(), |m, s| RetrievalScores {
+    // Summed in query-id order, so the same run gives the same mean to the last bit in every
+    // process (a hash map's order differs between processes).
+    let mut ids: Vec<&String> = per_query.keys().collect();
+    ids.sort();
+    let mean = ids.iter().map(|q| &per_query[*q]).fold(RetrievalScores::default(), |m, s| RetrievalScores {
         ndcg_cut_10: m.ndcg_cut_10 + s.ndcg_cut_10 / n,
         mrr_10: m.mrr_10 + s.mrr_10 / n,
         recall_100: m.recall_100 + s.recall_100 / n,
