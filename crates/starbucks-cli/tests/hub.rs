@@ -276,3 +276,38 @@ fn a_missing_folder_that_reads_as_an_id_says_both() {
         "{stderr}"
     );
 }
+
+#[test]
+fn serve_by_model_id_reports_the_id_as_its_model() {
+    use std::io::BufRead;
+    let server = minilm_hub();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_starbucks"))
+        .args(["serve", "--model", MINILM_ID, "--port", "0"])
+        .env("HF_ENDPOINT", &server.url)
+        .env("HF_HUB_CACHE", dir.path().join("hub"))
+        .env("STARBUCKS_LOG", "info")
+        .env_remove("HF_HUB_OFFLINE")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    // Read the log to its end in a thread (a closed pipe would fail the server's writes).
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if let Some(at) = line.find("listening on ") {
+                let _ = tx.send(line[at + "listening on ".len()..].trim().to_string());
+            }
+        }
+    });
+    let url = rx.recv_timeout(std::time::Duration::from_secs(120)).ok();
+    let info: Option<serde_json::Value> = url.as_ref().map(|u| {
+        let body = ureq::get(&format!("{u}/info")).call().unwrap().into_body().read_to_string().unwrap();
+        serde_json::from_str(&body).unwrap()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let info = info.expect("the server listened");
+    assert_eq!(info["model_id"], MINILM_ID, "{info}");
+}
