@@ -311,3 +311,21 @@ fn serve_by_model_id_reports_the_id_as_its_model() {
     let info = info.expect("the server listened");
     assert_eq!(info["model_id"], MINILM_ID, "{info}");
 }
+
+#[test]
+fn a_gated_model_needs_hf_token() {
+    let gated = FakeRepo::model("org/gated-minilm").folder(Path::new(&minilm())).gated();
+    let server = FakeHub::start(vec![gated]);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("hub").display().to_string();
+    let env = [("HF_ENDPOINT", server.url.as_str()), ("HF_HUB_CACHE", cache.as_str())];
+    let (code, out, stderr) = embed("org/gated-minilm", dir.path(), "refused.jsonl", &env);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(out.is_empty());
+    assert!(stderr.contains("gated") && stderr.contains("HF_TOKEN") && stderr.contains("401"), "{stderr}");
+    let with_token = [env[0], env[1], ("HF_TOKEN", fake_hub::TOKEN)];
+    let (code, vectors, stderr) = embed("org/gated-minilm", dir.path(), "allowed.jsonl", &with_token);
+    assert_eq!(code, 0, "{stderr}");
+    let (_, local, _) = embed(&minilm(), dir.path(), "local.jsonl", &[]);
+    assert_eq!(vectors, local);
+}
