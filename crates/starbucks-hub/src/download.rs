@@ -42,7 +42,7 @@ pub(crate) fn metadata(hub: &Hub, repo: &Repo, path: &str) -> Result<Metadata> {
         let status = response.status().as_u16();
         let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         if status >= 400 {
-            return Err(hub.status_error(&what, status, header("x-error-code"), header("x-error-message")));
+            return Err(hub.status_error(&what, &response));
         }
         let location = header("location");
         if (300..400).contains(&status) {

@@ -5,9 +5,12 @@ pub enum Error {
     /// A string that is not `org/name[@revision]` (or a dataset spec that is not `hf://datasets/…`).
     #[error("{spec}: {reason}")]
     Spec { spec: String, reason: String },
-    /// The hub answered with an error status, or could not be reached.
+    /// The hub answered with an error status, or an answer that is not the hub's.
     #[error("{what}: {message}")]
     Http { what: String, message: String },
+    /// The hub could not be reached (a cached copy, where there is one, serves instead).
+    #[error("{what}: cannot reach {endpoint}: {message} (HF_HUB_OFFLINE=1 reads the cache only)")]
+    Unreachable { what: String, endpoint: String, message: String },
     /// `HF_HUB_OFFLINE` is set and the cache does not hold what was asked for.
     #[error("{what}: not in the HuggingFace cache {cache} and HF_HUB_OFFLINE is set")]
     Offline { what: String, cache: String },

@@ -78,18 +78,6 @@ impl Hub {
         self
     }
 
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
-    }
-
-    pub fn cache_dir(&self) -> &Path {
-        &self.cache.root
-    }
-
-    pub fn is_offline(&self) -> bool {
-        self.offline
-    }
-
     /// The commit a repository's revision points to, and every file under the folder `under`
     /// (`""`: the whole repository), with the sha256 of LFS files; no files when `under` is not
     /// a folder. Offline: the commit the cache recorded and the files it holds.
@@ -111,13 +99,13 @@ impl Hub {
         let mut entries = Vec::new();
         while let Some(page) = url.take() {
             let response = self.send(self.get_agent.get(&page)).map_err(|e| self.unreachable(&what, e))?;
-            let status = response.status().as_u16();
             let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+            let status = response.status().as_u16();
             if status == 404 && !under.is_empty() && header("x-error-code").as_deref() == Some("EntryNotFound") {
                 break; // `under` is not a folder of the repository
             }
             if status >= 400 {
-                return Err(self.status_error(&what, status, header("x-error-code"), header("x-error-message")));
+                return Err(self.status_error(&what, &response));
             }
             url = header("link").and_then(|l| next_link(&l));
             let items: Vec<TreeItem> = read_json(&what, &page, response)?;
@@ -139,7 +127,7 @@ impl Hub {
         let meta = match download::metadata(self, repo, path) {
             Ok(meta) => meta,
             // As huggingface_hub: when the hub cannot be reached, a cached copy still serves.
-            Err(error @ Error::Http { .. }) if error.to_string().contains("cannot reach") => {
+            Err(error @ Error::Unreachable { .. }) => {
                 if let Some(file) = self.cache.commit(repo).and_then(|c| self.cache.snapshot_file(repo, &c, path)) {
                     tracing::warn!("{error}; using the cached copy");
                     return Ok(file);
@@ -203,10 +191,8 @@ impl Hub {
 
     fn get_json<T: serde::de::DeserializeOwned>(&self, what: &str, url: &str) -> Result<T> {
         let response = self.send(self.get_agent.get(url)).map_err(|e| self.unreachable(what, e))?;
-        let status = response.status().as_u16();
-        if status >= 400 {
-            let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-            return Err(self.status_error(what, status, header("x-error-code"), header("x-error-message")));
+        if response.status().as_u16() >= 400 {
+            return Err(self.status_error(what, &response));
         }
         read_json(what, url, response)
     }
@@ -232,15 +218,16 @@ impl Hub {
     }
 
     pub(crate) fn unreachable(&self, what: &str, e: ureq::Error) -> Error {
-        Error::Http {
-            what: what.to_string(),
-            message: format!("cannot reach {}: {e} (HF_HUB_OFFLINE=1 reads the cache only)", self.endpoint),
-        }
+        Error::Unreachable { what: what.to_string(), endpoint: self.endpoint.clone(), message: e.to_string() }
     }
 
-    /// The hub's error statuses, said as `huggingface_hub` says them (from `X-Error-Code`).
-    pub(crate) fn status_error(&self, what: &str, status: u16, code: Option<String>, message: Option<String>) -> Error {
-        let detail = match (status, code.as_deref()) {
+    /// The hub's error status of `response` (4xx, 5xx), said as `huggingface_hub` says it (from
+    /// `X-Error-Code` and `X-Error-Message`).
+    pub(crate) fn status_error(&self, what: &str, response: &ureq::http::Response<ureq::Body>) -> Error {
+        let status = response.status().as_u16();
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
+        let (code, message) = (header("x-error-code"), header("x-error-message"));
+        let detail = match (status, code) {
             (401 | 403, Some("GatedRepo")) => {
                 "the repository is gated: accept its terms on the hub and set HF_TOKEN".to_string()
             }
