@@ -24,6 +24,13 @@ fn install_hook() {
     });
 }
 
+/// The error of a Parquet read that panicked. The parquet crate asserts on a negative column-chunk
+/// range and divides by zero on some corrupt pages (found by fuzzing): every Parquet read runs
+/// under [`contained`].
+pub(crate) fn corrupt_parquet(panic: &str) -> String {
+    format!("corrupt Parquet data (the reader failed: {panic})")
+}
+
 /// Runs `f`; a panic inside it is returned as `Err` with its message.
 pub(crate) fn contained<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     install_hook();

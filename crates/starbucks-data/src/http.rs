@@ -32,12 +32,6 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-/// GETs a whole (small) resource, e.g. an API listing; 4xx/5xx are errors naming the URL.
-pub fn get_string(url: &str) -> Result<String> {
-    let mut response = agent().get(url).call().map_err(|e| http_error(url, e))?;
-    response.body_mut().with_config().limit(64 << 20).read_to_string().map_err(|e| http_error(url, e))
-}
-
 /// GETs a resource as a byte stream (for JSON Lines shards read front to back).
 pub fn get_reader(url: &str) -> Result<Box<dyn Read + Send>> {
     let response = agent().get(url).call().map_err(|e| http_error(url, e))?;

@@ -16,7 +16,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReader
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::contain::contained;
+use crate::contain::{contained, corrupt_parquet};
 use crate::error::{DataError, Result};
 use crate::lines::Lines;
 
@@ -61,15 +61,16 @@ pub type ParquetRow = (usize, usize, Map<String, Value>);
 /// there are.
 pub fn parquet_rows(path: &Path, columns: &[&str]) -> Result<Vec<ParquetRow>> {
     let name = path.display().to_string();
-    let corrupt = |panic: String| DataError::whole(&name, format!("corrupt Parquet data (the reader failed: {panic})"));
+    let corrupt = |panic: String| DataError::whole(&name, corrupt_parquet(&panic));
     // Read whole: the files read here (evaluation sets, training pairs) are small next to
     // memory, and the parquet crate, walking a corrupt column chunk's page headers, makes a
     // system call per header on a file (one fuzzed file took 55 s; in memory it does not).
     let bytes = Bytes::from(std::fs::read(path).map_err(|e| DataError::whole(&name, format!("cannot open: {e}")))?);
-    let builder = contained(|| ParquetRecordBatchReaderBuilder::try_new(bytes.clone()))
+    // The footer is parsed once; every row group's reader shares it.
+    let metadata = contained(|| ArrowReaderMetadata::load(&bytes, Default::default()))
         .map_err(corrupt)?
         .map_err(|e| DataError::whole(&name, format!("not a readable Parquet file: {e}")))?;
-    let schema = builder.schema().clone();
+    let schema = metadata.schema();
     let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     let mut roots = Vec::new();
     for column in columns {
@@ -86,12 +87,9 @@ pub fn parquet_rows(path: &Path, columns: &[&str]) -> Result<Vec<ParquetRow>> {
         }
         roots.push(index);
     }
-    let groups = builder.metadata().num_row_groups();
-    let projection = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let projection = ProjectionMask::roots(metadata.parquet_schema(), roots);
     let mut out = Vec::new();
-    let metadata = ArrowReaderMetadata::try_new(builder.metadata().clone(), Default::default())
-        .map_err(|e| DataError::whole(&name, format!("not a readable Parquet file: {e}")))?;
-    for row_group in 0..groups {
+    for row_group in 0..metadata.metadata().num_row_groups() {
         let reader = contained(|| {
             ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), metadata.clone())
                 .with_projection(projection.clone())
@@ -110,12 +108,7 @@ pub fn parquet_rows(path: &Path, columns: &[&str]) -> Result<Vec<ParquetRow>> {
     Ok(out)
 }
 
-fn append_rows(
-    batch: &RecordBatch,
-    out: &mut Vec<(usize, usize, Map<String, Value>)>,
-    row_group: usize,
-    row: &mut usize,
-) {
+fn append_rows(batch: &RecordBatch, out: &mut Vec<ParquetRow>, row_group: usize, row: &mut usize) {
     let schema = batch.schema();
     for i in 0..batch.num_rows() {
         let mut object = Map::new();

@@ -11,15 +11,8 @@ use parquet::arrow::arrow_reader::{
 use parquet::file::reader::ChunkReader;
 
 use super::ShardReader;
-use crate::contain::contained;
+use crate::contain::{contained, corrupt_parquet as corrupt};
 use crate::error::{DataError, Result};
-
-/// The error of a Parquet read that panicked. The parquet crate asserts on a negative column-chunk
-/// range and divides by zero on some corrupt pages (found by fuzzing): every read of a shard
-/// runs under [`contained`].
-fn corrupt(panic: &str) -> String {
-    format!("corrupt Parquet data (the reader failed: {panic})")
-}
 
 /// A Parquet shard, read one row group at a time, projected to `text` (and `id`).
 pub(super) struct ParquetShard<R: ChunkReader + 'static> {
