@@ -1,18 +1,7 @@
 //! The `starbucks` binary: bad input is one line on stderr and a non-zero exit, never a panic.
 
-use std::process::Command;
-
 mod support;
-use support::minilm;
-
-fn starbucks(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_starbucks")).args(args).output().expect("runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use support::{minilm, starbucks};
 
 /// Three STS-B lines (score, sentence 1, sentence 2 in columns 5–7).
 const STS_PAIRS: &str = "g\tf\t2012\t1\t5.0\tA cat sits.\tA cat is sitting.\ng\tf\t2012\t2\t0.5\tA cat sits.\tStocks fell.\ng\tf\t2012\t3\t3.0\tA dog runs.\tA dog is running fast.\n";
@@ -184,7 +173,7 @@ fn bench_refuses_an_unknown_workload_and_a_layer_the_model_lacks() {
 fn starbucks_with_input(args: &[&str], stdin: &[u8], limit: std::time::Duration) -> (i32, String, String) {
     use std::io::Write;
     use std::process::Stdio;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_starbucks"))
+    let mut child = support::command(&[])
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

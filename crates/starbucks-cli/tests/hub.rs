@@ -3,7 +3,6 @@
 //! repositories' layouts. Nothing here reaches past loopback.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 #[path = "../../starbucks-hub/tests/support/fake_hub.rs"]
 mod fake_hub;
@@ -12,23 +11,9 @@ mod hub_data;
 mod support;
 
 use fake_hub::{FakeHub, FakeRepo, sha256};
-use support::{minilm, root};
+use support::{Server, minilm, root, starbucks_with_env as starbucks};
 
 const MINILM_ID: &str = "sentence-transformers/all-MiniLM-L6-v2";
-
-/// Runs the binary with the hub settings of `env` only (the machine's own are cleared).
-fn starbucks(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_starbucks"));
-    for name in ["HF_ENDPOINT", "HF_TOKEN", "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_TOKEN_PATH"] {
-        command.env_remove(name);
-    }
-    let out = command.args(args).envs(env.iter().copied()).output().expect("runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn minilm_hub() -> FakeHub {
     FakeHub::start(vec![FakeRepo::model(MINILM_ID).folder(Path::new(&minilm()))])
@@ -279,36 +264,12 @@ fn a_missing_folder_that_reads_as_an_id_says_both() {
 
 #[test]
 fn serve_by_model_id_reports_the_id_as_its_model() {
-    use std::io::BufRead;
     let server = minilm_hub();
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_starbucks"))
-        .args(["serve", "--model", MINILM_ID, "--port", "0"])
-        .env("HF_ENDPOINT", &server.url)
-        .env("HF_HUB_CACHE", dir.path().join("hub"))
-        .env("STARBUCKS_LOG", "info")
-        .env_remove("HF_HUB_OFFLINE")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("starts");
-    // Read the log to its end in a thread (a closed pipe would fail the server's writes).
-    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            if let Some(at) = line.find("listening on ") {
-                let _ = tx.send(line[at + "listening on ".len()..].trim().to_string());
-            }
-        }
-    });
-    let url = rx.recv_timeout(std::time::Duration::from_secs(120)).ok();
-    let info: Option<serde_json::Value> = url.as_ref().map(|u| {
-        let body = ureq::get(&format!("{u}/info")).call().unwrap().into_body().read_to_string().unwrap();
-        serde_json::from_str(&body).unwrap()
-    });
-    let _ = child.kill();
-    let _ = child.wait();
-    let info = info.expect("the server listened");
+    let cache = dir.path().join("hub").display().to_string();
+    let serving = Server::start_with(MINILM_ID, &[], &[("HF_ENDPOINT", &server.url), ("HF_HUB_CACHE", &cache)]);
+    let body = ureq::get(&format!("{}/info", serving.url)).call().unwrap().into_body().read_to_string().unwrap();
+    let info: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(info["model_id"], MINILM_ID, "{info}");
 }
 

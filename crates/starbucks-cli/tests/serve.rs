@@ -2,13 +2,11 @@
 //! endpoint, every error status, a concurrent burst of mixed sizes against `Embedder::embed`
 //! of each text alone, and SIGTERM under load.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod support;
-use support::minilm;
+use support::{Server, minilm};
 
 use base64::Engine as _;
 use burn::backend::Flex;
@@ -23,60 +21,6 @@ fn sentences(n: usize) -> Vec<String> {
     let path = support::root().join("data/stsb/sts-test.csv");
     let text = std::fs::read_to_string(path).expect("the shipped STS-B test split");
     text.lines().flat_map(|l| l.split('\t').skip(5).take(2).map(str::to_string).collect::<Vec<_>>()).take(n).collect()
-}
-
-/// A `starbucks serve` child on a free loopback port; killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Server {
-    fn start(extra: &[&str]) -> Server {
-        let model = minilm();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_starbucks"))
-            .args(["serve", "--model", &model, "--port", "0"])
-            .args(extra)
-            .env("STARBUCKS_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starts");
-        let stderr = child.stderr.take().expect("piped");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(at) = line.find("listening on ") {
-                    let _ = tx.send(line[at + "listening on ".len()..].trim().to_string());
-                }
-                sink.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
-        let url = rx.recv_timeout(Duration::from_secs(120)).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("the server did not start:\n{}", log.lock().unwrap())
-        });
-        Server { child, url, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status().unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn agent() -> ureq::Agent {
@@ -378,7 +322,7 @@ fn sigterm_under_load_answers_every_accepted_request_and_exits_0() {
 #[test]
 fn bad_flags_and_models_fail_before_the_port_opens() {
     let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_starbucks")).arg("serve").args(args).output().unwrap();
+        let out = support::command(&[]).arg("serve").args(args).output().unwrap();
         (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
     let (code, stderr) = run(&["--model", "/nonexistent/model", "--port", "0"]);

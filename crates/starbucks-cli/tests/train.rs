@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use starbucks_train::run::metrics::{MetricsLine, StepLine};
-use support::{minilm, root};
+use support::{minilm, root, starbucks};
 
 mod support;
 
@@ -47,15 +47,6 @@ keep = 2
     path
 }
 
-fn starbucks(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_starbucks")).args(args).output().expect("runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn finetune(config: &Path, output: &Path, extra: &[&str]) -> (i32, String, String) {
     let mut args = vec!["finetune", "--config", config.to_str().unwrap(), "--output", output.to_str().unwrap()];
     args.extend_from_slice(extra);
@@ -76,12 +67,7 @@ fn steps(output: &Path) -> Vec<StepLine> {
 
 /// Starts `starbucks args…` and waits until `path` exists (the run is then past that point).
 fn spawn_until(args: &[&str], path: &Path) -> std::process::Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_starbucks"))
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = support::command(&[]).args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let started = Instant::now();
     while !path.exists() {
         assert!(started.elapsed() < Duration::from_secs(600), "{} did not appear", path.display());

@@ -1,0 +1,65 @@
+//! A `starbucks serve` child on a free loopback port, its log collected; killed when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// all-MiniLM-L6-v2 served with the flags `extra`.
+    pub fn start(extra: &[&str]) -> Server {
+        Server::start_with(&super::minilm(), extra, &[])
+    }
+
+    /// `model` (a folder or a hub id) served with the flags `extra` and the hub settings `env`.
+    pub fn start_with(model: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut child = super::command(env)
+            .args(["serve", "--model", model, "--port", "0"])
+            .args(extra)
+            .env("STARBUCKS_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starts");
+        // The log is read to its end in a thread: a closed pipe would fail the server's writes.
+        let stderr = child.stderr.take().expect("piped");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(at) = line.find("listening on ") {
+                    let _ = tx.send(line[at + "listening on ".len()..].trim().to_string());
+                }
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        let url = rx.recv_timeout(Duration::from_secs(120)).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("the server did not start:\n{}", log.lock().unwrap())
+        });
+        Server { child, url, log }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
