@@ -1,7 +1,7 @@
 //! `Pass`: texts that each stop at their own size, and passes that join half-way, give the
 //! vectors `Embedder::embed` gives each text alone (what `starbucks serve` relies on).
 
-use starbucks_model::{Embedder, Size, normalize_vector};
+use starbucks_model::{BertInput, Embedder, Size, normalize_vector};
 use starbucks_tests::{TestBackend, max_abs_diff, minilm_dir};
 
 const TEXTS: [&str; 6] = [
@@ -69,4 +69,38 @@ fn rows_stop_at_their_own_size_and_passes_join_half_way() {
         let v = normalized(v.expect("every row answered"));
         assert!(max_abs_diff(&v, &alone(&embedder, i)) <= 1e-5, "text {i} after the join");
     }
+}
+
+#[test]
+fn token_vectors_are_the_hidden_states_whose_mean_is_the_sentence_vector() {
+    let device = Default::default();
+    let embedder = Embedder::<TestBackend>::from_pretrained(minilm_dir(), &device).unwrap();
+    let batch = embedder.tokenizer().encode(&TEXTS).unwrap();
+    let lengths = batch.lengths();
+    for layers in [1, 3, 6] {
+        let tokens = embedder.token_vectors(&batch, layers).unwrap();
+        assert_eq!(tokens.iter().map(Vec::len).collect::<Vec<_>>(), lengths, "real tokens only");
+
+        // burn's own ops on the padded batch (the path of every backend but the CPU encoder's).
+        let hidden = embedder.model().forward(BertInput::from_batch(&batch, &device), layers).pop().unwrap();
+        let [_, seq, width] = hidden.dims();
+        let values: Vec<f32> = hidden.into_data().to_vec().unwrap();
+        for (text, vectors) in tokens.iter().enumerate() {
+            for (position, vector) in vectors.iter().enumerate() {
+                let at = (text * seq + position) * width;
+                assert!(max_abs_diff(vector, &values[at..at + width]) <= 1e-4, "layer {layers} text {text}");
+            }
+        }
+
+        // all-MiniLM-L6-v2 mean-pools with no Dense: the tokens' mean is the sentence vector.
+        let sizes = vec![Size::new(layers, width); TEXTS.len()];
+        embedder
+            .embed_rows(&batch, &sizes, |row, pooled| {
+                let n = tokens[row].len() as f32;
+                let mean: Vec<f32> = (0..width).map(|d| tokens[row].iter().map(|t| t[d]).sum::<f32>() / n).collect();
+                assert!(max_abs_diff(&mean, &pooled) <= 1e-5, "layer {layers} text {row}");
+            })
+            .unwrap();
+    }
+    assert!(embedder.token_vectors(&batch, 7).is_err(), "a 6-layer model has no layer 7");
 }

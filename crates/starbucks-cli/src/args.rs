@@ -383,10 +383,14 @@ pub struct ServeArgs {
     /// Most requests in flight (more: 429).
     #[arg(long, default_value_t = Options::default().max_concurrent_requests)]
     pub max_concurrent_requests: usize,
-    /// Most tokens of one text (default: the model's max_seq_length); longer: 413, or cut
-    /// when the request sets `truncate`.
+    /// Most tokens of one input (default: the model's max_seq_length); longer inputs are cut
+    /// when the request's `truncate` (default: --auto-truncate) says so, else 413.
     #[arg(long)]
     pub max_input_length: Option<usize>,
+    /// Cut over-long inputs when a request does not say (`--auto-truncate false`: refuse them
+    /// with 413). On by default, as TEI 1.9.
+    #[arg(long, default_value_t = Options::default().auto_truncate, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub auto_truncate: bool,
     /// Require `Authorization: Bearer KEY` on every route but /health.
     #[arg(long)]
     pub api_key: Option<String>,
@@ -405,4 +409,17 @@ pub struct ServeArgs {
     /// The encoder's arithmetic: f32, or int8 (the CPU backend only).
     #[arg(long, default_value_t = Options::default().precision)]
     pub precision: Precision,
+    /// An origin browsers may call from (repeatable, or comma-separated; `*`: any). Without
+    /// it, no CORS headers are sent.
+    #[arg(long, value_delimiter = ',')]
+    pub cors_allow_origin: Vec<String>,
+    /// Also serve /metrics alone on this port (as TEI's --prometheus-port; no API key).
+    #[arg(long)]
+    pub prometheus_port: Option<u16>,
+    /// Seconds a client has to send a request's headers before its connection is closed.
+    #[arg(long, default_value_t = Options::default().header_timeout.as_secs_f64())]
+    pub header_timeout: f64,
+    /// Seconds a client has to send a request's body (after its headers) before a 408.
+    #[arg(long, default_value_t = Options::default().body_timeout.as_secs_f64())]
+    pub body_timeout: f64,
 }

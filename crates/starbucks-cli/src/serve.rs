@@ -1,6 +1,8 @@
 //! `starbucks serve`: the flags into `starbucks_serve::Options`, then the server.
 
-use anyhow::{Result, bail};
+use std::time::Duration;
+
+use anyhow::{Result, anyhow, bail};
 use burn::tensor::backend::Backend;
 use starbucks_serve::{Options, Schedule};
 
@@ -18,6 +20,13 @@ pub fn run<B: Backend>(args: ServeArgs, backend: &'static str, device: &B::Devic
             bail!("{flag} must be at least 1");
         }
     }
+    let mut timeouts = [("--header-timeout", args.header_timeout), ("--body-timeout", args.body_timeout)]
+        .into_iter()
+        .map(|(flag, seconds)| match Duration::try_from_secs_f64(seconds) {
+            Ok(timeout) if !timeout.is_zero() => Ok(timeout),
+            _ => Err(anyhow!("{flag} {seconds}: give a number of seconds above 0")),
+        });
+    let (header_timeout, body_timeout) = (timeouts.next().expect("two")?, timeouts.next().expect("two")?);
     let options = Options {
         host: args.host,
         port: args.port,
@@ -25,6 +34,7 @@ pub fn run<B: Backend>(args: ServeArgs, backend: &'static str, device: &B::Devic
         max_client_batch_size: args.max_client_batch_size,
         max_concurrent_requests: args.max_concurrent_requests,
         max_input_length: args.max_input_length,
+        auto_truncate: args.auto_truncate,
         api_key: args.api_key,
         served_model_name: args.served_model_name,
         payload_limit: args.payload_limit,
@@ -35,6 +45,10 @@ pub fn run<B: Backend>(args: ServeArgs, backend: &'static str, device: &B::Devic
         },
         http_threads: args.http_threads,
         precision: args.precision,
+        cors_allow_origin: args.cors_allow_origin,
+        prometheus_port: args.prometheus_port,
+        header_timeout,
+        body_timeout,
     };
     starbucks_serve::serve::<B>(&args.model, options, backend, device.clone())?;
     Ok(())

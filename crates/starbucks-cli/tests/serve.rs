@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{Server, minilm};
+use support::{Server, call, minilm, post};
 
 use base64::Engine as _;
 use burn::backend::Flex;
@@ -21,39 +21,6 @@ fn sentences(n: usize) -> Vec<String> {
     let path = support::root().join("data/stsb/sts-test.csv");
     let text = std::fs::read_to_string(path).expect("the shipped STS-B test split");
     text.lines().flat_map(|l| l.split('\t').skip(5).take(2).map(str::to_string).collect::<Vec<_>>()).take(n).collect()
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).build().into()
-}
-
-/// Status and body of one request (`body` None: GET).
-fn call(url: &str, body: Option<&str>, key: Option<&str>) -> (u16, String) {
-    let agent = agent();
-    let mut response = match body {
-        Some(body) => {
-            let mut request = agent.post(url).header("content-type", "application/json");
-            if let Some(key) = key {
-                request = request.header("authorization", &format!("Bearer {key}"));
-            }
-            request.send(body)
-        }
-        None => {
-            let mut request = agent.get(url);
-            if let Some(key) = key {
-                request = request.header("authorization", &format!("Bearer {key}"));
-            }
-            request.call()
-        }
-    }
-    .unwrap_or_else(|e| panic!("{url}: {e}"));
-    let status = response.status().as_u16();
-    (status, response.body_mut().read_to_string().unwrap())
-}
-
-fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
-    let (status, text) = call(&format!("{}{path}", server.url), Some(&body.to_string()), None);
-    (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}")))
 }
 
 fn vectors(value: &Value) -> Vec<Vec<f32>> {
@@ -164,6 +131,8 @@ fn every_error_has_its_status_and_a_json_body() {
         "16",
         "--payload-limit",
         "4000",
+        "--auto-truncate",
+        "false",
     ]);
     let embed = format!("{}/embed", server.url);
     let openai = format!("{}/v1/embeddings", server.url);
@@ -177,9 +146,7 @@ fn every_error_has_its_status_and_a_json_body() {
     assert_error(send(&embed, r#"{"inputs": "a""#), 422, "Validation", "not valid JSON");
     assert_error(send(&embed, r#"{"inputs": 7}"#), 422, "Validation", "field `inputs`");
     assert_error(send(&embed, r#"{"inputs": "a", "truncate": "yes"}"#), 422, "Validation", "field `truncate`");
-    assert_error(send(&openai, r#"{"input": "a", "encoding_format": "hex"}"#), 422, "Validation", "`encoding_format`");
-    assert_error(send(&embed, r#"{"inputs": []}"#), 422, "Empty", "`inputs`");
-    assert_error(send(&openai, r#"{"input": []}"#), 422, "Empty", "`input`");
+    assert_error(send(&embed, r#"{"inputs": []}"#), 400, "Empty", "`inputs`");
     assert_error(
         send(&embed, r#"{"inputs": ["a", "b", "c", "d", "e"]}"#),
         413,
@@ -189,12 +156,23 @@ fn every_error_has_its_status_and_a_json_body() {
     let long =
         json!({"inputs": "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen"});
     assert_error(send(&embed, &long.to_string()), 413, "Validation", "16 tokens");
+    assert_error(send(&embed, r#"{"inputs": [[101, 30522, 102]]}"#), 422, "Validation", "token id 30522");
     let mut cut = long.clone();
     cut["truncate"] = json!(true);
     assert_eq!(send(&embed, &cut.to_string()).0, 200, "truncate: true cuts instead");
     assert_error(send(&embed, r#"{"inputs": "a", "layers": 7}"#), 422, "Validation", "6 layers");
     assert_error(send(&embed, r#"{"inputs": "a", "dimensions": 512}"#), 422, "Validation", "384 dims");
-    assert_error(send(&openai, r#"{"input": "a", "size": "venti"}"#), 422, "Validation", "`size`");
+    // The OpenAI route answers in TEI's OpenAI-style error shape.
+    for (body, status, kind, needle) in [
+        (r#"{"input": "a", "encoding_format": "hex"}"#, 422, "Validation", "`encoding_format`"),
+        (r#"{"input": []}"#, 400, "Empty", "`input`"),
+        (r#"{"input": "a", "size": "venti"}"#, 422, "Validation", "`size`"),
+    ] {
+        let (got, text) = send(&openai, body);
+        let error: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!((got, error["code"].as_u64(), error["type"].as_str()), (status, Some(status as u64), Some(kind)));
+        assert!(error["message"].as_str().unwrap().contains(needle), "{text} lacks {needle:?}");
+    }
     let huge = json!({"inputs": "x".repeat(5000)}).to_string();
     assert_error(send(&embed, &huge), 413, "Validation", "4000 bytes");
     assert_error(send(&format!("{}/nowhere", server.url), "{}"), 404, "NotFound", "/embed");

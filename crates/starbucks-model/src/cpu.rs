@@ -210,6 +210,11 @@ impl Rows {
         rows
     }
 
+    /// Text `i`'s tokens, one `hidden`-wide row each.
+    pub fn tokens(&self, i: usize) -> std::slice::ChunksExact<'_, f32> {
+        self.x[self.offsets[i] * self.hidden..self.offsets[i + 1] * self.hidden].chunks_exact(self.hidden)
+    }
+
     /// `other`'s texts after these.
     pub fn append(&mut self, other: Rows) {
         let base = self.offsets.last().copied().unwrap_or(0);

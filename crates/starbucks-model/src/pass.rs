@@ -183,4 +183,34 @@ impl<B: Backend> Embedder<B> {
         }
         Ok(())
     }
+
+    /// Every real token's hidden state after `layers` layers (TEI's `embed_all`), text by
+    /// text: `result[text][token]` is `hidden_size` wide, before pooling and any Dense module.
+    pub fn token_vectors(&self, batch: &Batch, layers: usize) -> Result<Vec<Vec<Vec<f32>>>> {
+        let deepest = self.config().num_hidden_layers;
+        Size::new(layers, 1).check_within(Size::new(deepest, 1))?;
+        let lengths = batch.lengths();
+        match self.cpu() {
+            #[cfg(feature = "flex")]
+            Some(cpu) => {
+                let mut rows = cpu.start(batch);
+                for layer in 1..=layers {
+                    cpu.layer(&mut rows, layer);
+                }
+                Ok((0..rows.texts()).map(|i| rows.tokens(i).map(<[f32]>::to_vec).collect()).collect())
+            }
+            _ => {
+                let input = crate::bert::BertInput::<B>::from_batch(batch, self.device());
+                let mut hidden = self.model().embeddings.forward(input.input_ids, input.token_type_ids);
+                let bias = attention_bias(input.attention_mask);
+                for layer in &self.model().encoder.layer[..layers] {
+                    hidden = layer.forward(hidden, bias.clone());
+                }
+                let [_, seq, width] = hidden.dims();
+                let values = crate::embedder::values(hidden);
+                let texts = values.chunks(seq * width).zip(lengths);
+                Ok(texts.map(|(text, n)| text.chunks(width).take(n).map(<[f32]>::to_vec).collect()).collect())
+            }
+        }
+    }
 }

@@ -1,9 +1,12 @@
 //! `starbucks serve`: an HTTP server for a 2D Matryoshka model where every request picks its
 //! own size, layers as well as dims, and only the layers it asks for are run.
 //!
-//! TEI-compatible `POST /embed`, OpenAI-compatible `POST /v1/embeddings`, `GET /info`,
-//! `GET /health` and `GET /metrics` (Prometheus). Requests are tokenised on arrival and queued
-//! as one job per text; one encoder thread takes batches under a padded-token budget and runs
+//! TEI's routes (`/embed`, `/embed_all`, `/similarity`, `/tokenize`, `/decode`, `/info`,
+//! `/health`, `/metrics`), OpenAI's `/v1/embeddings`, SageMaker's `/ping` and `/invocations`, and
+//! an OpenAPI description of them all at `/api-doc/openapi.json`, rendered at `/docs`
+//! (`routes/`, one file per API family). Our own accept loop (`listen.rs`) bounds how long a
+//! client may take over its headers; the body extractor, over its body. Requests are tokenised
+//! on arrival and queued as one job per input; one encoder thread takes batches under a padded-token budget and runs
 //! them through [`starbucks_model::Embedder::embed_rows`], which answers each text as soon as
 //! its layer is done and runs the deeper layers on the remaining texts only
 //! (`docs/serving.md` has the measurements behind this design).
@@ -12,17 +15,20 @@
 //! evaluation code, and it picks no backend (the caller's `B: Backend` does).
 
 mod error;
-mod http;
+mod input;
+mod listen;
 mod metrics;
 mod options;
 mod queue;
-mod request;
+mod routes;
+mod server;
 mod worker;
 
 pub use error::ApiError;
+pub use input::{Input, Inputs, Resolved, parse as parse_body};
 pub use options::Options;
 pub use queue::{Job, Queue, Schedule};
-pub use request::{EmbedRequest, OpenAiRequest, Resolved, parse as parse_body};
+pub use routes::{EmbedRequest, OpenAiRequest};
 
 use std::path::Path;
 
@@ -45,13 +51,14 @@ pub enum Error {
 /// then stops accepting, answers every accepted request, and returns. `backend` names the
 /// backend in `/info`.
 pub fn serve<B: Backend>(dir: &Path, options: Options, backend: &'static str, device: B::Device) -> Result<(), Error> {
+    options.check().map_err(Error::Options)?;
     let (worker, info) = worker::start::<B>(dir, &options, device)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(options.http_threads)
         .thread_name("starbucks-http")
         .enable_all()
         .build()?;
-    let result = runtime.block_on(http::run(&worker, info, options, backend));
+    let result = runtime.block_on(server::run(&worker, info, options, backend));
     // Every accepted request has been answered; the encoder thread drains and ends.
     worker.stop();
     result

@@ -14,14 +14,31 @@ use std::time::Instant;
 use starbucks_model::{Size, Tokens};
 use tokio::sync::oneshot;
 
-/// One text to embed at one size, and where its vector goes (cut to `size.dims`, not
-/// normalised).
+/// One text to embed at one size, and where its answer goes.
 #[derive(Debug)]
 pub struct Job {
     pub tokens: Tokens,
     pub size: Size,
-    pub reply: oneshot::Sender<Vec<f32>>,
+    pub output: Output,
+    pub reply: oneshot::Sender<Answer>,
     pub queued: Instant,
+}
+
+/// What a job asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// The sentence vector (pooled, through the Dense module).
+    Sentence,
+    /// Every token's hidden state at the job's layer (TEI's `embed_all`).
+    Tokens,
+}
+
+/// A job's vectors, cut to its dims and not normalised: one for [`Output::Sentence`], one per
+/// token for [`Output::Tokens`]; and when its batch started, for the timing headers.
+#[derive(Debug)]
+pub struct Answer {
+    pub vectors: Vec<Vec<f32>>,
+    pub started: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -150,10 +167,10 @@ fn take_batch(
 mod tests {
     use super::*;
 
-    fn job(len: usize) -> (Job, oneshot::Receiver<Vec<f32>>) {
+    fn job(len: usize) -> (Job, oneshot::Receiver<Answer>) {
         let (reply, rx) = oneshot::channel();
         let tokens = Tokens { ids: vec![1; len], type_ids: vec![0; len], truncated: false };
-        (Job { tokens, size: Size::new(1, 8), reply, queued: Instant::now() }, rx)
+        (Job { tokens, size: Size::new(1, 8), output: Output::Sentence, reply, queued: Instant::now() }, rx)
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use burn::tensor::backend::Backend;
 use starbucks_model::{BertConfig, Embedder, Pass, Pooling, Size, Tokenizer};
@@ -16,7 +17,7 @@ use tokio::sync::oneshot;
 use crate::Error;
 use crate::metrics::Metrics;
 use crate::options::Options;
-use crate::queue::{Job, Queue, Schedule};
+use crate::queue::{Answer, Job, Output, Queue, Schedule};
 
 /// What the HTTP side knows of the model: enough to validate and tokenise a request.
 #[derive(Debug)]
@@ -124,39 +125,74 @@ fn load<B: Backend>(dir: &Path, options: &Options, device: &B::Device) -> Result
     Ok((embedder, info))
 }
 
-/// The replies of the texts in flight, by the id their row carries through the pass.
+/// The replies of the texts in flight, by the id their row carries through the pass, with
+/// when their pass started.
 #[derive(Default)]
 struct Replies {
     next_id: u64,
-    waiting: HashMap<u64, oneshot::Sender<Vec<f32>>>,
+    waiting: HashMap<u64, (oneshot::Sender<Answer>, Instant)>,
 }
 
 impl Replies {
     fn send(&mut self, id: u64, vector: Vec<f32>) {
-        if let Some(reply) = self.waiting.remove(&id) {
-            let _ = reply.send(vector);
+        if let Some((reply, started)) = self.waiting.remove(&id) {
+            let _ = reply.send(Answer { vectors: vec![vector], started });
         }
     }
 }
 
-/// Starts a pass over `jobs`; their replies wait in `replies`.
+/// Starts a pass over the sentence jobs of `jobs`, their replies waiting in `replies`, after
+/// answering the token jobs among them in passes of their own; `None` when all were token jobs.
 fn start_pass<B: Backend>(
     embedder: &Embedder<B>,
     jobs: Vec<Job>,
     replies: &mut Replies,
     metrics: &Metrics,
-) -> Result<Pass<B>, starbucks_model::Error> {
-    let rows: Vec<_> = jobs.iter().map(|job| &job.tokens).collect();
+) -> Result<Option<Pass<B>>, starbucks_model::Error> {
+    let started = Instant::now();
+    let (sentences, tokens): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|job| job.output == Output::Sentence);
+    if !tokens.is_empty() {
+        embed_tokens(embedder, tokens, metrics, started)?;
+    }
+    if sentences.is_empty() {
+        return Ok(None);
+    }
+    let rows: Vec<_> = sentences.iter().map(|job| &job.tokens).collect();
     let padded = embedder.tokenizer().pad(&rows);
-    let sizes: Vec<Size> = jobs.iter().map(|job| job.size).collect();
+    let sizes: Vec<Size> = sentences.iter().map(|job| job.size).collect();
     metrics.batch(padded.batch_size, padded.batch_size * padded.seq_len);
     tracing::trace!(texts = padded.batch_size, seq_len = padded.seq_len, "batch");
-    let ids: Vec<u64> = (replies.next_id..replies.next_id + jobs.len() as u64).collect();
-    replies.next_id += jobs.len() as u64;
-    for (id, job) in ids.iter().zip(jobs) {
-        replies.waiting.insert(*id, job.reply);
+    let ids: Vec<u64> = (replies.next_id..replies.next_id + sentences.len() as u64).collect();
+    replies.next_id += sentences.len() as u64;
+    for (id, job) in ids.iter().zip(sentences) {
+        replies.waiting.insert(*id, (job.reply, started));
     }
-    embedder.start_pass(&padded, &sizes, ids)
+    embedder.start_pass(&padded, &sizes, ids).map(Some)
+}
+
+/// Answers token jobs (TEI's `embed_all`, rare beside sentence jobs) in one pass per depth.
+fn embed_tokens<B: Backend>(
+    embedder: &Embedder<B>,
+    mut jobs: Vec<Job>,
+    metrics: &Metrics,
+    started: Instant,
+) -> Result<(), starbucks_model::Error> {
+    jobs.sort_by_key(|job| job.size.layers);
+    while let Some(layers) = jobs.first().map(|job| job.size.layers) {
+        let depth = jobs.iter().take_while(|job| job.size.layers == layers).count();
+        let group: Vec<Job> = jobs.drain(..depth).collect();
+        let padded = embedder.tokenizer().pad(&group.iter().map(|job| &job.tokens).collect::<Vec<_>>());
+        metrics.batch(padded.batch_size, padded.batch_size * padded.seq_len);
+        let texts = embedder.token_vectors(&padded, layers)?;
+        for (job, tokens) in group.into_iter().zip(texts) {
+            let vectors = tokens.into_iter().map(|mut token| {
+                token.truncate(job.size.dims);
+                token
+            });
+            let _ = job.reply.send(Answer { vectors: vectors.collect(), started });
+        }
+    }
+    Ok(())
 }
 
 /// Runs batches until the queue closes. A pass steps one layer at a time; with
@@ -171,15 +207,18 @@ fn encode_loop<B: Backend>(embedder: &Embedder<B>, queue: &Queue, metrics: &Metr
             let mut pass = match running.take() {
                 Some(pass) => pass,
                 None => match queue.next_batch(budget, options.schedule) {
-                    Some(jobs) => start_pass(embedder, jobs, &mut replies, metrics)?,
+                    Some(jobs) => match start_pass(embedder, jobs, &mut replies, metrics)? {
+                        Some(pass) => pass,
+                        None => return Ok(true),
+                    },
                     None => return Ok(false),
                 },
             };
             if options.schedule == Schedule::Join
                 && pass.layer() > 0
                 && let Some(jobs) = queue.try_batch(budget, options.schedule, (pass.rows(), pass.longest()))
+                && let Some(mut newcomer) = start_pass(embedder, jobs, &mut replies, metrics)?
             {
-                let mut newcomer = start_pass(embedder, jobs, &mut replies, metrics)?;
                 while newcomer.layer() < pass.layer() && !newcomer.is_done() {
                     embedder.step(&mut newcomer, |id, vector| replies.send(id, vector));
                 }

@@ -5,6 +5,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde_json::Value;
+
 pub struct Server {
     pub child: Child,
     pub url: String,
@@ -62,4 +64,37 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+}
+
+/// Status and body of one request (`body` None: GET).
+pub fn call(url: &str, body: Option<&str>, key: Option<&str>) -> (u16, String) {
+    let agent = agent();
+    let mut response = match body {
+        Some(body) => {
+            let mut request = agent.post(url).header("content-type", "application/json");
+            if let Some(key) = key {
+                request = request.header("authorization", &format!("Bearer {key}"));
+            }
+            request.send(body)
+        }
+        None => {
+            let mut request = agent.get(url);
+            if let Some(key) = key {
+                request = request.header("authorization", &format!("Bearer {key}"));
+            }
+            request.call()
+        }
+    }
+    .unwrap_or_else(|e| panic!("{url}: {e}"));
+    let status = response.status().as_u16();
+    (status, response.body_mut().read_to_string().unwrap())
+}
+
+pub fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
+    let (status, text) = call(&format!("{}{path}", server.url), Some(&body.to_string()), None);
+    (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}")))
 }

@@ -1,0 +1,289 @@
+//! What the embedding routes share in their bodies: inputs (texts or token ids), the size
+//! fields, and a JSON parser whose every error names its field.
+
+use serde::Deserialize;
+use serde::de::{Deserializer, Error as _};
+use serde_json::{Value, json};
+use starbucks_model::Size;
+use utoipa::openapi::{RefOr, Schema};
+
+use crate::error::ApiError;
+
+/// One input: a text, or token ids as the model's tokenizer would give them (special tokens
+/// included; TEI and OpenAI accept both).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    Text(String),
+    Ids(Vec<u32>),
+}
+
+/// `inputs` / `input`: a string, a list of token ids, or a list of strings and token-id lists.
+/// A list of numbers is one input's ids, as OpenAI reads it (`[[…]]` is a batch of one).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inputs(pub Vec<Input>);
+
+impl<'de> Deserialize<'de> for Inputs {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match Value::deserialize(deserializer)? {
+            Value::String(text) => Ok(Inputs(vec![Input::Text(text)])),
+            Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_number) => {
+                ids(&items).map(|ids| Inputs(vec![Input::Ids(ids)])).map_err(D::Error::custom)
+            }
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| match item {
+                    Value::String(text) => Ok(Input::Text(text.clone())),
+                    Value::Array(list) => ids(list).map(Input::Ids).map_err(|e| format!("item {i}: {e}")),
+                    other => Err(format!("item {i} is {}, not a string or a list of token ids", kind(other))),
+                })
+                .collect::<Result<_, _>>()
+                .map(Inputs)
+                .map_err(D::Error::custom),
+            other => Err(D::Error::custom(format!(
+                "expected a string, a list of strings or a list of token ids, found {}",
+                kind(&other)
+            ))),
+        }
+    }
+}
+
+/// A list of token ids: non-negative integers within u32, at least one.
+fn ids(items: &[Value]) -> Result<Vec<u32>, String> {
+    if items.is_empty() {
+        return Err("an empty list of token ids".into());
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            item.as_u64()
+                .and_then(|id| u32::try_from(id).ok())
+                .ok_or_else(|| format!("token id {i} is {item}, not an integer from 0 to {}", u32::MAX))
+        })
+        .collect()
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl utoipa::PartialSchema for Inputs {
+    fn schema() -> RefOr<Schema> {
+        let ids = json!({"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1,
+            "description": "Token ids, special tokens included", "example": [101, 7592, 102]});
+        schema(json!({
+            "oneOf": [
+                {"type": "string", "description": "One text", "example": "What is Deep Learning?"},
+                ids,
+                {"type": "array", "description": "A batch of texts and token-id lists",
+                 "items": {"oneOf": [{"type": "string"}, ids]}},
+            ],
+        }))
+    }
+}
+
+impl utoipa::ToSchema for Inputs {}
+
+/// `inputs` of `/tokenize`: one string or a list of strings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Texts(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Texts {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match Value::deserialize(deserializer)? {
+            Value::String(text) => Ok(Texts(vec![text])),
+            Value::Array(items) => items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| match item {
+                    Value::String(text) => Ok(text),
+                    other => Err(D::Error::custom(format!("item {i} is {}, not a string", kind(&other)))),
+                })
+                .collect::<Result<_, _>>()
+                .map(Texts),
+            other => Err(D::Error::custom(format!("expected a string or a list of strings, found {}", kind(&other)))),
+        }
+    }
+}
+
+impl utoipa::PartialSchema for Texts {
+    fn schema() -> RefOr<Schema> {
+        schema(json!({"oneOf": [
+            {"type": "string", "example": "What is Deep Learning?"},
+            {"type": "array", "items": {"type": "string"}},
+        ]}))
+    }
+}
+
+impl utoipa::ToSchema for Texts {}
+
+/// A schema written as JSON, for the types whose serde is hand-written.
+pub fn schema(value: Value) -> RefOr<Schema> {
+    serde_json::from_value(value).expect("a valid OpenAPI schema")
+}
+
+/// TEI's `truncation_direction`: only `right` (the default) is supported here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+pub enum TruncationDirection {
+    #[default]
+    #[serde(alias = "right")]
+    Right,
+}
+
+/// The size fields every embedding route shares: TEI's and OpenAI's `dimensions`, and our
+/// `layers` and `size` (`"3,128"` or a paper name such as `"tall"`). Each body declares them
+/// itself: serde's `flatten` would lose the field's name from type errors.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SizeFields {
+    pub dimensions: Option<usize>,
+    pub layers: Option<usize>,
+    pub size: Option<String>,
+}
+
+/// Parses a JSON body; a syntax error or a field of the wrong type is a 422 naming the field.
+pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // serde would also read a struct from a JSON list, field by field in order.
+    if body.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|&b| b != b'{') {
+        return Err(ApiError::validation("the body must be a JSON object"));
+    }
+    let deserializer = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::validation(format!("the body is not valid JSON: {inner}"))
+        } else if field == "." {
+            ApiError::validation(format!("the body: {inner}"))
+        } else {
+            ApiError::validation(format!("field `{field}`: {inner}"))
+        }
+    })
+}
+
+/// What an embedding request asks for, checked against the model: its inputs, one size, and
+/// whether vectors are normalised and long inputs cut (`None`: the server's `--auto-truncate`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    pub inputs: Vec<Input>,
+    pub size: Size,
+    pub normalize: bool,
+    pub truncate: Option<bool>,
+}
+
+impl SizeFields {
+    /// The size asked for within `full` (default: `full` itself). A bound the model does not
+    /// have is a 422 naming the field and the bound.
+    pub fn resolve(&self, full: Size) -> Result<Size, ApiError> {
+        let size = match &self.size {
+            Some(text) => {
+                let size: Size = text.parse().map_err(|e| ApiError::validation(format!("field `size`: {e}")))?;
+                for (field, given, from_size) in
+                    [("layers", self.layers, size.layers), ("dimensions", self.dimensions, size.dims)]
+                {
+                    if given.is_some_and(|g| g != from_size) {
+                        return Err(ApiError::validation(format!(
+                            "field `{field}`: {} disagrees with `size` {text:?} ({from_size})",
+                            given.unwrap_or_default()
+                        )));
+                    }
+                }
+                size
+            }
+            None => Size::new(self.layers.unwrap_or(full.layers), self.dimensions.unwrap_or(full.dims)),
+        };
+        let field = |name: &str| if self.size.is_some() { "size".to_string() } else { name.to_string() };
+        for (name, value, bound, unit) in
+            [("layers", size.layers, full.layers, "layers"), ("dimensions", size.dims, full.dims, "dims")]
+        {
+            if value == 0 {
+                return Err(ApiError::validation(format!("field `{}`: {name} must be at least 1", field(name))));
+            }
+            if value > bound {
+                return Err(ApiError::validation(format!(
+                    "field `{}`: {value} {unit} is more than this model's {bound} {unit}",
+                    field(name)
+                )));
+            }
+        }
+        Ok(size)
+    }
+}
+
+/// TEI's `prompt_name`: prompts from `config_sentence_transformers.json` are not supported.
+pub fn refuse_prompt(prompt_name: &Option<String>) -> Result<(), ApiError> {
+    match prompt_name {
+        Some(name) => Err(ApiError::validation(format!("field `prompt_name`: {name:?}: prompts are not supported"))),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct Body {
+        inputs: Inputs,
+    }
+
+    fn inputs(body: &str) -> Result<Vec<Input>, ApiError> {
+        parse::<Body>(body.as_bytes()).map(|b| b.inputs.0)
+    }
+
+    #[test]
+    fn inputs_are_texts_or_token_ids() {
+        let text = |t: &str| Input::Text(t.into());
+        assert_eq!(inputs(r#"{"inputs": "a"}"#).unwrap(), vec![text("a")]);
+        assert_eq!(inputs(r#"{"inputs": ["a", "b"]}"#).unwrap(), vec![text("a"), text("b")]);
+        assert_eq!(inputs(r#"{"inputs": [101, 102]}"#).unwrap(), vec![Input::Ids(vec![101, 102])]);
+        assert_eq!(inputs(r#"{"inputs": [[101, 102]]}"#).unwrap(), vec![Input::Ids(vec![101, 102])]);
+        assert_eq!(inputs(r#"{"inputs": ["a", [7]]}"#).unwrap(), vec![text("a"), Input::Ids(vec![7])]);
+        assert_eq!(inputs(r#"{"inputs": []}"#).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn bad_inputs_name_the_item() {
+        for (body, needle) in [
+            (r#"{"inputs": 3}"#, "`inputs`: expected a string"),
+            (r#"{"inputs": ["a", 3]}"#, "item 1 is a number"),
+            (r#"{"inputs": [1, -2]}"#, "token id 1 is -2"),
+            (r#"{"inputs": [1.5]}"#, "token id 0 is 1.5"),
+            (r#"{"inputs": [[1], []]}"#, "item 1: an empty list"),
+            (r#"{"inputs": [[1], [4294967296]]}"#, "item 1: token id 0"),
+            (r#"{"inputs": [null]}"#, "item 0 is null"),
+        ] {
+            let e = inputs(body).unwrap_err();
+            assert_eq!(e.status, 422, "{body}");
+            assert!(e.message.contains(needle), "{body}: {:?} lacks {needle:?}", e.message);
+        }
+    }
+
+    #[test]
+    fn sizes_default_to_the_full_model_and_name_their_field() {
+        let full = Size::new(6, 384);
+        let fields = |d, l, s: Option<&str>| SizeFields { dimensions: d, layers: l, size: s.map(String::from) };
+        assert_eq!(fields(None, None, None).resolve(full).unwrap(), full);
+        assert_eq!(fields(Some(64), Some(2), None).resolve(full).unwrap(), Size::new(2, 64));
+        assert_eq!(fields(None, None, Some("tall")).resolve(full).unwrap(), Size::new(6, 128));
+        assert_eq!(fields(None, Some(3), Some("3,96")).resolve(full).unwrap(), Size::new(3, 96));
+        for (f, needle) in [
+            (fields(None, Some(7), None), "6 layers"),
+            (fields(Some(385), None, None), "384 dims"),
+            (fields(None, Some(0), None), "`layers`"),
+            (fields(None, None, Some("huge")), "`size`"),
+            (fields(None, None, Some("grande")), "`size`: 8 layers"),
+            (fields(Some(64), None, Some("3,96")), "`dimensions`"),
+        ] {
+            let e = f.resolve(full).unwrap_err();
+            assert!(e.message.contains(needle), "{:?} lacks {needle:?}", e.message);
+        }
+    }
+}
