@@ -27,14 +27,14 @@ impl<'de> Deserialize<'de> for Inputs {
         match Value::deserialize(deserializer)? {
             Value::String(text) => Ok(Inputs(vec![Input::Text(text)])),
             Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_number) => {
-                ids(&items).map(|ids| Inputs(vec![Input::Ids(ids)])).map_err(D::Error::custom)
+                nonempty_ids(&items).map(|ids| Inputs(vec![Input::Ids(ids)])).map_err(D::Error::custom)
             }
             Value::Array(items) => items
                 .iter()
                 .enumerate()
                 .map(|(i, item)| match item {
                     Value::String(text) => Ok(Input::Text(text.clone())),
-                    Value::Array(list) => ids(list).map(Input::Ids).map_err(|e| format!("item {i}: {e}")),
+                    Value::Array(list) => nonempty_ids(list).map(Input::Ids).map_err(|e| format!("item {i}: {e}")),
                     other => Err(format!("item {i} is {}, not a string or a list of token ids", kind(other))),
                 })
                 .collect::<Result<_, _>>()
@@ -48,18 +48,26 @@ impl<'de> Deserialize<'de> for Inputs {
     }
 }
 
-/// A list of token ids: non-negative integers within u32, at least one.
-fn ids(items: &[Value]) -> Result<Vec<u32>, String> {
+/// A list of token ids, at least one.
+fn nonempty_ids(items: &[Value]) -> Result<Vec<u32>, String> {
     if items.is_empty() {
         return Err("an empty list of token ids".into());
     }
+    token_ids(items)
+}
+
+/// A list of token ids: integers from 0 within u32. JSON Schema's integers include `7.0`, so
+/// such numbers are ids too (schemathesis sent them).
+pub fn token_ids(items: &[Value]) -> Result<Vec<u32>, String> {
+    let id = |item: &Value| match item.as_u64() {
+        Some(id) => u32::try_from(id).ok(),
+        None => item.as_f64().filter(|x| x.fract() == 0.0 && (0.0..=u32::MAX as f64).contains(x)).map(|x| x as u32),
+    };
     items
         .iter()
         .enumerate()
         .map(|(i, item)| {
-            item.as_u64()
-                .and_then(|id| u32::try_from(id).ok())
-                .ok_or_else(|| format!("token id {i} is {item}, not an integer from 0 to {}", u32::MAX))
+            id(item).ok_or_else(|| format!("token id {i} is {item}, not an integer from 0 to {}", u32::MAX))
         })
         .collect()
 }
@@ -83,7 +91,7 @@ impl utoipa::PartialSchema for Inputs {
             "oneOf": [
                 {"type": "string", "description": "One text", "example": "What is Deep Learning?"},
                 ids,
-                {"type": "array", "description": "A batch of texts and token-id lists",
+                {"type": "array", "description": "A batch of texts and token-id lists", "minItems": 1,
                  "items": {"oneOf": [{"type": "string"}, ids]}},
             ],
         }))
@@ -118,7 +126,7 @@ impl utoipa::PartialSchema for Texts {
     fn schema() -> RefOr<Schema> {
         schema(json!({"oneOf": [
             {"type": "string", "example": "What is Deep Learning?"},
-            {"type": "array", "items": {"type": "string"}},
+            {"type": "array", "description": "A batch of texts", "items": {"type": "string"}, "minItems": 1},
         ]}))
     }
 }
@@ -246,6 +254,7 @@ mod tests {
         assert_eq!(inputs(r#"{"inputs": [101, 102]}"#).unwrap(), vec![Input::Ids(vec![101, 102])]);
         assert_eq!(inputs(r#"{"inputs": [[101, 102]]}"#).unwrap(), vec![Input::Ids(vec![101, 102])]);
         assert_eq!(inputs(r#"{"inputs": ["a", [7]]}"#).unwrap(), vec![text("a"), Input::Ids(vec![7])]);
+        assert_eq!(inputs(r#"{"inputs": [7.0, 8]}"#).unwrap(), vec![Input::Ids(vec![7, 8])], "JSON Schema integers");
         assert_eq!(inputs(r#"{"inputs": []}"#).unwrap(), vec![]);
     }
 
@@ -256,6 +265,7 @@ mod tests {
             (r#"{"inputs": ["a", 3]}"#, "item 1 is a number"),
             (r#"{"inputs": [1, -2]}"#, "token id 1 is -2"),
             (r#"{"inputs": [1.5]}"#, "token id 0 is 1.5"),
+            (r#"{"inputs": [-0.0, -1.0]}"#, "token id 1 is -1.0"),
             (r#"{"inputs": [[1], []]}"#, "item 1: an empty list"),
             (r#"{"inputs": [[1], [4294967296]]}"#, "item 1: token id 0"),
             (r#"{"inputs": [null]}"#, "item 0 is null"),

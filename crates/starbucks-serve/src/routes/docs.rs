@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use serde_json::{Value, json};
+use starbucks_model::Size;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -57,9 +58,16 @@ pub fn openapi(app: &App) -> Value {
         let properties = &mut schemas[schema]["properties"];
         properties["layers"]["maximum"] = json!(layers);
         properties["dimensions"]["maximum"] = json!(dims);
+        properties["size"]["pattern"] = json!(size_pattern());
     }
     bound_inputs(&mut spec, info.config.vocab_size - 1, options.max_client_batch_size);
     spec
+}
+
+/// What `Size::from_str` reads: `layers,dims` (both from 1) or a paper name, spaces around.
+fn size_pattern() -> String {
+    let names: Vec<&str> = Size::NAMED.iter().map(|(name, _)| *name).collect();
+    format!(r"^\s*(0*[1-9][0-9]*\s*,\s*0*[1-9][0-9]*|{})\s*$", names.join("|"))
 }
 
 /// Every list of token ids gets `maximum` on its ids, and every batch `maxItems`.

@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use super::{App, InFlight, Json, json_response};
 use crate::error::{ApiError, ErrorResponse};
-use crate::input::{Inputs, Resolved, SizeFields, Texts, TruncationDirection, refuse_prompt};
+use crate::input::{Inputs, Resolved, SizeFields, Texts, TruncationDirection, refuse_prompt, token_ids};
 use crate::queue::Output;
 
 pub fn routes() -> Router<Arc<App>> {
@@ -313,16 +313,18 @@ pub struct DecodeIds(pub Vec<Vec<u32>>);
 impl<'de> Deserialize<'de> for DecodeIds {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         use serde::de::Error as _;
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Shape {
-            One(Vec<u32>),
-            Many(Vec<Vec<u32>>),
-        }
-        match Shape::deserialize(deserializer) {
-            Ok(Shape::One(ids)) => Ok(DecodeIds(vec![ids])),
-            Ok(Shape::Many(lists)) => Ok(DecodeIds(lists)),
-            Err(_) => Err(D::Error::custom("expected a list of token ids (integers from 0) or a list of such lists")),
+        use serde_json::Value;
+        let shape = "expected a list of token ids or a list of such lists";
+        match Value::deserialize(deserializer)? {
+            Value::Array(items) if items.iter().all(Value::is_array) && !items.is_empty() => items
+                .iter()
+                .enumerate()
+                .map(|(i, list)| token_ids(list.as_array().expect("checked")).map_err(|e| format!("list {i}: {e}")))
+                .collect::<Result<_, _>>()
+                .map(DecodeIds)
+                .map_err(D::Error::custom),
+            Value::Array(items) => token_ids(&items).map(|ids| DecodeIds(vec![ids])).map_err(D::Error::custom),
+            _ => Err(D::Error::custom(shape)),
         }
     }
 }
@@ -394,11 +396,12 @@ fn check_batch(app: &App, n: usize, field: &str) -> Result<(), ApiError> {
 /// `model_type` of `/info`, as TEI's for an embedding model.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ModelType {
-    pub embedding: Embedding,
+    pub embedding: EmbeddingModel,
 }
 
+/// TEI's name: the OpenAI route's `Embedding` is another schema.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Embedding {
+pub struct EmbeddingModel {
     #[schema(example = "mean")]
     pub pooling: &'static str,
 }
@@ -450,7 +453,7 @@ pub async fn info(State(app): State<Arc<App>>) -> Response {
             starbucks_model::Precision::F32 => "float32".into(),
             other => other.to_string(),
         },
-        model_type: ModelType { embedding: Embedding { pooling } },
+        model_type: ModelType { embedding: EmbeddingModel { pooling } },
         max_concurrent_requests: options.max_concurrent_requests,
         max_input_length: info.tokenizer.max_length(),
         max_batch_tokens: options.max_batch_tokens,
