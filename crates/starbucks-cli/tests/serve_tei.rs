@@ -62,6 +62,11 @@ fn teis_routes_answer_in_teis_shapes() {
     assert_eq!((status, texts), (200, json!(["hello, cafe!"])), "BERT uncased strips accents");
     let (_, texts) = post(&server, "/decode", &json!({"ids": [[101, 7592], [2088]], "skip_special_tokens": false}));
     assert_eq!(texts, json!(["[CLS] hello", "world"]));
+    // JSON Schema's integers include 7592.0 (schemathesis sent such ids).
+    assert_eq!(post(&server, "/decode", &json!({"ids": [7592.0, 2088]})).1, json!(["hello world"]));
+    let (status, error) = post(&server, "/decode", &json!({"ids": [[7592], [30522]]}));
+    assert_eq!(status, 422, "{error}");
+    assert!(error["error"].as_str().unwrap().contains("list 1: token id 30522"), "{error}");
 
     // Token ids as inputs give the vectors of the text they came from, on TEI's and OpenAI's routes.
     let (_, from_text) = post(&server, "/embed", &json!({"inputs": "Hello, café!", "size": "3,96"}));
@@ -223,6 +228,11 @@ fn the_openapi_spec_lists_every_route_with_this_models_bounds_and_docs_render_it
     assert_eq!(schemas["EmbedRequest"]["properties"]["inputs"]["$ref"], "#/components/schemas/Inputs");
     let inputs = schemas["Inputs"].to_string();
     assert!(inputs.contains(r#""maxItems":8"#) && inputs.contains(r#""maximum":30521"#), "{inputs}");
+    // Found by schemathesis: an empty batch is refused, so the spec says so; /info's
+    // `model_type.embedding` and the OpenAI `Embedding` once shared a schema name.
+    assert!(inputs.contains(r#""minItems":1"#), "{inputs}");
+    assert_eq!(schemas["ModelType"]["properties"]["embedding"]["$ref"], "#/components/schemas/EmbeddingModel");
+    assert!(schemas["Embedding"]["oneOf"].is_array(), "the OpenAI embedding: floats or base64");
 
     let (status, page) = call(&format!("{}/docs/", server.url), None, None);
     assert_eq!(status, 200);
