@@ -9,13 +9,17 @@ Run by hand, never by CI (it needs the `openai` and `huggingface_hub` packages):
     ~/.cache/starbucks-rs/clients-venv/bin/python tests/reference/serve_clients.py \
         --url http://127.0.0.1:8080 --starbucks target/release/starbucks
 
-It embeds a few sentences with `starbucks embed` at (2, 64) and at (6, 64), then asks the
-server through
+It embeds a few sentences with `starbucks embed` at (2, 64), (6, 64) and (6, 384), then asks
+the server through
 - the `openai` client: `client.embeddings.create(..., dimensions=64, extra_body={"layers": 2})`,
   with the client's default encoding (it asks for base64 and decodes), with
-  `encoding_format="float"`, and with `encoding_format="base64"` (decoded here);
+  `encoding_format="float"`, with `encoding_format="base64"` (decoded here), and with token ids
+  as input (the server's own `/tokenize` gives them);
 - `huggingface_hub.InferenceClient(url).feature_extraction(text, dimensions=64)`, the TEI
   route at `/` (all layers: the client has no `layers` parameter);
+- `huggingface_hub.InferenceClient(url + "/similarity").sentence_similarity(first, others)`
+  (the client posts to the URL it is given; TEI serves this task at `/similarity`), against the
+  cosines of the (6, 384) vectors;
 and prints the largest absolute difference of each against `starbucks embed`. Exit code 1 when
 any exceeds 1e-5.
 """
@@ -26,6 +30,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -81,9 +86,23 @@ def main() -> int:
     decoded = [np.frombuffer(base64.b64decode(d.embedding), dtype="<f4") for d in response.data]
     results["openai, encoding_format=base64"] = (np.stack(decoded), shallow)
 
+    tokenize = urllib.request.Request(
+        f"{args.url}/tokenize", data=json.dumps({"inputs": SENTENCES}).encode(), headers={"content-type": "application/json"}
+    )
+    ids = [[token["id"] for token in tokens] for tokens in json.load(urllib.request.urlopen(tokenize))]
+    response = client.embeddings.create(
+        model=args.served_model_name, input=ids, dimensions=64, extra_body={"layers": 2}, encoding_format="float"
+    )
+    results["openai, token ids as input"] = (floats(response), shallow)
+
     hub = InferenceClient(args.url)
     rows = [hub.feature_extraction(text, dimensions=64).reshape(-1) for text in SENTENCES]
     results["huggingface_hub InferenceClient.feature_extraction"] = (np.stack(rows), deep)
+
+    full = starbucks_embed(args.starbucks, args.model, "6,384")
+    full /= np.linalg.norm(full, axis=1, keepdims=True)
+    scores = InferenceClient(f"{args.url}/similarity").sentence_similarity(SENTENCES[0], SENTENCES[1:])
+    results["huggingface_hub InferenceClient.sentence_similarity"] = (np.array(scores, dtype=np.float32), full[1:] @ full[0])
 
     worst = 0.0
     for name, (got, expected) in results.items():
