@@ -54,6 +54,8 @@ impl Server {
         let mut child = Command::new(starbucks)
             .current_dir(fetch::workspace_root())
             .args(["serve", "--model", fetch::MINILM_DIR, "--port", "0", "--served-model-name", SERVED_NAME])
+            // The soak's over-long text must be refused (413), not cut (the default, as TEI's).
+            .args(["--auto-truncate", "false"])
             .args(extra)
             .env("RAYON_NUM_THREADS", threads.to_string())
             .env("STARBUCKS_LOG", "info")
