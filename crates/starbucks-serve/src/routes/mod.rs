@@ -143,9 +143,9 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 /// A JSON body read within `--payload-limit` (else 413) and `--body-timeout` (else 408), and
 /// parsed so that every error names its field (422).
-pub struct Json<T>(pub T);
+pub struct JsonBody<T>(pub T);
 
-impl<T: serde::de::DeserializeOwned> FromRequest<Arc<App>> for Json<T> {
+impl<T: serde::de::DeserializeOwned> FromRequest<Arc<App>> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, app: &Arc<App>) -> Result<Self, ApiError> {
@@ -169,7 +169,7 @@ impl<T: serde::de::DeserializeOwned> FromRequest<Arc<App>> for Json<T> {
             }
             Ok(Ok(bytes)) => bytes,
         };
-        parse(&bytes).map(Json)
+        parse(&bytes).map(JsonBody)
     }
 }
 

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use starbucks_model::Size;
 use utoipa::ToSchema;
 
-use super::{App, InFlight, Json, json_response};
+use super::{App, InFlight, JsonBody, json_response};
 use crate::error::{ApiError, OpenAiError, OpenAiErrorResponse};
 use crate::input::{Inputs, Resolved, SizeFields};
 use crate::queue::Output;
@@ -102,9 +102,9 @@ pub struct OpenAiResponse {
     ))]
 pub async fn embeddings(
     State(app): State<Arc<App>>,
-    request: Result<Json<OpenAiRequest>, ApiError>,
+    request: Result<JsonBody<OpenAiRequest>, ApiError>,
 ) -> Result<Response, OpenAiError> {
-    let Json(request) = request?;
+    let JsonBody(request) = request?;
     let _slot = InFlight::acquire(&app)?;
     let (resolved, format) = request.resolve(app.info.full)?;
     let embedded = app.embed(resolved, Output::Sentence, "input").await?;

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use starbucks_model::{Pooling, Size};
 use utoipa::ToSchema;
 
-use super::{App, InFlight, Json, json_response};
+use super::{App, InFlight, JsonBody, json_response};
 use crate::error::{ApiError, ErrorResponse};
 use crate::input::{Inputs, Resolved, SizeFields, Texts, TruncationDirection, refuse_prompt, token_ids};
 use crate::queue::Output;
@@ -105,7 +105,10 @@ pub struct EmbedResponse(pub Vec<Vec<f32>>);
         (status = 422, description = "A field missing, of the wrong type or out of range", body = ErrorResponse),
         (status = 429, description = "Too many requests in flight", body = ErrorResponse),
     ))]
-pub async fn embed(State(app): State<Arc<App>>, Json(request): Json<EmbedRequest>) -> Result<Response, ApiError> {
+pub async fn embed(
+    State(app): State<Arc<App>>,
+    JsonBody(request): JsonBody<EmbedRequest>,
+) -> Result<Response, ApiError> {
     let _slot = InFlight::acquire(&app)?;
     let request = request.resolve(app.info.full)?;
     let embedded = app.embed(request, Output::Sentence, "inputs").await?;
@@ -155,7 +158,7 @@ pub struct EmbedAllResponse(pub Vec<Vec<Vec<f32>>>);
     ))]
 pub async fn embed_all(
     State(app): State<Arc<App>>,
-    Json(request): Json<EmbedAllRequest>,
+    JsonBody(request): JsonBody<EmbedAllRequest>,
 ) -> Result<Response, ApiError> {
     let _slot = InFlight::acquire(&app)?;
     refuse_prompt(&request.prompt_name)?;
@@ -223,7 +226,7 @@ pub struct SimilarityResponse(pub Vec<f32>);
     ))]
 pub async fn similarity(
     State(app): State<Arc<App>>,
-    Json(request): Json<SimilarityRequest>,
+    JsonBody(request): JsonBody<SimilarityRequest>,
 ) -> Result<Response, ApiError> {
     let _slot = InFlight::acquire(&app)?;
     let SimilarityInput { source_sentence, sentences } = request.inputs;
@@ -283,7 +286,10 @@ pub struct TokenizeResponse(pub Vec<Vec<SimpleToken>>);
         (status = 413, description = "Too many inputs or the body too large", body = ErrorResponse),
         (status = 422, description = "A field missing or of the wrong type", body = ErrorResponse),
     ))]
-pub async fn tokenize(State(app): State<Arc<App>>, Json(request): Json<TokenizeRequest>) -> Result<Response, ApiError> {
+pub async fn tokenize(
+    State(app): State<Arc<App>>,
+    JsonBody(request): JsonBody<TokenizeRequest>,
+) -> Result<Response, ApiError> {
     refuse_prompt(&request.prompt_name)?;
     check_batch(&app, request.inputs.0.len(), "inputs")?;
     let tokenizer = app.info.tokenizer.inner();
@@ -359,7 +365,10 @@ pub struct DecodeResponse(pub Vec<String>);
         (status = 413, description = "Too many lists or the body too large", body = ErrorResponse),
         (status = 422, description = "A field missing or of the wrong type, or an id not in the vocabulary", body = ErrorResponse),
     ))]
-pub async fn decode(State(app): State<Arc<App>>, Json(request): Json<DecodeRequest>) -> Result<Response, ApiError> {
+pub async fn decode(
+    State(app): State<Arc<App>>,
+    JsonBody(request): JsonBody<DecodeRequest>,
+) -> Result<Response, ApiError> {
     check_batch(&app, request.ids.0.len(), "ids")?;
     let tokenizer = app.info.tokenizer.inner();
     let vocab = tokenizer.get_vocab_size(true);
