@@ -148,6 +148,8 @@ def main():
         b'{"inputs": "a", "size": "grande", "truncation_direction": "Right"}',
         b'{"input": ["a", "b"], "model": "m", "encoding_format": "base64", "dimensions": 32}',
         b'{"input": "a", "size": "2,64", "layers": 2}',
+        b'{"inputs": [101, 7592, 102], "dimensions": 8}',
+        b'{"input": [[101, 7592.0, 102], "a text"], "size": "1,32"}',
     ]
     for i, body in enumerate(bodies):
         write("serve_request", f"body-{i}", body)
