@@ -72,6 +72,14 @@ pub fn token_ids(items: &[Value]) -> Result<Vec<u32>, String> {
         .collect()
 }
 
+/// Refuses the first id at or beyond `vocab`, naming it.
+pub fn check_ids(ids: &[u32], vocab: usize) -> Result<(), String> {
+    match ids.iter().find(|&&id| id as usize >= vocab) {
+        Some(id) => Err(format!("token id {id} is not in the vocabulary (ids 0 to {})", vocab - 1)),
+        None => Ok(()),
+    }
+}
+
 fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",

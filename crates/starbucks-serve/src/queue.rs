@@ -21,7 +21,6 @@ pub struct Job {
     pub size: Size,
     pub output: Output,
     pub reply: oneshot::Sender<Answer>,
-    pub queued: Instant,
 }
 
 /// What a job asks for.
@@ -170,7 +169,7 @@ mod tests {
     fn job(len: usize) -> (Job, oneshot::Receiver<Answer>) {
         let (reply, rx) = oneshot::channel();
         let tokens = Tokens { ids: vec![1; len], type_ids: vec![0; len], truncated: false };
-        (Job { tokens, size: Size::new(1, 8), output: Output::Sentence, reply, queued: Instant::now() }, rx)
+        (Job { tokens, size: Size::new(1, 8), output: Output::Sentence, reply }, rx)
     }
 
     #[test]

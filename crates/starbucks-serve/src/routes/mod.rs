@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::error::ApiError;
-use crate::input::{Input, Resolved, parse};
+use crate::input::{Input, Resolved, check_ids, parse};
 use crate::metrics::Metrics;
 use crate::options::Options;
 use crate::queue::{Job, Output, Queue};
@@ -95,9 +95,10 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
     )
 }
 
-/// The metric label of a path.
-fn endpoint(path: &str) -> &'static str {
+/// The metric label of a request (`GET /` is TEI's health check, `POST /` its embed).
+fn endpoint(method: &Method, path: &str) -> &'static str {
     match path {
+        "/" if method == Method::GET => "health",
         "/" | "/embed" | "/invocations" => "embed",
         "/embed_all" => "embed_all",
         "/similarity" => "similarity",
@@ -118,7 +119,7 @@ async fn observe(State(app): State<Arc<App>>, request: Request, next: Next) -> R
     let (method, path) = (request.method().clone(), request.uri().path().to_string());
     let response = next.run(request).await;
     let status = response.status().as_u16();
-    app.metrics.request(endpoint(&path), status);
+    app.metrics.request(endpoint(&method, &path), status);
     tracing::debug!(%method, path, status, ms = start.elapsed().as_secs_f64() * 1e3, "request");
     response
 }
@@ -241,6 +242,21 @@ pub struct Embedded {
 }
 
 impl App {
+    /// A batch of `n` inputs within 1 (else a 400 saying `nothing`) and `--max-client-batch-size`
+    /// (else a 413).
+    fn check_batch(&self, n: usize, field: &str, nothing: &str) -> Result<(), ApiError> {
+        let limit = self.options.max_client_batch_size;
+        if n == 0 {
+            return Err(ApiError::empty(format!("field `{field}`: {nothing}")));
+        }
+        if n > limit {
+            return Err(ApiError::too_large(format!(
+                "field `{field}`: {n} inputs, more than this server's --max-client-batch-size {limit}"
+            )));
+        }
+        Ok(())
+    }
+
     /// `input` as tokens: a text tokenised, or ids checked against the vocabulary; cut at the
     /// input limit when `truncate`, else a 413.
     fn tokens(&self, input: &Input, i: usize, field: &str, truncate: bool) -> Result<Tokens, ApiError> {
@@ -251,13 +267,8 @@ impl App {
                 .encode_one(text)
                 .map_err(|e| ApiError::validation(format!("field `{field}`: input {i}: {e}")))?,
             Input::Ids(ids) => {
-                let vocab = self.info.config.vocab_size;
-                if let Some(id) = ids.iter().find(|&&id| id as usize >= vocab) {
-                    return Err(ApiError::validation(format!(
-                        "field `{field}`: input {i}: token id {id} is not in the vocabulary (ids 0 to {})",
-                        vocab - 1
-                    )));
-                }
+                check_ids(ids, self.info.config.vocab_size)
+                    .map_err(|e| ApiError::validation(format!("field `{field}`: input {i}: {e}")))?;
                 let n = ids.len().min(limit);
                 Tokens {
                     ids: ids[..n].iter().map(|&id| i64::from(id)).collect(),
@@ -281,16 +292,7 @@ impl App {
     async fn embed(&self, request: Resolved, output: Output, field: &str) -> Result<Embedded, ApiError> {
         let arrived = Instant::now();
         let inputs = &request.inputs;
-        if inputs.is_empty() {
-            return Err(ApiError::empty(format!("field `{field}`: no inputs to embed")));
-        }
-        let limit = self.options.max_client_batch_size;
-        if inputs.len() > limit {
-            return Err(ApiError::too_large(format!(
-                "field `{field}`: {} inputs, more than this server's --max-client-batch-size {limit}",
-                inputs.len()
-            )));
-        }
+        self.check_batch(inputs.len(), field, "no inputs to embed")?;
         let truncate = request.truncate.unwrap_or(self.options.auto_truncate);
         let (mut jobs, mut receivers) = (Vec::with_capacity(inputs.len()), Vec::with_capacity(inputs.len()));
         let mut timing = Timing {
@@ -309,7 +311,7 @@ impl App {
             };
             timing.tokens += tokens.len();
             let (reply, receiver) = oneshot::channel();
-            jobs.push(Job { tokens, size: request.size, output, reply, queued: Instant::now() });
+            jobs.push(Job { tokens, size: request.size, output, reply });
             receivers.push(receiver);
         }
         timing.tokenization = arrived.elapsed() / inputs.len() as u32;
@@ -338,5 +340,25 @@ pub fn json_response(value: &impl serde::Serialize) -> Response {
     match serde_json::to_vec(value) {
         Ok(bytes) => (StatusCode::OK, [("content-type", "application/json")], bytes).into_response(),
         Err(e) => ApiError::backend(format!("cannot write the response: {e}")).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_labelled_by_route_family() {
+        for (method, path, label) in [
+            (Method::GET, "/", "health"),
+            (Method::POST, "/", "embed"),
+            (Method::POST, "/invocations", "embed"),
+            (Method::GET, "/ping", "health"),
+            (Method::POST, "/embeddings", "v1/embeddings"),
+            (Method::GET, "/docs/index.css", "docs"),
+            (Method::GET, "/nowhere", "other"),
+        ] {
+            assert_eq!(endpoint(&method, path), label, "{method} {path}");
+        }
     }
 }

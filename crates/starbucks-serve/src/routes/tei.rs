@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use super::{App, InFlight, JsonBody, json_response};
 use crate::error::{ApiError, ErrorResponse};
-use crate::input::{Inputs, Resolved, SizeFields, Texts, TruncationDirection, refuse_prompt, token_ids};
+use crate::input::{Inputs, Resolved, SizeFields, Texts, TruncationDirection, check_ids, refuse_prompt, token_ids};
 use crate::queue::Output;
 
 pub fn routes() -> Router<Arc<App>> {
@@ -291,7 +291,7 @@ pub async fn tokenize(
     JsonBody(request): JsonBody<TokenizeRequest>,
 ) -> Result<Response, ApiError> {
     refuse_prompt(&request.prompt_name)?;
-    check_batch(&app, request.inputs.0.len(), "inputs")?;
+    app.check_batch(request.inputs.0.len(), "inputs", "nothing to do")?;
     let tokenizer = app.info.tokenizer.inner();
     let mut out = Vec::with_capacity(request.inputs.0.len());
     for (i, text) in request.inputs.0.iter().enumerate() {
@@ -320,7 +320,6 @@ impl<'de> Deserialize<'de> for DecodeIds {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         use serde::de::Error as _;
         use serde_json::Value;
-        let shape = "expected a list of token ids or a list of such lists";
         match Value::deserialize(deserializer)? {
             Value::Array(items) if items.iter().all(Value::is_array) && !items.is_empty() => items
                 .iter()
@@ -330,7 +329,7 @@ impl<'de> Deserialize<'de> for DecodeIds {
                 .map(DecodeIds)
                 .map_err(D::Error::custom),
             Value::Array(items) => token_ids(&items).map(|ids| DecodeIds(vec![ids])).map_err(D::Error::custom),
-            _ => Err(D::Error::custom(shape)),
+            _ => Err(D::Error::custom("expected a list of token ids or a list of such lists")),
         }
     }
 }
@@ -369,37 +368,18 @@ pub async fn decode(
     State(app): State<Arc<App>>,
     JsonBody(request): JsonBody<DecodeRequest>,
 ) -> Result<Response, ApiError> {
-    check_batch(&app, request.ids.0.len(), "ids")?;
+    app.check_batch(request.ids.0.len(), "ids", "nothing to do")?;
     let tokenizer = app.info.tokenizer.inner();
     let vocab = tokenizer.get_vocab_size(true);
     let mut texts = Vec::with_capacity(request.ids.0.len());
     for (i, ids) in request.ids.0.iter().enumerate() {
-        if let Some(id) = ids.iter().find(|&&id| id as usize >= vocab) {
-            return Err(ApiError::validation(format!(
-                "field `ids`: list {i}: token id {id} is not in the vocabulary (ids 0 to {})",
-                vocab - 1
-            )));
-        }
+        check_ids(ids, vocab).map_err(|e| ApiError::validation(format!("field `ids`: list {i}: {e}")))?;
         let text = tokenizer
             .decode(ids, request.skip_special_tokens)
             .map_err(|e| ApiError::validation(format!("field `ids`: list {i}: {e}")))?;
         texts.push(text);
     }
     Ok(json_response(&DecodeResponse(texts)))
-}
-
-/// A batch of `n` inputs within 1 and `--max-client-batch-size`.
-fn check_batch(app: &App, n: usize, field: &str) -> Result<(), ApiError> {
-    let limit = app.options.max_client_batch_size;
-    if n == 0 {
-        return Err(ApiError::empty(format!("field `{field}`: nothing to do")));
-    }
-    if n > limit {
-        return Err(ApiError::too_large(format!(
-            "field `{field}`: {n} inputs, more than this server's --max-client-batch-size {limit}"
-        )));
-    }
-    Ok(())
 }
 
 /// `model_type` of `/info`, as TEI's for an embedding model.
