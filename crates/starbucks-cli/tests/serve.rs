@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{Server, call, minilm, post};
+use support::{Server, call, max_abs_diff, minilm, post, vectors};
 
 use base64::Engine as _;
 use burn::backend::Flex;
@@ -21,15 +21,6 @@ fn sentences(n: usize) -> Vec<String> {
     let path = support::root().join("data/stsb/sts-test.csv");
     let text = std::fs::read_to_string(path).expect("the shipped STS-B test split");
     text.lines().flat_map(|l| l.split('\t').skip(5).take(2).map(str::to_string).collect::<Vec<_>>()).take(n).collect()
-}
-
-fn vectors(value: &Value) -> Vec<Vec<f32>> {
-    serde_json::from_value(value.clone()).unwrap_or_else(|e| panic!("{e}: {value}"))
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 #[test]
@@ -49,16 +40,16 @@ fn every_endpoint_answers() {
 
     // TEI: a string gives one vector of the full width, normalised by default.
     let (status, one) = post(&server, "/embed", &json!({"inputs": "A man is playing a guitar."}));
-    let one = vectors(&one);
+    let one: Vec<Vec<f32>> = vectors(&one);
     assert_eq!((status, one.len(), one[0].len()), (200, 1, 384));
     let norm: f32 = one[0].iter().map(|x| x * x).sum::<f32>().sqrt();
     assert!((norm - 1.0).abs() < 1e-5, "{norm}");
     let (_, small) = post(&server, "/embed", &json!({"inputs": ["a", "b"], "size": "2,64", "normalize": false}));
-    let small = vectors(&small);
+    let small: Vec<Vec<f32>> = vectors(&small);
     assert_eq!((small.len(), small[0].len()), (2, 64));
     let (_, by_layers) =
         post(&server, "/embed", &json!({"inputs": ["a", "b"], "layers": 2, "dimensions": 64, "normalize": false}));
-    assert_eq!(vectors(&by_layers), small, "`size` and `layers` + `dimensions` are the same request");
+    assert_eq!(vectors::<Vec<Vec<f32>>>(&by_layers), small, "`size` and `layers` + `dimensions` are the same request");
 
     // OpenAI: float and base64 give the same numbers; usage counts the tokens.
     let request = json!({"input": ["A man is playing a guitar.", "A dog runs."], "model": "minilm", "dimensions": 64, "layers": 2});
@@ -247,7 +238,7 @@ fn a_concurrent_burst_of_mixed_sizes_matches_embed_alone() {
                             };
                             let (status, value) = post(server, "/embed", &body);
                             assert_eq!(status, 200, "{value}");
-                            (i, size, vectors(&value).remove(0))
+                            (i, size, vectors::<Vec<Vec<f32>>>(&value).remove(0))
                         })
                         .collect::<Vec<_>>()
                 })

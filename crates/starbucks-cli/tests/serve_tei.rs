@@ -7,21 +7,12 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 mod support;
-use support::{Server, agent, call, post};
+use support::{Server, agent, call, max_abs_diff, post, vectors};
 
 use serde_json::{Value, json};
 
-fn vectors<T: serde::de::DeserializeOwned>(value: &Value) -> T {
-    serde_json::from_value(value.clone()).unwrap_or_else(|e| panic!("{e}: {value}"))
-}
-
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 const TEXTS: [&str; 3] = ["A man is playing a guitar.", "A man plays the guitar.", "The stock market fell sharply."];

@@ -8,7 +8,7 @@ mod server;
 use std::path::PathBuf;
 use std::process::Command;
 
-pub use server::{Server, agent, call, post};
+pub use server::{Server, agent, call, max_abs_diff, post, vectors};
 
 pub fn root() -> PathBuf {
     PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("../..")

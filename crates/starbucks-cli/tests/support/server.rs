@@ -98,3 +98,13 @@ pub fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
     let (status, text) = call(&format!("{}{path}", server.url), Some(&body.to_string()), None);
     (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}")))
 }
+
+/// A JSON answer read as `T` (vectors, scores), or a panic showing it.
+pub fn vectors<T: serde::de::DeserializeOwned>(value: &Value) -> T {
+    serde_json::from_value(value.clone()).unwrap_or_else(|e| panic!("{e}: {value}"))
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
