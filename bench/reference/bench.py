@@ -25,8 +25,12 @@ Workloads (the same inputs as the Rust side: the first rows of the shipped data 
 - embed         `encode` of every STS-B test sentence (2 x 1,379), batch 32, longest first, at
                 the model folder's full size; afterwards (untimed) the STS-B test Spearman of
                 every size of the MiniLM list by the same path.
+- one-LENGTH-N  interactive latency: one text per call (`--iters` calls), tokenised, the first N
+                layers, mean-pooled; the i-th call the i-th text. LENGTH: short (STS-B test
+                sentences as they are), medium (FineWeb documents cut to 64 tokens), long (cut
+                to 128).
 
-`--path` picks the inference path of `forward-N` and `embed` (training runs in f32 only):
+`--path` picks the inference path of `forward-N`, `embed` and `one-LENGTH-N` (training runs in f32 only):
 - torch-f32     eager PyTorch (sentence-transformers `encode` for embed);
 - torch-bf16    the same under `torch.autocast("cpu", dtype=torch.bfloat16)`;
 - ort-f32       ONNX Runtime on an ONNX export of the same local weights (made once into
@@ -260,6 +264,48 @@ def forward_workload(args, layers):
     return step, FORWARD_BATCH, int(mask.sum()), mask.numel(), None
 
 
+def one_texts(data, length):
+    """The texts of a one-LENGTH-N workload and the tokens each is cut to (as `starbucks bench`)."""
+    if length == "short":
+        return stsb_sentences(data), 128
+    with gzip.open(os.path.join(data, "fineweb", "fineweb-subset-300.json.gz"), "rt", encoding="utf-8") as f:
+        texts = [d["text"] for d in json.load(f) if d["text"].strip()]
+    if length == "medium":
+        return texts, 64
+    if length == "long":
+        return texts, 128
+    sys.exit(f"error: unknown text length '{length}' in one-LENGTH-N: expected short, medium or long")
+
+
+def one_workload(args, length, layers):
+    """One text per call through the first `layers` layers, mean-pooled, by the chosen path."""
+    texts, cut = one_texts(args.data, length)
+    tok = Tok(args.model, cut)
+    position = iter(range(10**12))
+    if args.path in ("ort-f32", "ort-int8"):
+        session = ort_session(args, layers, args.path == "ort-int8")
+
+        def step():
+            ids, mask = tok([texts[next(position) % len(texts)]])
+            h = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
+            mean_pool(torch.from_numpy(h), mask).numpy()
+
+        return step, 1, None, None, None
+    if args.path not in ("torch-f32", "torch-bf16"):
+        sys.exit(f"error: unknown --path '{args.path}': expected torch-f32, torch-bf16, ort-f32 or ort-int8")
+    bert = load_bert(args.model).eval()
+    bert.encoder.layer = torch.nn.ModuleList(list(bert.encoder.layer)[:layers])
+    bf16 = args.path == "torch-bf16"
+
+    def step():
+        ids, mask = tok([texts[next(position) % len(texts)]])
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            h = bert(input_ids=ids, attention_mask=mask).last_hidden_state
+            mean_pool(h.float(), mask).numpy()
+
+    return step, 1, None, None, None
+
+
 def stsb_pairs(data):
     rows = [line.split("\t") for line in read_lines(os.path.join(data, "stsb", "sts-test.csv")) if line]
     return [float(r[4]) for r in rows]
@@ -436,6 +482,9 @@ def main():
         job = forward_workload(args, int(w.split("-")[1]))
     elif w == "embed":
         job = embed_workload(args)
+    elif w.startswith("one-") and w.count("-") == 2:
+        _, length, layers = w.split("-")
+        job = one_workload(args, length, int(layers))
     else:
         sys.exit(f"error: unknown workload '{w}'")
     if w.startswith("train-") and args.path != "torch-f32":

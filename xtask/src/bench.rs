@@ -2,12 +2,14 @@
 //! makes sure a Python environment with PyTorch, sentence-transformers and ONNX Runtime exists
 //! outside the repository (installing it from PyPI the first time), then runs every workload on
 //! every path alternately (round 1: each path in turn, round 2: again, …), each run a fresh
-//! process that times `--iters` iterations after `--warmup`. Training workloads run on two
-//! paths (ours and PyTorch, f32); inference workloads (`forward-N`, `embed`) on six: ours in
-//! f32 and int8, PyTorch eager f32 and bf16 autocast, ONNX Runtime f32 and dynamic int8 (an ONNX
-//! export of the same local weights, made in the bench environment). Prints every iteration,
-//! the medians, the spread and the ratios as Markdown, and writes `report.md` and
-//! `results.jsonl` (every run's raw line) to `--output`.
+//! process that times `--iters` iterations after `--warmup` (a one-text workload: `--calls`
+//! calls after a tenth as many). Training workloads run on two paths (ours and PyTorch, f32);
+//! inference workloads (`forward-N`, `embed`, `one-LENGTH-N`) on six: ours in f32 and int8,
+//! PyTorch eager f32 and bf16 autocast, ONNX Runtime f32 and dynamic int8 (an ONNX export of
+//! the same local weights, made in the bench environment). Prints every iteration (for a
+//! one-text workload, each run's p50 and p99; every call is in the raw lines), the medians, the
+//! spread and the ratios as Markdown, and writes `report.md` and `results.jsonl` (every run's
+//! raw line) to `--output`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -61,7 +63,22 @@ pub const WORKLOADS: &[&str] = &[
     "forward-5",
     "forward-6",
     "embed",
+    "one-short-1",
+    "one-short-2",
+    "one-short-3",
+    "one-short-4",
+    "one-short-5",
+    "one-short-6",
+    "one-medium-1",
+    "one-medium-6",
+    "one-long-1",
+    "one-long-6",
 ];
+
+/// A workload of one text per call: its report shows percentiles over calls.
+fn one_text(workload: &str) -> bool {
+    workload.starts_with("one-")
+}
 
 fn default_venv() -> PathBuf {
     let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
@@ -106,9 +123,14 @@ fn run_side(mut command: Command, what: &str) -> Result<Value> {
     serde_json::from_str(line).with_context(|| format!("{what} printed `{line}`, not a JSON line"))
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+fn median(values: Vec<f64>) -> f64 {
+    quantile(values, 0.5)
+}
+
+/// The value below which a fraction `q` of `values` lie (nearest rank).
+fn quantile(mut values: Vec<f64>, q: f64) -> f64 {
     values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+    values[((values.len() as f64 * q) as usize).min(values.len() - 1)]
 }
 
 /// The runs of one workload on one path.
@@ -131,23 +153,25 @@ impl Runs {
         median(self.times())
     }
 
+    /// The `q` quantile (0..=1) over every timed iteration of every run.
+    fn quantile_ms(&self, q: f64) -> f64 {
+        quantile(self.times(), q)
+    }
+
     /// The largest distance of an iteration from the median, as a fraction of it.
     fn spread(&self) -> f64 {
         let median = self.median_ms();
         self.times().iter().map(|t| (t - median).abs() / median).fold(0.0, f64::max)
     }
 
-    /// Every iteration, rounds separated by `/`.
-    fn iterations(&self) -> String {
+    /// Every iteration, rounds separated by `/`; for one text per call, each run's p50 and p99.
+    fn iterations(&self, one_text: bool) -> String {
         let round = |l: &Value| -> String {
-            l["times_ms"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_f64)
-                .map(|t| format!("{t:.0}"))
-                .collect::<Vec<_>>()
-                .join(" ")
+            let times: Vec<f64> = l["times_ms"].as_array().into_iter().flatten().filter_map(Value::as_f64).collect();
+            if one_text {
+                return format!("p50 {:.2}, p99 {:.2}", quantile(times.clone(), 0.5), quantile(times, 0.99));
+            }
+            times.iter().map(|t| format!("{t:.0}")).collect::<Vec<_>>().join(" ")
         };
         self.lines.iter().map(round).collect::<Vec<_>>().join(" / ")
     }
@@ -193,10 +217,10 @@ fn report(results: &Results, workloads: &[String], options: &BenchOptions) -> St
             let ratio = base.map_or("–".into(), |b| format!("{:.2}×", b / r.median_ms()));
             let _ = writeln!(
                 md,
-                "| {w} | {path} | {:.1} | {ratio} | ±{:.0} % | {} | {tokens} | {:.0} |",
+                "| {w} | {path} | {:.2} | {ratio} | ±{:.0} % | {} | {tokens} | {:.0} |",
                 r.median_ms(),
                 r.spread() * 100.0,
-                r.iterations(),
+                r.iterations(one_text(w)),
                 r.peak_rss_mb()
             );
         }
@@ -223,6 +247,41 @@ fn report(results: &Results, workloads: &[String], options: &BenchOptions) -> St
             let _ = writeln!(md, "| {path} | {:.0} | {} | {gap:.4} |", texts / r.median_ms() * 1e3, cells.join(" | "));
         }
     }
+    let latency: Vec<&String> = workloads.iter().filter(|w| one_text(w)).collect();
+    if !latency.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nOne text per call: p50 / p99 ms over every call of every run, and ours against ONNX Runtime of the \
+             same precision (its time over ours: above 1, ours is faster).\n"
+        );
+        let _ = writeln!(
+            md,
+            "| workload | {} | f32 × ort-f32 (p50, p99) | int8 × ort-int8 (p50, p99) |",
+            INFERENCE_PATHS.join(" | ")
+        );
+        let _ = writeln!(md, "|---|{}---|---|", "---|".repeat(INFERENCE_PATHS.len()));
+        for w in latency {
+            let cells: Vec<String> = INFERENCE_PATHS
+                .iter()
+                .map(|p| {
+                    get(w, p).map_or("–".into(), |r| format!("{:.2} / {:.2}", r.median_ms(), r.quantile_ms(0.99)))
+                })
+                .collect();
+            let against = |ours: &str, peer: &str| match (get(w, ours), get(w, peer)) {
+                (Some(a), Some(b)) => {
+                    format!("{:.2}×, {:.2}×", b.median_ms() / a.median_ms(), b.quantile_ms(0.99) / a.quantile_ms(0.99))
+                }
+                _ => "–".into(),
+            };
+            let _ = writeln!(
+                md,
+                "| {w} | {} | {} | {} |",
+                cells.join(" | "),
+                against("burn-f32", "ort-f32"),
+                against("burn-int8", "ort-int8")
+            );
+        }
+    }
     let ratio = |a: &str, b: &str, path: &str| match (get(a, path), get(b, path)) {
         (Some(x), Some(y)) => format!("{:.2}×", x.median_ms() / y.median_ms()),
         _ => "–".into(),
@@ -236,6 +295,7 @@ fn report(results: &Results, workloads: &[String], options: &BenchOptions) -> St
     md.push_str(&row("SRL step / single-size step", "train-srl", "train-single"));
     md.push_str(&row("SMAE step / plain MLM step", "train-smae", "train-mlm"));
     md.push_str(&row("forward: 6 layers / 1 layer (early-exit speed-up)", "forward-6", "forward-1"));
+    md.push_str(&row("one short text: 6 layers / 1 layer", "one-short-6", "one-short-1"));
     if let Some(p) = results.values().find_map(|r| r.lines.iter().find(|l| l["side"] == "torch-f32")) {
         let _ = writeln!(md, "\nPython side: {}", p["versions"]);
     }
@@ -261,15 +321,17 @@ pub fn run(backend: Backend, options: BenchOptions) -> Result<()> {
     std::fs::create_dir_all(&output).with_context(|| format!("cannot create {}", output.display()))?;
     let onnx_cache = output.join("onnx");
     let common = |w: &str| {
+        let (warmup, iters) =
+            if one_text(w) { (options.calls.div_ceil(10), options.calls) } else { (options.warmup, options.iters) };
         vec![
             "--workload".to_string(),
             w.to_string(),
             "--model".into(),
             fetch::MINILM_DIR.into(),
             "--warmup".into(),
-            options.warmup.to_string(),
+            warmup.to_string(),
             "--iters".into(),
-            options.iters.to_string(),
+            iters.to_string(),
         ]
     };
     let mut results = Results::new();

@@ -23,13 +23,14 @@ tasks:
   bench            the side-by-side benchmark (docs/benchmarks.md): every workload (training
                    steps: SRL, single size, SMAE, plain MLM, ours and PyTorch in f32; forward at
                    each depth and embedding throughput, ours in f32 and int8, PyTorch f32 and
-                   bf16 autocast, ONNX Runtime f32 and dynamic int8), alternated, in fresh
-                   processes; prints every iteration, medians, spreads, ratios, STS-B Spearman
-                   per path and size, peak RSS; writes report.md and results.jsonl. Installs
+                   bf16 autocast, ONNX Runtime f32 and dynamic int8; one text per call, short,
+                   medium and long, at each depth: p50 and p99 of --calls calls), alternated, in
+                   fresh processes; prints every iteration, medians, spreads, ratios, STS-B
+                   Spearman per path and size, peak RSS; writes report.md and results.jsonl. Installs
                    torch, sentence-transformers and onnxruntime from PyPI into
                    ~/.cache/starbucks-rs/bench-venv the first time (~6 GB).
-                   [--rounds {}] [--iters {}] [--warmup {}] [--threads <cores>]
-                   [--workloads train-srl,forward-1,...] [--paths burn-f32,ort-f32,...]
+                   [--rounds {}] [--iters {}] [--warmup {}] [--calls {}] [--threads <cores>]
+                   [--workloads train-srl,forward-1,one-short-6,...] [--paths burn-f32,ort-f32,...]
                    [--venv DIR] [--output {}]
   bench --serve    the server under load (docs/serving.md): `starbucks serve` beside infinity-emb
                    (PyTorch, installed into ~/.cache/starbucks-rs/infinity-venv the first time,
@@ -71,6 +72,7 @@ tasks:
         b.rounds,
         b.iters,
         b.warmup,
+        b.calls,
         b.output.display(),
         s.rounds,
         s.requests,
@@ -118,6 +120,8 @@ pub struct BenchOptions {
     pub rounds: usize,
     pub iters: usize,
     pub warmup: usize,
+    /// Timed calls of a one-text workload (`one-LENGTH-N`), after a tenth as many untimed.
+    pub calls: usize,
     pub threads: usize,
     pub workloads: Option<Vec<String>>,
     /// Only these paths (default: every path of each workload).
@@ -136,6 +140,7 @@ impl Default for BenchOptions {
             rounds: 2,
             iters: 3,
             warmup: 1,
+            calls: 300,
             threads: cores(),
             workloads: None,
             paths: None,
@@ -165,6 +170,7 @@ impl BenchOptions {
                         .parse()
                         .map_err(|_| anyhow::anyhow!("bench: --warmup takes a whole number, got '{value}'"))?
                 }
+                "--calls" => options.calls = count(&value)?,
                 "--threads" => options.threads = count(&value)?,
                 "--workloads" => options.workloads = Some(known_list(&value, "workload", crate::bench::WORKLOADS)?),
                 "--paths" => options.paths = Some(known_list(&value, "path", crate::bench::INFERENCE_PATHS)?),

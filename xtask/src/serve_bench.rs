@@ -247,16 +247,16 @@ pub fn run(backend: Backend, options: ServeBenchOptions) -> Result<()> {
     // Concurrency 1 against the library alone on the same texts.
     let one = Command::new(&starbucks)
         .current_dir(&root)
-        .args(["bench", "--workload", "embed-one", "--model", fetch::MINILM_DIR, "--warmup", "20", "--iters"])
+        .args(["bench", "--workload", "one-short-6", "--model", fetch::MINILM_DIR, "--warmup", "20", "--iters"])
         .arg(n.to_string())
         .env("RAYON_NUM_THREADS", threads.to_string())
         .output()
-        .context("cannot run starbucks bench --workload embed-one")?;
+        .context("cannot run starbucks bench --workload one-short-6")?;
     if !one.status.success() {
-        bail!("starbucks bench --workload embed-one failed: {}", String::from_utf8_lossy(&one.stderr));
+        bail!("starbucks bench --workload one-short-6 failed: {}", String::from_utf8_lossy(&one.stderr));
     }
     let one: serde_json::Value =
-        serde_json::from_slice(one.stdout.trim_ascii()).context("embed-one printed no JSON")?;
+        serde_json::from_slice(one.stdout.trim_ascii()).context("one-short-6 printed no JSON")?;
     let embed_one_ms = one["median_ms"].as_f64().unwrap_or(f64::NAN);
     println!("Embedder::embed of one text alone: median {embed_one_ms:.2} ms");
     let _ = writeln!(raw, "{}", json!({"scenario": "embed-one", "median_ms": embed_one_ms}));

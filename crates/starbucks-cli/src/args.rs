@@ -137,7 +137,8 @@ impl SimilarityArgs {
 pub struct BenchArgs {
     #[command(flatten)]
     pub device: DeviceArg,
-    /// The workload: train-srl, train-single, train-smae, train-mlm, forward-N (N layers), embed, embed-one.
+    /// The workload: train-srl, train-single, train-smae, train-mlm, forward-N (N layers), embed,
+    /// one-LENGTH-N (one text per call: LENGTH short, medium or long; N layers).
     #[arg(long)]
     pub workload: String,
     /// Model folder or hub id (`org/name[@revision]`).
@@ -147,12 +148,12 @@ pub struct BenchArgs {
     #[arg(long, default_value = "data")]
     pub data: PathBuf,
     /// Untimed iterations first.
-    #[arg(long, default_value_t = Options::default().http_threads)]
+    #[arg(long, default_value_t = 1)]
     pub warmup: usize,
     /// Timed iterations (the median is reported).
     #[arg(long, default_value_t = 3)]
     pub iters: usize,
-    /// The arithmetic of `embed`, `embed-one` and `forward-N`: f32 or int8 (CPU backend only).
+    /// The arithmetic of `embed`, `one-LENGTH-N` and `forward-N`: f32 or int8 (CPU backend only).
     #[arg(long, default_value_t = Precision::F32)]
     pub precision: Precision,
     /// Triplets per step of `train-srl` and `train-single` (the first rows of the triplets file).

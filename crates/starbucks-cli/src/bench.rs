@@ -13,9 +13,11 @@
 //!   mean-pooled (`Embedder::embed` at (N, hidden), tokenising included);
 //! - `embed`: `Embedder::embed` of every STS-B test sentence at the full size (batch 32), and
 //!   afterwards, untimed, the STS-B test Spearman at every size of the MiniLM list;
-//! - `embed-one`: `Embedder::embed` of one STS-B test sentence alone at the full size, the
-//!   i-th iteration the i-th sentence (what one request to `starbucks serve` at concurrency 1
-//!   costs without HTTP and queueing).
+//! - `one-LENGTH-N`: interactive latency, one text per call: `Embedder::embed` of one text
+//!   alone at (N, hidden), tokenising included, the i-th call the i-th text (what one request to
+//!   `starbucks serve` at concurrency 1 costs without HTTP and queueing). LENGTH is `short`
+//!   (STS-B test sentences as they are, 13 tokens on average), `medium` (FineWeb documents cut
+//!   to 64 tokens) or `long` (cut to 128); every call's time is printed, `--iters` calls.
 //!
 //! `--precision` picks the embedder's arithmetic for the inference workloads (training is f32).
 //! A benchmark, not a test: nothing here asserts a time.
@@ -295,11 +297,33 @@ fn embed<B: Backend>(args: &BenchArgs, config: &BertConfig, device: &B::Device) 
     Ok(Measured { times_ms, items: sentences.len(), tokens: None, padded_tokens: None, spearman: Some(spearman) })
 }
 
-fn embed_one<B: Backend>(args: &BenchArgs, device: &B::Device) -> Result<Measured> {
-    let sentences = stsb_sentences(&args.data)?;
-    let embedder = embedder::<B>(args, device)?;
-    let size = embedder.full_size();
-    let mut next = sentences.iter().cycle();
+/// The texts of a `one-LENGTH-N` workload and the tokens each is cut to.
+fn one_texts(data: &Path, length: &str) -> Result<(Vec<String>, usize)> {
+    let fineweb = |cut: usize| -> Result<(Vec<String>, usize)> {
+        let path = data.join("fineweb").join("fineweb-subset-300.json.gz");
+        let source = Source::local(&path.display().to_string())?;
+        let mut texts = Vec::new();
+        for doc in source.stream(Position::default()) {
+            let text = doc?.text;
+            if !text.trim().is_empty() {
+                texts.push(text);
+            }
+        }
+        Ok((texts, cut))
+    };
+    match length {
+        "short" => Ok((stsb_sentences(data)?, 128)),
+        "medium" => fineweb(64),
+        "long" => fineweb(128),
+        _ => bail!("unknown text length '{length}' in one-LENGTH-N: expected short, medium or long"),
+    }
+}
+
+fn one<B: Backend>(args: &BenchArgs, length: &str, layers: usize, device: &B::Device) -> Result<Measured> {
+    let (texts, cut) = one_texts(&args.data, length)?;
+    let embedder = embedder::<B>(args, device)?.with_max_seq_length(cut)?;
+    let size = Size::new(layers, embedder.full_size().dims);
+    let mut next = texts.iter().cycle();
     let times_ms = timed(args.warmup, args.iters, || {
         let text = next.next().expect("a cycle of a non-empty list");
         Ok(embedder.embed(&[text], size).map(|_| ())?)
@@ -318,17 +342,20 @@ pub fn run<B: AutodiffBackend>(mut args: BenchArgs, device: &B::Device) -> Resul
         "train-smae" => pretrain::<B>(&args, &config, true, device)?,
         "train-mlm" => pretrain::<B>(&args, &config, false, device)?,
         "embed" => embed::<B::InnerBackend>(&args, &config, device)?,
-        "embed-one" => embed_one::<B::InnerBackend>(&args, device)?,
-        _ => match w.strip_prefix("forward-").and_then(|n| n.parse::<usize>().ok()) {
-            Some(layers) if (1..=config.num_hidden_layers).contains(&layers) => {
-                forward::<B::InnerBackend>(&args, &config, layers, device)?
+        _ => {
+            let workloads = "train-srl, train-single, train-smae, train-mlm, embed, forward-N or one-LENGTH-N";
+            let layers = |n: &str| n.parse::<usize>().ok().filter(|n| (1..=config.num_hidden_layers).contains(n));
+            if let Some(n) = w.strip_prefix("forward-").and_then(layers) {
+                forward::<B::InnerBackend>(&args, &config, n, device)?
+            } else if let Some((length, n)) = w.strip_prefix("one-").and_then(|rest| rest.rsplit_once('-')) {
+                let Some(n) = layers(n) else {
+                    bail!("workload '{w}': N must be a layer count in 1..={}", config.num_hidden_layers)
+                };
+                one::<B::InnerBackend>(&args, length, n, device)?
+            } else {
+                bail!("unknown workload '{w}': expected {workloads} (N in 1..={})", config.num_hidden_layers)
             }
-            _ => bail!(
-                "unknown workload '{w}': expected train-srl, train-single, train-smae, train-mlm, embed, embed-one or forward-N \
-                 (N in 1..={})",
-                config.num_hidden_layers
-            ),
-        },
+        }
     };
     let mut sorted = measured.times_ms.clone();
     sorted.sort_by(f64::total_cmp);

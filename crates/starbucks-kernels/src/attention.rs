@@ -1,8 +1,11 @@
 //! Multi-head self-attention over sequences of different lengths, without padding: the rows of
 //! every sequence lie one after another, and each sequence attends over its own rows only, so no
 //! padded `[batch, heads, seq, seq]` score tensor is made and no padding key is scored.
-//! Per (sequence, head, query): the scores against every key, softmax, and the weighted sum of
-//! the values, in one pass over a row of scratch.
+//!
+//! One rayon task per (sequence, head), so that a single long text still runs on every core.
+//! A task copies its head's keys transposed (`[head_dim, len]`), so that each query's scores
+//! are a sum of whole rows (vectorised along the keys, no horizontal sums), then per query:
+//! softmax and the weighted sum of the values, in one pass over a row of scratch.
 
 use rayon::prelude::*;
 
@@ -19,61 +22,125 @@ pub fn attention(qkv: &[f32], offsets: &[usize], heads: usize, head_dim: usize, 
     assert_eq!(qkv.len(), rows * 3 * hidden, "qkv is not [{rows}, 3 × {hidden}]");
     assert_eq!(out.len(), rows * hidden, "out is not [{rows}, {hidden}]");
     assert!(offsets.first() == Some(&0) && offsets.windows(2).all(|w| w[0] <= w[1]), "offsets must rise from 0");
-    // Each sequence's rows of `out`, split off in turn, so that sequences run in parallel.
-    let mut parts = Vec::with_capacity(offsets.len().saturating_sub(1));
-    let mut rest = out;
-    for w in offsets.windows(2) {
-        let (part, tail) = rest.split_at_mut((w[1] - w[0]) * hidden);
-        parts.push((w[0], w[1] - w[0], part));
-        rest = tail;
-    }
-    parts.into_par_iter().for_each(|(start, len, out)| {
+    let sequences = offsets.len() - 1;
+    let out = SharedOut(out.as_mut_ptr());
+    (0..sequences * heads).into_par_iter().for_each(|task| {
+        let (s, head) = (task / heads, task % heads);
+        let (start, len) = (offsets[s], offsets[s + 1] - offsets[s]);
         let qkv = &qkv[start * 3 * hidden..(start + len) * 3 * hidden];
-        let mut scores = vec![0f32; len];
-        for head in 0..heads {
-            for i in 0..len {
-                let q = &qkv[i * 3 * hidden + head * head_dim..][..head_dim];
-                let context = &mut out[i * hidden + head * head_dim..][..head_dim];
-                attend_one(q, qkv, hidden, head * head_dim, &mut scores, context);
+        let column = head * head_dim;
+        let mut keys = vec![0f32; head_dim * len];
+        for j in 0..len {
+            for (d, &k) in qkv[j * 3 * hidden + hidden + column..][..head_dim].iter().enumerate() {
+                keys[d * len + j] = k;
             }
+        }
+        let mut scores = vec![0f32; len];
+        for i in 0..len {
+            let q = &qkv[i * 3 * hidden + column..][..head_dim];
+            // SAFETY: row start + i, this head's columns: inside `out`, and written by this
+            // task alone (tasks differ in sequence, so rows, or in head, so columns).
+            let context = unsafe { std::slice::from_raw_parts_mut(out.at((start + i) * hidden + column), head_dim) };
+            attend_one(q, &keys, qkv, hidden, column, &mut scores, context);
         }
     });
 }
 
-simd!(attend_one(q: &[f32], qkv: &[f32], hidden: usize, column: usize, scores: &mut [f32], context: &mut [f32]) {
-    let head_dim = q.len();
-    let key = |j: usize| &qkv[j * 3 * hidden + hidden + column..][..head_dim];
+/// The output pointer, shared by tasks that write disjoint parts of it.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: each task writes its own rows × head columns only (see `attention`).
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The pointer `offset` floats on (a method, so that closures capture the whole wrapper).
+    ///
+    /// # Safety
+    /// `offset` is inside the buffer.
+    unsafe fn at(self, offset: usize) -> *mut f32 {
+        // SAFETY: the caller's contract.
+        unsafe { self.0.add(offset) }
+    }
+}
+
+// One query against its sequence: `keys` is the head's keys transposed (`[head_dim, len]`).
+// Every reduction runs in 16 lanes and every update of the context in registers, so that each
+// loop vectorises instead of waiting on the previous iteration's sum.
+simd!(attend_one(q: &[f32], keys: &[f32], qkv: &[f32], hidden: usize, column: usize, scores: &mut [f32], context: &mut [f32]) {
+    let (head_dim, len) = (q.len(), scores.len());
     let value = |j: usize| &qkv[j * 3 * hidden + 2 * hidden + column..][..head_dim];
-    let mut max = f32::NEG_INFINITY;
-    for (j, score) in scores.iter_mut().enumerate() {
-        *score = dot(q, key(j));
-        max = max.max(*score);
-    }
-    let mut total = 0.0;
-    for score in scores.iter_mut() {
-        *score = exp_f32(*score - max);
-        total += *score;
-    }
-    context.iter_mut().for_each(|c| *c = 0.0);
-    for (j, &p) in scores.iter().enumerate() {
-        for (c, v) in context.iter_mut().zip(value(j)) {
-            *c += p * v;
+    for (c, chunk) in scores.chunks_mut(LANES).enumerate() {
+        let width = chunk.len();
+        let at = |d: usize| &keys[d * len + c * LANES..][..width];
+        if let Ok(chunk) = <&mut [f32; LANES]>::try_from(&mut *chunk) {
+            // 16 keys at a time, their scores summed in one register over the head's dims.
+            let mut sum = [0f32; LANES];
+            for (d, &qd) in q.iter().enumerate() {
+                let k: &[f32; LANES] = at(d).try_into().expect("a chunk of LANES keys");
+                for l in 0..LANES {
+                    sum[l] += qd * k[l];
+                }
+            }
+            *chunk = sum;
+        } else {
+            chunk.iter_mut().for_each(|s| *s = 0.0);
+            for (d, &qd) in q.iter().enumerate() {
+                chunk.iter_mut().zip(at(d)).for_each(|(s, k)| *s += qd * k);
+            }
         }
     }
-    let inverse = 1.0 / total;
-    context.iter_mut().for_each(|c| *c *= inverse);
+    let max = lanes(scores, f32::NEG_INFINITY, |m, s| if s > m { s } else { m });
+    scores.iter_mut().for_each(|s| *s = exp_f32(*s - max));
+    let inverse = 1.0 / lanes(scores, 0.0, |a, b| a + b);
+    for (c, chunk) in context.chunks_mut(LANES).enumerate() {
+        let columns = c * LANES..c * LANES + chunk.len();
+        if let Ok(chunk) = <&mut [f32; LANES]>::try_from(&mut *chunk) {
+            // A whole chunk: four register accumulators, taking the keys in turn.
+            let v = |j: usize| -> &[f32; LANES] { value(j)[columns.clone()].try_into().expect("LANES columns") };
+            let mut sums = [[0f32; LANES]; 4];
+            let quads = len / 4;
+            for j in (0..quads).map(|q| 4 * q) {
+                add_scaled(&mut sums[0], scores[j], v(j));
+                add_scaled(&mut sums[1], scores[j + 1], v(j + 1));
+                add_scaled(&mut sums[2], scores[j + 2], v(j + 2));
+                add_scaled(&mut sums[3], scores[j + 3], v(j + 3));
+            }
+            for (j, &p) in scores.iter().enumerate().skip(4 * quads) {
+                add_scaled(&mut sums[0], p, v(j));
+            }
+            for l in 0..LANES {
+                chunk[l] = (sums[0][l] + sums[1][l] + (sums[2][l] + sums[3][l])) * inverse;
+            }
+        } else {
+            for (l, c) in chunk.iter_mut().enumerate() {
+                *c = scores.iter().enumerate().map(|(j, &p)| p * value(j)[columns.start + l]).sum::<f32>() * inverse;
+            }
+        }
+    }
 });
 
-/// `a · b`, summed in 8 lanes so that the loop vectorises.
+/// `sum += p v`, one register.
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = a8.remainder().iter().zip(b8.remainder()).map(|(x, y)| x * y).sum();
-    for (a, b) in a8.zip(b8) {
-        for l in 0..8 {
-            lanes[l] += a[l] * b[l];
+fn add_scaled(sum: &mut [f32; LANES], p: f32, v: &[f32; LANES]) {
+    for l in 0..LANES {
+        sum[l] += p * v[l];
+    }
+}
+
+/// Lanes of the reductions and of a chunk of keys or of the context: one AVX-512 register.
+const LANES: usize = 16;
+
+/// `values` folded by `op` from `init`, in [`LANES`] independent lanes, then across them.
+#[inline(always)]
+fn lanes(values: &[f32], init: f32, op: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [init; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for l in 0..LANES {
+            acc[l] = op(acc[l], chunk[l]);
         }
     }
-    lanes.iter().sum::<f32>() + tail
+    acc.iter().chain(tail).fold(init, |a, &b| op(a, b))
 }

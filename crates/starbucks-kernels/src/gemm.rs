@@ -1,9 +1,12 @@
-//! `x W + b` on row-major slices, for the CPU encoder: a weight prepared once, in f32 (gemm's
-//! AVX-512 / AVX2 / baseline kernels, picked at run time) or int8 ([`crate::quant`]), then
-//! applied to any number of rows.
+//! `x W + b` on row-major slices: for the CPU encoder a weight prepared once, in f32
+//! (`panels.rs`) or int8 ([`crate::quant`]), then applied to any number of rows; for burn's
+//! linear op ([`crate::linear`]) the gemm crate's product of strided matrices ([`accumulate`]).
 
 use crate::copy::par_rows;
 use crate::quant::PackedInt8;
+use crate::simd::Tier;
+
+mod panels;
 
 /// A dense layer: the weight `[in, out]` in its precision, and the f32 bias.
 #[derive(Clone)]
@@ -74,16 +77,7 @@ impl Linear {
             Weight::Int8(packed) => packed.forward(x, rows, self.bias.as_deref()),
             Weight::F32(weight) => {
                 let mut out = bias_rows(self.bias.as_deref(), rows, n);
-                // SAFETY: `out` is [rows, n], `x` [rows, k] and `weight` [k, n], all row-major
-                // (checked above and in `f32`).
-                unsafe {
-                    accumulate(
-                        [rows, n, k],
-                        out.as_mut_ptr(),
-                        (x.as_ptr(), [k as isize, 1]),
-                        (weight.as_ptr(), [n as isize, 1]),
-                    );
-                }
+                panels::accumulate(Tier::current(), [rows, n, k], &mut out, x, weight);
                 out
             }
         }

@@ -25,7 +25,7 @@ pub mod gemm;
 mod linear;
 pub mod norm;
 pub mod quant;
-mod simd;
+pub mod simd;
 
 pub use activation::{
     erf_f32, exp_f32, gelu, gelu_f32, gelu_grad_f32, gelu_in_place, gelu_tanh_in_place, relu_in_place,

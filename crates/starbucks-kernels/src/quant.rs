@@ -1,48 +1,57 @@
 //! Int8 matrix products: `x W + b` with the weight quantised once per output column
-//! (symmetric, to ±[`WEIGHT_MAX`]) and the activations quantised per row at run time
+//! (symmetric, to ±`weight_max`) and the activations quantised per row at run time
 //! (asymmetric, to 0..=[`ACTIVATION_MAX`] around a zero point, so that a skewed row such as a
 //! GELU output uses the whole range), products summed exactly in i32, then scaled back to f32.
 //!
-//! The kernel multiplies u8 activations by i8 weights with `vpmaddubsw` (32 products per
-//! instruction, summed in pairs into i16) and widens the pairs into i32 with `vpmaddwd` by ones:
-//! two multiply instructions per 32 products, where i16 × i16 (`vpmaddwd` alone) takes two per
-//! 16 and an add besides. `vpmaddubsw` saturates its i16 sums, so the two ranges are chosen so that
-//! a pair of products cannot pass `i16::MAX`: the weights keep 7 bits (ONNX Runtime's
-//! `reduce_range` makes the same choice for the same instruction), the activations all 8, which
-//! measured closer to f32 on STS-B than the other way round (docs/benchmarks.md). The sums are
-//! exact, and CPUs without AVX2 run the same integer sums in scalar code, with the same result to
-//! the bit.
+//! Three kernels, picked by [`Tier`]:
+//! - AVX-512 VNNI: `vpdpbusd` multiplies 64 u8 × i8 pairs and adds each lane's 4 products into
+//!   an i32, without saturating, so the weights keep 8 bits ([`WEIGHT_MAX_8BIT`]);
+//! - AVX2: `vpmaddubsw` (32 products per instruction, summed in pairs into i16) then
+//!   `vpmaddwd` by ones (the pairs into i32). `vpmaddubsw` saturates its i16 sums, so the weights
+//!   keep 7 bits ([`WEIGHT_MAX_7BIT`]) and a pair of products cannot pass `i16::MAX` (ONNX
+//!   Runtime's `reduce_range` makes the same choice for the same instruction); the activations
+//!   keep all 8, which measured closer to f32 on STS-B than the other way round
+//!   (docs/benchmarks.md);
+//! - portable code, summing in i32.
+//!
+//! A weight is quantised for the tier it is packed on; the sums are exact, so every kernel that
+//! can run a packed weight gives the same bits (a weight of 8 bits runs on AVX-512 or portable
+//! code, never on AVX2's saturating pairs).
 
 use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use crate::simd::simd;
+use crate::simd::{Tier, simd};
 
 mod tile;
 
-use tile::{Sums, avx2_tile, scalar_tile};
+use tile::{Sums, scalar_tile};
+#[cfg(target_arch = "x86_64")]
+use tile::{avx2_tile, avx512_tile};
 
-/// The largest quantised activation (the zero point included) and the largest weight
-/// magnitude: `2 × ACTIVATION_MAX × WEIGHT_MAX` must stay within i16 for `vpmaddubsw`.
+/// The largest quantised activation (the zero point included).
 pub const ACTIVATION_MAX: i32 = 255;
-pub const WEIGHT_MAX: i32 = 63;
-const _: () = assert!(2 * ACTIVATION_MAX * WEIGHT_MAX <= i16::MAX as i32);
+/// The largest weight magnitude for AVX2's kernel: `2 × ACTIVATION_MAX × WEIGHT_MAX_7BIT` must
+/// stay within i16 for `vpmaddubsw`.
+pub const WEIGHT_MAX_7BIT: i32 = 63;
+const _: () = assert!(2 * ACTIVATION_MAX * WEIGHT_MAX_7BIT <= i16::MAX as i32);
+/// The largest weight magnitude for the kernels that sum in i32 (AVX-512 VNNI, portable).
+pub const WEIGHT_MAX_8BIT: i32 = 127;
 
-/// Output columns per packed block: one 256-bit register of i32 sums.
-const BLOCK: usize = 8;
-/// Input rows per packed group: `vpmaddubsw` then `vpmaddwd` sum 4 products into each i32.
+/// Output columns per packed block: one 512-bit register (two 256-bit ones) of i32 sums.
+const BLOCK: usize = 16;
+/// Input rows per packed group: each i32 sum takes 4 products at a time.
 const GROUP: usize = 4;
-/// Rows and column blocks of one register tile of the AVX2 kernel: 4 × 2 sums, 2 weights and a
-/// broadcast fit AVX2's 16 registers with room to spare (4 × 3 spills).
-const TILE_ROWS: usize = 4;
-const TILE_BLOCKS: usize = 2;
-/// Rows and columns of one rayon task.
-const TASK_ROWS: usize = 64;
-const TASK_BLOCKS: usize = 4 * TILE_BLOCKS;
+/// The largest register tile, rows × blocks (AVX-512's; AVX2 takes 4 × 1).
+const TILE_ROWS: usize = 6;
+const TILE_BLOCKS: usize = 4;
+/// Rows and blocks of one rayon task: whole tiles of every kernel.
+const TASK_ROWS: usize = 48;
+const TASK_BLOCKS: usize = 4;
 
-/// A weight `[in, out]` quantised per output column, packed for the kernel: for each block of 8
-/// columns, for each group of 4 input rows `4g..4g+4`, the 32 values `w[4g..4g+4][c]` of the
+/// A weight `[in, out]` quantised per output column, packed for the kernels: for each block of
+/// 16 columns, for each group of 4 input rows `4g..4g+4`, the 64 values `w[4g..4g+4][c]` of the
 /// block's columns `c` in turn.
 #[derive(Clone)]
 pub struct PackedInt8 {
@@ -51,6 +60,7 @@ pub struct PackedInt8 {
     /// Input rows in groups of 4: `in_features` rounded up to a multiple of 4.
     groups: usize,
     blocks: usize,
+    weight_max: i32,
     values: Vec<i8>,
     /// Per output column: the weight is `values × scale`.
     scales: Vec<f32>,
@@ -64,26 +74,38 @@ impl std::fmt::Debug for PackedInt8 {
         f.debug_struct("PackedInt8")
             .field("in_features", &self.in_features)
             .field("out_features", &self.out_features)
+            .field("weight_max", &self.weight_max)
             .finish_non_exhaustive()
     }
 }
 
 impl PackedInt8 {
-    /// Quantises `weight` (row-major `[in_features, out_features]`) to ±`WEIGHT_MAX` per output
-    /// column.
+    /// Quantises `weight` (row-major `[in_features, out_features]`) per output column, to 8 bits
+    /// where [`Tier::current`] sums without saturating (AVX-512 VNNI, portable code on a CPU
+    /// without AVX2), else to 7.
     pub fn new(weight: &[f32], in_features: usize, out_features: usize) -> Self {
+        let weight_max = match Tier::current() {
+            Tier::Avx2 => WEIGHT_MAX_7BIT,
+            Tier::Avx512 | Tier::Scalar => WEIGHT_MAX_8BIT,
+        };
+        Self::with_weight_max(weight, in_features, out_features, weight_max)
+    }
+
+    /// As [`Self::new`], to ±`weight_max` (at most [`WEIGHT_MAX_8BIT`]).
+    pub fn with_weight_max(weight: &[f32], in_features: usize, out_features: usize, weight_max: i32) -> Self {
         assert_eq!(weight.len(), in_features * out_features, "weight is not [{in_features}, {out_features}]");
+        assert!((1..=WEIGHT_MAX_8BIT).contains(&weight_max), "weights are quantised to ±1..=127, not ±{weight_max}");
         let scales: Vec<f32> = (0..out_features)
             .map(|c| {
                 let max = (0..in_features).map(|k| weight[k * out_features + c].abs()).fold(0.0f32, f32::max);
-                if max > 0.0 { max / WEIGHT_MAX as f32 } else { 1.0 }
+                if max > 0.0 { max / weight_max as f32 } else { 1.0 }
             })
             .collect();
         let groups = in_features.div_ceil(GROUP);
         let blocks = out_features.div_ceil(BLOCK);
         let mut values = vec![0i8; blocks * groups * GROUP * BLOCK];
         let mut sums = vec![0i32; out_features];
-        let limit = WEIGHT_MAX as f32;
+        let limit = weight_max as f32;
         for k in 0..in_features {
             for c in 0..out_features {
                 let q = (weight[k * out_features + c] / scales[c]).round().clamp(-limit, limit) as i8;
@@ -91,7 +113,12 @@ impl PackedInt8 {
                 sums[c] += q as i32;
             }
         }
-        PackedInt8 { in_features, out_features, groups, blocks, values, scales, sums }
+        PackedInt8 { in_features, out_features, groups, blocks, weight_max, values, scales, sums }
+    }
+
+    /// The largest quantised weight magnitude: 127 or 63.
+    pub fn weight_max(&self) -> i32 {
+        self.weight_max
     }
 
     pub fn in_features(&self) -> usize {
@@ -118,7 +145,7 @@ impl PackedInt8 {
     /// buffer. It is not zeroed first: every value is written once.
     pub fn forward(&self, x: &[f32], rows: usize, bias: Option<&[f32]>) -> Vec<f32> {
         let mut out = Vec::with_capacity(rows * self.out_features);
-        self.matmul_with(Kernel::detect(), x, rows, bias, &mut out.spare_capacity_mut()[..rows * self.out_features]);
+        self.matmul_with(self.kernel(), x, rows, bias, &mut out.spare_capacity_mut()[..rows * self.out_features]);
         // SAFETY: `matmul_with` has written all `rows × out_features` values.
         unsafe { out.set_len(rows * self.out_features) };
         out
@@ -126,12 +153,18 @@ impl PackedInt8 {
 
     /// [`Self::forward`] into `out` `[rows, out_features]`.
     pub fn matmul(&self, x: &[f32], rows: usize, bias: Option<&[f32]>, out: &mut [f32]) {
-        self.matmul_with(Kernel::detect(), x, rows, bias, uninit(out));
+        self.matmul_with(self.kernel(), x, rows, bias, uninit(out));
     }
 
-    /// [`Self::matmul`] by the portable kernel, whatever the CPU has (the tests' reference).
-    pub fn matmul_scalar(&self, x: &[f32], rows: usize, bias: Option<&[f32]>, out: &mut [f32]) {
-        self.matmul_with(Kernel::Scalar, x, rows, bias, uninit(out));
+    /// The widest kernel of [`Tier::current`] that runs this weight exactly.
+    fn kernel(&self) -> Kernel {
+        match Tier::current() {
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx512 => Kernel::Avx512,
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx2 if self.weight_max <= WEIGHT_MAX_7BIT => Kernel::Avx2,
+            _ => Kernel::Scalar,
+        }
     }
 
     /// Writes every value of `out`.
@@ -162,9 +195,12 @@ impl PackedInt8 {
             let rows_here = rt * TASK_ROWS..(rt * TASK_ROWS + TASK_ROWS).min(rows);
             let blocks_here = bt * TASK_BLOCKS..(bt * TASK_BLOCKS + TASK_BLOCKS).min(self.blocks);
             // SAFETY: tasks cover disjoint (row range × column range) rectangles of `out`, which
-            // stays borrowed mutably until every task has finished.
+            // stays borrowed mutably until every task has finished; the kernel is one the CPU has.
             unsafe {
                 match kernel {
+                    #[cfg(target_arch = "x86_64")]
+                    Kernel::Avx512 => self.task_avx512(&quantized, rows_here, blocks_here, bias, out_ptr),
+                    #[cfg(target_arch = "x86_64")]
                     Kernel::Avx2 => self.task_avx2(&quantized, rows_here, blocks_here, bias, out_ptr),
                     Kernel::Scalar => self.task(kernel, &quantized, rows_here, blocks_here, bias, out_ptr),
                 }
@@ -176,7 +212,8 @@ impl PackedInt8 {
     ///
     /// # Safety
     /// As [`Self::task`], and the CPU has AVX2.
-    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2"))]
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
     unsafe fn task_avx2(
         &self,
         x: &QuantizedRows,
@@ -187,6 +224,24 @@ impl PackedInt8 {
     ) {
         // SAFETY: the caller's contract.
         unsafe { self.task(Kernel::Avx2, x, rows, blocks, bias, out) }
+    }
+
+    /// [`Self::task`] compiled for AVX-512 VNNI.
+    ///
+    /// # Safety
+    /// As [`Self::task`], and the CPU has AVX-512 F, BW and VNNI.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn task_avx512(
+        &self,
+        x: &QuantizedRows,
+        rows: std::ops::Range<usize>,
+        blocks: std::ops::Range<usize>,
+        bias: Option<&[f32]>,
+        out: SharedOut,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe { self.task(Kernel::Avx512, x, rows, blocks, bias, out) }
     }
 
     /// The sums of one task's rectangle, scaled and biased into `out`.
@@ -205,18 +260,20 @@ impl PackedInt8 {
         out: SharedOut,
     ) {
         let n = self.out_features;
+        let (tile_rows, tile_blocks) = kernel.tile();
         let mut sums = [[[0i32; BLOCK]; TILE_BLOCKS]; TILE_ROWS];
         // Column blocks outside, rows inside: one slab of weights serves every row of the task.
-        for b0 in blocks.clone().step_by(TILE_BLOCKS) {
-            let tile_blocks = TILE_BLOCKS.min(blocks.end - b0);
-            let columns = b0 * BLOCK..((b0 + tile_blocks) * BLOCK).min(n);
+        for b0 in blocks.clone().step_by(tile_blocks) {
+            let blocks_here = tile_blocks.min(blocks.end - b0);
+            let columns = b0 * BLOCK..((b0 + blocks_here) * BLOCK).min(n);
             let weights = Columns {
                 scales: &self.scales[columns.clone()],
                 sums: &self.sums[columns.clone()],
                 bias: bias.map(|b| &b[columns.clone()]),
             };
-            for r0 in rows.clone().step_by(TILE_ROWS) {
-                let tile_rows = TILE_ROWS.min(rows.end - r0);
+            let whole_blocks = columns.len() == blocks_here * BLOCK;
+            for r0 in rows.clone().step_by(tile_rows) {
+                let rows_here = tile_rows.min(rows.end - r0);
                 let x_rows = &x.values[r0 * self.groups * GROUP..];
                 let w = &self.values[b0 * self.groups * GROUP * BLOCK..];
                 // SAFETY: the tile's rows r0.. and columns `columns` lie inside this task's
@@ -225,25 +282,39 @@ impl PackedInt8 {
                 let scaling = Scaling {
                     out: tile_out,
                     stride: n,
-                    x_scales: &x.scales[r0..r0 + tile_rows],
-                    zero_points: &x.zero_points[r0..r0 + tile_rows],
+                    x_scales: &x.scales[r0..r0 + rows_here],
+                    zero_points: &x.zero_points[r0..r0 + rows_here],
                     weights,
                 };
-                if matches!(kernel, Kernel::Avx2) && columns.len() == tile_blocks * BLOCK {
-                    // SAFETY: `Kernel::detect` found AVX2; the slices hold the tile's rows and blocks, and
-                    // `scaling` covers whole blocks of this task's rectangle.
-                    unsafe { avx2_tile(x_rows, w, self.groups, tile_rows, tile_blocks, Finish::Write(&scaling)) };
-                    continue;
-                }
+                // A vector tile scales whole blocks from its registers; a last, partial block
+                // goes through `sums`.
+                // SAFETY (each arm): the kernel is one the CPU has (`Self::kernel`); the slices
+                // hold the tile's rows and blocks, and `scaling` covers whole blocks of this
+                // task's rectangle.
                 match kernel {
-                    // SAFETY: as above; the sums come back in `sums`.
-                    Kernel::Avx2 => unsafe {
-                        avx2_tile(x_rows, w, self.groups, tile_rows, tile_blocks, Finish::Sums(&mut sums))
+                    #[cfg(target_arch = "x86_64")]
+                    Kernel::Avx512 if whole_blocks => unsafe {
+                        avx512_tile(x_rows, w, self.groups, rows_here, blocks_here, Finish::Write(&scaling))
                     },
-                    Kernel::Scalar => scalar_tile(x_rows, w, self.groups, tile_rows, tile_blocks, &mut sums),
+                    #[cfg(target_arch = "x86_64")]
+                    Kernel::Avx512 => unsafe {
+                        avx512_tile(x_rows, w, self.groups, rows_here, blocks_here, Finish::Sums(&mut sums));
+                        scale_tile(&sums, rows_here, &scaling);
+                    },
+                    #[cfg(target_arch = "x86_64")]
+                    Kernel::Avx2 if whole_blocks => unsafe {
+                        avx2_tile(x_rows, w, self.groups, rows_here, Finish::Write(&scaling))
+                    },
+                    #[cfg(target_arch = "x86_64")]
+                    Kernel::Avx2 => unsafe {
+                        avx2_tile(x_rows, w, self.groups, rows_here, Finish::Sums(&mut sums));
+                        scale_tile(&sums, rows_here, &scaling);
+                    },
+                    Kernel::Scalar => {
+                        scalar_tile(x_rows, w, self.groups, rows_here, blocks_here, &mut sums);
+                        unsafe { scale_tile(&sums, rows_here, &scaling) };
+                    }
                 }
-                // SAFETY: as above.
-                unsafe { scale_tile(&sums, tile_rows, &scaling) };
             }
         }
     }
@@ -320,17 +391,23 @@ fn scale_block(target: &mut [MaybeUninit<f32>], sums: &[i32; BLOCK], x_scale: f3
 
 #[derive(Clone, Copy)]
 enum Kernel {
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    #[cfg(target_arch = "x86_64")]
     Avx2,
     Scalar,
 }
 
 impl Kernel {
-    fn detect() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            return Kernel::Avx2;
+    /// Rows × blocks of one register tile.
+    fn tile(self) -> (usize, usize) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => (TILE_ROWS, TILE_BLOCKS),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => (4, 1),
+            Kernel::Scalar => (TILE_ROWS, TILE_BLOCKS),
         }
-        Kernel::Scalar
     }
 }
 

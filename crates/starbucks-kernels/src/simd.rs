@@ -1,9 +1,98 @@
-//! Loops compiled once per instruction set and picked at run time, so that they vectorise with
-//! the widest registers the CPU has while the crate itself is built for the baseline x86-64.
+//! Instruction-set tiers, picked at run time, so that the kernels use the widest registers the
+//! CPU has while the crate itself is built for the baseline x86-64; and loops compiled once per
+//! tier ([`simd!`]).
+//!
+//! Tests can run any kernel at a lower tier than the CPU's widest ([`with_tier`]), so that every
+//! tier's code is checked on a machine that has the widest.
+
+use std::cell::Cell;
+use std::fmt;
+use std::sync::OnceLock;
+
+/// An instruction-set tier: each includes the ones below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Tier {
+    /// Portable code (the compiler's baseline: SSE2 on x86-64).
+    Scalar,
+    /// AVX2 and FMA: 256-bit registers (Haswell, Zen 1 and later).
+    Avx2,
+    /// AVX-512 F, BW, VL and VNNI: 512-bit registers and `vpdpbusd`, u8 × i8 products summed into
+    /// i32 without saturation (Ice Lake, Sapphire Rapids, Zen 4 and later).
+    Avx512,
+}
+
+impl Tier {
+    pub const ALL: [Tier; 3] = [Tier::Scalar, Tier::Avx2, Tier::Avx512];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::Scalar => "scalar",
+            Tier::Avx2 => "avx2",
+            Tier::Avx512 => "avx512",
+        }
+    }
+
+    /// Whether this CPU can run the tier's code.
+    pub fn supported(self) -> bool {
+        match self {
+            Tier::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx2 => std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"),
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx512 => {
+                Tier::Avx2.supported()
+                    && std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                    && std::arch::is_x86_feature_detected!("avx512vnni")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// The widest tier this CPU runs.
+    pub fn widest() -> Tier {
+        static WIDEST: OnceLock<Tier> = OnceLock::new();
+        *WIDEST.get_or_init(|| Tier::ALL.into_iter().rev().find(|t| t.supported()).unwrap_or(Tier::Scalar))
+    }
+
+    /// The tier the kernels run at on this thread: the one [`with_tier`] set, or the widest.
+    pub fn current() -> Tier {
+        FORCED.with(Cell::get).unwrap_or_else(Tier::widest)
+    }
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+thread_local! {
+    static FORCED: Cell<Option<Tier>> = const { Cell::new(None) };
+}
+
+/// Runs `work` with every kernel at `tier`, on a pool of one thread (the tier is the thread's,
+/// and the kernels split their work over the pool they run on), then restores the default. For
+/// tests and measurements; the result is the same as on the default pool, which splits no
+/// kernel so as to change its arithmetic.
+///
+/// Panics if the CPU cannot run `tier`.
+pub fn with_tier<R: Send>(tier: Tier, work: impl FnOnce() -> R + Send) -> R {
+    assert!(tier.supported(), "this CPU cannot run the {tier} tier");
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("a thread for a one-thread pool");
+    pool.install(|| {
+        FORCED.with(|f| f.set(Some(tier)));
+        let out = work();
+        FORCED.with(|f| f.set(None));
+        out
+    })
+}
 
 /// `simd!(name(arg: Type, …) [-> Return] { body })` defines `pub(crate) fn name`, whose body is
-/// compiled for AVX-512F, for AVX2 + FMA and for the baseline; each call runs the widest one the
-/// CPU has.
+/// compiled for AVX-512F, for AVX2 + FMA and for the baseline; each call runs the variant of
+/// [`Tier::current`].
 macro_rules! simd {
     ($name:ident ( $($arg:ident : $ty:ty),* ) $(-> $ret:ty)? $body:block) => {
         pub(crate) fn $name($($arg: $ty),*) $(-> $ret)? {
@@ -15,13 +104,12 @@ macro_rules! simd {
                 fn avx512($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
                 #[target_feature(enable = "avx2,fma")]
                 fn avx2($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has AVX-512F (checked on the line above).
-                    return unsafe { avx512($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                    // SAFETY: the CPU has AVX2 and FMA (checked on the line above).
-                    return unsafe { avx2($($arg),*) };
+                match $crate::simd::Tier::current() {
+                    // SAFETY: the tier is one the CPU has (`Tier::current`).
+                    $crate::simd::Tier::Avx512 => return unsafe { avx512($($arg),*) },
+                    // SAFETY: as above.
+                    $crate::simd::Tier::Avx2 => return unsafe { avx2($($arg),*) },
+                    $crate::simd::Tier::Scalar => {}
                 }
             }
             body($($arg),*)

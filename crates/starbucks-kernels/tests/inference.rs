@@ -3,7 +3,13 @@
 use starbucks_kernels::attention::attention;
 use starbucks_kernels::gemm::Linear;
 use starbucks_kernels::norm::LayerNorm;
-use starbucks_kernels::quant::{ACTIVATION_MAX, PackedInt8, WEIGHT_MAX};
+use starbucks_kernels::quant::{ACTIVATION_MAX, PackedInt8, WEIGHT_MAX_7BIT, WEIGHT_MAX_8BIT};
+use starbucks_kernels::simd::{Tier, with_tier};
+
+/// Every tier this CPU runs, the widest first (each kernel's default).
+fn tiers() -> Vec<Tier> {
+    Tier::ALL.into_iter().rev().filter(|t| t.supported()).collect()
+}
 
 /// `n` values in [-scale, scale) from a fixed-seed generator.
 fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
@@ -28,77 +34,118 @@ fn reference(x: &[f32], w: &[f32], b: Option<&[f32]>, rows: usize, k: usize, n: 
     out
 }
 
-/// Odd shapes: rows that are not a multiple of the 4-row tile nor of a 64-row task, an odd
-/// input width (a half-filled last pair), outputs that fill no whole 8-column block.
-const SHAPES: [(usize, usize, usize); 6] =
-    [(1, 1, 1), (3, 37, 19), (13, 64, 8), (70, 129, 100), (5, 384, 1152), (130, 17, 200)];
+/// Odd shapes: rows that are not a multiple of any tile (3, 4 or 6 rows) nor of a 64-row task,
+/// an odd input width (a half-filled last group), outputs that fill no whole block or panel.
+const SHAPES: [(usize, usize, usize); 7] =
+    [(1, 1, 1), (3, 37, 19), (13, 64, 8), (70, 129, 100), (5, 384, 1152), (130, 17, 200), (11, 40, 67)];
 
 #[test]
-fn f32_linear_matches_the_f64_product() {
+fn f32_linear_matches_the_f64_product_at_every_tier() {
     for (i, &(rows, k, n)) in SHAPES.iter().enumerate() {
         let (x, w, b) = (values(rows * k, i as u64, 2.0), values(k * n, 100 + i as u64, 0.5), values(n, 7, 1.0));
         for bias in [Some(b.clone()), None] {
-            let got = Linear::f32(w.clone(), k, n, bias.clone()).forward(&x, rows);
-            let want = reference(&x, &w, bias.as_deref(), rows, k, n);
-            for (g, w) in got.iter().zip(&want) {
-                assert!(
-                    (*g as f64 - w).abs() < 1e-5 * (k as f64).sqrt() * 2.0,
-                    "[{rows}, {k}] × [{k}, {n}]: {g} vs {w}"
-                );
+            let linear = Linear::f32(w.clone(), k, n, bias.clone());
+            let mut fused = None;
+            for tier in tiers() {
+                let got = with_tier(tier, || linear.forward(&x, rows));
+                // The vector tiers add the same fused products in the same order.
+                if tier >= Tier::Avx2 {
+                    let first = fused.get_or_insert_with(|| got.clone());
+                    assert_eq!(&got, first, "{tier}, [{rows}, {k}] × [{k}, {n}]: the vector tiers differ");
+                }
+                let want = reference(&x, &w, bias.as_deref(), rows, k, n);
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(
+                        (*g as f64 - w).abs() < 1e-5 * (k as f64).sqrt() * 2.0,
+                        "{tier}, [{rows}, {k}] × [{k}, {n}]: {g} vs {w}"
+                    );
+                }
             }
         }
     }
 }
 
+/// `packed` run at every tier this CPU has, which must all give the same bits; the result.
+fn int8_at_every_tier(packed: &PackedInt8, x: &[f32], rows: usize, bias: Option<&[f32]>) -> Vec<f32> {
+    let (k, n) = (packed.in_features(), packed.out_features());
+    let mut first: Option<Vec<f32>> = None;
+    for tier in tiers() {
+        let mut out = vec![f32::NAN; rows * n];
+        with_tier(tier, || packed.matmul(x, rows, bias, &mut out));
+        match &first {
+            None => first = Some(out),
+            Some(want) => assert_eq!(&out, want, "{tier}, [{rows}, {k}] × [{k}, {n}]: the tiers differ"),
+        }
+    }
+    first.expect("the scalar tier runs everywhere")
+}
+
 #[test]
-fn int8_kernels_agree_to_the_bit_and_stay_within_the_quantisation_bound() {
+fn int8_tiers_agree_to_the_bit_and_stay_within_the_quantisation_bound() {
     for (i, &(rows, k, n)) in SHAPES.iter().enumerate() {
         let (x, w, b) = (values(rows * k, 20 + i as u64, 3.0), values(k * n, 200 + i as u64, 0.2), values(n, 9, 1.0));
-        let packed = PackedInt8::new(&w, k, n);
-        let (mut fast, mut scalar) = (vec![0.0; rows * n], vec![0.0; rows * n]);
-        packed.matmul(&x, rows, Some(&b), &mut fast);
-        packed.matmul_scalar(&x, rows, Some(&b), &mut scalar);
-        assert_eq!(fast, scalar, "[{rows}, {k}] × [{k}, {n}]: the AVX2 and scalar kernels differ");
-        // Each product's error is at most |x| Δw + |w| Δx + Δx Δw, Δ half a quantisation step
-        // (x: an ACTIVATION_MAXth of its row's range with 0, w: a WEIGHT_MAXth of its column's
-        // largest value), plus f32 rounding of the scaled sum.
-        let want = reference(&x, &w, Some(&b), rows, k, n);
-        for r in 0..rows {
-            let x_row = &x[r * k..(r + 1) * k];
-            let (lo, hi) = x_row.iter().fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-            let dx = (hi - lo) as f64 / ACTIVATION_MAX as f64 / 2.0;
-            for c in 0..n {
-                let w_col: Vec<f64> = (0..k).map(|i| w[i * n + c] as f64).collect();
-                let dw = w_col.iter().fold(0f64, |m, v| m.max(v.abs())) / WEIGHT_MAX as f64 / 2.0;
-                let bound: f64 =
-                    x_row.iter().zip(&w_col).map(|(&x, w)| (x as f64).abs() * dw + w.abs() * dx + dx * dw).sum();
-                let err = (fast[r * n + c] as f64 - want[r * n + c]).abs();
-                assert!(err <= bound * 1.001 + 1e-5, "[{rows}, {k}] × [{k}, {n}] at ({r}, {c}): error {err} > {bound}");
+        // Weights of 7 bits run on every kernel; weights of 8 bits on those that sum in i32
+        // (AVX2 hands them to the portable kernel).
+        for weight_max in [WEIGHT_MAX_7BIT, WEIGHT_MAX_8BIT] {
+            let packed = PackedInt8::with_weight_max(&w, k, n, weight_max);
+            let fast = int8_at_every_tier(&packed, &x, rows, Some(&b));
+            // Each product's error is at most |x| Δw + |w| Δx + Δx Δw, Δ half a quantisation
+            // step (x: an ACTIVATION_MAXth of its row's range with 0, w: a weight_maxth of its
+            // column's largest value), plus f32 rounding of the scaled sum.
+            let want = reference(&x, &w, Some(&b), rows, k, n);
+            for r in 0..rows {
+                let x_row = &x[r * k..(r + 1) * k];
+                let (lo, hi) = x_row.iter().fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+                let dx = (hi - lo) as f64 / ACTIVATION_MAX as f64 / 2.0;
+                for c in 0..n {
+                    let w_col: Vec<f64> = (0..k).map(|i| w[i * n + c] as f64).collect();
+                    let dw = w_col.iter().fold(0f64, |m, v| m.max(v.abs())) / weight_max as f64 / 2.0;
+                    let bound: f64 =
+                        x_row.iter().zip(&w_col).map(|(&x, w)| (x as f64).abs() * dw + w.abs() * dx + dx * dw).sum();
+                    let err = (fast[r * n + c] as f64 - want[r * n + c]).abs();
+                    assert!(
+                        err <= bound * 1.001 + 1e-5,
+                        "±{weight_max}, [{rows}, {k}] × [{k}, {n}] at ({r}, {c}): error {err} > {bound}"
+                    );
+                }
             }
         }
-        // Through `Linear` the same numbers come out.
-        assert_eq!(Linear::int8(&w, k, n, Some(b)).forward(&x, rows), fast);
+        // Through `Linear` the same numbers come out, packed for the widest tier.
+        let packed = PackedInt8::new(&w, k, n);
+        let mut direct = vec![0.0; rows * n];
+        packed.matmul(&x, rows, Some(&b), &mut direct);
+        assert_eq!(Linear::int8(&w, k, n, Some(b)).forward(&x, rows), direct);
+    }
+}
+
+#[test]
+fn int8_weights_have_8_bits_where_the_widest_kernel_sums_in_i32() {
+    let w = values(64, 1, 1.0);
+    let want = if Tier::widest() == Tier::Avx2 { WEIGHT_MAX_7BIT } else { WEIGHT_MAX_8BIT };
+    assert_eq!(PackedInt8::new(&w, 8, 8).weight_max(), want);
+    for tier in tiers() {
+        let packed = with_tier(tier, || PackedInt8::new(&w, 8, 8));
+        assert_eq!(packed.weight_max(), if tier == Tier::Avx2 { WEIGHT_MAX_7BIT } else { WEIGHT_MAX_8BIT }, "{tier}");
     }
 }
 
 #[test]
 fn int8_products_at_the_ends_of_both_ranges_do_not_saturate() {
     // Every activation at its row's minimum or maximum (quantised to 0 or ACTIVATION_MAX) and
-    // every weight at its column's largest magnitude (±WEIGHT_MAX): the largest pair sums
-    // `vpmaddubsw` can see. The scalar kernel sums in i32, so any saturation shows as a difference.
-    let (rows, k, n) = (9, 64, 24);
+    // every weight at its column's largest magnitude (±weight_max): the largest sums the
+    // kernels can see. The portable kernel sums in i32, so any saturation shows as a difference.
+    let (rows, k, n) = (9, 64, 40);
     let sign = |v: f32| if v < 0.0 { -1.0 } else { 1.0 };
     let x: Vec<f32> = values(rows * k, 31, 1.0).into_iter().map(sign).collect();
     let w: Vec<f32> = values(k * n, 32, 1.0).into_iter().map(|v| sign(v) * 0.5).collect();
-    let packed = PackedInt8::new(&w, k, n);
-    let (mut fast, mut scalar) = (vec![0.0; rows * n], vec![0.0; rows * n]);
-    packed.matmul(&x, rows, None, &mut fast);
-    packed.matmul_scalar(&x, rows, None, &mut scalar);
-    assert_eq!(fast, scalar);
-    // The products themselves: x · w with x ≈ ±1 (a 255th of the range off) and w = ±0.5 exactly.
-    let want = reference(&x, &w, None, rows, k, n);
-    for (g, w) in fast.iter().zip(&want) {
-        assert!((*g as f64 - w).abs() <= k as f64 * 0.5 * (2.0 / ACTIVATION_MAX as f64), "{g} vs {w}");
+    for weight_max in [WEIGHT_MAX_7BIT, WEIGHT_MAX_8BIT] {
+        let fast = int8_at_every_tier(&PackedInt8::with_weight_max(&w, k, n, weight_max), &x, rows, None);
+        // The products themselves: x · w with x ≈ ±1 (a 255th of the range off) and w = ±0.5
+        // exactly.
+        let want = reference(&x, &w, None, rows, k, n);
+        for (g, w) in fast.iter().zip(&want) {
+            assert!((*g as f64 - w).abs() <= k as f64 * 0.5 * (2.0 / ACTIVATION_MAX as f64), "{g} vs {w}");
+        }
     }
 }
 
@@ -106,9 +153,10 @@ fn int8_products_at_the_ends_of_both_ranges_do_not_saturate() {
 fn int8_dequantized_weight_is_within_half_a_step() {
     let (k, n) = (37, 19);
     let w = values(k * n, 5, 0.3);
-    let back = PackedInt8::new(&w, k, n).dequantized();
+    let packed = PackedInt8::new(&w, k, n);
+    let back = packed.dequantized();
     for c in 0..n {
-        let step = (0..k).map(|i| w[i * n + c].abs()).fold(0f32, f32::max) / WEIGHT_MAX as f32;
+        let step = (0..k).map(|i| w[i * n + c].abs()).fold(0f32, f32::max) / packed.weight_max() as f32;
         for i in 0..k {
             assert!((back[i * n + c] - w[i * n + c]).abs() <= step / 2.0 * 1.0001, "({i}, {c})");
         }

@@ -134,6 +134,10 @@ impl CpuEncoder {
     /// embeddings), from one pass through the deepest: `result[i]` is `[batch, hidden]`,
     /// row-major, for `layers[i]`.
     pub fn pooled(&self, batch: &Batch, layers: &[usize], pooling: Pooling) -> Vec<Vec<f32>> {
+        on_pool(|| self.pooled_here(batch, layers, pooling))
+    }
+
+    fn pooled_here(&self, batch: &Batch, layers: &[usize], pooling: Pooling) -> Vec<Vec<f32>> {
         let mut rows = self.start(batch);
         let deepest = layers.iter().copied().max().unwrap_or(0);
         let mut out = vec![Vec::new(); layers.len()];
@@ -153,7 +157,7 @@ impl CpuEncoder {
     /// Panics if the model has fewer layers; check sizes with [`crate::Size::check`].
     pub fn layer(&self, rows: &mut Rows, layer: usize) {
         assert!((1..=self.layers.len()).contains(&layer), "no layer {layer} in a {}-layer model", self.layers.len());
-        self.layers[layer - 1].forward(&mut rows.x, &rows.offsets, self.heads);
+        on_pool(|| self.layers[layer - 1].forward(&mut rows.x, &rows.offsets, self.heads));
     }
 
     /// The embedding output (layer 0) of every real token (`mask` 1) of `batch`, the texts one
@@ -179,6 +183,15 @@ impl CpuEncoder {
         self.embeddings_norm.forward(&mut x, None);
         Rows { x, offsets, hidden }
     }
+}
+
+/// Runs `work` on a thread of rayon's pool. Each kernel splits its work over the pool; called
+/// from outside it, each of a layer's dozen kernels would hand its work to the pool and put the
+/// caller to sleep until it is done, a wake-up per kernel that costs more than a short text's
+/// whole product. Inside the pool, the kernels' splits run on the caller's worker and the idle
+/// ones: one hand-over per call instead.
+fn on_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| work())
 }
 
 /// The hidden states of some texts: their real tokens' rows one after another (`[tokens,

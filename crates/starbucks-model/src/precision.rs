@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 
 /// How [`crate::Embedder`] multiplies. `F32` runs on every backend; `Int8` runs on the CPU
 /// (flex) backend only: the weights of every dense layer quantised once per output column (to
-/// ±63, 7 bits, so that AVX2's u8 × i8 products cannot saturate), the activations per row at run
-/// time (to 0..=255 around a zero point), the products summed exactly in i32 (AVX2 where the CPU
-/// has it, scalar code elsewhere). Attention, LayerNorm, GELU and pooling stay f32.
+/// 8 bits where the CPU has AVX-512 VNNI, else to 7, so that AVX2's u8 × i8 pairs cannot
+/// saturate), the activations per row at run time (to 0..=255 around a zero point), the products
+/// summed exactly in i32 (`starbucks_kernels::quant`). Attention, LayerNorm, GELU and pooling
+/// stay f32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {

@@ -1,10 +1,8 @@
-//! The register tiles of the int8 product: the i32 sums of up to 4 rows × 2 blocks of 8
-//! columns over the whole input, in portable code and with AVX2; the AVX2 tile can also scale
-//! its sums into the output from its registers. The packing, the activation quantisation and
-//! the task split are the parent's (`quant.rs`).
+//! The register tiles of the int8 product: the i32 sums of a few rows × blocks of 16 columns
+//! over the whole input, in portable code, with AVX2 and with AVX-512 VNNI; the vector tiles
+//! can also scale their sums into the output from their registers. The packing, the activation
+//! quantisation and the task split are the parent's (`quant.rs`).
 
-#[cfg(not(target_arch = "x86_64"))]
-use super::scale_tile;
 use super::{BLOCK, Finish, GROUP, TILE_BLOCKS, TILE_ROWS};
 
 pub(super) type Sums = [[[i32; BLOCK]; TILE_BLOCKS]; TILE_ROWS];
@@ -29,71 +27,55 @@ pub(super) fn scalar_tile(x: &[u8], w: &[i8], groups: usize, rows: usize, blocks
     }
 }
 
-/// [`scalar_tile`] with AVX2: per group of 4 inputs, one broadcast of each row's 4 bytes, and per
-/// (row, block) one `vpmaddubsw` (u8 × i8, pairs summed into i16, exact by the ranges' choice)
-/// and one `vpmaddwd` by ones (pairs of those into i32), added to sums held in registers; then
-/// the sums go back, or straight from the registers into the output as f32 (the same
-/// operations as [`scale_block`], so the same bits).
+/// Checks a vector tile's slices against its shape before the unchecked loads.
+fn check(x: &[u8], w: &[i8], groups: usize, rows: usize, blocks: usize, finish: &Finish) {
+    assert!(x.len() >= rows * groups * GROUP && w.len() >= blocks * groups * GROUP * BLOCK);
+    if let Finish::Write(scaling) = finish {
+        assert!(scaling.weights.scales.len() == blocks * BLOCK && scaling.x_scales.len() == rows);
+    }
+}
+
+/// [`scalar_tile`] with AVX2, one block (two registers of 8 columns) and up to 4 rows: per
+/// group of 4 inputs, one broadcast of each row's 4 bytes, and per (row, register) one
+/// `vpmaddubsw` (u8 × i8, pairs summed into i16, exact by the ranges' choice: weights of 7
+/// bits) and one `vpmaddwd` by ones (pairs of those into i32), added to sums held in registers;
+/// then the sums go back, or straight from the registers into the output as f32 (the same
+/// operations as [`super::scale_block`], so the same bits).
 ///
 /// # Safety
-/// The CPU has AVX2; `x` holds `rows` rows and `w` holds `blocks` blocks (as `scalar_tile`); a
-/// `Finish::Write` covers `blocks` whole blocks of `rows` rows that no other thread writes.
+/// The CPU has AVX2; `x` holds `rows` rows and `w` one block (as `scalar_tile`); the weights
+/// are within ±63; a `Finish::Write` covers one whole block of `rows` rows that no other thread
+/// writes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
-pub(super) unsafe fn avx2_tile(x: &[u8], w: &[i8], groups: usize, rows: usize, blocks: usize, finish: Finish) {
-    assert!(x.len() >= rows * groups * GROUP && w.len() >= blocks * groups * GROUP * BLOCK);
-    if let Finish::Write(scaling) = &finish {
-        assert!(scaling.weights.scales.len() == blocks * BLOCK && scaling.x_scales.len() == rows);
-    }
-    macro_rules! tile {
-        ($rows:literal, $blocks:literal) => {
-            // SAFETY: the caller has checked AVX2; the reads stay inside `x` and `w`, and the
-            // scaling inside its slices (asserted above).
-            unsafe { avx2_tile_n::<$rows, $blocks>(x.as_ptr(), w.as_ptr(), groups, finish) }
-        };
-    }
-    match (rows, blocks) {
-        (4, 2) => tile!(4, 2),
-        (4, 1) => tile!(4, 1),
-        (3, 2) => tile!(3, 2),
-        (3, 1) => tile!(3, 1),
-        (2, 2) => tile!(2, 2),
-        (2, 1) => tile!(2, 1),
-        (1, 2) => tile!(1, 2),
-        (1, 1) => tile!(1, 1),
-        _ => unreachable!("tiles are at most {TILE_ROWS} rows and {TILE_BLOCKS} blocks"),
-    }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-pub(super) unsafe fn avx2_tile(x: &[u8], w: &[i8], groups: usize, rows: usize, blocks: usize, finish: Finish) {
-    let mut sums = [[[0i32; BLOCK]; TILE_BLOCKS]; TILE_ROWS];
-    match finish {
-        Finish::Sums(sums) => scalar_tile(x, w, groups, rows, blocks, sums),
-        Finish::Write(scaling) => {
-            scalar_tile(x, w, groups, rows, blocks, &mut sums);
-            // SAFETY: the caller's contract.
-            unsafe { scale_tile(&sums, rows, scaling) }
-        }
+pub(super) unsafe fn avx2_tile(x: &[u8], w: &[i8], groups: usize, rows: usize, finish: Finish) {
+    check(x, w, groups, rows, 1, &finish);
+    let (x, w) = (x.as_ptr(), w.as_ptr());
+    // SAFETY (each arm): the caller has checked AVX2; the reads stay inside `x` and `w`, and
+    // the scaling inside its slices (checked above).
+    match rows {
+        4 => unsafe { avx2_tile_n::<4>(x, w, groups, finish) },
+        3 => unsafe { avx2_tile_n::<3>(x, w, groups, finish) },
+        2 => unsafe { avx2_tile_n::<2>(x, w, groups, finish) },
+        1 => unsafe { avx2_tile_n::<1>(x, w, groups, finish) },
+        _ => unreachable!("AVX2 tiles are 1 to 4 rows"),
     }
 }
 
 /// # Safety
-/// AVX2; `x` points at `R` rows of `4 groups` bytes, `w` at `NB` blocks of `4 groups BLOCK`
-/// bytes; a `Finish::Write` holds `R` rows and `NB` whole blocks.
+/// AVX2; `x` points at `R` rows of `4 groups` bytes, `w` at one block of `4 groups BLOCK`
+/// bytes; a `Finish::Write` holds `R` rows and one whole block.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn avx2_tile_n<const R: usize, const NB: usize>(x: *const u8, w: *const i8, groups: usize, finish: Finish) {
+unsafe fn avx2_tile_n<const R: usize>(x: *const u8, w: *const i8, groups: usize, finish: Finish) {
     use std::arch::x86_64::*;
     let ones = _mm256_set1_epi16(1);
-    let mut acc = [[_mm256_setzero_si256(); NB]; R];
+    let mut acc = [[_mm256_setzero_si256(); 2]; R];
     for g in 0..groups {
-        let mut weights = [_mm256_setzero_si256(); NB];
-        for (b, weight) in weights.iter_mut().enumerate() {
-            // SAFETY: block b's group g is inside `w` (the caller's contract).
-            *weight = unsafe { _mm256_loadu_si256(w.add((b * groups + g) * GROUP * BLOCK) as *const __m256i) };
-        }
+        // SAFETY: group g of the block (64 bytes) is inside `w` (the caller's contract).
+        let weights: [__m256i; 2] =
+            std::array::from_fn(|h| unsafe { _mm256_loadu_si256(w.add(g * GROUP * BLOCK + 32 * h) as *const __m256i) });
         for (r, row_acc) in acc.iter_mut().enumerate() {
             // SAFETY: row r's group g (four bytes read as one i32) is inside `x`.
             let group = unsafe { (x.add((r * groups + g) * GROUP) as *const i32).read_unaligned() };
@@ -107,9 +89,9 @@ unsafe fn avx2_tile_n<const R: usize, const NB: usize>(x: *const u8, w: *const i
     match finish {
         Finish::Sums(sums) => {
             for (row_acc, row_sums) in acc.iter().zip(sums.iter_mut()) {
-                for (sum, block_sums) in row_acc.iter().zip(row_sums.iter_mut()) {
-                    // SAFETY: `block_sums` is 8 i32s, one register.
-                    unsafe { _mm256_storeu_si256(block_sums.as_mut_ptr() as *mut __m256i, *sum) };
+                for (h, sum) in row_acc.iter().enumerate() {
+                    // SAFETY: 8 i32s of the block's 16, one register.
+                    unsafe { _mm256_storeu_si256(row_sums[0][8 * h..].as_mut_ptr() as *mut __m256i, *sum) };
                 }
             }
         }
@@ -118,9 +100,9 @@ unsafe fn avx2_tile_n<const R: usize, const NB: usize>(x: *const u8, w: *const i
             for (r, row_acc) in acc.iter().enumerate() {
                 let zero_point = _mm256_set1_epi32(s.zero_points[r]);
                 let x_scale = _mm256_set1_ps(s.x_scales[r]);
-                for (b, &sum) in row_acc.iter().enumerate() {
-                    let c = b * BLOCK;
-                    // SAFETY: columns c..c + 8 are inside the weights' slices (asserted by
+                for (h, &sum) in row_acc.iter().enumerate() {
+                    let c = 8 * h;
+                    // SAFETY: columns c..c + 8 are inside the weights' slices (checked by
                     // `avx2_tile`) and inside row r of the output (the caller's contract).
                     unsafe {
                         let w_sums = _mm256_loadu_si256(w.sums.as_ptr().add(c) as *const __m256i);
@@ -130,6 +112,93 @@ unsafe fn avx2_tile_n<const R: usize, const NB: usize>(x: *const u8, w: *const i
                         // Multiply, then add, as `scale_block` does: no fused multiply-add.
                         let scaled = _mm256_mul_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(x_scale, w_scales));
                         _mm256_storeu_ps(s.out.add(r * s.stride + c), _mm256_add_ps(scaled, bias));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`scalar_tile`] with AVX-512 VNNI, up to 6 rows × 4 blocks: per group of 4 inputs, one
+/// broadcast of each row's 4 bytes and per (row, block) one `vpdpbusd`, which multiplies 64 u8 ×
+/// i8 pairs and adds each lane's 4 products into its i32 sum, without saturating (so the
+/// weights may keep 8 bits). 24 sums, 4 weights and a broadcast fit the 32 registers. The sums
+/// go back, or are scaled into the output as [`avx2_tile`] does.
+///
+/// # Safety
+/// The CPU has AVX-512 F, BW and VNNI; `x` holds `rows` rows and `w` `blocks` blocks (as
+/// `scalar_tile`); a `Finish::Write` covers `blocks` whole blocks of `rows` rows that no other
+/// thread writes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[inline]
+pub(super) unsafe fn avx512_tile(x: &[u8], w: &[i8], groups: usize, rows: usize, blocks: usize, finish: Finish) {
+    check(x, w, groups, rows, blocks, &finish);
+    let (x, w) = (x.as_ptr(), w.as_ptr());
+    macro_rules! tile {
+        ($($rows:literal),*) => {
+            match (rows, blocks) {
+                // SAFETY (each arm): the caller has checked the CPU; the reads stay inside `x`
+                // and `w`, and the scaling inside its slices (checked above).
+                $(
+                    ($rows, 4) => unsafe { avx512_tile_n::<$rows, 4>(x, w, groups, finish) },
+                    ($rows, 3) => unsafe { avx512_tile_n::<$rows, 3>(x, w, groups, finish) },
+                    ($rows, 2) => unsafe { avx512_tile_n::<$rows, 2>(x, w, groups, finish) },
+                    ($rows, 1) => unsafe { avx512_tile_n::<$rows, 1>(x, w, groups, finish) },
+                )*
+                _ => unreachable!("AVX-512 tiles are 1 to {TILE_ROWS} rows and 1 to {TILE_BLOCKS} blocks"),
+            }
+        };
+    }
+    tile!(6, 5, 4, 3, 2, 1)
+}
+
+/// # Safety
+/// As [`avx512_tile`], `R` rows and `NB` blocks.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn avx512_tile_n<const R: usize, const NB: usize>(x: *const u8, w: *const i8, groups: usize, finish: Finish) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_si512(); NB]; R];
+    for g in 0..groups {
+        // SAFETY: group g of block b (64 bytes) is inside `w` (the caller's contract).
+        let weights: [__m512i; NB] = std::array::from_fn(|b| unsafe {
+            _mm512_loadu_si512(w.add((b * groups + g) * GROUP * BLOCK) as *const __m512i)
+        });
+        for (r, row_acc) in acc.iter_mut().enumerate() {
+            // SAFETY: row r's group g (four bytes read as one i32) is inside `x`.
+            let group = unsafe { (x.add((r * groups + g) * GROUP) as *const i32).read_unaligned() };
+            let group = _mm512_set1_epi32(group);
+            for (sum, &weight) in row_acc.iter_mut().zip(&weights) {
+                *sum = _mm512_dpbusd_epi32(*sum, group, weight);
+            }
+        }
+    }
+    match finish {
+        Finish::Sums(sums) => {
+            for (row_acc, row_sums) in acc.iter().zip(sums.iter_mut()) {
+                for (sum, block_sums) in row_acc.iter().zip(row_sums.iter_mut()) {
+                    // SAFETY: `block_sums` is 16 i32s, one register.
+                    unsafe { _mm512_storeu_si512(block_sums.as_mut_ptr() as *mut __m512i, *sum) };
+                }
+            }
+        }
+        Finish::Write(s) => {
+            let w = &s.weights;
+            for (r, row_acc) in acc.iter().enumerate() {
+                let zero_point = _mm512_set1_epi32(s.zero_points[r]);
+                let x_scale = _mm512_set1_ps(s.x_scales[r]);
+                for (b, &sum) in row_acc.iter().enumerate() {
+                    let c = b * BLOCK;
+                    // SAFETY: columns c..c + 16 are inside the weights' slices (checked by
+                    // `avx512_tile`) and inside row r of the output (the caller's contract).
+                    unsafe {
+                        let w_sums = _mm512_loadu_si512(w.sums.as_ptr().add(c) as *const __m512i);
+                        let w_scales = _mm512_loadu_ps(w.scales.as_ptr().add(c));
+                        let bias = w.bias.map_or(_mm512_setzero_ps(), |b| _mm512_loadu_ps(b.as_ptr().add(c)));
+                        let sum = _mm512_sub_epi32(sum, _mm512_mullo_epi32(zero_point, w_sums));
+                        let scaled = _mm512_mul_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(x_scale, w_scales));
+                        _mm512_storeu_ps(s.out.add(r * s.stride + c), _mm512_add_ps(scaled, bias));
                     }
                 }
             }
