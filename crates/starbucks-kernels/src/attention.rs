@@ -2,7 +2,8 @@
 //! every sequence lie one after another, and each sequence attends over its own rows only, so no
 //! padded `[batch, heads, seq, seq]` score tensor is made and no padding key is scored.
 //!
-//! One rayon task per (sequence, head), so that a single long text still runs on every core.
+//! One rayon task per sequence, or per (sequence, head) when there are too few sequences to
+//! keep every core busy, so that a single long text still runs on every core.
 //! A task copies its head's keys transposed (`[head_dim, len]`), so that each query's scores
 //! are a sum of whole rows (vectorised along the keys, no horizontal sums), then per query:
 //! softmax and the weighted sum of the values, in one pass over a row of scratch.
@@ -23,25 +24,30 @@ pub fn attention(qkv: &[f32], offsets: &[usize], heads: usize, head_dim: usize, 
     assert_eq!(out.len(), rows * hidden, "out is not [{rows}, {hidden}]");
     assert!(offsets.first() == Some(&0) && offsets.windows(2).all(|w| w[0] <= w[1]), "offsets must rise from 0");
     let sequences = offsets.len() - 1;
+    // Enough sequences keep every core busy one task each; fewer are split by head too.
+    let heads_per_task = if sequences >= 4 * rayon::current_num_threads() { heads } else { 1 };
+    let groups = heads / heads_per_task;
     let out = SharedOut(out.as_mut_ptr());
-    (0..sequences * heads).into_par_iter().for_each(|task| {
-        let (s, head) = (task / heads, task % heads);
+    (0..sequences * groups).into_par_iter().for_each(|task| {
+        let (s, group) = (task / groups, task % groups);
         let (start, len) = (offsets[s], offsets[s + 1] - offsets[s]);
         let qkv = &qkv[start * 3 * hidden..(start + len) * 3 * hidden];
-        let column = head * head_dim;
-        let mut keys = vec![0f32; head_dim * len];
-        for j in 0..len {
-            for (d, &k) in qkv[j * 3 * hidden + hidden + column..][..head_dim].iter().enumerate() {
-                keys[d * len + j] = k;
+        let (mut keys, mut scores) = (vec![0f32; head_dim * len], vec![0f32; len]);
+        for head in group * heads_per_task..(group + 1) * heads_per_task {
+            let column = head * head_dim;
+            for j in 0..len {
+                for (d, &k) in qkv[j * 3 * hidden + hidden + column..][..head_dim].iter().enumerate() {
+                    keys[d * len + j] = k;
+                }
             }
-        }
-        let mut scores = vec![0f32; len];
-        for i in 0..len {
-            let q = &qkv[i * 3 * hidden + column..][..head_dim];
-            // SAFETY: row start + i, this head's columns: inside `out`, and written by this
-            // task alone (tasks differ in sequence, so rows, or in head, so columns).
-            let context = unsafe { std::slice::from_raw_parts_mut(out.at((start + i) * hidden + column), head_dim) };
-            attend_one(q, &keys, qkv, hidden, column, &mut scores, context);
+            for i in 0..len {
+                let q = &qkv[i * 3 * hidden + column..][..head_dim];
+                // SAFETY: row start + i, this head's columns: inside `out`, and written by this
+                // task alone (tasks differ in sequence, so rows, or in head, so columns).
+                let context =
+                    unsafe { std::slice::from_raw_parts_mut(out.at((start + i) * hidden + column), head_dim) };
+                attend_one(q, &keys, qkv, hidden, column, &mut scores, context);
+            }
         }
     });
 }

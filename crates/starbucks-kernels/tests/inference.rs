@@ -201,8 +201,9 @@ fn attention_reference(qkv: &[f32], offsets: &[usize], heads: usize, head_dim: u
 
 #[test]
 fn attention_matches_the_per_sequence_reference_on_odd_lengths() {
-    for (heads, head_dim) in [(12, 32), (3, 7), (1, 1)] {
-        let lengths = [1, 7, 33, 2, 0, 90];
+    // Head widths of whole 16-lane chunks and not; lengths of whole chunks of keys and not.
+    for (heads, head_dim) in [(12, 32), (3, 7), (1, 1), (2, 24)] {
+        let lengths = [1, 7, 33, 2, 0, 90, 16, 128];
         let mut offsets = vec![0];
         for len in lengths {
             offsets.push(offsets.last().unwrap() + len);
@@ -210,11 +211,13 @@ fn attention_matches_the_per_sequence_reference_on_odd_lengths() {
         let rows = *offsets.last().unwrap();
         let hidden = heads * head_dim;
         let qkv = values(rows * 3 * hidden, heads as u64, 2.0);
-        let mut out = vec![f32::NAN; rows * hidden];
-        attention(&qkv, &offsets, heads, head_dim, &mut out);
         let want = attention_reference(&qkv, &offsets, heads, head_dim);
-        for (g, w) in out.iter().zip(&want) {
-            assert!((*g as f64 - w).abs() < 1e-5, "heads {heads} × {head_dim}: {g} vs {w}");
+        for tier in tiers() {
+            let mut out = vec![f32::NAN; rows * hidden];
+            with_tier(tier, || attention(&qkv, &offsets, heads, head_dim, &mut out));
+            for (g, w) in out.iter().zip(&want) {
+                assert!((*g as f64 - w).abs() < 1e-5, "{tier}, heads {heads} × {head_dim}: {g} vs {w}");
+            }
         }
     }
 }
@@ -223,18 +226,28 @@ fn attention_matches_the_per_sequence_reference_on_odd_lengths() {
 fn layer_norm_of_the_residual_sum_matches_the_reference() {
     for width in [1, 7, 384] {
         let rows = 67;
-        let (mut x, residual) = (values(rows * width, 1, 3.0), values(rows * width, 2, 1.0));
+        let (start, residual) = (values(rows * width, 1, 3.0), values(rows * width, 2, 1.0));
         let norm = LayerNorm { gamma: values(width, 3, 1.0), beta: values(width, 4, 1.0), eps: 1e-12 };
-        let sums: Vec<f64> = x.iter().zip(&residual).map(|(a, b)| *a as f64 + *b as f64).collect();
-        norm.forward(&mut x, Some(&residual));
-        for (r, row) in sums.chunks(width).enumerate() {
-            let mean = row.iter().sum::<f64>() / width as f64;
-            let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / width as f64;
-            for (c, v) in row.iter().enumerate() {
-                let want = (v - mean) / (var + 1e-12).sqrt() * norm.gamma[c] as f64 + norm.beta[c] as f64;
-                let got = x[r * width + c] as f64;
-                assert!((got - want).abs() < 1e-4 * want.abs().max(1.0), "width {width} ({r}, {c}): {got} vs {want}");
-            }
+        let sums: Vec<f64> = start.iter().zip(&residual).map(|(a, b)| *a as f64 + *b as f64).collect();
+        for tier in tiers() {
+            let mut x = start.clone();
+            with_tier(tier, || norm.forward(&mut x, Some(&residual)));
+            check_layer_norm(&norm, &sums, &x, width, tier);
+        }
+    }
+}
+
+fn check_layer_norm(norm: &LayerNorm, sums: &[f64], x: &[f32], width: usize, tier: Tier) {
+    for (r, row) in sums.chunks(width).enumerate() {
+        let mean = row.iter().sum::<f64>() / width as f64;
+        let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / width as f64;
+        for (c, v) in row.iter().enumerate() {
+            let want = (v - mean) / (var + 1e-12).sqrt() * norm.gamma[c] as f64 + norm.beta[c] as f64;
+            let got = x[r * width + c] as f64;
+            assert!(
+                (got - want).abs() < 1e-4 * want.abs().max(1.0),
+                "{tier}, width {width} ({r}, {c}): {got} vs {want}"
+            );
         }
     }
 }
@@ -242,17 +255,24 @@ fn layer_norm_of_the_residual_sum_matches_the_reference() {
 #[test]
 fn activations_in_place_match_their_formulas() {
     let xs: Vec<f32> = (-800..=800).map(|i| i as f32 / 40.0).collect();
-    let mut tanh = xs.clone();
-    starbucks_kernels::gelu_tanh_in_place(&mut tanh);
-    let mut erf = xs.clone();
-    starbucks_kernels::gelu_in_place(&mut erf);
-    let mut relu = xs.clone();
-    starbucks_kernels::relu_in_place(&mut relu);
-    for (i, &x) in xs.iter().enumerate() {
-        let x64 = x as f64;
-        let want = 0.5 * x64 * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x64 + 0.044715 * x64.powi(3))).tanh());
-        assert!((tanh[i] as f64 - want).abs() < 1e-5 * want.abs().max(1.0), "gelu_new({x}) = {} vs {want}", tanh[i]);
-        assert_eq!(erf[i], starbucks_kernels::gelu_f32(x));
-        assert_eq!(relu[i], x.max(0.0));
+    for tier in tiers() {
+        let (mut tanh, mut erf, mut relu) = (xs.clone(), xs.clone(), xs.clone());
+        with_tier(tier, || {
+            starbucks_kernels::gelu_tanh_in_place(&mut tanh);
+            starbucks_kernels::gelu_in_place(&mut erf);
+            starbucks_kernels::relu_in_place(&mut relu);
+        });
+        for (i, &x) in xs.iter().enumerate() {
+            let x64 = x as f64;
+            let want =
+                0.5 * x64 * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x64 + 0.044715 * x64.powi(3))).tanh());
+            assert!(
+                (tanh[i] as f64 - want).abs() < 1e-5 * want.abs().max(1.0),
+                "gelu_new({x}) = {} vs {want}",
+                tanh[i]
+            );
+            assert_eq!(erf[i], starbucks_kernels::gelu_f32(x));
+            assert_eq!(relu[i], x.max(0.0));
+        }
     }
 }
