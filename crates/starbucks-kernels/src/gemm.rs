@@ -75,11 +75,7 @@ impl Linear {
         assert_eq!(x.len(), rows * k, "x is not [{rows}, {k}]");
         match &self.weight {
             Weight::Int8(packed) => packed.forward(x, rows, self.bias.as_deref()),
-            Weight::F32(weight) => {
-                let mut out = bias_rows(self.bias.as_deref(), rows, n);
-                panels::accumulate(Tier::current(), [rows, n, k], &mut out, x, weight);
-                out
-            }
+            Weight::F32(weight) => panels::forward(Tier::current(), [rows, n, k], x, weight, self.bias.as_deref()),
         }
     }
 }

@@ -23,26 +23,35 @@ const AVX2_TILE_ROWS: usize = 3;
 /// 16 or 32).
 const PREFETCH: usize = 8;
 
-/// `out[m, n] += x[m, k] · w[k, n]`, all row-major and dense, with the kernel of `tier`. The
-/// AVX-512 and AVX2 kernels give the same bits (fused multiply-adds in input order); the scalar
-/// one rounds each product before adding it.
-pub(crate) fn accumulate(tier: Tier, [m, n, k]: [usize; 3], out: &mut [f32], x: &[f32], w: &[f32]) {
-    assert!(out.len() == m * n && x.len() == m * k && w.len() == k * n, "not [{m}, {k}] × [{k}, {n}]");
-    if m * n * k == 0 {
-        return;
+/// `bias + x[m, k] · w[k, n]` (bias: `n` values or none) as a new row-major `[m, n]` buffer, with
+/// the kernel of `tier`. The sums start from the bias in registers, so the output is written
+/// once and never read. The AVX-512 and AVX2 kernels give the same bits (fused multiply-adds in
+/// input order); the scalar one rounds each product before adding it.
+pub(crate) fn forward(tier: Tier, [m, n, k]: [usize; 3], x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    assert!(x.len() == m * k && w.len() == k * n, "not [{m}, {k}] × [{k}, {n}]");
+    assert!(bias.is_none_or(|b| b.len() == n), "{n} outputs but {} biases", bias.map_or(0, <[f32]>::len));
+    let mut out = Vec::<f32>::with_capacity(m * n);
+    if m * n > 0 {
+        write(tier, [m, n, k], SharedOut(out.as_mut_ptr()), x, w, bias);
     }
+    // SAFETY: `write` has written every one of the m × n values.
+    unsafe { out.set_len(m * n) };
+    out
+}
+
+/// [`forward`] into `out`, `m × n` floats of writable memory.
+fn write(tier: Tier, [m, n, k]: [usize; 3], out: SharedOut, x: &[f32], w: &[f32], bias: Option<&[f32]>) {
     // One panel: four registers of columns.
     let panel = match tier {
         Tier::Avx512 => 64,
         Tier::Avx2 => 32,
         Tier::Scalar => 64,
     };
-    let out_ptr = SharedOut(out.as_mut_ptr());
     (0..n.div_ceil(panel)).into_par_iter().for_each(|p| {
         let columns = p * panel..(p * panel + panel).min(n);
         for r0 in (0..m).step_by(TILE_ROWS) {
             let rows = TILE_ROWS.min(m - r0);
-            let tile = Tile { k, n, x: &x[r0 * k..(r0 + rows) * k], w, out: out_ptr, r0, columns: columns.clone() };
+            let tile = Tile { k, n, x: &x[r0 * k..(r0 + rows) * k], w, bias, out, r0, columns: columns.clone() };
             // SAFETY: each task writes its own columns of `out`, which outlives the tasks.
             unsafe {
                 match tier {
@@ -64,17 +73,18 @@ pub(crate) fn accumulate(tier: Tier, [m, n, k]: [usize; 3], out: &mut [f32], x: 
 /// The output pointer, shared by tasks that write disjoint columns of it.
 #[derive(Clone, Copy)]
 struct SharedOut(*mut f32);
-// SAFETY: each task writes its own columns only (see `accumulate`).
+// SAFETY: each task writes its own columns only (see `write`).
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
 /// Rows `r0..` of the output, at `columns`: `x` holds the tile's rows (`k` apart), `w` the whole
-/// weight (`n` apart).
+/// weight (`n` apart), `bias` all `n` biases.
 struct Tile<'a> {
     k: usize,
     n: usize,
     x: &'a [f32],
     w: &'a [f32],
+    bias: Option<&'a [f32]>,
     out: SharedOut,
     r0: usize,
     columns: std::ops::Range<usize>,
@@ -82,17 +92,18 @@ struct Tile<'a> {
 
 impl Tile<'_> {
     /// # Safety
-    /// No other thread writes these rows × columns of the output meanwhile.
+    /// These rows × columns are inside the output, and no other thread touches them meanwhile.
     unsafe fn scalar(&self, rows: usize) {
         for r in 0..rows {
             let x = &self.x[r * self.k..(r + 1) * self.k];
-            // SAFETY: row r0 + r at these columns is inside `out` (`accumulate`'s assertion).
-            let out = unsafe {
-                std::slice::from_raw_parts_mut(
-                    self.out.0.add((self.r0 + r) * self.n + self.columns.start),
-                    self.columns.len(),
-                )
-            };
+            let out = self.out.0.wrapping_add((self.r0 + r) * self.n + self.columns.start);
+            for c in 0..self.columns.len() {
+                let b = self.bias.map_or(0.0, |b| b[self.columns.start + c]);
+                // SAFETY: row r0 + r at these columns is inside `out` (the caller's contract).
+                unsafe { out.add(c).write(b) };
+            }
+            // SAFETY: as above, now written.
+            let out = unsafe { std::slice::from_raw_parts_mut(out, self.columns.len()) };
             for (i, &xv) in x.iter().enumerate() {
                 let w = &self.w[i * self.n + self.columns.start..][..self.columns.len()];
                 out.iter_mut().zip(w).for_each(|(o, w)| *o += xv * w);
@@ -131,13 +142,12 @@ impl Tile<'_> {
             let have = self.columns.len().saturating_sub(16 * j).min(16);
             ((1u32 << have) - 1) as __mmask16
         });
-        let mut acc = [[_mm512_setzero_ps(); 4]; R];
-        for (r, row) in acc.iter_mut().enumerate() {
-            for (j, sum) in row.iter_mut().enumerate() {
-                // SAFETY: the masked columns of row r0 + r are inside `out`.
-                *sum = unsafe { _mm512_maskz_loadu_ps(masks[j], self.out.0.add((self.r0 + r) * n + start + 16 * j)) };
-            }
-        }
+        // SAFETY: the masked columns are inside the biases.
+        let bias: [__m512; 4] = std::array::from_fn(|j| match self.bias {
+            Some(b) => unsafe { _mm512_maskz_loadu_ps(masks[j], b.as_ptr().add(start + 16 * j)) },
+            None => _mm512_setzero_ps(),
+        });
+        let mut acc = [bias; R];
         let (x, w) = (self.x.as_ptr(), self.w.as_ptr());
         for i in 0..k {
             // SAFETY: weight row i at the masked columns is inside `w`, x's rows are inside `x`.
@@ -205,13 +215,12 @@ impl Tile<'_> {
                 -((have > 7) as i32),
             )
         });
-        let mut acc = [[_mm256_setzero_ps(); 4]; R];
-        for (r, row) in acc.iter_mut().enumerate() {
-            for (j, sum) in row.iter_mut().enumerate() {
-                // SAFETY: the masked columns of row r0 + r are inside `out`.
-                *sum = unsafe { _mm256_maskload_ps(self.out.0.add((self.r0 + r) * n + start + 8 * j), masks[j]) };
-            }
-        }
+        // SAFETY: the masked columns are inside the biases.
+        let bias: [__m256; 4] = std::array::from_fn(|j| match self.bias {
+            Some(b) => unsafe { _mm256_maskload_ps(b.as_ptr().add(start + 8 * j), masks[j]) },
+            None => _mm256_setzero_ps(),
+        });
+        let mut acc = [bias; R];
         let (x, w) = (self.x.as_ptr(), self.w.as_ptr());
         for i in 0..k {
             // SAFETY: weight row i at the masked columns is inside `w`, x's rows are inside `x`.
