@@ -35,7 +35,7 @@ impl std::fmt::Debug for Linear {
 
 #[derive(Clone)]
 enum Weight {
-    F32(Vec<f32>),
+    F32(panels::Panels),
     Int8(PackedInt8),
 }
 
@@ -46,7 +46,12 @@ impl Linear {
     /// A layer of `weight` (row-major `[in_features, out_features]`) and `bias`, in f32.
     pub fn f32(weight: Vec<f32>, in_features: usize, out_features: usize, bias: Option<Vec<f32>>) -> Self {
         assert_eq!(weight.len(), in_features * out_features, "weight is not [{in_features}, {out_features}]");
-        Self::with(Weight::F32(weight), in_features, out_features, bias)
+        Self::with(
+            Weight::F32(panels::Panels::pack(&weight, in_features, out_features)),
+            in_features,
+            out_features,
+            bias,
+        )
     }
 
     /// The same layer with its weight quantised to int8 per output column.
@@ -71,11 +76,11 @@ impl Linear {
 
     /// `x W + b` for `rows` rows of `x`, as a new `[rows, out_features]` buffer.
     pub fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
-        let (k, n) = (self.in_features, self.out_features);
+        let k = self.in_features;
         assert_eq!(x.len(), rows * k, "x is not [{rows}, {k}]");
         match &self.weight {
             Weight::Int8(packed) => packed.forward(x, rows, self.bias.as_deref()),
-            Weight::F32(weight) => panels::forward(Tier::current(), [rows, n, k], x, weight, self.bias.as_deref()),
+            Weight::F32(panels) => panels.forward(Tier::current(), x, rows, self.bias.as_deref()),
         }
     }
 }

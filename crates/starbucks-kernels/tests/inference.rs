@@ -34,10 +34,11 @@ fn reference(x: &[f32], w: &[f32], b: Option<&[f32]>, rows: usize, k: usize, n: 
     out
 }
 
-/// Odd shapes: rows that are not a multiple of any tile (3, 4 or 6 rows) nor of a 64-row task,
-/// an odd input width (a half-filled last group), outputs that fill no whole block or panel.
-const SHAPES: [(usize, usize, usize); 7] =
-    [(1, 1, 1), (3, 37, 19), (13, 64, 8), (70, 129, 100), (5, 384, 1152), (130, 17, 200), (11, 40, 67)];
+/// Odd shapes: rows that are not a multiple of any tile (3, 4 or 6 rows) nor of a 64- or
+/// 192-row task, an odd input width (a half-filled last group, a partial last block of 64
+/// inputs), outputs that fill no whole block, strip or panel.
+const SHAPES: [(usize, usize, usize); 8] =
+    [(1, 1, 1), (3, 37, 19), (13, 64, 8), (70, 129, 100), (5, 384, 1152), (130, 17, 200), (11, 40, 67), (197, 70, 72)];
 
 #[test]
 fn f32_linear_matches_the_f64_product_at_every_tier() {

@@ -1,124 +1,215 @@
-//! `out += x W` in f32 for the CPU encoder, reading the row-major weight where it lies.
+//! `x W + b` in f32 for the CPU encoder, on a weight packed once into column panels.
 //!
 //! The gemm crate (which burn-flex and our training `linear` use) is built for large products:
 //! it splits a product over threads only from millions of multiply-adds, so that a 12-token
-//! text ran on one core of two. Here the product is cut into column panels, one rayon task each,
-//! so that every core streams its own share of the weight however few the rows; inside a panel
-//! a register tile of up to [`TILE_ROWS`] rows × the panel's columns sums over the whole input,
-//! one weight row of the panel and one broadcast `x` value per row at a time. Each output is the
-//! bias plus its products added in input order, whatever the rows, tiles or threads: a text
-//! gets the same bits alone or in any batch. On MiniLM's shapes it beat gemm up to 128 rows and
-//! was level beyond (docs/benchmarks.md).
+//! text ran on one core of two. Here the weight is cut into panels of [`PANEL`] columns, each
+//! stored contiguously as strips of [`STRIP`] columns (a strip's row `i` is 64 bytes, its row
+//! `i + 1` right after), so that a panel streams in order from memory with no page or stride to
+//! follow, and a block of a strip fills L1 without aliasing its sets. One rayon task
+//! takes a panel and a block of up to [`ROW_BLOCK`] rows: every core streams its own share of
+//! the weight however few the rows, and a large batch splits over rows too. Inside a task the
+//! input is walked in blocks of [`K_BLOCK`] weight rows, small enough to stay in L1 while every
+//! register tile of rows reads them; the inputs are first copied, once, tile by tile into one
+//! stream each, as the gemm crate packs its left-hand side.
+//!
+//! Each output is the bias plus its products added in input order, whatever the rows, tiles,
+//! blocks or threads (a sum is kept in the output between input blocks, exactly): a text gets
+//! the same bits alone or in any batch, and the AVX-512 and AVX2 kernels (fused multiply-adds)
+//! give the same bits as each other; the scalar one rounds each product before adding it.
 
 use rayon::prelude::*;
 
 use crate::simd::Tier;
 
-/// Rows of one register tile: 6 rows × 4 vectors of sums, 4 weight vectors and a broadcast fit
-/// AVX-512's 32 registers; AVX2 (16 registers) takes 3 × 4.
+/// Columns of one panel: four AVX-512 registers, or four AVX2 strips of two registers.
+const PANEL: usize = 64;
+/// Rows of one register tile. AVX-512: 6 rows × 4 vectors of sums, 4 weight vectors and a
+/// broadcast fit its 32 registers. AVX2: 6 rows × 2 vectors, 2 weight vectors and a broadcast
+/// fit its 16 (the classic 6 × 16 tile).
 const TILE_ROWS: usize = 6;
-const AVX2_TILE_ROWS: usize = 3;
-/// Weight rows ahead that the AVX-512 tile asks the cache for: the panel's rows lie `n` floats
-/// apart, a stride the hardware prefetcher follows late (on Zen 4, 8 measured faster than none,
-/// 16 or 32).
-const PREFETCH: usize = 8;
+/// Columns of a strip: one AVX-512 register, two AVX2 ones.
+const STRIP: usize = 16;
+/// Weight rows per input block: 64 rows of a panel are 16 KiB, half a typical L1; 256 rows of
+/// an AVX2 strip are as many.
+const K_BLOCK: usize = 64;
+const AVX2_K_BLOCK: usize = 256;
+/// Rows per task (a multiple of [`TILE_ROWS`]): the block's inputs and sums stay in L2.
+const ROW_BLOCK: usize = 192;
 
-/// `bias + x[m, k] · w[k, n]` (bias: `n` values or none) as a new row-major `[m, n]` buffer, with
-/// the kernel of `tier`. The sums start from the bias in registers, so the output is written
-/// once and never read. The AVX-512 and AVX2 kernels give the same bits (fused multiply-adds in
-/// input order); the scalar one rounds each product before adding it.
-pub(crate) fn forward(tier: Tier, [m, n, k]: [usize; 3], x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
-    assert!(x.len() == m * k && w.len() == k * n, "not [{m}, {k}] × [{k}, {n}]");
-    assert!(bias.is_none_or(|b| b.len() == n), "{n} outputs but {} biases", bias.map_or(0, <[f32]>::len));
-    let mut out = Vec::<f32>::with_capacity(m * n);
-    if m * n > 0 {
-        write(tier, [m, n, k], SharedOut(out.as_mut_ptr()), x, w, bias);
-    }
-    // SAFETY: `write` has written every one of the m × n values.
-    unsafe { out.set_len(m * n) };
-    out
+/// A row-major `[k, n]` weight packed into panels of [`PANEL`] columns, zero-padded on the
+/// right of the last one.
+#[derive(Clone)]
+pub(crate) struct Panels {
+    k: usize,
+    n: usize,
+    packed: Vec<f32>,
 }
 
-/// [`forward`] into `out`, `m × n` floats of writable memory.
-fn write(tier: Tier, [m, n, k]: [usize; 3], out: SharedOut, x: &[f32], w: &[f32], bias: Option<&[f32]>) {
-    // One panel: four registers of columns.
-    let panel = match tier {
-        Tier::Avx512 => 64,
-        Tier::Avx2 => 32,
-        Tier::Scalar => 64,
-    };
-    (0..n.div_ceil(panel)).into_par_iter().for_each(|p| {
-        let columns = p * panel..(p * panel + panel).min(n);
-        for r0 in (0..m).step_by(TILE_ROWS) {
-            let rows = TILE_ROWS.min(m - r0);
-            let tile = Tile { k, n, x: &x[r0 * k..(r0 + rows) * k], w, bias, out, r0, columns: columns.clone() };
-            // SAFETY: each task writes its own columns of `out`, which outlives the tasks.
-            unsafe {
-                match tier {
-                    #[cfg(target_arch = "x86_64")]
-                    Tier::Avx512 => tile.avx512(rows),
-                    #[cfg(target_arch = "x86_64")]
-                    Tier::Avx2 => {
-                        for r in (0..rows).step_by(AVX2_TILE_ROWS) {
-                            tile.avx2(r, AVX2_TILE_ROWS.min(rows - r));
-                        }
+impl Panels {
+    pub(crate) fn pack(w: &[f32], k: usize, n: usize) -> Self {
+        assert_eq!(w.len(), k * n, "weight is not [{k}, {n}]");
+        let panels = n.div_ceil(PANEL);
+        let mut packed = vec![0.0; panels * k * PANEL];
+        for i in 0..k {
+            for (c, &v) in w[i * n..(i + 1) * n].iter().enumerate() {
+                packed[(c / PANEL) * k * PANEL + at(k, i, c % PANEL)] = v;
+            }
+        }
+        Panels { k, n, packed }
+    }
+
+    /// `bias + x[m, k] · W` (bias: `n` values or none) as a new row-major `[m, n]` buffer, with
+    /// the kernel of `tier`. The first input block's sums start from the bias in registers, so
+    /// the output is never zeroed or read before it is written.
+    pub(crate) fn forward(&self, tier: Tier, x: &[f32], m: usize, bias: Option<&[f32]>) -> Vec<f32> {
+        let (k, n) = (self.k, self.n);
+        assert_eq!(x.len(), m * k, "x is not [{m}, {k}]");
+        assert!(bias.is_none_or(|b| b.len() == n), "{n} outputs but {} biases", bias.map_or(0, <[f32]>::len));
+        let mut out = Vec::<f32>::with_capacity(m * n);
+        let out_ptr = SharedOut(out.as_mut_ptr());
+        let inputs = pack_inputs(x, m, k);
+        let tasks = n.div_ceil(PANEL) * m.div_ceil(ROW_BLOCK);
+        (0..tasks).into_par_iter().for_each(|t| {
+            let (p, b) = (t % n.div_ceil(PANEL), t / n.div_ceil(PANEL));
+            let columns = p * PANEL..(p * PANEL + PANEL).min(n);
+            let rows = b * ROW_BLOCK..(b * ROW_BLOCK + ROW_BLOCK).min(m);
+            let panel = &self.packed[p * k * PANEL..(p + 1) * k * PANEL];
+            let bias = bias.map(|b| &b[columns.clone()]);
+            // AVX2 walks a panel in strips, each over all the rows before the next: only a
+            // strip's share of the block need stay in L1, so its blocks are longer.
+            let (strip_width, k_block) = match tier {
+                Tier::Avx2 => (STRIP, AVX2_K_BLOCK),
+                _ => (PANEL, K_BLOCK),
+            };
+            for k0 in (0..k.max(1)).step_by(k_block) {
+                let block = k0..(k0 + k_block).min(k);
+                for strip in (0..columns.len()).step_by(strip_width) {
+                    for r0 in rows.clone().step_by(TILE_ROWS) {
+                        let tile = Tile {
+                            k,
+                            n,
+                            x: &inputs[(r0 * k + block.start * TILE_ROWS)..][..block.len() * TILE_ROWS],
+                            panel,
+                            bias,
+                            out: out_ptr,
+                            r0,
+                            rows: TILE_ROWS.min(rows.end - r0),
+                            columns: columns.clone(),
+                            inputs: block.clone(),
+                        };
+                        // SAFETY: this task alone writes these rows × columns of `out`, whose
+                        // capacity is m × n.
+                        unsafe { tile.run(tier, strip) };
                     }
-                    _ => tile.scalar(rows),
                 }
+            }
+        });
+        // SAFETY: the tasks have written every one of the m × n values (every panel of every
+        // row block, the first input block from the bias even where k is 0).
+        unsafe { out.set_len(m * n) };
+        out
+    }
+}
+
+/// `x` (`[m, k]`, row-major) as consecutive tiles of [`TILE_ROWS`] rows, each `[k][TILE_ROWS]`
+/// (the rows past `m` zero): a tile's broadcasts then read one stream in order, at fixed
+/// offsets, instead of a row each. Copied once per product, in parallel over tiles, and read by
+/// every panel.
+fn pack_inputs(x: &[f32], m: usize, k: usize) -> Vec<f32> {
+    let mut packed = vec![0.0; m.div_ceil(TILE_ROWS) * TILE_ROWS * k];
+    if k == 0 {
+        return packed;
+    }
+    packed.par_chunks_mut(TILE_ROWS * k).enumerate().for_each(|(t, tile)| {
+        for r in 0..TILE_ROWS.min(m - t * TILE_ROWS) {
+            let row = &x[(t * TILE_ROWS + r) * k..][..k];
+            for (i, &v) in row.iter().enumerate() {
+                tile[i * TILE_ROWS + r] = v;
             }
         }
     });
+    packed
 }
 
-/// The output pointer, shared by tasks that write disjoint columns of it.
+/// Where a panel holds its row `i`, column `c` (`c` < [`PANEL`]): in strip `c / STRIP`.
+fn at(k: usize, i: usize, c: usize) -> usize {
+    (c / STRIP) * k * STRIP + i * STRIP + c % STRIP
+}
+
+/// The output pointer, shared by tasks that write disjoint rows × columns of it.
 #[derive(Clone, Copy)]
 struct SharedOut(*mut f32);
-// SAFETY: each task writes its own columns only (see `write`).
+// SAFETY: each task writes its own rows × columns only (see `Panels::forward`).
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
-/// Rows `r0..` of the output, at `columns`: `x` holds the tile's rows (`k` apart), `w` the whole
-/// weight (`n` apart), `bias` all `n` biases.
+/// Output rows `r0..r0 + rows` at `columns` (one panel's), summed over weight rows `inputs`:
+/// `x` holds the rows' inputs as `[inputs][TILE_ROWS]` (see [`pack_inputs`]), `panel` is the
+/// packed panel, `bias` its columns' biases. The sums start from the bias at the first input
+/// block and from the output after it.
 struct Tile<'a> {
     k: usize,
     n: usize,
     x: &'a [f32],
-    w: &'a [f32],
+    panel: &'a [f32],
     bias: Option<&'a [f32]>,
     out: SharedOut,
     r0: usize,
+    rows: usize,
     columns: std::ops::Range<usize>,
+    inputs: std::ops::Range<usize>,
 }
 
 impl Tile<'_> {
     /// # Safety
-    /// These rows × columns are inside the output, and no other thread touches them meanwhile.
-    unsafe fn scalar(&self, rows: usize) {
-        for r in 0..rows {
-            let x = &self.x[r * self.k..(r + 1) * self.k];
-            let out = self.out.0.wrapping_add((self.r0 + r) * self.n + self.columns.start);
-            for c in 0..self.columns.len() {
-                let b = self.bias.map_or(0.0, |b| b[self.columns.start + c]);
-                // SAFETY: row r0 + r at these columns is inside `out` (the caller's contract).
-                unsafe { out.add(c).write(b) };
+    /// The tile's rows × columns are inside the output, no other thread touches them meanwhile,
+    /// and unless `inputs` starts at 0 they hold the sums of the earlier input blocks.
+    unsafe fn run(&self, tier: Tier, strip: usize) {
+        // SAFETY: the caller's contract; `Tier::current` only names tiers the CPU runs.
+        unsafe {
+            match tier {
+                #[cfg(target_arch = "x86_64")]
+                Tier::Avx512 => self.avx512(),
+                #[cfg(target_arch = "x86_64")]
+                Tier::Avx2 => self.avx2(strip),
+                _ => self.scalar(),
             }
-            // SAFETY: as above, now written.
-            let out = unsafe { std::slice::from_raw_parts_mut(out, self.columns.len()) };
-            for (i, &xv) in x.iter().enumerate() {
-                let w = &self.w[i * self.n + self.columns.start..][..self.columns.len()];
-                out.iter_mut().zip(w).for_each(|(o, w)| *o += xv * w);
+        }
+    }
+
+    /// Where output row `r0 + r` at panel column `c` lies.
+    fn out_at(&self, r: usize, c: usize) -> *mut f32 {
+        self.out.0.wrapping_add((self.r0 + r) * self.n + self.columns.start + c)
+    }
+
+    /// # Safety
+    /// As [`Self::run`].
+    unsafe fn scalar(&self) {
+        for r in 0..self.rows {
+            for c in 0..self.columns.len() {
+                let out = self.out_at(r, c);
+                let mut sum = match self.inputs.start {
+                    0 => self.bias.map_or(0.0, |b| b[c]),
+                    // SAFETY: written by the earlier input blocks (the caller's contract).
+                    _ => unsafe { out.read() },
+                };
+                for (i, x) in self.inputs.clone().zip(self.x[r..].iter().step_by(TILE_ROWS)) {
+                    sum += x * self.panel[at(self.k, i, c)];
+                }
+                // SAFETY: inside the output (the caller's contract).
+                unsafe { out.write(sum) };
             }
         }
     }
 
     /// # Safety
-    /// As [`Self::scalar`], and the CPU has AVX-512F.
+    /// As [`Self::run`], and the CPU has AVX-512F.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    unsafe fn avx512(&self, rows: usize) {
-        // SAFETY: the caller's contract; `rows` is at most TILE_ROWS.
+    unsafe fn avx512(&self) {
+        // SAFETY: the caller's contract; `rows` is 1 to TILE_ROWS.
         unsafe {
-            match rows {
+            match self.rows {
                 6 => self.avx512_n::<6>(),
                 5 => self.avx512_n::<5>(),
                 4 => self.avx512_n::<4>(),
@@ -136,61 +227,72 @@ impl Tile<'_> {
     #[target_feature(enable = "avx512f")]
     unsafe fn avx512_n<const R: usize>(&self) {
         use std::arch::x86_64::*;
-        let (k, n, start) = (self.k, self.n, self.columns.start);
         // One mask per vector of 16 columns: all set but in a last, partial panel.
         let masks: [__mmask16; 4] = std::array::from_fn(|j| {
             let have = self.columns.len().saturating_sub(16 * j).min(16);
             ((1u32 << have) - 1) as __mmask16
         });
-        // SAFETY: the masked columns are inside the biases.
-        let bias: [__m512; 4] = std::array::from_fn(|j| match self.bias {
-            Some(b) => unsafe { _mm512_maskz_loadu_ps(masks[j], b.as_ptr().add(start + 16 * j)) },
-            None => _mm512_setzero_ps(),
-        });
-        let mut acc = [bias; R];
-        let (x, w) = (self.x.as_ptr(), self.w.as_ptr());
-        for i in 0..k {
-            // SAFETY: weight row i at the masked columns is inside `w`, x's rows are inside `x`.
-            unsafe {
-                let row = w.add(i * n + start);
-                if i + PREFETCH < k {
-                    let ahead = row.add(PREFETCH * n) as *const i8;
-                    for j in 0..4 {
-                        _mm_prefetch::<_MM_HINT_T0>(ahead.add(64 * j));
+        // Plain loops, not closures: a closure does not inherit the target feature, and the
+        // sums would pass through the stack.
+        let mut acc = [[_mm512_setzero_ps(); 4]; R];
+        for (r, sums) in acc.iter_mut().enumerate() {
+            for (j, sum) in sums.iter_mut().enumerate() {
+                // SAFETY: the masked columns of the tile's rows are inside the output and, past
+                // the first input block, written (the caller's contract); the masked biases are
+                // inside `bias`.
+                unsafe {
+                    match (self.inputs.start, self.bias) {
+                        (0, Some(b)) => *sum = _mm512_maskz_loadu_ps(masks[j], b.as_ptr().add(16 * j)),
+                        (0, None) => {}
+                        _ => *sum = _mm512_maskz_loadu_ps(masks[j], self.out_at(r, 16 * j)),
                     }
                 }
-                let weights: [__m512; 4] = std::array::from_fn(|j| _mm512_maskz_loadu_ps(masks[j], row.add(16 * j)));
+            }
+        }
+        let (x, w, k, k0) = (self.x.as_ptr(), self.panel.as_ptr(), self.k, self.inputs.start);
+        for i in self.inputs.clone() {
+            // SAFETY: row i of the panel's four strips is inside it; `x` holds input i of R rows.
+            unsafe {
+                let row = w.add(i * STRIP);
+                let weights = [
+                    _mm512_loadu_ps(row),
+                    _mm512_loadu_ps(row.add(k * STRIP)),
+                    _mm512_loadu_ps(row.add(2 * k * STRIP)),
+                    _mm512_loadu_ps(row.add(3 * k * STRIP)),
+                ];
                 for (r, sums) in acc.iter_mut().enumerate() {
-                    let xv = _mm512_set1_ps(*x.add(r * k + i));
+                    let xv = _mm512_set1_ps(*x.add((i - k0) * TILE_ROWS + r));
                     for (sum, &weight) in sums.iter_mut().zip(&weights) {
                         *sum = _mm512_fmadd_ps(xv, weight, *sum);
                     }
                 }
             }
         }
-        for (r, row) in acc.iter().enumerate() {
-            for (j, &sum) in row.iter().enumerate() {
+        for (r, sums) in acc.iter().enumerate() {
+            for (j, &sum) in sums.iter().enumerate() {
                 // SAFETY: as the loads above.
-                unsafe { _mm512_mask_storeu_ps(self.out.0.add((self.r0 + r) * n + start + 16 * j), masks[j], sum) };
+                unsafe { _mm512_mask_storeu_ps(self.out_at(r, 16 * j), masks[j], sum) };
             }
         }
     }
 
-    /// Rows `r..r + rows` of the tile.
+    /// Panel columns `strip..strip + STRIP` of the tile (`strip` a multiple of [`STRIP`]).
     ///
     /// # Safety
-    /// As [`Self::scalar`], and the CPU has AVX2 and FMA.
+    /// As [`Self::run`], and the CPU has AVX2 and FMA.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2(&self, r: usize, rows: usize) {
-        let tile = Tile { x: &self.x[r * self.k..], r0: self.r0 + r, columns: self.columns.clone(), ..*self };
-        // SAFETY: the caller's contract; `rows` is at most AVX2_TILE_ROWS.
+    unsafe fn avx2(&self, strip: usize) {
+        // SAFETY: the caller's contract; `rows` is 1 to TILE_ROWS.
         unsafe {
-            match rows {
-                3 => tile.avx2_n::<3>(),
-                2 => tile.avx2_n::<2>(),
-                1 => tile.avx2_n::<1>(),
-                _ => unreachable!("AVX2 tiles are 1 to {AVX2_TILE_ROWS} rows"),
+            match self.rows {
+                6 => self.avx2_n::<6>(strip),
+                5 => self.avx2_n::<5>(strip),
+                4 => self.avx2_n::<4>(strip),
+                3 => self.avx2_n::<3>(strip),
+                2 => self.avx2_n::<2>(strip),
+                1 => self.avx2_n::<1>(strip),
+                _ => unreachable!("tiles are 1 to {TILE_ROWS} rows"),
             }
         }
     }
@@ -199,51 +301,47 @@ impl Tile<'_> {
     /// As [`Self::avx2`].
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2_n<const R: usize>(&self) {
+    unsafe fn avx2_n<const R: usize>(&self, strip: usize) {
         use std::arch::x86_64::*;
-        let (k, n, start) = (self.k, self.n, self.columns.start);
-        let masks: [__m256i; 4] = std::array::from_fn(|j| {
-            let have = self.columns.len().saturating_sub(8 * j).min(8) as i32;
-            _mm256_setr_epi32(
-                -((have > 0) as i32),
-                -((have > 1) as i32),
-                -((have > 2) as i32),
-                -((have > 3) as i32),
-                -((have > 4) as i32),
-                -((have > 5) as i32),
-                -((have > 6) as i32),
-                -((have > 7) as i32),
-            )
+        let masks: [__m256i; 2] = std::array::from_fn(|j| {
+            let have = self.columns.len().saturating_sub(strip + 8 * j).min(8) as i32;
+            let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            _mm256_cmpgt_epi32(_mm256_set1_epi32(have), lane)
         });
-        // SAFETY: the masked columns are inside the biases.
-        let bias: [__m256; 4] = std::array::from_fn(|j| match self.bias {
-            Some(b) => unsafe { _mm256_maskload_ps(b.as_ptr().add(start + 8 * j), masks[j]) },
-            None => _mm256_setzero_ps(),
-        });
-        let mut acc = [bias; R];
-        let (x, w) = (self.x.as_ptr(), self.w.as_ptr());
-        for i in 0..k {
-            // SAFETY: weight row i at the masked columns is inside `w`, x's rows are inside `x`.
+        // A masked store costs AVX2 many cycles (on Zen 3 it was a fifth of the kernel's time):
+        // full strips, all but a partial last one, load and store whole vectors.
+        let full = self.columns.len() >= strip + STRIP;
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        for (r, sums) in acc.iter_mut().enumerate() {
+            for (j, sum) in sums.iter_mut().enumerate() {
+                let at = match (self.inputs.start, self.bias) {
+                    (0, Some(b)) => b.as_ptr().wrapping_add(strip + 8 * j),
+                    (0, None) => continue,
+                    _ => self.out_at(r, strip + 8 * j),
+                };
+                // SAFETY: as in `avx512_n`.
+                *sum = unsafe { if full { _mm256_loadu_ps(at) } else { _mm256_maskload_ps(at, masks[j]) } };
+            }
+        }
+        let (x, w, k, k0) = (self.x.as_ptr(), self.panel.as_ptr(), self.k, self.inputs.start);
+        for i in self.inputs.clone() {
+            // SAFETY: as in `avx512_n`; the strip lies inside the panel's row.
             unsafe {
-                let row = w.add(i * n + start);
-                if i + PREFETCH < k {
-                    let ahead = row.add(PREFETCH * n) as *const i8;
-                    _mm_prefetch::<_MM_HINT_T0>(ahead);
-                    _mm_prefetch::<_MM_HINT_T0>(ahead.add(64));
-                }
-                let weights: [__m256; 4] = std::array::from_fn(|j| _mm256_maskload_ps(row.add(8 * j), masks[j]));
+                let row = w.add(strip * k + i * STRIP);
+                let weights = [_mm256_loadu_ps(row), _mm256_loadu_ps(row.add(8))];
                 for (r, sums) in acc.iter_mut().enumerate() {
-                    let xv = _mm256_set1_ps(*x.add(r * k + i));
+                    let xv = _mm256_set1_ps(*x.add((i - k0) * TILE_ROWS + r));
                     for (sum, &weight) in sums.iter_mut().zip(&weights) {
                         *sum = _mm256_fmadd_ps(xv, weight, *sum);
                     }
                 }
             }
         }
-        for (r, row) in acc.iter().enumerate() {
-            for (j, &sum) in row.iter().enumerate() {
+        for (r, sums) in acc.iter().enumerate() {
+            for (j, &sum) in sums.iter().enumerate() {
+                let at = self.out_at(r, strip + 8 * j);
                 // SAFETY: as the loads above.
-                unsafe { _mm256_maskstore_ps(self.out.0.add((self.r0 + r) * n + start + 8 * j), masks[j], sum) };
+                unsafe { if full { _mm256_storeu_ps(at, sum) } else { _mm256_maskstore_ps(at, masks[j], sum) } }
             }
         }
     }
