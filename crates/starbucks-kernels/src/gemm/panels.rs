@@ -242,7 +242,7 @@ impl Tile<'_> {
                 // inside `bias`.
                 unsafe {
                     match (self.inputs.start, self.bias) {
-                        (0, Some(b)) => *sum = _mm512_maskz_loadu_ps(masks[j], b.as_ptr().add(16 * j)),
+                        (0, Some(b)) => *sum = _mm512_maskz_loadu_ps(masks[j], b.as_ptr().wrapping_add(16 * j)),
                         (0, None) => {}
                         _ => *sum = _mm512_maskz_loadu_ps(masks[j], self.out_at(r, 16 * j)),
                     }
