@@ -68,9 +68,9 @@ impl Panels {
         let mut out = Vec::<f32>::with_capacity(m * n);
         let out_ptr = SharedOut(out.as_mut_ptr());
         let inputs = pack_inputs(x, m, k);
-        let tasks = n.div_ceil(PANEL) * m.div_ceil(ROW_BLOCK);
-        (0..tasks).into_par_iter().for_each(|t| {
-            let (p, b) = (t % n.div_ceil(PANEL), t / n.div_ceil(PANEL));
+        let panels = n.div_ceil(PANEL);
+        (0..panels * m.div_ceil(ROW_BLOCK)).into_par_iter().for_each(|t| {
+            let (p, b) = (t % panels, t / panels);
             let columns = p * PANEL..(p * PANEL + PANEL).min(n);
             let rows = b * ROW_BLOCK..(b * ROW_BLOCK + ROW_BLOCK).min(m);
             let panel = &self.packed[p * k * PANEL..(p + 1) * k * PANEL];
