@@ -4,9 +4,11 @@
 //!
 //! One rayon task per sequence, or per (sequence, head) when there are too few sequences to
 //! keep every core busy, so that a single long text still runs on every core.
-//! A task copies its head's keys transposed (`[head_dim, len]`), so that each query's scores
-//! are a sum of whole rows (vectorised along the keys, no horizontal sums), then per query:
-//! softmax and the weighted sum of the values, in one pass over a row of scratch.
+//! A task copies its head's keys transposed in whole chunks of [`LANES`] (`[head_dim, keys]`),
+//! so that a query's scores against a chunk are a sum of whole rows (vectorised along the keys,
+//! no horizontal sums); the keys past the last whole chunk (all of a short text's) are scored
+//! by dot products on their rows, which costs no copy. Then per query: softmax and the weighted
+//! sum of the values, in one pass over a row of scratch.
 
 use rayon::prelude::*;
 
@@ -32,12 +34,13 @@ pub fn attention(qkv: &[f32], offsets: &[usize], heads: usize, head_dim: usize, 
         let (s, group) = (task / groups, task % groups);
         let (start, len) = (offsets[s], offsets[s + 1] - offsets[s]);
         let qkv = &qkv[start * 3 * hidden..(start + len) * 3 * hidden];
-        let (mut keys, mut scores) = (vec![0f32; head_dim * len], vec![0f32; len]);
+        let chunked = len - len % LANES;
+        let (mut keys, mut scores) = (vec![0f32; head_dim * chunked], vec![0f32; len]);
         for head in group * heads_per_task..(group + 1) * heads_per_task {
             let column = head * head_dim;
-            for j in 0..len {
+            for j in 0..chunked {
                 for (d, &k) in qkv[j * 3 * hidden + hidden + column..][..head_dim].iter().enumerate() {
-                    keys[d * len + j] = k;
+                    keys[d * chunked + j] = k;
                 }
             }
             for i in 0..len {
@@ -70,31 +73,28 @@ impl SharedOut {
     }
 }
 
-// One query against its sequence: `keys` is the head's keys transposed (`[head_dim, len]`).
-// Every reduction runs in 16 lanes and every update of the context in registers, so that each
-// loop vectorises instead of waiting on the previous iteration's sum.
+// One query against its sequence: `keys` is the head's keys of the whole chunks transposed
+// (`[head_dim, chunked]`). Every reduction runs in 8 or 16 lanes and every update of the
+// context in registers, so that each loop vectorises instead of waiting on the previous
+// iteration's sum.
 simd!(attend_one(q: &[f32], keys: &[f32], qkv: &[f32], hidden: usize, column: usize, scores: &mut [f32], context: &mut [f32]) {
     let (head_dim, len) = (q.len(), scores.len());
+    let chunked = len - len % LANES;
     let value = |j: usize| &qkv[j * 3 * hidden + 2 * hidden + column..][..head_dim];
-    for (c, chunk) in scores.chunks_mut(LANES).enumerate() {
-        let width = chunk.len();
-        let at = |d: usize| &keys[d * len + c * LANES..][..width];
-        if let Ok(chunk) = <&mut [f32; LANES]>::try_from(&mut *chunk) {
-            // 16 keys at a time, their scores summed in one register over the head's dims.
-            let mut sum = [0f32; LANES];
-            for (d, &qd) in q.iter().enumerate() {
-                let k: &[f32; LANES] = at(d).try_into().expect("a chunk of LANES keys");
-                for l in 0..LANES {
-                    sum[l] += qd * k[l];
-                }
-            }
-            *chunk = sum;
-        } else {
-            chunk.iter_mut().for_each(|s| *s = 0.0);
-            for (d, &qd) in q.iter().enumerate() {
-                chunk.iter_mut().zip(at(d)).for_each(|(s, k)| *s += qd * k);
+    let (whole, rest) = scores.split_at_mut(chunked);
+    for (c, chunk) in whole.chunks_exact_mut(LANES).enumerate() {
+        // 16 keys at a time, their scores summed in one register over the head's dims.
+        let mut sum = [0f32; LANES];
+        for (d, &qd) in q.iter().enumerate() {
+            let k: &[f32; LANES] = keys[d * chunked + c * LANES..][..LANES].try_into().expect("LANES keys");
+            for l in 0..LANES {
+                sum[l] += qd * k[l];
             }
         }
+        chunk.copy_from_slice(&sum);
+    }
+    for (j, score) in rest.iter_mut().enumerate() {
+        *score = dot(q, &qkv[(chunked + j) * 3 * hidden + hidden + column..][..head_dim]);
     }
     let max = lanes(scores, f32::NEG_INFINITY, |m, s| if s > m { s } else { m });
     scores.iter_mut().for_each(|s| *s = exp_f32(*s - max));
@@ -125,6 +125,20 @@ simd!(attend_one(q: &[f32], keys: &[f32], qkv: &[f32], hidden: usize, column: us
         }
     }
 });
+
+/// `a · b`, summed in 8 lanes so that the loop vectorises.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a8.remainder().iter().zip(b8.remainder()).map(|(x, y)| x * y).sum();
+    for (a, b) in a8.zip(b8) {
+        for l in 0..8 {
+            lanes[l] += a[l] * b[l];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
 
 /// `sum += p v`, one register.
 #[inline(always)]
