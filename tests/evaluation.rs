@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use starbucks_data::eval::{read_id_text, read_stsb, read_trec_qrels, read_trec_run};
+use starbucks_eval::metrics::{evaluate_run, spearman};
 use starbucks_eval::retrieval::{RetrievalConfig, RetrievalTask, trec_run_text};
 use starbucks_eval::{retrieval, sts};
 use starbucks_model::{Embedder, Pooling, Size};
@@ -27,6 +28,29 @@ fn stsb_test_spearman_at_the_published_sizes() {
         assert!((got.spearman - want).abs() < 2e-4, "{size}: {} vs numpy {want}", got.spearman);
         assert!((got.spearman - paper).abs() < 0.0025, "{size}: {} vs the data README's {paper}", got.spearman);
     }
+}
+
+/// The first sentence of each STS-B test pair at one size, the second at another: the grid's
+/// diagonal is the per-size score, and a cell off it is the Spearman of the cosines computed
+/// here from each side embedded on its own.
+#[test]
+fn stsb_with_each_side_of_a_pair_at_its_own_size() {
+    let embedder =
+        Embedder::<TestBackend>::from_pretrained(minilm_dir(), &Default::default()).unwrap().with_batch_size(64);
+    let pairs = read_stsb(&workspace_root().join("data/stsb/sts-test.csv")).unwrap();
+    let (first, second) = ([Size::new(1, 32), Size::new(6, 384)], [Size::new(2, 64), Size::new(6, 384)]);
+    let datasets = [("sts-test".to_string(), pairs.clone())];
+    let grid = sts::evaluate_cross(&embedder, &datasets, &first, &second).unwrap();
+    let full = sts::evaluate(&embedder, &datasets, &[Size::new(6, 384)]).unwrap();
+    assert_eq!(grid.get(Size::new(6, 384), Size::new(6, 384)), Some(full[0].per_size[0].1.spearman));
+    let a: Vec<&str> = pairs.iter().map(|p| p.sentence1.as_str()).collect();
+    let b: Vec<&str> = pairs.iter().map(|p| p.sentence2.as_str()).collect();
+    let (a, b) = (embedder.embed(&a, Size::new(1, 32)).unwrap(), embedder.embed(&b, Size::new(2, 32)).unwrap());
+    let cosines: Vec<f64> = a.iter().zip(&b).map(|(x, y)| sts::cosine(x, y)).collect();
+    let want = spearman(&cosines, &pairs.iter().map(|p| p.score).collect::<Vec<_>>());
+    let got = grid.get(Size::new(1, 32), Size::new(2, 64)).unwrap();
+    assert!((got - want).abs() < 1e-6, "(1, 32) against (2, 64) at 32 dims: {got} vs {want}");
+    assert!(grid.metric.contains("sts-test") && grid.values.len() == 2 && grid.values[0].len() == 2);
 }
 
 #[test]
@@ -68,6 +92,33 @@ fn reranking_bm25_on_dl20_writes_a_run_per_size() {
         assert!((0.0..=1.0).contains(&r.scores.ndcg_cut_10));
     }
     assert!(runs[1].scores.ndcg_cut_10 > 0.3, "the full model ranks well: {}", runs[1].scores.ndcg_cut_10);
+
+    // The query × corpus grid: its diagonal is the runs above; a shallow query against the
+    // deep corpus is the query at (1, 32) ranked by its dot product with the corpus at (6, 32).
+    let config = RetrievalConfig { depth: 100, chunk: 64, ..Default::default() };
+    let cross = retrieval::evaluate_cross(&embedder, &task, &sizes, &sizes, config).unwrap();
+    assert_eq!(cross.len(), 4, "every (query, corpus) pair");
+    assert_eq!((cross[0].ndcg_cut_10, cross[3].ndcg_cut_10), (runs[0].scores.ndcg_cut_10, runs[1].scores.ndcg_cut_10));
+    let query_texts: Vec<&str> = queries.iter().map(|(_, t)| t.as_str()).collect();
+    let shallow = embedder.embed(&query_texts, Size::new(1, 32)).unwrap();
+    let deep: HashMap<&str, Vec<f32>> = corpus
+        .iter()
+        .map(|(id, text)| (id.as_str(), embedder.embed(&[text], Size::new(6, 32)).unwrap().remove(0)))
+        .collect();
+    let by_hand: retrieval::Run = queries
+        .iter()
+        .zip(&shallow)
+        .map(|((qid, _), q)| {
+            let mut ranked: Vec<(String, f64)> = candidates[qid]
+                .iter()
+                .map(|doc| (doc.clone(), q.iter().zip(&deep[doc.as_str()]).map(|(a, b)| (a * b) as f64).sum::<f64>()))
+                .collect();
+            ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+            (qid.clone(), ranked)
+        })
+        .collect();
+    let (_, want) = evaluate_run(&by_hand, &qrels, 2);
+    assert!((cross[1].ndcg_cut_10 - want.ndcg_cut_10).abs() < 1e-9, "{} vs {}", cross[1].ndcg_cut_10, want.ndcg_cut_10);
     let out = tempfile::tempdir().unwrap();
     let path = out.path().join("run.trec");
     std::fs::write(&path, trec_run_text(&runs[1].run, "minilm")).unwrap();

@@ -221,6 +221,15 @@ pub struct EvalArgs {
     /// Dims of the grid's columns (those above the model's width are skipped).
     #[arg(long, value_parser = parse_dims, default_value = "32 64 128 256 384 512 768", value_delimiter = ' ')]
     pub grid_dims: Vec<usize>,
+    /// Also score every query size against every corpus size (STS: each pair's first sentence
+    /// at a query size, its second at a corpus size), the two compared at the smaller dims: a
+    /// query at (1,32) against the corpus at (6,384) is scored on the first 32 dims of each.
+    /// Sizes as --sizes; each side is embedded once per layer it names.
+    #[arg(long = "query-sizes", value_parser = parse_sizes, requires = "corpus_size_lists")]
+    query_size_lists: Vec<Sizes>,
+    /// The corpus sizes of the --query-sizes grid (its columns).
+    #[arg(long = "corpus-sizes", value_parser = parse_sizes, requires = "query_size_lists")]
+    corpus_size_lists: Vec<Sizes>,
     /// Retrieval corpus: `id<TAB>text` (MS MARCO collection.tsv[.gz]).
     #[arg(long, requires_all = ["queries", "qrels"])]
     pub corpus: Option<PathBuf>,
@@ -275,6 +284,11 @@ pub struct EvalArgs {
 impl EvalArgs {
     pub fn sizes(&self) -> Vec<Size> {
         flatten(&self.size_lists)
+    }
+
+    /// The query sizes and corpus sizes of the cross grid (both empty without one).
+    pub fn cross_sizes(&self) -> (Vec<Size>, Vec<Size>) {
+        (flatten(&self.query_size_lists), flatten(&self.corpus_size_lists))
     }
 }
 

@@ -11,7 +11,9 @@ use starbucks_data::eval::{
 };
 use starbucks_data::hub::HubDataset;
 use starbucks_data::output::{check_writable, write_atomic};
-use starbucks_eval::report::{Report, Row, compare, heatmap_svg};
+use starbucks_eval::cross::CrossGrid;
+use starbucks_eval::metrics::RetrievalScores;
+use starbucks_eval::report::{Report, Row, compare, cross_heatmap_svg, heatmap_svg};
 use starbucks_eval::retrieval::{RetrievalConfig, RetrievalTask, Similarity, trec_run_text};
 use starbucks_eval::{retrieval, sts, throughput};
 use starbucks_hub::{Hub, Repo};
@@ -165,6 +167,15 @@ fn hub_beir(dataset: &HubDataset, split: &str) -> Result<(String, Beir)> {
     Ok((dataset.name().to_string(), read_beir_files(&corpus, &queries, &qrels)?))
 }
 
+/// The retrieval measures of the report, each row named by its label; the query × corpus grids
+/// take the first two.
+const MEASURES: [(&str, fn(&RetrievalScores) -> f64); 4] = [
+    ("nDCG@10", |s| s.ndcg_cut_10),
+    ("MRR@10", |s| s.mrr_10),
+    ("R@100", |s| s.recall_100),
+    ("R@1000", |s| s.recall_1000),
+];
+
 pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
     if !args.names.is_empty() && args.names.len() != args.models.len() {
         bail!("give one --name per --model ({} names for {} models)", args.names.len(), args.models.len());
@@ -173,6 +184,12 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
     // A size given twice would count twice in the average.
     if let Some((i, size)) = sizes.iter().enumerate().find(|(i, s)| sizes[..*i].contains(s)) {
         bail!("--sizes: {size} is given twice (entry {})", i + 1);
+    }
+    let (query_sizes, corpus_sizes) = args.cross_sizes();
+    for (flag, list) in [("--query-sizes", &query_sizes), ("--corpus-sizes", &corpus_sizes)] {
+        if let Some((i, size)) = list.iter().enumerate().find(|(i, s)| list[..*i].contains(s)) {
+            bail!("{flag}: {size} is given twice (entry {})", i + 1);
+        }
     }
     let sts_data = sts_datasets(&args)?;
     let datasets = &sts_data.sets;
@@ -192,9 +209,10 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
             embedder =
                 embedder.with_max_seq_length(max).with_context(|| format!("--max-seq-length for {}", dir.display()))?;
         }
-        for size in &sizes {
+        for size in sizes.iter().chain(&query_sizes).chain(&corpus_sizes) {
             size.check_within(embedder.full_size())?;
         }
+        let mut cross = Vec::new();
         let mut rows = Vec::new();
         if !datasets.is_empty() {
             let scores = sts::evaluate(&embedder, datasets, &sizes)?;
@@ -218,6 +236,9 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
                 let name = format!("STS average Spearman ({})", names.join(", "));
                 rows.push(Row { name, values: avg, source: None, measure: "Spearman".into() });
             }
+        }
+        if !query_sizes.is_empty() && !datasets.is_empty() {
+            cross.push(sts::evaluate_cross(&embedder, &sts_data.benchmarks(), &query_sizes, &corpus_sizes)?);
         }
         let grid = if args.grid && !datasets.is_empty() {
             Some(sts::evaluate_grid(&embedder, &sts_data.benchmarks(), &args.grid_dims)?)
@@ -270,17 +291,20 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
                     let path = folder.join(format!("run.{layers}x{dims}.trec"));
                     files.push((path, trec_run_text(&r.run, &format!("{name}-{layers}x{dims}"))));
                 }
-                for (label, pick) in [
-                    ("nDCG@10", (|s: &starbucks_eval::metrics::RetrievalScores| s.ndcg_cut_10) as fn(&_) -> f64),
-                    ("MRR@10", |s| s.mrr_10),
-                    ("R@100", |s| s.recall_100),
-                    ("R@1000", |s| s.recall_1000),
-                ] {
+                for (label, pick) in MEASURES {
                     let values: Vec<f64> = runs.iter().map(|r| pick(&r.scores)).collect();
                     if label == "nDCG@10" && data.beir {
                         beir_ndcg.push((data.name.clone(), values.clone()));
                     }
                     rows.push(Row::new(&data.name, Some(&data.source), label, values));
+                }
+                if !query_sizes.is_empty() {
+                    let scores = retrieval::evaluate_cross(&retriever, &task, &query_sizes, &corpus_sizes, config)?;
+                    for (label, pick) in &MEASURES[..2] {
+                        let values: Vec<f64> = scores.iter().map(pick).collect();
+                        let metric = format!("{} {label}", data.name);
+                        cross.push(CrossGrid::from_pairs(metric, &query_sizes, &corpus_sizes, &values));
+                    }
                 }
             }
             // BEIR's own summary: the mean nDCG@10 over its sets.
@@ -293,7 +317,12 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
                 rows.push(Row { name, values: avg, source: None, measure: "nDCG@10".into() });
             }
         }
-        reports.push(Report { model: name, precision: args.precision, sizes: sizes.clone(), rows, throughput, grid });
+        for (i, grid) in cross.iter().enumerate() {
+            let title = format!("{name}: {}", grid.metric);
+            files.push((format!("cross-{name}-{}.svg", i + 1).into(), cross_heatmap_svg(grid, &title)));
+        }
+        let precision = args.precision;
+        reports.push(Report { model: name, precision, sizes: sizes.clone(), rows, throughput, grid, cross });
     }
 
     let mut markdown: String = reports.iter().map(|r| r.to_markdown() + "\n").collect();

@@ -6,11 +6,15 @@
 //!   encoder pass per batch;
 //! - [`retrieval`]: exact inner-product (or cosine) search over a corpus embedded once, in
 //!   chunks so memory stays bounded, or re-ranking of a given run; TREC run files per size;
-//! - [`report`]: Markdown and JSON tables, an SVG heat-map of the grid, comparisons of models.
+//! - [`cross`]: a measure over query sizes × corpus sizes (a shallow query against a corpus
+//!   embedded once at full depth), for STS ([`sts::evaluate_cross`]) and retrieval
+//!   ([`retrieval::evaluate_cross`]);
+//! - [`report`]: Markdown and JSON tables, SVG heat-maps of the grids, comparisons of models.
 //!
 //! Depends on `starbucks-model` (the encoder) and `starbucks-data` (the file formats); must
 //! never depend on training code (objectives, the train loop).
 
+pub mod cross;
 pub mod metrics;
 pub mod report;
 pub mod retrieval;

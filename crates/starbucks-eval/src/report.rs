@@ -1,12 +1,13 @@
 //! Reports a person can read: a Markdown table (rows: datasets or measures; columns: sizes and
-//! their average), the same as JSON, an SVG heat-map of the layer × dim grid, and comparisons
-//! of several models with their differences.
+//! their average), the same as JSON, SVG heat-maps of the layer × dim grid and of the query ×
+//! corpus size grids, and comparisons of several models with their differences.
 
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 use starbucks_model::{Precision, Size};
 
+use crate::cross::CrossGrid;
 use crate::sts::Grid;
 
 /// One row of a table: a value per size.
@@ -52,6 +53,9 @@ pub struct Report {
     /// Texts per second at each size (early exit), on the machine that ran the evaluation.
     pub throughput: Vec<f64>,
     pub grid: Option<Grid>,
+    /// Query sizes × corpus sizes, one grid per measure (reports written before it had none).
+    #[serde(default)]
+    pub cross: Vec<CrossGrid>,
 }
 
 fn size_label(size: &Size) -> String {
@@ -98,6 +102,20 @@ impl Report {
             for (layer, values) in grid.layers.iter().zip(&grid.values) {
                 let cells: Vec<String> = values.iter().map(|v| format!("{v:.4}")).collect();
                 let _ = writeln!(md, "| {layer} | {} |", cells.join(" | "));
+            }
+        }
+        for grid in &self.cross {
+            let _ = write!(
+                md,
+                "\n{}: query size (rows) × corpus size (columns), compared at the smaller dims\n\n| query \\ corpus | {} |\n|---|",
+                grid.metric,
+                grid.corpus.iter().map(Size::to_string).collect::<Vec<_>>().join(" | ")
+            );
+            md.push_str(&"---|".repeat(grid.corpus.len()));
+            md.push('\n');
+            for (size, values) in grid.queries.iter().zip(&grid.values) {
+                let cells: Vec<String> = values.iter().map(|v| format!("{v:.4}")).collect();
+                let _ = writeln!(md, "| {size} | {} |", cells.join(" | "));
             }
         }
         md
@@ -153,43 +171,66 @@ fn color(t: f64) -> String {
 
 /// An SVG heat-map of the grid: layers down, dims across, each cell's value written in it.
 pub fn heatmap_svg(grid: &Grid, title: &str) -> String {
+    let rows: Vec<String> = grid.layers.iter().map(usize::to_string).collect();
+    let columns: Vec<String> = grid.dims.iter().map(usize::to_string).collect();
+    heatmap(title, &grid.metric, ("layers", &rows), ("dims", &columns), &grid.values)
+}
+
+/// An SVG heat-map of a query × corpus grid: query sizes down, corpus sizes across.
+pub fn cross_heatmap_svg(grid: &CrossGrid, title: &str) -> String {
+    let rows: Vec<String> = grid.queries.iter().map(Size::to_string).collect();
+    let columns: Vec<String> = grid.corpus.iter().map(Size::to_string).collect();
+    heatmap(title, &grid.metric, ("query size", &rows), ("corpus size", &columns), &grid.values)
+}
+
+/// Cells coloured by value and labelled with it; `rows` and `columns` are an axis title and
+/// one label per row or column.
+fn heatmap(
+    title: &str,
+    metric: &str,
+    (row_title, rows): (&str, &[String]),
+    (column_title, columns): (&str, &[String]),
+    values: &[Vec<f64>],
+) -> String {
     let (cell_w, cell_h, left, top) = (70.0, 36.0, 80.0, 70.0);
-    let all: Vec<f64> = grid.values.iter().flatten().copied().filter(|v| v.is_finite()).collect();
+    let all: Vec<f64> = values.iter().flatten().copied().filter(|v| v.is_finite()).collect();
     let (lo, hi) = all.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
     let span = if hi > lo { hi - lo } else { 1.0 };
-    let footer = format!("{} (colour from {lo:.3} to {hi:.3})", grid.metric);
+    let footer = format!("{metric} (colour from {lo:.3} to {hi:.3})");
     // Wide enough for the cells, the title (≈ 9 px a character at 15 px) and the footer (≈ 6.5 px).
-    let width = (left + cell_w * grid.dims.len() as f64 + 20.0)
+    let width = (left + cell_w * columns.len() as f64 + 20.0)
         .max(title.len() as f64 * 9.0 + 40.0)
         .max(left + footer.len() as f64 * 6.5 + 40.0);
-    let height = top + cell_h * grid.layers.len() as f64 + 50.0;
+    let height = top + cell_h * rows.len() as f64 + 50.0;
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"13\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
          <text x=\"{}\" y=\"22\" text-anchor=\"middle\" font-size=\"15\" font-weight=\"bold\">{}</text>\n\
-         <text x=\"{}\" y=\"50\" text-anchor=\"middle\">dims</text>\n\
-         <text x=\"18\" y=\"{}\" text-anchor=\"middle\" transform=\"rotate(-90 18 {})\">layers</text>\n",
+         <text x=\"{}\" y=\"50\" text-anchor=\"middle\">{column_title}</text>\n\
+         <text x=\"18\" y=\"{}\" text-anchor=\"middle\" transform=\"rotate(-90 18 {})\">{row_title}</text>\n",
         width / 2.0,
         escape(title),
-        left + cell_w * grid.dims.len() as f64 / 2.0,
-        top + cell_h * grid.layers.len() as f64 / 2.0,
-        top + cell_h * grid.layers.len() as f64 / 2.0,
+        left + cell_w * columns.len() as f64 / 2.0,
+        top + cell_h * rows.len() as f64 / 2.0,
+        top + cell_h * rows.len() as f64 / 2.0,
     );
-    for (j, d) in grid.dims.iter().enumerate() {
+    for (j, label) in columns.iter().enumerate() {
         let _ = writeln!(
             svg,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{d}</text>",
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
             left + cell_w * (j as f64 + 0.5),
-            top - 6.0
+            top - 6.0,
+            escape(label)
         );
     }
-    for (i, (layer, values)) in grid.layers.iter().zip(&grid.values).enumerate() {
+    for (i, (label, values)) in rows.iter().zip(values).enumerate() {
         let y = top + cell_h * i as f64;
         let _ = writeln!(
             svg,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{layer}</text>",
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
             left - 8.0,
-            y + cell_h / 2.0 + 4.0
+            y + cell_h / 2.0 + 4.0,
+            escape(label)
         );
         for (j, v) in values.iter().enumerate() {
             let t = (v - lo) / span;
@@ -230,6 +271,12 @@ mod tests {
                 dims: vec![32, 64],
                 values: vec![vec![0.1, 0.2], vec![0.3, 0.4]],
             }),
+            cross: vec![CrossGrid {
+                metric: "sts-test Spearman".into(),
+                queries: vec![Size::new(1, 32), Size::new(2, 64)],
+                corpus: vec![Size::new(2, 64), Size::new(6, 384)],
+                values: vec![vec![0.5, 0.6], vec![0.7, 0.8]],
+            }],
         }
     }
 
@@ -245,5 +292,10 @@ mod tests {
         let svg = heatmap_svg(a.grid.as_ref().unwrap(), "base <grid>");
         assert!(svg.starts_with("<svg") && svg.contains("base &lt;grid&gt;") && svg.matches("<rect").count() == 5);
         assert!(svg.contains(">0.400<") && svg.contains("layers") && svg.contains("dims"));
+        assert!(md.contains("| query \\ corpus | (2, 64) | (6, 384) |"), "{md}");
+        assert!(md.contains("| (1, 32) | 0.5000 | 0.6000 |"), "{md}");
+        let svg = cross_heatmap_svg(&a.cross[0], "base: cross");
+        assert!(svg.matches("<rect").count() == 5 && svg.contains(">(6, 384)<") && svg.contains(">0.800<"));
+        assert!(svg.contains("query size") && svg.contains("corpus size"));
     }
 }

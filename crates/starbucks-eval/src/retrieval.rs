@@ -1,5 +1,6 @@
 //! Retrieval: exact search over a corpus embedded once (every size of the list from the same
-//! pass over each chunk), or re-ranking of a given run; one TREC run per size.
+//! pass over each chunk), or re-ranking of a given run; one TREC run per size; or queries at
+//! one size against the corpus at another (`evaluate_cross`).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -10,6 +11,7 @@ use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use starbucks_model::{Embedder, Size};
 
+use crate::cross;
 use crate::metrics::{Judgements, RetrievalScores, evaluate_run};
 
 /// How query and passage vectors are compared.
@@ -101,9 +103,40 @@ pub fn evaluate<B: Backend>(
     sizes: &[Size],
     config: RetrievalConfig,
 ) -> starbucks_model::Result<Vec<SizeRun>> {
+    let pairs: Vec<(Size, Size)> = sizes.iter().map(|&s| (s, s)).collect();
+    let ranked = rank(embedder, task, &pairs, config)?;
+    Ok(sizes.iter().zip(ranked).map(|(&size, (run, scores))| SizeRun { size, scores, run }).collect())
+}
+
+/// The scores of every (query size, corpus size) pair of [`cross::pairs`]`(queries, corpus)`,
+/// in that order: the corpus embedded once at each layer `corpus` names, the queries at each
+/// layer `queries` names, each pair compared at [`cross::dims`].
+pub fn evaluate_cross<B: Backend>(
+    embedder: &Embedder<B>,
+    task: &RetrievalTask<'_>,
+    queries: &[Size],
+    corpus: &[Size],
+    config: RetrievalConfig,
+) -> starbucks_model::Result<Vec<RetrievalScores>> {
+    let ranked = rank(embedder, task, &cross::pairs(queries, corpus), config)?;
+    Ok(ranked.into_iter().map(|(_, scores)| scores).collect())
+}
+
+/// The run and scores of each (query size, corpus size) pair.
+fn rank<B: Backend>(
+    embedder: &Embedder<B>,
+    task: &RetrievalTask<'_>,
+    pairs: &[(Size, Size)],
+    config: RetrievalConfig,
+) -> starbucks_model::Result<Vec<(Run, RetrievalScores)>> {
     let device = embedder.device();
+    let width = embedder.full_size().dims;
+    // Each side embedded once per layer it needs, every dim; a pair cuts its dims from that.
+    let query_layers = cross::by_layer(&pairs.iter().map(|p| p.0).collect::<Vec<_>>(), width);
+    let corpus_layers = cross::by_layer(&pairs.iter().map(|p| p.1).collect::<Vec<_>>(), width);
+    let slot = |layers: &[Size], size: Size| layers.iter().position(|l| l.layers == size.layers).expect("embedded");
     let query_texts: Vec<&str> = task.queries.iter().map(|(_, t)| t.as_str()).collect();
-    let queries = embedder.embed_sizes(&query_texts, sizes)?;
+    let queries = embedder.embed_sizes(&query_texts, &query_layers)?;
     let wanted: Option<HashSet<&str>> = task
         .candidates
         .map(|c| task.queries.iter().filter_map(|(qid, _)| c.get(qid)).flatten().map(String::as_str).collect());
@@ -123,29 +156,31 @@ pub fn evaluate<B: Backend>(
             })
             .collect()
     });
-    let query_matrices: Vec<Tensor<B, 2>> =
-        sizes.iter().zip(&queries).map(|(size, q)| matrix(q, size.dims, config.similarity, device)).collect();
+    let query_matrices: Vec<Tensor<B, 2>> = pairs
+        .iter()
+        .map(|&(q, c)| matrix(&queries[slot(&query_layers, q)], cross::dims(q, c), config.similarity, device))
+        .collect();
 
-    // heaps[size][query]: the best `depth` (score, corpus index), smallest on top.
+    // heaps[pair][query]: the best `depth` (score, corpus index), smallest on top.
     let mut heaps: Vec<Vec<BinaryHeap<Reverse<Scored>>>> =
-        sizes.iter().map(|_| task.queries.iter().map(|_| BinaryHeap::new()).collect()).collect();
+        pairs.iter().map(|_| task.queries.iter().map(|_| BinaryHeap::new()).collect()).collect();
     let chunk_len = config.chunk.max(1);
     // Time spent scoring and ranking, apart from embedding (logged at the end).
     let mut ranking = std::time::Duration::ZERO;
     for (chunk_no, chunk) in corpus.chunks(chunk_len).enumerate() {
         let texts: Vec<&str> = chunk.iter().map(|(_, t)| t.as_str()).collect();
-        let passages = embedder.embed_sizes(&texts, sizes)?;
+        let passages = embedder.embed_sizes(&texts, &corpus_layers)?;
         let started = std::time::Instant::now();
         let first = chunk_no * chunk_len;
         let docs = first..first + chunk.len();
-        for (s, size) in sizes.iter().enumerate() {
+        for (p, &(q, c)) in pairs.iter().enumerate() {
             if task.queries.is_empty() {
                 break;
             }
-            let p = matrix(&passages[s], size.dims, config.similarity, device);
-            let scores = query_matrices[s].clone().matmul(p.transpose()).into_data();
+            let matrix = matrix(&passages[slot(&corpus_layers, c)], cross::dims(q, c), config.similarity, device);
+            let scores = query_matrices[p].clone().matmul(matrix.transpose()).into_data();
             let scores = scores.as_slice::<f32>().expect("an f32 product");
-            for (q, heap) in heaps[s].iter_mut().enumerate() {
+            for (q, heap) in heaps[p].iter_mut().enumerate() {
                 let row = &scores[q * chunk.len()..(q + 1) * chunk.len()];
                 let mut push = |doc: usize| {
                     heap.push(Reverse(Scored(row[doc - first] as f64, doc)));
@@ -167,10 +202,9 @@ pub fn evaluate<B: Backend>(
         tracing::info!(done = first + chunk.len(), of = corpus.len(), "passages embedded");
     }
     tracing::info!(seconds = format!("{:.3}", ranking.as_secs_f64()), "passages scored and ranked");
-    Ok(sizes
-        .iter()
-        .zip(heaps)
-        .map(|(&size, heaps)| {
+    Ok(heaps
+        .into_iter()
+        .map(|heaps| {
             let run: Run = task
                 .queries
                 .iter()
@@ -183,7 +217,7 @@ pub fn evaluate<B: Backend>(
                 })
                 .collect();
             let (_, scores) = evaluate_run(&run, task.qrels, config.level);
-            SizeRun { size, scores, run }
+            (run, scores)
         })
         .collect())
 }

@@ -1,5 +1,6 @@
 //! STS evaluation: cosine similarity of each pair against its gold score, Spearman and Pearson,
-//! per dataset and size; or the full layer × dim grid. All sizes come from one pass per batch.
+//! per dataset and size; or the full layer × dim grid; or the first sentence of each pair at one
+//! size and the second at another. All sizes come from one pass per batch.
 
 use std::collections::HashMap;
 
@@ -8,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use starbucks_data::eval::StsPair;
 use starbucks_model::{Embedder, Size};
 
+use crate::cross::{self, CrossGrid};
 use crate::metrics::{pearson, spearman};
 
 /// One dataset's scores at one size.
@@ -133,4 +135,39 @@ pub fn evaluate_grid<B: Backend>(
         })
         .collect();
     Ok(Grid { metric: "STS Spearman (average over datasets)".into(), layers, dims, values })
+}
+
+/// Spearman averaged over `datasets` with each pair's first sentence at a size of `first` (the
+/// grid's rows) and its second at a size of `second` (its columns), compared at the smaller
+/// dims of the two ([`crate::cross`]). Every sentence is embedded once, at each layer either
+/// side needs, from one pass per batch.
+pub fn evaluate_cross<B: Backend>(
+    embedder: &Embedder<B>,
+    datasets: &[(String, Vec<StsPair>)],
+    first: &[Size],
+    second: &[Size],
+) -> starbucks_model::Result<CrossGrid> {
+    let width = embedder.full_size().dims;
+    let layers = cross::by_layer(&[first, second].concat(), width);
+    let (sentences, ids) = unique_sentences(datasets);
+    let by_layer = embedder.embed_sizes(&sentences, &layers)?;
+    let at = |size: Size| &by_layer[layers.iter().position(|l| l.layers == size.layers).expect("every layer embedded")];
+    let values: Vec<f64> = cross::pairs(first, second)
+        .into_iter()
+        .map(|(a, b)| {
+            let (va, vb, d) = (at(a), at(b), cross::dims(a, b));
+            let total: f64 = datasets
+                .iter()
+                .zip(&ids)
+                .map(|((_, pairs), ids)| {
+                    let predicted: Vec<f64> = ids.iter().map(|&(i, j)| cosine(&va[i][..d], &vb[j][..d])).collect();
+                    spearman(&predicted, &pairs.iter().map(|p| p.score).collect::<Vec<_>>())
+                })
+                .sum();
+            total / datasets.len().max(1) as f64
+        })
+        .collect();
+    let names: Vec<&str> = datasets.iter().map(|(name, _)| name.as_str()).collect();
+    let metric = format!("{} Spearman", names.join(" + "));
+    Ok(CrossGrid::from_pairs(metric, first, second, &values))
 }
