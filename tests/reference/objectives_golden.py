@@ -14,6 +14,9 @@ The formulas are METHOD.md's, written out independently of the Rust code:
   KL(softmax(stopgrad(S_full)) || softmax(S_n)) over the passage axis;
 - the same STS inputs with the KL teacher detached (to show the gradients differ);
 - 2DMSE (sentence-transformers Matryoshka2dLoss) for fixed draws;
+- SRL-deep (docs/objectives.md) in the three flavours, with weights other than 1: SRL's terms
+  weighted per family plus, at every size shallower than the full depth, the base loss of the
+  anchors / first sentences / queries at (n, d) against the other side at (6, d);
 - SMAE on a tiny random BERT: MLM_n and MAE_n per size, logits at every position with
   ignore_index -100 (the reference's way), and the masked-only gathering checked equal here.
 Sizes: the MiniLM list (1,32) (2,64) (3,96) (4,128) (5,256) (6,384) for the embedding losses.
@@ -125,6 +128,43 @@ def srl_retrieval(case, batch, group=8):
             terms.append((f"kl({n}, {d})", k))
             total = total + 1.0 * k
     save(case, [queries, passages], total, terms, names=("query", "passage"))
+
+
+def srl_deep(case, kind, batch, symmetric=0.5, deep=2.0, kl_weight=0.3, group=8):
+    """kind: "sts" (MNRL on triplets), "cosent" (pairs) or "retrieval" (queries and passages)."""
+    full = SIZES[-1]
+    if kind == "retrieval":
+        queries, passages = leaf_layers(batch), leaf_layers(batch * group)
+        target = torch.arange(batch) * group
+        def base(n, other, d):
+            return F.cross_entropy(queries[n][:, :d] @ passages[other][:, :d].T, target)
+        s_full = queries[full[0]] @ passages[full[0]].T
+        def kl_term(n, d):
+            return kl(s_full, queries[n][:, :d] @ passages[n][:, :d].T, True)
+        groups, names = [queries, passages], ("query", "passage")
+    else:
+        layers = leaf_layers((3 if kind == "sts" else 2) * batch)
+        if kind == "cosent":
+            labels = torch.rand(batch, dtype=torch.float64).mul(5).round(decimals=1)
+            OUT[f"{case}/labels"] = labels.to(torch.float32)
+        def base(n, other, d):
+            a, b = layers[n][:batch, :d], layers[other][batch:, :d]
+            return mnrl(a, b) if kind == "sts" else cosent(a, b, labels)
+        def kl_term(n, d):
+            return kl(layers[full[0]][:, :d], layers[n][:, :d], False)
+        groups, names = [layers], ("layer",)
+    total, terms = None, []
+    for (n, d) in SIZES:
+        if (n, d) == full:
+            b = base(n, n, d)
+            terms.append((f"base({n}, {d})", b))
+            total = b if total is None else total + b
+            continue
+        b, k, deep_b = base(n, n, d), kl_term(n, d), base(n, full[0], d)
+        terms += [(f"base({n}, {d})", b), (f"kl({n}, {d})", k), (f"deep({n}, {d})", deep_b)]
+        part = symmetric * b + kl_weight * k + deep * deep_b
+        total = part if total is None else total + part
+    save(case, groups, total, terms, names=names)
 
 
 def mse2d(case, batch, draw, temperature=0.3):
@@ -264,6 +304,10 @@ def main():
     mse2d("mse2d_a", 3, (384, 2, 64))
     mse2d("mse2d_b", 4, (32, 5, 256))
     smae("smae_b3", 3, 9)
+    # Drawn after every case above, so that their inputs stay as they were.
+    srl_deep("srl_deep_sts_b4", "sts", 4)
+    srl_deep("srl_deep_cosent_b4", "cosent", 4)
+    srl_deep("srl_deep_retrieval_b3", "retrieval", 3, kl_weight=0.7)
     out = {k: v.contiguous() for k, v in OUT.items()}
     save_file(out, args.out, metadata={"cases": json.dumps(META)})
     print(f"wrote {args.out}: {len(out)} tensors")

@@ -7,11 +7,14 @@
 //! - the 2DMSE baseline (`2dmse`);
 //! - SRL (`srl`);
 //! - SMAE on the preset's web text (`smae`), then SRL from it (`smae-srl`);
+//! - where the preset asks for it (its `methods` pick among these), SRL-deep (`srl-deep`,
+//!   docs/objectives.md);
 //!
 //! then SRL on the preset's other size lists (`srl-list-<name>`) and short runs that measure the
 //! cost of a step and the peak memory (`cost-<method>-b<batch>-r<round>`). It evaluates every
 //! model and the untouched checkpoint on STS-B test at every size (the full layer × dim grid for
-//! the one-model methods; TREC DL 2020 nDCG@10 too when the preset names it), and writes
+//! the one-model methods, and the query × corpus size grid when the preset names one; TREC DL
+//! 2020 nDCG@10 too when the preset names it), and writes
 //! `results.md` with the tables, the checks, heat-maps and the cost of every stage
 //! (`results.rs`).
 //!
@@ -55,6 +58,7 @@ struct Train {
 struct Eval {
     model: PathBuf,
     sizes: String,
+    /// The layer × dim grid and, when the preset names one, the query × corpus size grid.
     grid: bool,
 }
 
@@ -155,6 +159,7 @@ struct SeedRuns {
     srl: String,
     smae: String,
     smae_srl: String,
+    srl_deep: String,
 }
 
 /// A method's runs for one seed: those evaluated, and every one it took.
@@ -176,18 +181,32 @@ fn seed_runs(runs: &mut Runs, seed: Option<u64>) -> SeedRuns {
         srl: name("srl"),
         smae: name("smae"),
         smae_srl: name("smae-srl"),
+        srl_deep: name("srl-deep"),
     };
-    runs.finetune(&seed_runs.srl, &base, seed, &method_set("srl"));
-    runs.finetune(&seed_runs.mse_2d, &base, seed, &method_set("2dmse"));
-    runs.finetune(&seed_runs.single, &base, seed, &method_set("single"));
-    for (size, run_name) in sizes.iter().zip(&seed_runs.separate).take(sizes.len() - 1) {
+    let preset = runs.preset;
+    // The separately trained row reads its full size from `single`.
+    let wanted = [
+        ("srl", &seed_runs.srl, preset.trains("srl")),
+        ("2dmse", &seed_runs.mse_2d, preset.trains("2dmse")),
+        ("single", &seed_runs.single, preset.trains("single") || preset.trains("separate")),
+    ];
+    for (method, run, _) in wanted.into_iter().filter(|w| w.2) {
+        runs.finetune(run, &base, seed, &method_set(method));
+    }
+    let separate = sizes.iter().zip(&seed_runs.separate).take(sizes.len() - 1);
+    for (size, run_name) in separate.filter(|_| preset.trains("separate")) {
         let set = [method_set("single"), vec![format!("objective.size={size}")]].concat();
         let model = runs.out.join(run_name).join("model");
         runs.finetune(run_name, &base, seed, &set).eval = Some(Eval { model, sizes: size.clone(), grid: false });
     }
-    runs.pretrain(&seed_runs.smae, seed, &seed_runs.smae_srl);
-    let smae_model = runs.out.join(&seed_runs.smae).join("model").display().to_string();
-    runs.finetune(&seed_runs.smae_srl, &smae_model, seed, &method_set("srl"));
+    if preset.trains("smae-srl") {
+        runs.pretrain(&seed_runs.smae, seed, &seed_runs.smae_srl);
+        let smae_model = runs.out.join(&seed_runs.smae).join("model").display().to_string();
+        runs.finetune(&seed_runs.smae_srl, &smae_model, seed, &method_set("srl"));
+    }
+    if preset.trains("srl-deep") {
+        runs.finetune(&seed_runs.srl_deep, &base, seed, &method_set("srl-deep"));
+    }
     seed_runs
 }
 
@@ -246,14 +265,17 @@ fn plan(preset: &Preset, out: &Path) -> Plan {
         Method { label, seeds: evals, runs: trained.concat() }
     };
     let one = |run: &String| (vec![run.clone()], vec![run.clone()]);
-    let methods = vec![
-        Method { label: "untouched", seeds: vec![vec!["untouched".into()]], runs: vec![] },
-        method("single size (full)", &|s| one(&s.single)),
-        method("separately trained", &|s| (s.separate.clone(), s.separate.clone())),
-        method("2DMSE", &|s| one(&s.mse_2d)),
-        method("SRL", &|s| one(&s.srl)),
-        method("SMAE → SRL", &|s| (vec![s.smae_srl.clone()], vec![s.smae.clone(), s.smae_srl.clone()])),
+    let mut methods = vec![Method { label: "untouched", seeds: vec![vec!["untouched".into()]], runs: vec![] }];
+    let rows: [(&str, &str, &dyn Fn(&SeedRuns) -> MethodRuns); 6] = [
+        ("single", "single size (full)", &|s| one(&s.single)),
+        ("separate", "separately trained", &|s| (s.separate.clone(), s.separate.clone())),
+        ("2dmse", "2DMSE", &|s| one(&s.mse_2d)),
+        ("srl", "SRL", &|s| one(&s.srl)),
+        ("smae-srl", "SMAE → SRL", &|s| (vec![s.smae_srl.clone()], vec![s.smae.clone(), s.smae_srl.clone()])),
+        ("srl-deep", "SRL-deep", &|s| one(&s.srl_deep)),
     ];
+    methods
+        .extend(rows.into_iter().filter(|(name, ..)| preset.trains(name)).map(|(_, label, read)| method(label, read)));
     Plan { runs: runs.list, methods, lists, costs }
 }
 
@@ -312,6 +334,10 @@ fn eval_args(preset: &Preset, run: &Run, eval: &Eval, dir: &Path) -> Vec<String>
     }
     if eval.grid {
         args.extend(["--grid".into(), "--grid-dims".into(), preset.grid_dims.clone()]);
+        if let Some(cross) = &preset.cross {
+            args.extend(["--query-sizes".into(), cross.query_sizes.clone()]);
+            args.extend(["--corpus-sizes".into(), cross.corpus_sizes.clone()]);
+        }
     }
     if let Some(r) = &preset.retrieval {
         for (flag, value) in
@@ -496,6 +522,69 @@ mod tests {
         assert_eq!(
             set.iter().rfind(|s| s.starts_with("train.max_steps=")).unwrap(),
             &format!("train.max_steps={}", cost.steps)
+        );
+    }
+
+    #[test]
+    fn srl_deep_trains_beside_srl_and_is_read_against_it_over_the_query_and_corpus_grids() {
+        let preset = preset("minilm-deep").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path();
+        let plan = plan(&preset, out);
+        let names: Vec<&str> = plan.runs.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["untouched", "srl-seed42", "srl-deep-seed42", "srl-seed43", "srl-deep-seed43"]);
+        let deep = plan.runs.iter().find(|r| r.name == "srl-deep-seed43").unwrap();
+        let set = &deep.train.as_ref().unwrap().set;
+        assert!(set.contains(&"objective.method=srl-deep".into()) && set.contains(&"train.seed=43".into()));
+        let args = eval_args(&preset, deep, deep.eval.as_ref().unwrap(), Path::new("/e"));
+        let flag = |f: &str| args.iter().position(|a| a == f).map(|i| args[i + 1].as_str());
+        assert_eq!(
+            (flag("--query-sizes"), flag("--corpus-sizes")),
+            (Some(preset.sizes.as_str()), Some(preset.sizes.as_str()))
+        );
+        let labels: Vec<&str> = plan.methods.iter().map(|m| m.label).collect();
+        assert_eq!(labels, ["untouched", "SRL", "SRL-deep"]);
+
+        // Every grid cell v(q, c): SRL 0.5 on the diagonal, 0.2 off it; SRL-deep 0.6 against the
+        // full-size corpus and 0.45 on the diagonal below it; each seed 0.01 apart.
+        fake_record(out, &plan, |_, _| 0.5);
+        let sizes = [(1, 32), (2, 64), (3, 96), (4, 128), (5, 256), (6, 384)];
+        for run in &plan.runs {
+            let seed = if run.name.ends_with("43") { 0.01 } else { 0.0 };
+            let value = |q: usize, c: usize| -> f64 {
+                let full = c == sizes.len() - 1;
+                seed + match (run.name.starts_with("srl-deep"), q == c, full) {
+                    (true, _, true) => 0.6,
+                    (true, true, false) => 0.45,
+                    (false, true, _) => 0.5,
+                    _ => 0.2,
+                }
+            };
+            let grid = |metric: &str| {
+                let values: Vec<Vec<f64>> =
+                    (0..sizes.len()).map(|q| (0..sizes.len()).map(|c| value(q, c)).collect()).collect();
+                let sizes: Vec<Value> = sizes.iter().map(|&(l, d)| json!({"layers": l, "dims": d})).collect();
+                json!({"metric": metric, "queries": sizes, "corpus": sizes, "values": values})
+            };
+            let path = out.join("eval").join(&run.name).join("report.json");
+            let mut report: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            report[0]["cross"] = json!([grid("sts-test Spearman"), grid("queries.dl20.tsv nDCG@10")]);
+            write(&path, &report.to_string());
+        }
+        let md = results(&preset, out, &plan).unwrap();
+        assert!(md.contains("## Shallow queries against a deep corpus"), "{md}");
+        assert!(md.contains("| (1, 32) | 0.5000 | 0.2000 | 0.5050 (0.5000, 0.5100) | 0.2050 (0.2000, 0.2100) | 0.4550 (0.4500, 0.4600) | 0.6050 (0.6000, 0.6100) |"), "{md}");
+        assert!(md.contains("below the full depth: (1, 32) above (+0.1000);"), "{md}");
+        assert!(
+            md.contains(
+                "At the full size: SRL-deep 0.6050 (0.6000, 0.6100) against SRL 0.5050 (0.5000, 0.5100): **above**"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("### TREC DL 2020, nDCG@10")
+                && md.contains("![SRL-deep](eval/srl-deep-seed42/cross-srl-deep-seed42-2.svg)"),
+            "{md}"
         );
     }
 

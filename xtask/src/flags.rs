@@ -413,7 +413,10 @@ mod tests {
         };
         assert_eq!(options, ExperimentOptions { preset: "bert-base-nli".into(), output: Some("runs/x".into()) });
         for (args, needle) in [
-            (&["experiment", "--preset", "gpt"][..], "unknown preset 'gpt'; the presets are bert-base-nli, minilm-nli"),
+            (
+                &["experiment", "--preset", "gpt"][..],
+                "unknown preset 'gpt'; the presets are bert-base-nli, minilm-deep, minilm-nli",
+            ),
             (&["experiment", "--output"][..], "--output needs a value"),
             (&["experiment", "--steps", "3"][..], "unknown flag '--steps'"),
         ] {

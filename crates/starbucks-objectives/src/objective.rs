@@ -1,5 +1,6 @@
-//! SRL, 2DMSE and single-size training behind one interface: every method takes the pooled
-//! embeddings of every layer from one encoder pass and returns a total loss and its terms.
+//! SRL, SRL with a deep corpus, 2DMSE and single-size training behind one interface: every
+//! method takes the pooled embeddings of every layer from one encoder pass and returns a total
+//! loss and its terms.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
@@ -31,20 +32,27 @@ fn cut<B: Backend>(x: &Tensor<B, 2>, dims: usize) -> Tensor<B, 2> {
 impl<B: Backend> Embeddings<B> {
     /// The base loss at one size, and the retrieval score matrix when there is one.
     fn base(&self, size: Size) -> (Tensor<B, 1>, Option<Tensor<B, 2>>) {
+        self.base_against(size, size.layers)
+    }
+
+    /// The base loss with the anchors, queries or first sentences at `size` and the other side
+    /// (positives and negatives, passages, second sentences) at layer `other`, both cut to
+    /// `size.dims`; and the retrieval score matrix when there is one.
+    fn base_against(&self, size: Size, other: usize) -> (Tensor<B, 1>, Option<Tensor<B, 2>>) {
         match self {
             Embeddings::Triplets { layers, batch } => {
-                let e = cut(&layers[size.layers], size.dims);
+                let (e, o) = (cut(&layers[size.layers], size.dims), cut(&layers[other], size.dims));
                 let [rows, _] = e.dims();
-                (mnrl(e.clone().narrow(0, 0, *batch), e.narrow(0, *batch, rows - batch), SCALE), None)
+                (mnrl(e.narrow(0, 0, *batch), o.narrow(0, *batch, rows - batch), SCALE), None)
             }
             Embeddings::Scored { layers, labels } => {
-                let e = cut(&layers[size.layers], size.dims);
+                let (e, o) = (cut(&layers[size.layers], size.dims), cut(&layers[other], size.dims));
                 let [rows, _] = e.dims();
                 let half = rows / 2;
-                (cosent(e.clone().narrow(0, 0, half), e.narrow(0, half, half), labels.clone(), SCALE), None)
+                (cosent(e.narrow(0, 0, half), o.narrow(0, half, half), labels.clone(), SCALE), None)
             }
             Embeddings::Retrieval { queries, passages, group } => {
-                let s = scores(cut(&queries[size.layers], size.dims), cut(&passages[size.layers], size.dims));
+                let s = scores(cut(&queries[size.layers], size.dims), cut(&passages[other], size.dims));
                 (retrieval_ce(s.clone(), *group), Some(s))
             }
         }
@@ -116,6 +124,13 @@ pub enum Objective {
         sizes: SizeList,
         kl_weight: f64,
     },
+    /// SRL for a corpus embedded at full depth: SRL's terms, each family weighted, plus at every
+    /// size (n, d) with n below the full depth N the base loss of the anchors or queries at
+    /// (n, d) against the other side at (N, d) (see [`srl_deep`]).
+    SrlDeep {
+        sizes: SizeList,
+        weights: SrlWeights,
+    },
     Mse2d(Mse2dConfig),
     /// Plain training of one size (a separately trained model, or the full model alone).
     Single(Size),
@@ -135,7 +150,7 @@ impl Objective {
     /// The deepest layer this objective reads (run the encoder that far).
     pub fn layers(&self, num_layers: usize) -> usize {
         match self {
-            Objective::Srl { sizes, .. } => sizes.full().layers,
+            Objective::Srl { sizes, .. } | Objective::SrlDeep { sizes, .. } => sizes.full().layers,
             Objective::Mse2d(_) => num_layers,
             Objective::Single(size) => size.layers,
         }
@@ -145,6 +160,7 @@ impl Objective {
     pub fn loss<B: Backend>(&self, embeddings: &Embeddings<B>, rng: &mut impl Rng) -> LossOutput<B> {
         match self {
             Objective::Srl { sizes, kl_weight } => srl(sizes, *kl_weight, embeddings),
+            Objective::SrlDeep { sizes, weights } => srl_deep(sizes, *weights, embeddings),
             Objective::Mse2d(config) => {
                 let layers = match embeddings {
                     Embeddings::Triplets { layers, .. } | Embeddings::Scored { layers, .. } => layers.len() - 1,
@@ -160,8 +176,30 @@ impl Objective {
     }
 }
 
+/// The weight of each family of terms of [`srl_deep`] (the full size's base loss weighs 1).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SrlWeights {
+    /// SRL's base loss at each smaller size, both sides at that size.
+    pub symmetric: f64,
+    /// The base loss of each size shallower than the full depth against the other side at
+    /// full depth.
+    pub deep: f64,
+    /// SRL's KL of each smaller size against the full one.
+    pub kl: f64,
+}
+
 /// SRL: `base(full) + Σ_{n ≠ full} (base(n) + kl_weight · KL_n)`.
 pub fn srl<B: Backend>(sizes: &SizeList, kl_weight: f64, embeddings: &Embeddings<B>) -> LossOutput<B> {
+    srl_deep(sizes, SrlWeights { symmetric: 1.0, deep: 0.0, kl: kl_weight }, embeddings)
+}
+
+/// SRL with a deep corpus: `base(full) + Σ_{(n, d) ≠ full} (w_sym · base(n, d) + w_kl · KL_(n, d))
+/// + w_deep · Σ_{(n, d), n < N} base((n, d) against (N, d))`, where the last family scores
+/// the anchors or queries at (n, d) against the positives and negatives (or passages) at the
+/// full depth N cut to d, as a corpus indexed once at full depth is searched by a shallow
+/// query. A family of weight 0 is not computed; with `deep` 0 and `symmetric` 1 this is SRL.
+/// Sizes at the full depth have no deep term: there it is their symmetric one.
+pub fn srl_deep<B: Backend>(sizes: &SizeList, weights: SrlWeights, embeddings: &Embeddings<B>) -> LossOutput<B> {
     let full = sizes.full();
     let (full_loss, full_scores) = embeddings.base(full);
     let mut total = full_loss.clone();
@@ -171,21 +209,33 @@ pub fn srl<B: Backend>(sizes: &SizeList, kl_weight: f64, embeddings: &Embeddings
             terms.push((format!("base{full}"), full_loss.clone()));
             continue;
         }
-        let (loss, size_scores) = embeddings.base(size);
-        let kl = match (embeddings, &full_scores, size_scores) {
-            // Retrieval: over the passage axis of the score matrices, full size detached.
-            (Embeddings::Retrieval { .. }, Some(teacher), Some(student)) => {
-                kl_divergence(teacher.clone(), student, true)
+        if weights.symmetric != 0.0 || weights.kl != 0.0 {
+            let (loss, size_scores) = embeddings.base(size);
+            if weights.symmetric != 0.0 {
+                total = total + loss.clone() * weights.symmetric;
+                terms.push((format!("base{size}"), loss));
             }
-            // STS: over the first d dims of the raw pooled embeddings, not detached.
-            (Embeddings::Triplets { layers, .. } | Embeddings::Scored { layers, .. }, _, _) => {
-                kl_divergence(cut(&layers[full.layers], size.dims), cut(&layers[size.layers], size.dims), false)
+            if weights.kl != 0.0 {
+                let kl = match (embeddings, &full_scores, size_scores) {
+                    // Retrieval: over the passage axis of the score matrices, full size detached.
+                    (Embeddings::Retrieval { .. }, Some(teacher), Some(student)) => {
+                        kl_divergence(teacher.clone(), student, true)
+                    }
+                    // STS: over the first d dims of the raw pooled embeddings, not detached.
+                    (Embeddings::Triplets { layers, .. } | Embeddings::Scored { layers, .. }, _, _) => {
+                        kl_divergence(cut(&layers[full.layers], size.dims), cut(&layers[size.layers], size.dims), false)
+                    }
+                    _ => unreachable!("retrieval embeddings always give scores"),
+                };
+                total = total + kl.clone() * weights.kl;
+                terms.push((format!("kl{size}"), kl));
             }
-            _ => unreachable!("retrieval embeddings always give scores"),
-        };
-        total = total + loss.clone() + kl.clone() * kl_weight;
-        terms.push((format!("base{size}"), loss));
-        terms.push((format!("kl{size}"), kl));
+        }
+        if weights.deep != 0.0 && size.layers < full.layers {
+            let (loss, _) = embeddings.base_against(size, full.layers);
+            total = total + loss.clone() * weights.deep;
+            terms.push((format!("deep{size}"), loss));
+        }
     }
     LossOutput { total, terms }
 }

@@ -12,7 +12,9 @@ use safetensors::SafeTensors;
 use starbucks_model::{BertConfig, BertInput, BertLayer, BertModel, Size, load_module};
 use starbucks_objectives::losses::{kl_divergence, mnrl};
 use starbucks_objectives::smae::{Masked, MlmHead, Smae, SmaeBatch};
-use starbucks_objectives::{Embeddings, LossOutput, Mse2dConfig, Mse2dDraw, Objective, SizeList, labels, mse2d};
+use starbucks_objectives::{
+    Embeddings, LossOutput, Mse2dConfig, Mse2dDraw, Objective, SizeList, SrlWeights, labels, mse2d,
+};
 
 type B = Autodiff<Flex>;
 
@@ -188,6 +190,48 @@ fn srl_retrieval_matches_pytorch() {
         let out = Objective::srl(minilm_sizes(), true).loss(&embeddings, &mut ChaCha8Rng::seed_from_u64(0));
         check(&fixture, &case, &out, &[("query", &queries), ("passage", &passages)]);
     }
+}
+
+/// SRL-deep with weights other than 1 (symmetric 0.5, deep 2.0; KL 0.3, 0.7 for retrieval), in
+/// the three flavours.
+#[test]
+fn srl_deep_matches_pytorch() {
+    let fixture = Fixture::load();
+    let objective =
+        |kl| Objective::SrlDeep { sizes: minilm_sizes(), weights: SrlWeights { symmetric: 0.5, deep: 2.0, kl } };
+    let rng = &mut ChaCha8Rng::seed_from_u64(0);
+
+    let case = "srl_deep_sts_b4";
+    let layers = fixture.leaves(case, "layer", 7);
+    let out = objective(0.3).loss(&Embeddings::Triplets { layers: layers.clone(), batch: 4 }, rng);
+    check(&fixture, case, &out, &[("layer", &layers)]);
+
+    let case = "srl_deep_cosent_b4";
+    let layers = fixture.leaves(case, "layer", 7);
+    let gold: Vec<f32> = fixture.f64s(&format!("{case}/labels")).0.iter().map(|&v| v as f32).collect();
+    let embeddings = Embeddings::Scored { layers: layers.clone(), labels: labels::<B>(&gold, &Default::default()) };
+    check(&fixture, case, &objective(0.3).loss(&embeddings, rng), &[("layer", &layers)]);
+
+    let case = "srl_deep_retrieval_b3";
+    let (queries, passages) = (fixture.leaves(case, "query", 7), fixture.leaves(case, "passage", 7));
+    let embeddings = Embeddings::Retrieval { queries: queries.clone(), passages: passages.clone(), group: 8 };
+    check(&fixture, case, &objective(0.7).loss(&embeddings, rng), &[("query", &queries), ("passage", &passages)]);
+}
+
+/// SRL-deep with the deep family weighed 0 and the symmetric 1 is SRL, term for term.
+#[test]
+fn srl_deep_without_its_deep_terms_is_srl() {
+    let fixture = Fixture::load();
+    let case = "srl_sts_b5";
+    let layers = fixture.leaves(case, "layer", 7);
+    let embeddings = Embeddings::Triplets { layers, batch: 5 };
+    let rng = &mut ChaCha8Rng::seed_from_u64(0);
+    let srl = Objective::srl(minilm_sizes(), false).loss(&embeddings, rng);
+    let weights = SrlWeights { symmetric: 1.0, deep: 0.0, kl: 0.3 };
+    let deep = Objective::SrlDeep { sizes: minilm_sizes(), weights }.loss(&embeddings, rng);
+    assert_eq!(value(&srl.total), value(&deep.total));
+    let names = |out: &LossOutput<B>| out.terms.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&srl), names(&deep));
 }
 
 #[test]

@@ -110,6 +110,10 @@ pub enum Method {
     Smae,
     /// Starbucks Representation Learning over the size list.
     Srl,
+    /// SRL plus, at every size shallower than the full depth, its anchors or queries against
+    /// the other side at full depth (`docs/objectives.md`).
+    #[serde(rename = "srl-deep")]
+    SrlDeep,
     /// The 2DMSE baseline (sentence-transformers `Matryoshka2dLoss`), dims from the size list.
     #[serde(rename = "2dmse")]
     Mse2d,
@@ -124,8 +128,13 @@ pub struct ObjectiveSection {
     /// The size list, ordered by layers then dims, the full model last: `"1,32 2,64 … 6,384"`, paper names,
     /// or a named list (`"minilm"`, `"bert-base"`: `Size::LISTS`).
     pub sizes: String,
-    /// SRL: weight of the KL terms; default 0.3 (STS) or 1.0 (retrieval).
+    /// SRL and SRL-deep: weight of the KL terms; default 0.3 (STS) or 1.0 (retrieval).
     pub kl_weight: Option<f64>,
+    /// SRL-deep: weight of the base loss at each smaller size, both sides at it; default 1.
+    pub symmetric_weight: Option<f64>,
+    /// SRL-deep: weight of the base loss of each shallower size against the other side at
+    /// full depth; default 1.
+    pub deep_weight: Option<f64>,
     /// Single: the trained size; default the full model.
     pub size: Option<String>,
 }
@@ -378,8 +387,23 @@ impl RunConfig {
         if self.objective.size.is_some() && self.objective.method != Method::Single {
             return Err("key `objective.size` applies to `method = \"single\"` only".into());
         }
-        if self.objective.kl_weight.is_some() && self.objective.method != Method::Srl {
-            return Err("key `objective.kl_weight` applies to `method = \"srl\"` only".into());
+        let o = &self.objective;
+        let srl = matches!(o.method, Method::Srl | Method::SrlDeep);
+        if o.kl_weight.is_some() && !srl {
+            return Err("key `objective.kl_weight` applies to `method = \"srl\"` and `\"srl-deep\"` only".into());
+        }
+        if (o.symmetric_weight.is_some() || o.deep_weight.is_some()) && o.method != Method::SrlDeep {
+            return Err(
+                "keys `objective.symmetric_weight` and `objective.deep_weight` apply to `method = \"srl-deep\"` only"
+                    .into(),
+            );
+        }
+        for (key, weight) in
+            [("kl_weight", o.kl_weight), ("symmetric_weight", o.symmetric_weight), ("deep_weight", o.deep_weight)]
+        {
+            if let Some(w) = weight.filter(|w| !(w.is_finite() && *w >= 0.0)) {
+                return Err(format!("key `objective.{key}` must be a finite weight ≥ 0 (got {w})"));
+            }
         }
         Ok(())
     }

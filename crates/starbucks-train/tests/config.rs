@@ -96,6 +96,14 @@ fn bad_values_name_their_key() {
     let twice = load(BASE, &[], &["train.devices=[0, 0]"]).unwrap_err();
     assert!(twice.contains("train.devices") && twice.contains("twice"), "{twice}");
     assert_eq!(load(BASE, &[], &["train.devices=[0,1]"]).unwrap().train.devices, vec![0, 1]);
+    let deep = BASE.replace("\"srl\"", "\"srl-deep\"");
+    let config = load(&deep, &[], &["objective.deep_weight=2", "objective.symmetric_weight=0.5"]).unwrap();
+    assert_eq!(config.objective.method, Method::SrlDeep);
+    assert_eq!((config.objective.deep_weight, config.objective.symmetric_weight), (Some(2.0), Some(0.5)));
+    let not_srl_deep = load(BASE, &[], &["objective.deep_weight=1"]).unwrap_err();
+    assert!(not_srl_deep.contains("objective.deep_weight") && not_srl_deep.contains("srl-deep"), "{not_srl_deep}");
+    let negative = load(&deep, &[], &["objective.deep_weight=-1"]).unwrap_err();
+    assert!(negative.contains("objective.deep_weight") && negative.contains("≥ 0"), "{negative}");
     let file = RunConfig::load(std::path::Path::new("/nonexistent/run.toml"), &BTreeMap::new(), &[]).unwrap_err();
     assert!(file.to_string().contains("/nonexistent/run.toml"), "{file}");
 }

@@ -29,6 +29,19 @@ pub struct SizeList {
     pub sizes: String,
 }
 
+/// Queries at one size against the corpus at another (`starbucks eval --query-sizes
+/// --corpus-sizes`), for the untouched model and every one-model method.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cross {
+    pub query_sizes: String,
+    pub corpus_sizes: String,
+}
+
+/// The methods a preset may train, in the order of the tables; `METHODS[..5]` are the paper's
+/// comparison, a preset's default.
+pub const METHODS: [&str; 6] = ["single", "separate", "2dmse", "srl", "smae-srl", "srl-deep"];
+
 /// The cost of a training step and the peak memory of some methods at some batch sizes: short
 /// runs, alternated (every method at a batch, then the next batch; `rounds` times).
 #[derive(Debug, Clone, Deserialize)]
@@ -58,6 +71,9 @@ pub struct Preset {
     pub pretrain: String,
     #[serde(default)]
     pub pretrain_set: Vec<String>,
+    /// The methods trained, of [`METHODS`]; none: the paper's comparison (all but `srl-deep`).
+    #[serde(default)]
+    pub methods: Vec<String>,
     pub sizes: String,
     pub grid_dims: String,
     pub max_seq_length: usize,
@@ -77,6 +93,7 @@ pub struct Preset {
     #[serde(default)]
     pub seeds: Vec<u64>,
     pub retrieval: Option<Retrieval>,
+    pub cross: Option<Cross>,
     #[serde(default)]
     pub size_lists: Vec<SizeList>,
     pub cost: Option<Cost>,
@@ -93,6 +110,11 @@ impl Preset {
     /// The sizes of the list, one string each (`"1,32"`, `"demi"`).
     pub fn sizes(&self) -> Vec<String> {
         self.sizes.split_whitespace().map(str::to_string).collect()
+    }
+
+    /// Whether the preset trains `method` (a name of [`METHODS`]).
+    pub fn trains(&self, method: &str) -> bool {
+        if self.methods.is_empty() { METHODS[..5].contains(&method) } else { self.methods.iter().any(|m| m == method) }
     }
 
     /// The seeds, or one `None` (the configs' own) when the preset names none.
@@ -166,5 +188,8 @@ pub fn load(name: &str) -> Result<Preset> {
     let text = std::fs::read_to_string(&file).with_context(|| format!("{}: cannot read", file.display()))?;
     let mut preset: Preset = toml::from_str(&text).with_context(|| format!("{}: not a preset", file.display()))?;
     preset.name = name.to_string();
+    if let Some(unknown) = preset.methods.iter().find(|m| !METHODS.contains(&m.as_str())) {
+        bail!("{}: key `methods`: unknown method '{unknown}'; the methods are {}", file.display(), METHODS.join(", "));
+    }
     Ok(preset)
 }

@@ -18,6 +18,36 @@ use super::{Method, Plan};
 struct Report {
     rows: Vec<Row>,
     grid: Option<Grid>,
+    #[serde(default)]
+    cross: Vec<CrossGrid>,
+}
+
+/// A query size × corpus size grid (`starbucks_eval::cross::CrossGrid`).
+#[derive(Debug, Clone, Deserialize)]
+struct CrossGrid {
+    metric: String,
+    queries: Vec<SizeJson>,
+    corpus: Vec<SizeJson>,
+    #[serde(deserialize_with = "nan_rows_if_null")]
+    values: Vec<Vec<f64>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+struct SizeJson {
+    layers: usize,
+    dims: usize,
+}
+
+impl CrossGrid {
+    fn get(&self, query: (usize, usize), corpus: (usize, usize)) -> Option<f64> {
+        let at = |sizes: &[SizeJson], (layers, dims)| sizes.iter().position(|s| *s == SizeJson { layers, dims });
+        Some(self.values[at(&self.queries, query)?][at(&self.corpus, corpus)?])
+    }
+}
+
+fn nan_rows_if_null<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<Vec<f64>>, D::Error> {
+    let rows = Vec::<Vec<Option<f64>>>::deserialize(d)?;
+    Ok(rows.into_iter().map(|r| r.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect()).collect())
 }
 
 #[derive(Deserialize)]
@@ -415,6 +445,86 @@ fn cost(md: &mut String, record: &Path, plan: &Plan, timings: &BTreeMap<String, 
     Ok(())
 }
 
+/// The query × corpus grids: per measure, each method's score with the queries and the corpus
+/// at the same size ("both") and with the corpus at the full size ("corpus deep"), per query
+/// size; then SRL-deep's "corpus deep" against SRL's "both" at every depth below the full one,
+/// and the two full sizes.
+fn cross(md: &mut String, preset: &Preset, record: &Path, methods: &[Method], sts: &str) -> Result<()> {
+    let Some(cross) = &preset.cross else { return Ok(()) };
+    let queries = parse_sizes(&cross.query_sizes);
+    let corpus = parse_sizes(&cross.corpus_sizes);
+    let Some(&full) = parse_sizes(&preset.sizes).last() else { return Ok(()) };
+    let _ = writeln!(
+        md,
+        "## Shallow queries against a deep corpus\n\n\
+         Each query size (n, d) scored against the corpus at the same size (\"both\") and against \
+         the corpus at the full size {full:?} cut to d dims (\"corpus deep\"), as an index built once \
+         at full depth is searched by a cheap query; STS: each pair's first sentence at the query \
+         size, the second at the corpus size. Grids: `starbucks eval --query-sizes {} \
+         --corpus-sizes {}`.\n",
+        cross.query_sizes, cross.corpus_sizes
+    );
+    // (label, the metric's suffix in the report): the STS grid first, then the retrieval one.
+    let sts = format!("{sts}, Spearman");
+    let mut measures = vec![(sts.as_str(), " Spearman")];
+    if preset.retrieval.is_some() {
+        measures.push(("TREC DL 2020, nDCG@10", " nDCG@10"));
+    }
+    for (label, suffix) in measures {
+        // Per method, per seed: the first grid of that measure.
+        let mut grids: Vec<(&str, Vec<CrossGrid>)> = Vec::new();
+        for m in methods.iter().filter(|m| m.seeds.iter().all(|runs| runs.len() == 1)) {
+            let mut seeds = Vec::new();
+            for runs in &m.seeds {
+                let path = record.join("eval").join(&runs[0]).join("report.json");
+                let found = read_report(&path)?.cross.into_iter().find(|g| g.metric.ends_with(suffix));
+                seeds.push(found.with_context(|| format!("{}: no query × corpus grid of{suffix}", path.display()))?);
+            }
+            grids.push((m.label, seeds));
+        }
+        let value =
+            |seeds: &[CrossGrid], q, c| -> Vec<f64> { seeds.iter().map(|g| g.get(q, c).unwrap_or(f64::NAN)).collect() };
+        let _ = writeln!(md, "### {label}\n");
+        let heads: Vec<String> = grids.iter().map(|(l, _)| format!("{l}: both | {l}: corpus deep")).collect();
+        let _ = writeln!(md, "| query size | {} |", heads.join(" | "));
+        let _ = writeln!(md, "|---|{}", "---|".repeat(2 * grids.len()));
+        for &q in queries.iter().filter(|q| corpus.contains(q)) {
+            let cells: Vec<String> = grids
+                .iter()
+                .flat_map(|(_, seeds)| [cell(&value(seeds, q, q)), cell(&value(seeds, q, (full.0, full.1)))])
+                .collect();
+            let _ = writeln!(md, "| ({}, {}) | {} |", q.0, q.1, cells.join(" | "));
+        }
+        md.push('\n');
+        let find = |name: &str| grids.iter().find(|(l, _)| *l == name).map(|(_, g)| g.as_slice());
+        if let (Some(srl), Some(deep)) = (find("SRL"), find("SRL-deep")) {
+            let mut lines = Vec::new();
+            for &q in queries.iter().filter(|q| q.0 < full.0 && corpus.contains(q)) {
+                let (d, s) = (value(deep, q, full), value(srl, q, q));
+                lines.push(format!("({}, {}) {} ({:+.4})", q.0, q.1, standing(&d, &s), mean(&d) - mean(&s)));
+            }
+            let (d, s) = (value(deep, full, full), value(srl, full, full));
+            let _ = writeln!(
+                md,
+                "SRL-deep \"corpus deep\" against SRL \"both\", below the full depth: {}. At the full size: \
+                 SRL-deep {} against SRL {}: **{}**.\n",
+                lines.join("; "),
+                cell(&d),
+                cell(&s),
+                standing(&d, &s)
+            );
+        }
+        for (label, _) in &grids {
+            let run = &methods.iter().find(|m| m.label == *label).expect("a method").seeds[0][0];
+            let index = if suffix == " Spearman" { 1 } else { 2 };
+            let _ = writeln!(md, "![{label}](eval/{run}/cross-{run}-{index}.svg)");
+        }
+        let seeds = grids.iter().map(|g| g.1.len()).max().unwrap_or(1);
+        md.push_str(if seeds > 1 { "\n(Heat-maps: the first seed.)\n\n" } else { "\n" });
+    }
+    Ok(())
+}
+
 fn capitalised(text: &str) -> String {
     let mut chars = text.chars();
     chars.next().map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
@@ -460,6 +570,7 @@ pub fn results(preset: &Preset, record: &Path, plan: &Plan) -> Result<String> {
 
     let _ = writeln!(md, "## Checks: the paper's ordering on {measure}\n");
     checks(&mut md, &sizes, &sts);
+    cross(&mut md, preset, record, methods, &capitalised(&measure))?;
 
     let _ = writeln!(md, "## The layer × dim grid, {measure} Spearman\n");
     for (method, seeds) in methods.iter().zip(&sts) {

@@ -7,7 +7,7 @@ use burn::tensor::backend::AutodiffBackend;
 use starbucks_data::fineweb::Source;
 use starbucks_data::masking::{MaskingConfig, SmaeMasker};
 use starbucks_model::{BertConfig, BertModel, Embedder, Pooling, SentenceConfig, Size, Tokenizer};
-use starbucks_objectives::{Mse2dConfig, Objective, SizeList};
+use starbucks_objectives::{Mse2dConfig, Objective, SizeList, SrlWeights};
 
 use super::RunOptions;
 use crate::config::{DataFormat, Method, RunConfig, Task};
@@ -85,8 +85,12 @@ fn resolve(config: &RunConfig, folder_max_seq_length: usize) -> RunConfig {
         }
     }
     let o = &mut config.objective;
-    if o.method == Method::Srl {
+    if matches!(o.method, Method::Srl | Method::SrlDeep) {
         o.kl_weight.get_or_insert(Objective::default_kl_weight(retrieval));
+    }
+    if o.method == Method::SrlDeep {
+        o.symmetric_weight.get_or_insert(1.0);
+        o.deep_weight.get_or_insert(1.0);
     }
     config
 }
@@ -200,6 +204,14 @@ fn objective(c: &Common) -> Result<Objective> {
     let o = &c.config.objective;
     Ok(match o.method {
         Method::Srl => Objective::Srl { sizes: c.sizes.clone(), kl_weight: o.kl_weight.expect(RESOLVED) },
+        Method::SrlDeep => Objective::SrlDeep {
+            sizes: c.sizes.clone(),
+            weights: SrlWeights {
+                symmetric: o.symmetric_weight.expect(RESOLVED),
+                deep: o.deep_weight.expect(RESOLVED),
+                kl: o.kl_weight.expect(RESOLVED),
+            },
+        },
         Method::Mse2d => {
             let mut dims: Vec<usize> = c.sizes.sizes().iter().map(|s| s.dims).collect();
             dims.reverse();
