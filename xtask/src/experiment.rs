@@ -266,7 +266,9 @@ fn plan(preset: &Preset, out: &Path) -> Plan {
     };
     let one = |run: &String| (vec![run.clone()], vec![run.clone()]);
     let mut methods = vec![Method { label: "untouched", seeds: vec![vec!["untouched".into()]], runs: vec![] }];
-    let rows: [(&str, &str, &dyn Fn(&SeedRuns) -> MethodRuns); 6] = [
+    // (the preset's name of the method, its label, how it reads a seed's runs)
+    type Row<'a> = (&'static str, &'static str, &'a dyn Fn(&SeedRuns) -> MethodRuns);
+    let rows: [Row; 6] = [
         ("single", "single size (full)", &|s| one(&s.single)),
         ("separate", "separately trained", &|s| (s.separate.clone(), s.separate.clone())),
         ("2dmse", "2DMSE", &|s| one(&s.mse_2d)),

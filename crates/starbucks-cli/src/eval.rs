@@ -167,9 +167,12 @@ fn hub_beir(dataset: &HubDataset, split: &str) -> Result<(String, Beir)> {
     Ok((dataset.name().to_string(), read_beir_files(&corpus, &queries, &qrels)?))
 }
 
+/// A retrieval measure: its label and how it is read from the scores.
+type Measure = (&'static str, fn(&RetrievalScores) -> f64);
+
 /// The retrieval measures of the report, each row named by its label; the query × corpus grids
 /// take the first two.
-const MEASURES: [(&str, fn(&RetrievalScores) -> f64); 4] = [
+const MEASURES: [Measure; 4] = [
     ("nDCG@10", |s| s.ndcg_cut_10),
     ("MRR@10", |s| s.mrr_10),
     ("R@100", |s| s.recall_100),

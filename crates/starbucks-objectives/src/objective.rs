@@ -193,12 +193,13 @@ pub fn srl<B: Backend>(sizes: &SizeList, kl_weight: f64, embeddings: &Embeddings
     srl_deep(sizes, SrlWeights { symmetric: 1.0, deep: 0.0, kl: kl_weight }, embeddings)
 }
 
-/// SRL with a deep corpus: `base(full) + Σ_{(n, d) ≠ full} (w_sym · base(n, d) + w_kl · KL_(n, d))
-/// + w_deep · Σ_{(n, d), n < N} base((n, d) against (N, d))`, where the last family scores
-/// the anchors or queries at (n, d) against the positives and negatives (or passages) at the
-/// full depth N cut to d, as a corpus indexed once at full depth is searched by a shallow
-/// query. A family of weight 0 is not computed; with `deep` 0 and `symmetric` 1 this is SRL.
-/// Sizes at the full depth have no deep term: there it is their symmetric one.
+/// SRL with a deep corpus (docs/objectives.md):
+/// `base(full) + Σ_{(n, d) ≠ full} (w_sym · base(n, d) + w_kl · KL_(n, d)) +
+/// w_deep · Σ_{(n, d), n < N} base((n, d) against (N, d))`, where the last family scores the
+/// anchors or queries at (n, d) against the positives and negatives (or passages) at the full
+/// depth N cut to d, as a corpus indexed once at full depth is searched by a shallow query.
+/// Sizes at the full depth have no deep term: there it is their symmetric one. A family of
+/// weight 0 is not computed; with `deep` 0 and `symmetric` 1 this is SRL.
 pub fn srl_deep<B: Backend>(sizes: &SizeList, weights: SrlWeights, embeddings: &Embeddings<B>) -> LossOutput<B> {
     let full = sizes.full();
     let (full_loss, full_scores) = embeddings.base(full);
