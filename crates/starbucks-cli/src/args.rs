@@ -224,7 +224,7 @@ pub struct EvalArgs {
     /// Also score every query size against every corpus size (STS: each pair's first sentence
     /// at a query size, its second at a corpus size), the two compared at the smaller dims: a
     /// query at (1,32) against the corpus at (6,384) is scored on the first 32 dims of each.
-    /// Sizes as --sizes; each side is embedded once per layer it names.
+    /// Sizes as --sizes; each side comes from one pass per batch.
     #[arg(long = "query-sizes", value_parser = parse_sizes, requires = "corpus_size_lists")]
     query_size_lists: Vec<Sizes>,
     /// The corpus sizes of the --query-sizes grid (its columns).

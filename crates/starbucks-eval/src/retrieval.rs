@@ -109,8 +109,8 @@ pub fn evaluate<B: Backend>(
 }
 
 /// The scores of every (query size, corpus size) pair of [`cross::pairs`]`(queries, corpus)`,
-/// in that order: the corpus embedded once at each layer `corpus` names, the queries at each
-/// layer `queries` names, each pair compared at [`cross::dims`].
+/// in that order, each pair compared at [`cross::dims`]: every chunk of the corpus is embedded
+/// at all the sizes it is compared at from one pass, as are the queries.
 pub fn evaluate_cross<B: Backend>(
     embedder: &Embedder<B>,
     task: &RetrievalTask<'_>,
@@ -130,13 +130,24 @@ fn rank<B: Backend>(
     config: RetrievalConfig,
 ) -> starbucks_model::Result<Vec<(Run, RetrievalScores)>> {
     let device = embedder.device();
-    let width = embedder.full_size().dims;
-    // Each side embedded once per layer it needs, every dim; a pair cuts its dims from that.
-    let query_layers = cross::by_layer(&pairs.iter().map(|p| p.0).collect::<Vec<_>>(), width);
-    let corpus_layers = cross::by_layer(&pairs.iter().map(|p| p.1).collect::<Vec<_>>(), width);
-    let slot = |layers: &[Size], size: Size| layers.iter().position(|l| l.layers == size.layers).expect("embedded");
+    // Each side embedded once per (layer, dims) it is compared at, so that an embedder that
+    // normalises does so after the cut, as `embed` at that size would.
+    let at = |side: fn(&(Size, Size)) -> usize| -> Vec<Size> {
+        let mut sizes: Vec<Size> = Vec::new();
+        for pair in pairs {
+            let size = Size::new(side(pair), cross::dims(pair.0, pair.1));
+            if !sizes.contains(&size) {
+                sizes.push(size);
+            }
+        }
+        sizes
+    };
+    let (query_sizes, corpus_sizes) = (at(|p| p.0.layers), at(|p| p.1.layers));
+    let slot = |sizes: &[Size], layers: usize, dims: usize| {
+        sizes.iter().position(|&s| s == Size::new(layers, dims)).expect("embedded")
+    };
     let query_texts: Vec<&str> = task.queries.iter().map(|(_, t)| t.as_str()).collect();
-    let queries = embedder.embed_sizes(&query_texts, &query_layers)?;
+    let queries = embedder.embed_sizes(&query_texts, &query_sizes)?;
     let wanted: Option<HashSet<&str>> = task
         .candidates
         .map(|c| task.queries.iter().filter_map(|(qid, _)| c.get(qid)).flatten().map(String::as_str).collect());
@@ -158,7 +169,10 @@ fn rank<B: Backend>(
     });
     let query_matrices: Vec<Tensor<B, 2>> = pairs
         .iter()
-        .map(|&(q, c)| matrix(&queries[slot(&query_layers, q)], cross::dims(q, c), config.similarity, device))
+        .map(|&(q, c)| {
+            let dims = cross::dims(q, c);
+            matrix(&queries[slot(&query_sizes, q.layers, dims)], dims, config.similarity, device)
+        })
         .collect();
 
     // heaps[pair][query]: the best `depth` (score, corpus index), smallest on top.
@@ -169,7 +183,7 @@ fn rank<B: Backend>(
     let mut ranking = std::time::Duration::ZERO;
     for (chunk_no, chunk) in corpus.chunks(chunk_len).enumerate() {
         let texts: Vec<&str> = chunk.iter().map(|(_, t)| t.as_str()).collect();
-        let passages = embedder.embed_sizes(&texts, &corpus_layers)?;
+        let passages = embedder.embed_sizes(&texts, &corpus_sizes)?;
         let started = std::time::Instant::now();
         let first = chunk_no * chunk_len;
         let docs = first..first + chunk.len();
@@ -177,7 +191,8 @@ fn rank<B: Backend>(
             if task.queries.is_empty() {
                 break;
             }
-            let matrix = matrix(&passages[slot(&corpus_layers, c)], cross::dims(q, c), config.similarity, device);
+            let dims = cross::dims(q, c);
+            let matrix = matrix(&passages[slot(&corpus_sizes, c.layers, dims)], dims, config.similarity, device);
             let scores = query_matrices[p].clone().matmul(matrix.transpose()).into_data();
             let scores = scores.as_slice::<f32>().expect("an f32 product");
             for (q, heap) in heaps[p].iter_mut().enumerate() {
