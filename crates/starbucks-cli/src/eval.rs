@@ -184,12 +184,9 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
         bail!("give one --name per --model ({} names for {} models)", args.names.len(), args.models.len());
     }
     let sizes = args.sizes();
-    // A size given twice would count twice in the average.
-    if let Some((i, size)) = sizes.iter().enumerate().find(|(i, s)| sizes[..*i].contains(s)) {
-        bail!("--sizes: {size} is given twice (entry {})", i + 1);
-    }
     let (query_sizes, corpus_sizes) = args.cross_sizes();
-    for (flag, list) in [("--query-sizes", &query_sizes), ("--corpus-sizes", &corpus_sizes)] {
+    // A size given twice would count twice in the average (and be a grid's row or column twice).
+    for (flag, list) in [("--sizes", &sizes), ("--query-sizes", &query_sizes), ("--corpus-sizes", &corpus_sizes)] {
         if let Some((i, size)) = list.iter().enumerate().find(|(i, s)| list[..*i].contains(s)) {
             bail!("{flag}: {size} is given twice (entry {})", i + 1);
         }
@@ -324,8 +321,15 @@ pub fn run<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<()> {
             let title = format!("{name}: {}", grid.metric);
             files.push((format!("cross-{name}-{}.svg", i + 1).into(), cross_heatmap_svg(grid, &title)));
         }
-        let precision = args.precision;
-        reports.push(Report { model: name, precision, sizes: sizes.clone(), rows, throughput, grid, cross });
+        reports.push(Report {
+            model: name,
+            precision: args.precision,
+            sizes: sizes.clone(),
+            rows,
+            throughput,
+            grid,
+            cross,
+        });
     }
 
     let mut markdown: String = reports.iter().map(|r| r.to_markdown() + "\n").collect();

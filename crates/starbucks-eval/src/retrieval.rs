@@ -143,9 +143,17 @@ fn rank<B: Backend>(
         sizes
     };
     let (query_sizes, corpus_sizes) = (at(|p| p.0.layers), at(|p| p.1.layers));
+    // Per pair: where its query side and its corpus side are among those sizes.
     let slot = |sizes: &[Size], layers: usize, dims: usize| {
         sizes.iter().position(|&s| s == Size::new(layers, dims)).expect("embedded")
     };
+    let slots: Vec<(usize, usize)> = pairs
+        .iter()
+        .map(|&(q, c)| {
+            let dims = cross::dims(q, c);
+            (slot(&query_sizes, q.layers, dims), slot(&corpus_sizes, c.layers, dims))
+        })
+        .collect();
     let query_texts: Vec<&str> = task.queries.iter().map(|(_, t)| t.as_str()).collect();
     let queries = embedder.embed_sizes(&query_texts, &query_sizes)?;
     let wanted: Option<HashSet<&str>> = task
@@ -167,13 +175,8 @@ fn rank<B: Backend>(
             })
             .collect()
     });
-    let query_matrices: Vec<Tensor<B, 2>> = pairs
-        .iter()
-        .map(|&(q, c)| {
-            let dims = cross::dims(q, c);
-            matrix(&queries[slot(&query_sizes, q.layers, dims)], dims, config.similarity, device)
-        })
-        .collect();
+    let query_matrices: Vec<Tensor<B, 2>> =
+        query_sizes.iter().zip(&queries).map(|(size, q)| matrix(q, size.dims, config.similarity, device)).collect();
 
     // heaps[pair][query]: the best `depth` (score, corpus index), smallest on top.
     let mut heaps: Vec<Vec<BinaryHeap<Reverse<Scored>>>> =
@@ -187,13 +190,21 @@ fn rank<B: Backend>(
         let started = std::time::Instant::now();
         let first = chunk_no * chunk_len;
         let docs = first..first + chunk.len();
-        for (p, &(q, c)) in pairs.iter().enumerate() {
+        // Each embedded size's matrix once, shared by the pairs that compare at it (none
+        // without queries: there is nothing to score).
+        let passage_matrices: Vec<Tensor<B, 2>> = if task.queries.is_empty() {
+            Vec::new()
+        } else {
+            let transposed =
+                |(size, p): (&Size, &Vec<Vec<f32>>)| matrix(p, size.dims, config.similarity, device).transpose();
+            corpus_sizes.iter().zip(&passages).map(transposed).collect()
+        };
+        for (p, &(query_slot, corpus_slot)) in slots.iter().enumerate() {
             if task.queries.is_empty() {
                 break;
             }
-            let dims = cross::dims(q, c);
-            let matrix = matrix(&passages[slot(&corpus_sizes, c.layers, dims)], dims, config.similarity, device);
-            let scores = query_matrices[p].clone().matmul(matrix.transpose()).into_data();
+            let corpus_matrix = passage_matrices[corpus_slot].clone();
+            let scores = query_matrices[query_slot].clone().matmul(corpus_matrix).into_data();
             let scores = scores.as_slice::<f32>().expect("an f32 product");
             for (q, heap) in heaps[p].iter_mut().enumerate() {
                 let row = &scores[q * chunk.len()..(q + 1) * chunk.len()];

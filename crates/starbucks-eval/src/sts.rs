@@ -70,6 +70,25 @@ fn correlate(vectors: &[Vec<f32>], ids: &[(usize, usize)], gold: &[f64], dims: u
     Correlation { spearman: spearman(&predicted, gold), pearson: pearson(&predicted, gold) }
 }
 
+/// Spearman of each dataset's cosines, the first sentences' vectors from `a` and the second's
+/// from `b` (the same for one size), at their first `dims`; averaged over the datasets.
+fn average_spearman(ids: &[PairIds], golds: &[Vec<f64>], a: &[Vec<f32>], b: &[Vec<f32>], dims: usize) -> f64 {
+    let total: f64 = ids
+        .iter()
+        .zip(golds)
+        .map(|(ids, gold)| {
+            let predicted: Vec<f64> = ids.iter().map(|&(i, j)| cosine(&a[i][..dims], &b[j][..dims])).collect();
+            spearman(&predicted, gold)
+        })
+        .sum();
+    total / ids.len() as f64
+}
+
+/// Each dataset's gold scores.
+fn golds(datasets: &[(String, Vec<StsPair>)]) -> Vec<Vec<f64>> {
+    datasets.iter().map(|(_, pairs)| pairs.iter().map(|p| p.score).collect()).collect()
+}
+
 /// Every dataset at every size of `sizes`.
 pub fn evaluate<B: Backend>(
     embedder: &Embedder<B>,
@@ -117,22 +136,10 @@ pub fn evaluate_grid<B: Backend>(
     let sizes: Vec<Size> = layers.iter().map(|&l| Size::new(l, full.dims)).collect();
     let (sentences, ids) = unique_sentences(datasets);
     let by_layer = embedder.embed_sizes(&sentences, &sizes)?;
+    let golds = golds(datasets);
     let values = by_layer
         .iter()
-        .map(|vectors| {
-            dims.iter()
-                .map(|&d| {
-                    let total: f64 = datasets
-                        .iter()
-                        .zip(&ids)
-                        .map(|((_, pairs), ids)| {
-                            correlate(vectors, ids, &pairs.iter().map(|p| p.score).collect::<Vec<_>>(), d).spearman
-                        })
-                        .sum();
-                    total / datasets.len() as f64
-                })
-                .collect()
-        })
+        .map(|vectors| dims.iter().map(|&d| average_spearman(&ids, &golds, vectors, vectors, d)).collect())
         .collect();
     Ok(Grid { metric: "STS Spearman (average over datasets)".into(), layers, dims, values })
 }
@@ -152,20 +159,10 @@ pub fn evaluate_cross<B: Backend>(
     let (sentences, ids) = unique_sentences(datasets);
     let by_layer = embedder.embed_sizes(&sentences, &layers)?;
     let at = |size: Size| &by_layer[layers.iter().position(|l| l.layers == size.layers).expect("every layer embedded")];
+    let golds = golds(datasets);
     let values: Vec<f64> = cross::pairs(first, second)
         .into_iter()
-        .map(|(a, b)| {
-            let (va, vb, d) = (at(a), at(b), cross::dims(a, b));
-            let total: f64 = datasets
-                .iter()
-                .zip(&ids)
-                .map(|((_, pairs), ids)| {
-                    let predicted: Vec<f64> = ids.iter().map(|&(i, j)| cosine(&va[i][..d], &vb[j][..d])).collect();
-                    spearman(&predicted, &pairs.iter().map(|p| p.score).collect::<Vec<_>>())
-                })
-                .sum();
-            total / datasets.len().max(1) as f64
-        })
+        .map(|(a, b)| average_spearman(&ids, &golds, at(a), at(b), cross::dims(a, b)))
         .collect();
     let names: Vec<&str> = datasets.iter().map(|(name, _)| name.as_str()).collect();
     let metric = format!("{} Spearman", names.join(" + "));

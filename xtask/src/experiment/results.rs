@@ -28,8 +28,7 @@ struct CrossGrid {
     metric: String,
     queries: Vec<SizeJson>,
     corpus: Vec<SizeJson>,
-    #[serde(deserialize_with = "nan_rows_if_null")]
-    values: Vec<Vec<f64>>,
+    values: Vec<Vec<Option<f64>>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -39,15 +38,11 @@ struct SizeJson {
 }
 
 impl CrossGrid {
+    /// The value at (query, corpus), none where either is not in the grid or the value is null.
     fn get(&self, query: (usize, usize), corpus: (usize, usize)) -> Option<f64> {
         let at = |sizes: &[SizeJson], (layers, dims)| sizes.iter().position(|s| *s == SizeJson { layers, dims });
-        Some(self.values[at(&self.queries, query)?][at(&self.corpus, corpus)?])
+        self.values[at(&self.queries, query)?][at(&self.corpus, corpus)?]
     }
-}
-
-fn nan_rows_if_null<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<Vec<f64>>, D::Error> {
-    let rows = Vec::<Vec<Option<f64>>>::deserialize(d)?;
-    Ok(rows.into_iter().map(|r| r.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect()).collect())
 }
 
 #[derive(Deserialize)]
