@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::Path;
 
-use starbucks_model::{BertConfig, Embedder, Error, Size, Tokenizer};
+use starbucks_model::{Embedder, Error, Size, config::BertConfig, tokenizer::Tokenizer};
 use starbucks_tests::{TestBackend, minilm_dir};
 
 /// A copy of all-MiniLM-L6-v2 (weights linked, not copied) that a test may break.

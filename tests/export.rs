@@ -2,7 +2,7 @@
 //! cut to that size; a 1-layer export holds only the embeddings and layer 0; `starbucks embed`
 //! writes JSON Lines and .npy.
 
-use starbucks_model::{Embedder, ExportOptions, Size, export_sentence_transformers, read_safetensors_header};
+use starbucks_model::{Embedder, ExportOptions, Size, export_sentence_transformers, weights::read_safetensors_header};
 use starbucks_tests::{TestBackend, max_abs_diff, minilm_dir};
 
 fn export(size: Size, normalize: bool) -> (tempfile::TempDir, std::path::PathBuf) {

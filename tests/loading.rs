@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fs;
 
 use safetensors::{Dtype, SafeTensors, serialize_to_file, tensor::TensorView};
-use starbucks_model::{BertConfig, BertModel, Embedder, Size};
+use starbucks_model::{Embedder, Size, bert::BertModel, config::BertConfig};
 use starbucks_tests::{TestBackend, max_abs_diff, minilm_dir};
 
 #[test]

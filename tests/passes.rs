@@ -1,7 +1,7 @@
 //! `Pass`: texts that each stop at their own size, and passes that join half-way, give the
 //! vectors `Embedder::embed` gives each text alone (what `starbucks serve` relies on).
 
-use starbucks_model::{BertInput, Embedder, Size, normalize_vector};
+use starbucks_model::{Embedder, Size, bert::BertInput, pooling::normalize_vector};
 use starbucks_tests::{TestBackend, max_abs_diff, minilm_dir};
 
 const TEXTS: [&str; 6] = [

@@ -5,7 +5,11 @@ use burn::tensor::Tensor;
 use starbucks_data::eval::read_stsb;
 use starbucks_eval::sts;
 use starbucks_kernels::simd::{Tier, with_tier};
-use starbucks_model::{BertInput, Embedder, Pooling, Precision, Size, normalize, normalize_vector, pool};
+use starbucks_model::{
+    Embedder, Pooling, Precision, Size,
+    bert::BertInput,
+    pooling::{normalize, normalize_vector, pool},
+};
 use starbucks_tests::{TestBackend, max_abs_diff, minilm_dir, workspace_root};
 
 fn embedder() -> Embedder<TestBackend> {

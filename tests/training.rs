@@ -4,7 +4,7 @@
 
 use burn::backend::{Autodiff, Flex};
 use starbucks_data::finetune::{read_triplets, triplet_texts};
-use starbucks_model::{BertConfig, BertModel, Pooling, Size, Tokenizer};
+use starbucks_model::{Pooling, Size, bert::BertModel, config::BertConfig, tokenizer::Tokenizer};
 use starbucks_objectives::{Objective, SizeList};
 use starbucks_tests::{minilm_dir, workspace_root};
 use starbucks_train::checkpoint::TrainState;
@@ -57,7 +57,7 @@ fn srl_steps_lower_the_loss_of_a_batch() {
 fn length_groups_give_the_loss_and_gradients_of_one_padded_pass() {
     use burn::tensor::Tensor;
     use rand::SeedableRng;
-    use starbucks_model::{BertInput, pool};
+    use starbucks_model::{bert::BertInput, pooling::pool};
     use starbucks_objectives::Embeddings;
     use starbucks_train::engine::Task;
     use starbucks_train::finetune::FinetuneBatch;

@@ -16,7 +16,8 @@ The formulas are METHOD.md's, written out independently of the Rust code:
 - 2DMSE (sentence-transformers Matryoshka2dLoss) for fixed draws;
 - SRL-deep (docs/objectives.md) in the three flavours, with weights other than 1: SRL's terms
   weighted per family plus, at every size shallower than the full depth, the base loss of the
-  anchors / first sentences / queries at (n, d) against the other side at (6, d);
+  anchors / first sentences / queries at (n, d) against the other side at (6, d); and the same
+  with that other side detached (`objective.deep_detached`);
 - SMAE on a tiny random BERT: MLM_n and MAE_n per size, logits at every position with
   ignore_index -100 (the reference's way), and the masked-only gathering checked equal here.
 Sizes: the MiniLM list (1,32) (2,64) (3,96) (4,128) (5,256) (6,384) for the embedding losses.
@@ -76,13 +77,14 @@ def save(case, layers, total, terms, names=("layer",)):
             OUT[f"{case}/grad_{prefix}{n}"] = (x.grad if x.grad is not None else torch.zeros_like(x)).detach().to(torch.float32)
 
 
-def srl_sts(case, batch, detach=False, like=None):
-    layers = leaf_layers(3 * batch, like)
+def srl_pairs(case, layers, batch, base_loss, detach=False):
+    """SRL on pooled embeddings: base_loss(first side, second side) at every size plus 0.3 * KL
+    of every smaller size against the full one over dims (teacher detached or not)."""
     full = SIZES[-1]
     total, terms = None, []
     for (n, d) in SIZES:
         e = layers[n][:, :d]
-        base = mnrl(e[:batch], e[batch:])
+        base = base_loss(e[:batch], e[batch:])
         terms.append((f"base({n}, {d})", base))
         total = base if total is None else total + base
         if (n, d) != full:
@@ -90,6 +92,11 @@ def srl_sts(case, batch, detach=False, like=None):
             terms.append((f"kl({n}, {d})", k))
             total = total + 0.3 * k
     save(case, [layers], total, terms)
+
+
+def srl_sts(case, batch, detach=False, like=None):
+    layers = leaf_layers(3 * batch, like)
+    srl_pairs(case, layers, batch, mnrl, detach)
     return layers
 
 
@@ -98,18 +105,7 @@ def srl_cosent(case, batch):
     labels = torch.rand(batch, dtype=torch.float64).mul(5).round(decimals=1)
     labels[1] = labels[0]  # a tie
     OUT[f"{case}/labels"] = labels.to(torch.float32)
-    full = SIZES[-1]
-    total, terms = None, []
-    for (n, d) in SIZES:
-        e = layers[n][:, :d]
-        base = cosent(e[:batch], e[batch:], labels)
-        terms.append((f"base({n}, {d})", base))
-        total = base if total is None else total + base
-        if (n, d) != full:
-            k = kl(layers[full[0]][:, :d], e, False)
-            terms.append((f"kl({n}, {d})", k))
-            total = total + 0.3 * k
-    save(case, [layers], total, terms)
+    srl_pairs(case, layers, batch, lambda a, b: cosent(a, b, labels))
 
 
 def srl_retrieval(case, batch, group=8):
@@ -130,14 +126,16 @@ def srl_retrieval(case, batch, group=8):
     save(case, [queries, passages], total, terms, names=("query", "passage"))
 
 
-def srl_deep(case, kind, batch, symmetric=0.5, deep=2.0, kl_weight=0.3, group=8):
-    """kind: "sts" (MNRL on triplets), "cosent" (pairs) or "retrieval" (queries and passages)."""
+def srl_deep(case, kind, batch, symmetric=0.5, deep=2.0, kl_weight=0.3, group=8, detached=False):
+    """kind: "sts" (MNRL on triplets), "cosent" (pairs) or "retrieval" (queries and passages).
+    detached: the deep term's second side (at full depth) is a constant (stop-gradient)."""
     full = SIZES[-1]
     if kind == "retrieval":
         queries, passages = leaf_layers(batch), leaf_layers(batch * group)
         target = torch.arange(batch) * group
-        def base(n, other, d):
-            return F.cross_entropy(queries[n][:, :d] @ passages[other][:, :d].T, target)
+        def base(n, other, d, stop=False):
+            p = passages[other][:, :d]
+            return F.cross_entropy(queries[n][:, :d] @ (p.detach() if stop else p).T, target)
         s_full = queries[full[0]] @ passages[full[0]].T
         def kl_term(n, d):
             return kl(s_full, queries[n][:, :d] @ passages[n][:, :d].T, True)
@@ -147,8 +145,9 @@ def srl_deep(case, kind, batch, symmetric=0.5, deep=2.0, kl_weight=0.3, group=8)
         if kind == "cosent":
             labels = torch.rand(batch, dtype=torch.float64).mul(5).round(decimals=1)
             OUT[f"{case}/labels"] = labels.to(torch.float32)
-        def base(n, other, d):
+        def base(n, other, d, stop=False):
             a, b = layers[n][:batch, :d], layers[other][batch:, :d]
+            b = b.detach() if stop else b
             return mnrl(a, b) if kind == "sts" else cosent(a, b, labels)
         def kl_term(n, d):
             return kl(layers[full[0]][:, :d], layers[n][:, :d], False)
@@ -160,7 +159,7 @@ def srl_deep(case, kind, batch, symmetric=0.5, deep=2.0, kl_weight=0.3, group=8)
             terms.append((f"base({n}, {d})", b))
             total = b if total is None else total + b
             continue
-        b, k, deep_b = base(n, n, d), kl_term(n, d), base(n, full[0], d)
+        b, k, deep_b = base(n, n, d), kl_term(n, d), base(n, full[0], d, stop=detached)
         terms += [(f"base({n}, {d})", b), (f"kl({n}, {d})", k), (f"deep({n}, {d})", deep_b)]
         part = symmetric * b + kl_weight * k + deep * deep_b
         total = part if total is None else total + part
@@ -308,6 +307,10 @@ def main():
     srl_deep("srl_deep_sts_b4", "sts", 4)
     srl_deep("srl_deep_cosent_b4", "cosent", 4)
     srl_deep("srl_deep_retrieval_b3", "retrieval", 3, kl_weight=0.7)
+    # Drawn after the cases above, for the same reason.
+    srl_deep("srl_deep_detached_sts_b4", "sts", 4, detached=True)
+    srl_deep("srl_deep_detached_cosent_b4", "cosent", 4, detached=True)
+    srl_deep("srl_deep_detached_retrieval_b3", "retrieval", 3, kl_weight=0.7, detached=True)
     out = {k: v.contiguous() for k, v in OUT.items()}
     save_file(out, args.out, metadata={"cases": json.dumps(META)})
     print(f"wrote {args.out}: {len(out)} tensors")

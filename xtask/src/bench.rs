@@ -21,6 +21,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use crate::flags::{Backend, BenchOptions};
+use crate::stats::{median, quantile};
 use crate::{cli, fetch};
 
 /// What the reference environment is installed from (PyPI). torch's Linux wheel brings its
@@ -123,16 +124,6 @@ fn run_side(mut command: Command, what: &str) -> Result<Value> {
     serde_json::from_str(line).with_context(|| format!("{what} printed `{line}`, not a JSON line"))
 }
 
-fn median(values: Vec<f64>) -> f64 {
-    quantile(values, 0.5)
-}
-
-/// The value below which a fraction `q` of `values` lie (nearest rank).
-fn quantile(mut values: Vec<f64>, q: f64) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[((values.len() as f64 * q) as usize).min(values.len() - 1)]
-}
-
 /// The runs of one workload on one path.
 #[derive(Default)]
 struct Runs {
@@ -150,12 +141,12 @@ impl Runs {
 
     /// The median over every timed iteration of every run.
     fn median_ms(&self) -> f64 {
-        median(self.times())
+        median(&self.times())
     }
 
     /// The `q` quantile (0..=1) over every timed iteration of every run.
     fn quantile_ms(&self, q: f64) -> f64 {
-        quantile(self.times(), q)
+        quantile(&self.times(), q)
     }
 
     /// The largest distance of an iteration from the median, as a fraction of it.
@@ -169,7 +160,7 @@ impl Runs {
         let round = |l: &Value| -> String {
             let times: Vec<f64> = l["times_ms"].as_array().into_iter().flatten().filter_map(Value::as_f64).collect();
             if one_text {
-                return format!("p50 {:.2}, p99 {:.2}", quantile(times.clone(), 0.5), quantile(times, 0.99));
+                return format!("p50 {:.2}, p99 {:.2}", quantile(&times, 0.5), quantile(&times, 0.99));
             }
             times.iter().map(|t| format!("{t:.0}")).collect::<Vec<_>>().join(" ")
         };

@@ -8,33 +8,56 @@ use anyhow::{Context, Result, bail};
 
 use crate::flags::Backend;
 
-/// `cargo <verb> --release` of the CLI with the backend's feature.
-fn cargo(backend: Backend, verb: &str) -> Command {
+/// `cargo build --release` of the CLI with the backend's feature. On the default backend the
+/// build resolves features over the whole workspace (`--workspace --bin starbucks`), exactly as
+/// the README's `cargo test --release --workspace` does: the two then share every compiled
+/// crate, so neither rebuilds what the other built. (`-p starbucks-cli` alone unifies fewer
+/// features, and burn's tree would be built twice.) Another backend builds the CLI alone.
+fn cargo_build(backend: Backend) -> Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
-    command.current_dir(crate::fetch::workspace_root()).args([
-        verb,
-        "--release",
-        "--package",
-        "starbucks-cli",
-        "--bin",
-        "starbucks",
-    ]);
-    if backend != Backend::Flex {
+    command.current_dir(crate::fetch::workspace_root()).args(["build", "--release"]);
+    if backend == Backend::Flex {
+        command.args(["--workspace", "--bin", "starbucks"]);
+    } else {
+        command.args(["--package", "starbucks-cli", "--bin", "starbucks"]);
         command.args(["--no-default-features", "--features", backend.feature()]);
     }
     command
 }
 
 /// Builds the CLI and returns the binary's path. cargo shows its progress: the first release
-/// build of burn takes about 30 minutes on 2 cores, and a silent one looks hung.
+/// build of burn is long (README), and a silent one looks hung.
 pub fn build(backend: Backend) -> Result<PathBuf> {
-    announce(backend);
-    let status = cargo(backend, "build").status().context("cannot start cargo")?;
+    println!(
+        "building the starbucks CLI (release, {} backend; the first build takes tens of minutes, see the README)",
+        backend.feature()
+    );
+    let status = cargo_build(backend).status().context("cannot start cargo")?;
     if !status.success() {
         bail!("building starbucks-cli failed ({status})");
     }
     Ok(target_dir().join("release").join("starbucks"))
+}
+
+/// Builds every target `cargo test --release --workspace` builds (the libraries, the CLI, the
+/// tests and examples) in one release build, as that command resolves them: after it, the
+/// README's test command compiles nothing.
+pub fn build_tests() -> Result<()> {
+    println!(
+        "building the starbucks CLI and the tests in one release build, shared with `cargo test --release \
+         --workspace` (the first build takes tens of minutes, see the README)"
+    );
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(crate::fetch::workspace_root())
+        .args(["build", "--release", "--workspace", "--lib", "--bins", "--tests", "--examples"])
+        .status()
+        .context("cannot start cargo")?;
+    if !status.success() {
+        bail!("building the workspace failed ({status})");
+    }
+    Ok(())
 }
 
 /// cargo's target directory: `CARGO_TARGET_DIR`, else the workspace's `target/`.
@@ -44,18 +67,15 @@ pub fn target_dir() -> PathBuf {
     if target.is_absolute() { target } else { root.join(target) }
 }
 
-fn announce(backend: Backend) {
-    println!(
-        "building the starbucks CLI (release, {} backend; the first build takes ~30 min on 2 cores)",
-        backend.feature()
-    );
-}
-
 /// Builds the CLI (cargo's progress shown, see [`build`]) and runs `starbucks <command> <args>`.
 pub fn run(backend: Backend, command: &str, args: &[String]) -> Result<()> {
-    announce(backend);
-    let mut cargo_run = cargo(backend, "run");
-    let status = cargo_run.arg("--").arg(command).args(args).status().context("cannot start cargo")?;
+    let binary = build(backend)?;
+    let status = Command::new(&binary)
+        .current_dir(crate::fetch::workspace_root())
+        .arg(command)
+        .args(args)
+        .status()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
     match status.code() {
         Some(0) => Ok(()),
         // The CLI printed its own one-line error: pass its exit code on (2 = bad input).

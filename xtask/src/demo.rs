@@ -1,6 +1,7 @@
 //! `cargo xtask demo`: the README's main job. Fetches all-MiniLM-L6-v2, fine-tunes it with SRL
 //! on the shipped SNLI triplets (resuming, or reusing, a run already in `runs/`), then evaluates
 //! the untouched and the fine-tuned model on STS-B dev and test at every size of the list.
+//! Its build is the one the README's test command uses.
 
 use anyhow::Result;
 
@@ -11,6 +12,11 @@ const RUN: &str = "runs/finetune-srl-nli-minilm-demo";
 
 pub fn run(backend: Backend) -> Result<()> {
     fetch::run("minilm")?;
+    // On the default backend the tests are built too, in the same build: the README's second
+    // command then only runs them.
+    if backend == Backend::Flex {
+        cli::build_tests()?;
+    }
     let args = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     cli::run(backend, "finetune", &args(&["--config", CONFIG, "--resume"]))?;
     let model = format!("{RUN}/model");

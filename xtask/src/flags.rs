@@ -18,7 +18,7 @@ tasks:
                    none sharing a text with SNLI dev/test or STS-B, into assets/snli-train
   demo             the main job on the embedded default: fetch, fine-tune all-MiniLM-L6-v2 with
                    SRL on the shipped SNLI triplets (configs/finetune-srl-nli-minilm-demo.toml,
-                   ~3 min of training on 2 cores; a finished run is reused), then evaluate the untouched and
+                   80 steps at every size; a finished run is reused), then evaluate the untouched and
                    the fine-tuned model on STS-B dev and test at every size and print both rows
   bench            the side-by-side benchmark (docs/benchmarks.md): every workload (training
                    steps: SRL, single size, SMAE, plain MLM, ours and PyTorch in f32; forward at
@@ -36,7 +36,7 @@ tasks:
                    (PyTorch, installed into ~/.cache/starbucks-rs/infinity-venv the first time,
                    ~5 GB) on all-MiniLM-L6-v2, one STS-B sentence per request over loopback, at
                    each concurrency: full-size throughput and p50/p99 latency on both, our
-                   mixed-size load under both batch schedules, concurrency 1 against
+                   mixed-size load under every batch schedule, concurrency 1 against
                    `Embedder::embed` alone, then a soak with 5 % bad requests (statuses, memory)
                    [--rounds {}] [--requests {}] [--concurrency {}] [--soak {}]
                    [--threads <cores>] [--venv DIR] [--peer-port {}] [--output {}]

@@ -39,17 +39,13 @@ impl Load {
 
     /// The `q` quantile (0..1) of the latencies of `label` (all labels: None), in ms.
     pub fn quantile_ms(&self, label: Option<&str>, q: f64) -> f64 {
-        let mut ms: Vec<f64> = self
+        let ms: Vec<f64> = self
             .outcomes
             .iter()
             .filter(|o| label.is_none_or(|l| o.label == l))
             .map(|o| o.latency.as_secs_f64() * 1e3)
             .collect();
-        if ms.is_empty() {
-            return f64::NAN;
-        }
-        ms.sort_by(f64::total_cmp);
-        ms[((ms.len() - 1) as f64 * q).round() as usize]
+        crate::stats::quantile(&ms, q)
     }
 }
 

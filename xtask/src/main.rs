@@ -25,6 +25,7 @@ mod gpu_check;
 mod loadgen;
 mod serve_bench;
 mod snli;
+mod stats;
 
 use std::process::ExitCode;
 

@@ -1,7 +1,7 @@
 //! `cargo xtask bench --serve`: `starbucks serve` under load beside a real peer server,
-//! infinity-emb (PyTorch), on the same model, threads and texts; then our mixed-size load, the
-//! two batch schedules, concurrency 1 against `Embedder::embed` alone, and a soak with bad
-//! requests mixed in. Real HTTP over loopback (`loadgen.rs`), every run bounded in count and
+//! infinity-emb (PyTorch), on the same model, threads and texts; then our mixed-size load under
+//! every batch schedule (join, mixed, by-depth), concurrency 1 against `Embedder::embed` alone,
+//! and a soak with bad requests mixed in. Real HTTP over loopback (`loadgen.rs`), every run bounded in count and
 //! time, every run's line printed and kept in `results.jsonl`; the summary in `report.md`.
 
 use std::fmt::Write as _;
@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::flags::{Backend, ServeBenchOptions};
 use crate::loadgen::{self, Load, Shot};
+use crate::stats::median;
 use crate::{cli, fetch};
 
 /// The peer's environment (PyPI); its pins (sentence-transformers < 4, numpy < 2) clash with
@@ -178,15 +179,6 @@ fn record(
     line
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => f64::NAN,
-        n if n % 2 == 0 => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-        n => values[n / 2],
-    }
-}
-
 fn spread(values: &[f64]) -> String {
     values.iter().map(|v| format!("{v:.0}")).collect::<Vec<_>>().join(" / ")
 }
@@ -204,7 +196,7 @@ fn pick(
         .filter(|l| l["scenario"] == scenario && l["server"] == server && l["concurrency"] == c)
         .filter_map(field)
         .collect();
-    (median(values.clone()), values)
+    (median(&values), values)
 }
 
 pub fn run(backend: Backend, options: ServeBenchOptions) -> Result<()> {

@@ -364,19 +364,7 @@ pub struct EmbedArgs {
     pub precision: Precision,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ScheduleArg {
-    /// Batches of the oldest texts whatever their depth, each answered when its layer is done;
-    /// texts that arrive meanwhile catch up and join the running batch between layers.
-    Join,
-    /// As `join`, but a running batch takes no one in.
-    Mixed,
-    /// Batches of one depth at a time, the oldest text's.
-    ByDepth,
-}
-
-/// `serve`: TEI's flag names and meanings where TEI has the flag; defaults from
-/// `starbucks_serve::Options`.
+/// `serve`: TEI's flag names and meanings where TEI has the flag.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
@@ -384,57 +372,7 @@ pub struct ServeArgs {
     /// Model folder (HF or sentence-transformers) or hub id (`org/name[@revision]`).
     #[arg(long)]
     pub model: PathBuf,
-    #[arg(long, default_value_t = Options::default().host)]
-    pub host: String,
-    /// 0 picks a free port (logged as `listening on …`).
-    #[arg(long, default_value_t = Options::default().port)]
-    pub port: u16,
-    /// Most padded tokens (texts × longest text) in one encoder batch.
-    #[arg(long, default_value_t = Options::default().max_batch_tokens)]
-    pub max_batch_tokens: usize,
-    /// Most texts in one request (more: 413).
-    #[arg(long, default_value_t = Options::default().max_client_batch_size)]
-    pub max_client_batch_size: usize,
-    /// Most requests in flight (more: 429).
-    #[arg(long, default_value_t = Options::default().max_concurrent_requests)]
-    pub max_concurrent_requests: usize,
-    /// Most tokens of one input (default: the model's max_seq_length); longer inputs are cut
-    /// when the request's `truncate` (default: --auto-truncate) says so, else 413.
-    #[arg(long)]
-    pub max_input_length: Option<usize>,
-    /// Cut over-long inputs when a request does not say (`--auto-truncate false`: refuse them
-    /// with 413). On by default, as TEI 1.9.
-    #[arg(long, default_value_t = Options::default().auto_truncate, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
-    pub auto_truncate: bool,
-    /// Require `Authorization: Bearer KEY` on every route but /health.
-    #[arg(long)]
-    pub api_key: Option<String>,
-    /// The model name reported by /info and OpenAI responses (default: the folder's name).
-    #[arg(long)]
-    pub served_model_name: Option<String>,
-    /// Most bytes of one request body (more: 413).
-    #[arg(long, default_value_t = Options::default().payload_limit)]
-    pub payload_limit: usize,
-    /// How batches are cut from the queue (docs/serving.md).
-    #[arg(long, value_enum, default_value_t = ScheduleArg::Join)]
-    pub schedule: ScheduleArg,
-    /// Threads for HTTP and tokenisation (the encoder has its own).
-    #[arg(long, default_value_t = 1)]
-    pub http_threads: usize,
-    /// The encoder's arithmetic: f32, or int8 (the CPU backend only).
-    #[arg(long, default_value_t = Options::default().precision)]
-    pub precision: Precision,
-    /// An origin browsers may call from (repeatable, or comma-separated; `*`: any). Without
-    /// it, no CORS headers are sent.
-    #[arg(long, value_delimiter = ',')]
-    pub cors_allow_origin: Vec<String>,
-    /// Also serve /metrics alone on this port (as TEI's --prometheus-port; no API key).
-    #[arg(long)]
-    pub prometheus_port: Option<u16>,
-    /// Seconds a client has to send a request's headers before its connection is closed.
-    #[arg(long, default_value_t = Options::default().header_timeout.as_secs_f64())]
-    pub header_timeout: f64,
-    /// Seconds a client has to send a request's body (after its headers) before a 408.
-    #[arg(long, default_value_t = Options::default().body_timeout.as_secs_f64())]
-    pub body_timeout: f64,
+    // The server's settings: their flags, help and defaults are declared on `Options`.
+    #[command(flatten)]
+    pub options: Options,
 }

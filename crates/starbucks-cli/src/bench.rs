@@ -27,7 +27,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{Result, bail};
-use burn::module::{AutodiffModule, Module};
+use burn::module::AutodiffModule;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -35,15 +35,14 @@ use serde_json::json;
 use starbucks_data::eval::read_stsb;
 use starbucks_data::finetune::{read_triplets, triplet_texts};
 use starbucks_data::fineweb::{Position, Source};
-use starbucks_data::masking::{MaskingConfig, PretrainExample, SmaeMasker};
-use starbucks_model::{BertConfig, BertModel, Embedder, Pooling, Size, Tokenizer};
-use starbucks_objectives::losses::cross_entropy;
+use starbucks_data::masking::{MaskingConfig, SmaeMasker};
+use starbucks_model::{Embedder, Pooling, Size, bert::BertModel, config::BertConfig, tokenizer::Tokenizer};
 use starbucks_objectives::smae::{MlmHead, Smae};
-use starbucks_objectives::{LossOutput, Objective, SizeList};
+use starbucks_objectives::{Objective, SizeList};
 use starbucks_train::checkpoint::TrainState;
 use starbucks_train::engine::{DataSource, Engine, Micro, Task};
 use starbucks_train::finetune::{FinetuneBatch, FinetuneTask};
-use starbucks_train::pretrain::{PretrainModel, PretrainTask, smae_inputs};
+use starbucks_train::pretrain::{MlmTask, PretrainModel, PretrainTask};
 use starbucks_train::{Decay, LrSchedule, adamw};
 
 use crate::args::BenchArgs;
@@ -92,40 +91,6 @@ where
 
     fn encoder(model: &T::Model) -> &BertModel<B> {
         T::encoder(model)
-    }
-}
-
-/// A plain MLM step: the encoder's last layer at the full width through the SMAE head, at the
-/// encoder-masked positions only. The decoder is not used.
-struct MlmTask {
-    pad_id: u32,
-}
-
-impl<B: AutodiffBackend> Task<B> for MlmTask {
-    type Model = PretrainModel<B>;
-    type Data = Repeat<Vec<PretrainExample>>;
-
-    fn loss(
-        &self,
-        model: &PretrainModel<B>,
-        examples: Vec<PretrainExample>,
-        _rng: &mut ChaCha8Rng,
-    ) -> starbucks_train::Result<Micro<B>> {
-        let device = model.encoder.devices()[0].clone();
-        let inputs = smae_inputs::<B>(&examples, self.pad_id, &device);
-        let layers = model.encoder.num_layers();
-        let hidden = model.encoder.forward(inputs.encoder_input, layers);
-        let head = &model.smae.head;
-        let logits = head.logits(
-            head.transform(inputs.encoder_masked.gather(hidden[layers].clone())),
-            model.encoder.embeddings.word_embeddings.weight.val(),
-        );
-        let total = cross_entropy(logits, inputs.encoder_masked.targets.clone());
-        Ok(Micro { loss: LossOutput { total, terms: Vec::new() }, tokens: inputs.tokens })
-    }
-
-    fn encoder(model: &PretrainModel<B>) -> &BertModel<B> {
-        &model.encoder
     }
 }
 
@@ -253,7 +218,7 @@ fn pretrain<B: AutodiffBackend>(
         let task = PretrainTask { sizes: size_list(args, config)?, pad_id };
         train(args, model, &Fixed(task), batch, 1e-4, device)?
     } else {
-        train(args, model, &MlmTask { pad_id }, batch, 1e-4, device)?
+        train(args, model, &Fixed(MlmTask { pad_id }), batch, 1e-4, device)?
     };
     Ok(Measured { times_ms, items: SMAE_BATCH, tokens: Some(tokens), padded_tokens: Some(padded), spearman: None })
 }

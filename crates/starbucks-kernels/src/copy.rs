@@ -1,4 +1,4 @@
-//! Copies of strided views into contiguous buffers, and the row helpers the other kernels share.
+//! Copies of strided views into contiguous buffers (and the copy-on-write the in-place kernels use).
 //! burn-flex copies a strided view one element at a time through its `StridedIter`, on one
 //! core; here a run of the last dimension is copied at a time, rows in parallel.
 
@@ -11,37 +11,13 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Bytes, DType, Tensor, TensorMetadata};
 use burn_flex::{Flex, FlexTensor, Layout};
-use rayon::prelude::*;
 
 use crate::dispatch::on_flex;
+use crate::rows::{par_rows, row_offset};
 
 /// `x` made contiguous by our copy when `B` is flex or autodiff over flex; `Err(x)` otherwise.
 pub fn contiguous<B: Backend, const D: usize>(x: Tensor<B, D>) -> Result<Tensor<B, D>, Tensor<B, D>> {
     on_flex(x, copy_contiguous, contiguous_autodiff)
-}
-
-/// Calls `op(r, row)` for every row `r` (a run of `width` values) of `values`, `per_task` rows
-/// to a rayon task.
-pub(crate) fn par_rows<T: Send>(values: &mut [T], width: usize, per_task: usize, op: impl Fn(usize, &mut [T]) + Sync) {
-    if width == 0 {
-        return;
-    }
-    values.par_chunks_mut(width * per_task).enumerate().for_each(|(task, rows)| {
-        for (i, row) in rows.chunks_mut(width).enumerate() {
-            op(task * per_task + i, row);
-        }
-    });
-}
-
-/// The storage offset of row `r` of a tensor starting at `start`, with `dims` and per-dim
-/// element `steps`: `r` as a multi-index over every dim but the last.
-pub(crate) fn row_offset(mut r: usize, start: usize, dims: &[usize], steps: &[usize]) -> usize {
-    let mut offset = start;
-    for (&dim, &step) in dims[..dims.len() - 1].iter().zip(steps).rev() {
-        offset += (r % dim) * step;
-        r /= dim;
-    }
-    offset
 }
 
 /// Rows (runs of the last dimension) per rayon task of a copy.

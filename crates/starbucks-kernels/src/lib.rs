@@ -6,7 +6,7 @@
 //!   each takes the caller's `Tensor<B, D>` and runs our kernel when `B` is flex or autodiff over
 //!   flex (with its own autodiff op for the backward pass), or hands the inputs back (`Err`) so
 //!   that the caller runs burn's own op;
-//! - kernels on slices for inference ([`gemm`], [`quant`], [`attention`], [`norm`]): matrix
+//! - kernels on slices for inference ([`Linear`], [`quant`], [`attention`], [`norm`]): matrix
 //!   products in f32 and int8, attention over sequences of different lengths without padding,
 //!   LayerNorm, used by the model crate's CPU encoder.
 //!
@@ -17,22 +17,24 @@
 //! depends on it only behind its `flex` feature.
 
 mod activation;
+mod add;
 pub mod attention;
 mod copy;
 mod dispatch;
-mod elementwise;
-pub mod gemm;
+mod dropout;
 mod linear;
 pub mod norm;
 pub mod quant;
+mod rows;
 pub mod simd;
 
 pub use activation::{
     erf_f32, exp_f32, gelu, gelu_f32, gelu_grad_f32, gelu_in_place, gelu_tanh_in_place, relu_in_place,
 };
+pub use add::add_broadcast;
 pub use copy::contiguous;
-pub use elementwise::{add_broadcast, dropout, splitmix64};
-pub use linear::{LinearInputs, linear};
+pub use dropout::{dropout, splitmix64};
+pub use linear::{Linear, LinearInputs, linear};
 
 /// Elements per rayon task of an element-wise loop: large enough to amortise the task, small
 /// enough to split a `[rows, 1536]` FFN activation over every core.

@@ -1,7 +1,7 @@
 //! The slice kernels of the CPU encoder against plain f64 references, on odd shapes and lengths.
 
+use starbucks_kernels::Linear;
 use starbucks_kernels::attention::attention;
-use starbucks_kernels::gemm::Linear;
 use starbucks_kernels::norm::LayerNorm;
 use starbucks_kernels::quant::{ACTIVATION_MAX, PackedInt8, WEIGHT_MAX_7BIT, WEIGHT_MAX_8BIT};
 use starbucks_kernels::simd::{Tier, with_tier};

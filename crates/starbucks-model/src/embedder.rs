@@ -1,4 +1,12 @@
-//! `Embedder`: text in, `Vec<f32>` out, at any size; the entry point for programs.
+//! `Embedder`: text in, `Vec<f32>` out, at any size; the entry point for programs. Loading and
+//! options here, the layer-by-layer [`Pass`] the server batches with in `pass.rs`, the CPU
+//! encoder it runs on with the `flex` feature in `cpu.rs`.
+
+#[cfg(feature = "flex")]
+mod cpu;
+mod pass;
+
+pub use pass::Pass;
 
 use std::path::Path;
 
@@ -10,11 +18,12 @@ use burn::tensor::backend::Backend;
 use crate::bert::{BertInput, BertModel};
 use crate::config::BertConfig;
 use crate::error::{Error, Result};
+use crate::host::values;
 use crate::pooling::{Pooling, normalize_vector, pool};
 use crate::precision::Precision;
 use crate::sentence_transformers::{Dense, SentenceConfig};
 use crate::size::Size;
-use crate::tokenizer::Tokenizer;
+use crate::tokenizer::{Batch, Tokenizer};
 
 /// Embeds texts with a 2D Matryoshka BERT at any [`Size`], in batches, on any backend.
 ///
@@ -25,7 +34,7 @@ use crate::tokenizer::Tokenizer;
 pub struct Embedder<B: Backend> {
     model: BertModel<B>,
     #[cfg(feature = "flex")]
-    cpu: Option<crate::cpu::CpuEncoder>,
+    cpu: Option<cpu::CpuEncoder>,
     precision: Precision,
     /// The folder's Dense module, when it has one.
     dense: Option<Dense<B>>,
@@ -82,7 +91,7 @@ impl<B: Backend> Embedder<B> {
     }
 
     /// Whether this embedder runs on the CPU encoder: the flex backend, in a build with the
-    /// `flex` feature.
+    /// `flex` feature (the default; see the crate's front page).
     fn on_cpu() -> bool {
         #[cfg(feature = "flex")]
         {
@@ -98,7 +107,7 @@ impl<B: Backend> Embedder<B> {
     fn prepare_cpu(&mut self) {
         #[cfg(feature = "flex")]
         {
-            self.cpu = Self::on_cpu().then(|| crate::cpu::CpuEncoder::new(&self.model, &self.config, self.precision));
+            self.cpu = Self::on_cpu().then(|| cpu::CpuEncoder::new(&self.model, &self.config, self.precision));
         }
     }
 
@@ -106,7 +115,13 @@ impl<B: Backend> Embedder<B> {
     /// quantised here, once.
     pub fn with_precision(mut self, precision: Precision) -> Result<Self> {
         if precision != Precision::F32 && !Self::on_cpu() {
-            return Err(Error::Precision { precision, backend: std::any::type_name::<B>().to_string() });
+            let backend = std::any::type_name::<B>();
+            let backend = if cfg!(feature = "flex") {
+                backend.to_string()
+            } else {
+                format!("{backend}, in a build of starbucks-model without its `flex` feature")
+            };
+            return Err(Error::Precision { precision, backend });
         }
         if precision != self.precision {
             self.precision = precision;
@@ -121,12 +136,12 @@ impl<B: Backend> Embedder<B> {
 
     /// The CPU encoder, when this embedder runs on one.
     #[cfg(feature = "flex")]
-    pub(crate) fn cpu(&self) -> Option<&crate::cpu::CpuEncoder> {
+    fn cpu(&self) -> Option<&cpu::CpuEncoder> {
         self.cpu.as_ref()
     }
 
     #[cfg(not(feature = "flex"))]
-    pub(crate) fn cpu(&self) -> Option<&std::convert::Infallible> {
+    fn cpu(&self) -> Option<&std::convert::Infallible> {
         None
     }
 
@@ -239,7 +254,7 @@ impl<B: Backend> Embedder<B> {
     /// by row), from one pass through the deepest: on the CPU encoder where there is one (its
     /// pooled rows as they are, unless a Dense module follows), else through
     /// [`BertModel::forward`].
-    fn sentence_vectors(&self, batch: &crate::tokenizer::Batch, layers: &[usize]) -> Vec<Vec<f32>> {
+    fn sentence_vectors(&self, batch: &Batch, layers: &[usize]) -> Vec<Vec<f32>> {
         #[cfg(feature = "flex")]
         if let Some(cpu) = &self.cpu {
             let pooled = cpu.pooled(batch, layers, self.sentence.pooling);
@@ -260,15 +275,15 @@ impl<B: Backend> Embedder<B> {
 impl<B: Backend> Embedder<B> {
     /// The sentence vector of each row of `hidden` `[rows, seq, hidden]`: pooled over `mask`,
     /// then through the Dense module when the folder has one (every dim; the caller cuts).
-    /// (The server's layer-by-layer [`crate::Pass`] runs on the burn model.)
-    pub(crate) fn pool(&self, hidden: Tensor<B, 3>, mask: Tensor<B, 2>) -> Tensor<B, 2> {
+    /// (The server's layer-by-layer [`Pass`] runs on the burn model.)
+    fn pool(&self, hidden: Tensor<B, 3>, mask: Tensor<B, 2>) -> Tensor<B, 2> {
         self.dense(pool(hidden, mask, self.sentence.pooling))
     }
 
     /// The sentence vector of each text of `rows` (the CPU encoder's hidden states), as
     /// [`Self::pool`].
     #[cfg(feature = "flex")]
-    pub(crate) fn pooled_rows(&self, rows: &crate::cpu::Rows) -> Tensor<B, 2> {
+    fn pooled_rows(&self, rows: &cpu::Rows) -> Tensor<B, 2> {
         let shape = [rows.texts(), self.config.hidden_size];
         self.dense(Tensor::from_data(TensorData::new(rows.pool(self.sentence.pooling), shape), &self.device))
     }
@@ -280,9 +295,4 @@ impl<B: Backend> Embedder<B> {
             None => pooled,
         }
     }
-}
-
-/// A tensor's values on the host, as f32.
-pub(crate) fn values<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f32> {
-    tensor.into_data().convert::<f32>().to_vec().expect("converted to f32")
 }

@@ -28,7 +28,7 @@ pub enum Error {
     Hub(#[from] starbucks_hub::Error),
     /// A precision this build or backend does not run.
     #[error("precision {precision} runs on the CPU (flex) backend only; this embedder runs on {backend}")]
-    Precision { precision: crate::Precision, backend: String },
+    Precision { precision: crate::precision::Precision, backend: String },
 }
 
 impl Error {
@@ -58,15 +58,6 @@ pub(crate) fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = read_to_string(path)?;
     let deserializer = &mut serde_json::Deserializer::from_str(&text);
-    serde_path_to_error::deserialize(deserializer).map_err(|e| {
-        let key = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            Error::invalid(path, format!("not valid JSON: {inner}"))
-        } else if key == "." {
-            Error::invalid(path, inner.to_string())
-        } else {
-            Error::invalid(path, format!("key `{key}`: {inner}"))
-        }
-    })
+    serde_path_to_error::deserialize(deserializer)
+        .map_err(|e| Error::invalid(path, crate::keys::json_message(e, "key", None)))
 }

@@ -3,15 +3,27 @@
 //! One BERT encoder whose sentence embedding can be cut to the first *n* layers and the first
 //! *d* dimensions (a [`Size`]). It loads HuggingFace BERT folders (`config.json`,
 //! `model.safetensors`, `tokenizer.json`) or hub ids fetched into the HuggingFace cache
-//! ([`resolve_model`], through `starbucks-hub`), runs on any burn backend (`B: Backend`), returns every
-//! layer's hidden states from one pass ([`BertModel::forward`]), and offers [`Embedder`] as the
-//! entry point for programs that embed text.
+//! ([`resolve_model`], through `starbucks-hub`), runs on any burn backend (`B: Backend`), and
+//! offers [`Embedder`] as the entry point for programs that embed text.
 //!
-//! With the `flex` feature the CPU speed layer of `starbucks-kernels` joins in when the
-//! caller's backend is burn-flex: the encoder's GELU, dropout, linear, broadcast add and one
-//! copy run its kernels (training included, `ops.rs`), and [`Embedder`] runs inference on the
-//! CPU encoder (`cpu.rs`: real tokens only, fused blocks), in f32 or int8 ([`Precision`]).
-//! Every other backend runs burn's own ops; the f32 results agree to float rounding.
+//! The root holds what such a program needs: [`Embedder`] and its options ([`Size`],
+//! [`Pooling`], [`Precision`]), [`Error`], and export to a sentence-transformers folder
+//! ([`export_sentence_transformers`]). The encoder's parts, for the training crates and the
+//! server, are under named modules: [`bert`] (one struct per HF module, every layer's hidden
+//! states from one pass: [`bert::BertModel::forward`]), [`config`] (`config.json`),
+//! [`tokenizer`], [`pooling`], [`weights`] (HF safetensors in and out),
+//! [`sentence_transformers`] (its folder files and Dense module), [`ops`] (the encoder's ops
+//! with a CPU kernel), [`embedder::Pass`] (layer-by-layer passes the server batches with) and
+//! [`keys`] (the wording of an error that names a key).
+//!
+//! The `flex` feature (on by default) is the CPU path, decided when the crate is compiled:
+//! with it, when the caller's backend is burn-flex, the CPU speed layer of `starbucks-kernels`
+//! runs the encoder's GELU, dropout, linear, broadcast add and one copy (training included,
+//! [`ops`]), and [`Embedder`] runs inference on the CPU encoder (real tokens only, fused
+//! blocks), in f32 or int8 ([`Precision`]). Without it (a GPU-only build:
+//! `default-features = false`) every backend, flex included, runs burn's own ops, and
+//! [`Embedder::with_precision`] refuses int8 with an error that names the feature. The f32
+//! results of the two paths agree to float rounding.
 //!
 //! This crate must never depend on training code (objectives, data, the train loop,
 //! evaluation) nor pick a concrete backend: users embed it in their own programs. Of the other
@@ -28,40 +40,27 @@
 //! # Ok::<(), starbucks_model::Error>(())
 //! ```
 
-mod bert;
-mod config;
-#[cfg(feature = "flex")]
-mod cpu;
-mod embedder;
+pub mod bert;
+pub mod config;
+pub mod embedder;
 mod error;
 mod export;
-mod ops;
-mod pass;
-mod pooling;
+mod host;
+pub mod keys;
+pub mod ops;
+pub mod pooling;
 mod precision;
-mod sentence_transformers;
+pub mod sentence_transformers;
 mod size;
-mod tokenizer;
-mod weights;
+pub mod tokenizer;
+pub mod weights;
 
-pub use bert::{
-    BertAttention, BertEmbeddings, BertEncoder, BertInput, BertIntermediate, BertLayer, BertModel, BertOutput,
-    BertSelfAttention, BertSelfOutput, attention_bias, dense, settle,
-};
-pub use config::{BertConfig, HiddenAct};
 pub use embedder::Embedder;
 pub use error::{Error, Result};
 pub use export::{ExportOptions, export_sentence_transformers};
-pub use ops::gelu;
-pub use pass::Pass;
-pub use pooling::{Pooling, normalize, normalize_vector, pool};
+pub use pooling::Pooling;
 pub use precision::Precision;
-pub use sentence_transformers::{Dense, DenseConfig, SentenceConfig};
-pub use size::Size;
+pub use size::{Axis, Size};
 /// Hub ids for models: a folder at the path wins, else `org/name[@revision]` is fetched into the
 /// HuggingFace cache (`HF_ENDPOINT`, `HF_TOKEN`, `HF_HUB_CACHE`, `HF_HUB_OFFLINE` honoured).
 pub use starbucks_hub::resolve_model;
-pub use tokenizer::{Batch, Tokenizer, Tokens};
-pub use weights::{
-    HF_TO_BURN, LoadReport, expected_weights, load_module, read_safetensors_header, save_hf_safetensors,
-};

@@ -37,8 +37,8 @@ impl Precision {
         in_features: usize,
         out_features: usize,
         bias: Option<Vec<f32>>,
-    ) -> starbucks_kernels::gemm::Linear {
-        use starbucks_kernels::gemm::Linear;
+    ) -> starbucks_kernels::Linear {
+        use starbucks_kernels::Linear;
         match self {
             Precision::F32 => Linear::f32(weight, in_features, out_features, bias),
             Precision::Int8 => Linear::int8(&weight, in_features, out_features, bias),

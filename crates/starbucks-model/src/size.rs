@@ -54,7 +54,7 @@ impl Size {
     /// Errors when the size asks for more layers or dims than `full` (e.g. a folder whose
     /// Dense module already cut the dims).
     pub fn check_within(&self, full: Size) -> Result<()> {
-        if self.layers == 0 || self.dims == 0 || self.layers > full.layers || self.dims > full.dims {
+        if self.outside(full).is_some() {
             return Err(Error::SizeTooLarge {
                 layers: self.layers,
                 dims: self.dims,
@@ -63,6 +63,14 @@ impl Size {
             });
         }
         Ok(())
+    }
+
+    /// The first axis, layers then dims, on which this size is 0 or more than `full`'s: the
+    /// axis, this size's value and `full`'s. Every bound check of a size is this one.
+    pub fn outside(&self, full: Size) -> Option<(Axis, usize, usize)> {
+        [(Axis::Layers, self.layers, full.layers), (Axis::Dims, self.dims, full.dims)]
+            .into_iter()
+            .find(|&(_, value, bound)| value == 0 || value > bound)
     }
 
     /// Parses a list of sizes such as `"1,32 2,64"` or `"demi short"` (whitespace or `;`
@@ -96,6 +104,13 @@ impl FromStr for Size {
         }
         Ok(Size::new(layers, dims))
     }
+}
+
+/// One axis of a [`Size`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Axis {
+    Layers,
+    Dims,
 }
 
 impl fmt::Display for Size {

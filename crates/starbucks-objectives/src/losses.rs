@@ -4,7 +4,7 @@
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
-use starbucks_model::normalize;
+use starbucks_model::pooling::normalize;
 
 /// Mean cross-entropy of `logits` `[rows, classes]` against one target class per row.
 pub fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>) -> Tensor<B, 1> {

@@ -32,27 +32,32 @@ fn cut<B: Backend>(x: &Tensor<B, 2>, dims: usize) -> Tensor<B, 2> {
 impl<B: Backend> Embeddings<B> {
     /// The base loss at one size, and the retrieval score matrix when there is one.
     fn base(&self, size: Size) -> (Tensor<B, 1>, Option<Tensor<B, 2>>) {
-        self.base_against(size, size.layers)
+        self.base_against(size, size.layers, false)
     }
 
     /// The base loss with the anchors, queries or first sentences at `size` and the other side
     /// (positives and negatives, passages, second sentences) at layer `other`, both cut to
-    /// `size.dims`; and the retrieval score matrix when there is one.
-    fn base_against(&self, size: Size, other: usize) -> (Tensor<B, 1>, Option<Tensor<B, 2>>) {
+    /// `size.dims`; and the retrieval score matrix when there is one. `detach_other`: the other
+    /// side is a constant, so that only the first side learns from this loss.
+    fn base_against(&self, size: Size, other: usize, detach_other: bool) -> (Tensor<B, 1>, Option<Tensor<B, 2>>) {
+        let other_side = |x: &Tensor<B, 2>| {
+            let x = cut(x, size.dims);
+            if detach_other { x.detach() } else { x }
+        };
         match self {
             Embeddings::Triplets { layers, batch } => {
-                let (e, o) = (cut(&layers[size.layers], size.dims), cut(&layers[other], size.dims));
+                let (e, o) = (cut(&layers[size.layers], size.dims), other_side(&layers[other]));
                 let [rows, _] = e.dims();
                 (mnrl(e.narrow(0, 0, *batch), o.narrow(0, *batch, rows - batch), SCALE), None)
             }
             Embeddings::Scored { layers, labels } => {
-                let (e, o) = (cut(&layers[size.layers], size.dims), cut(&layers[other], size.dims));
+                let (e, o) = (cut(&layers[size.layers], size.dims), other_side(&layers[other]));
                 let [rows, _] = e.dims();
                 let half = rows / 2;
                 (cosent(e.narrow(0, 0, half), o.narrow(0, half, half), labels.clone(), SCALE), None)
             }
             Embeddings::Retrieval { queries, passages, group } => {
-                let s = scores(cut(&queries[size.layers], size.dims), cut(&passages[other], size.dims));
+                let s = scores(cut(&queries[size.layers], size.dims), other_side(&passages[other]));
                 (retrieval_ce(s.clone(), *group), Some(s))
             }
         }
@@ -186,11 +191,14 @@ pub struct SrlWeights {
     pub deep: f64,
     /// SRL's KL of each smaller size against the full one.
     pub kl: f64,
+    /// The deep terms' full-depth side detached: only the shallow side learns from them, and
+    /// the documents' full-depth vectors are trained by SRL's terms alone.
+    pub deep_detached: bool,
 }
 
 /// SRL: `base(full) + Σ_{n ≠ full} (base(n) + kl_weight · KL_n)`.
 pub fn srl<B: Backend>(sizes: &SizeList, kl_weight: f64, embeddings: &Embeddings<B>) -> LossOutput<B> {
-    srl_deep(sizes, SrlWeights { symmetric: 1.0, deep: 0.0, kl: kl_weight }, embeddings)
+    srl_deep(sizes, SrlWeights { symmetric: 1.0, deep: 0.0, kl: kl_weight, deep_detached: false }, embeddings)
 }
 
 /// SRL with a deep corpus (docs/objectives.md):
@@ -199,7 +207,8 @@ pub fn srl<B: Backend>(sizes: &SizeList, kl_weight: f64, embeddings: &Embeddings
 /// anchors or queries at (n, d) against the positives and negatives (or passages) at the full
 /// depth N cut to d, as a corpus indexed once at full depth is searched by a shallow query.
 /// Sizes at the full depth have no deep term: there it is their symmetric one. A family of
-/// weight 0 is not computed; with `deep` 0 and `symmetric` 1 this is SRL.
+/// weight 0 is not computed; with `deep` 0 and `symmetric` 1 this is SRL. With
+/// `deep_detached` the full-depth side of the deep terms is a constant.
 pub fn srl_deep<B: Backend>(sizes: &SizeList, weights: SrlWeights, embeddings: &Embeddings<B>) -> LossOutput<B> {
     let full = sizes.full();
     let (full_loss, full_scores) = embeddings.base(full);
@@ -233,7 +242,7 @@ pub fn srl_deep<B: Backend>(sizes: &SizeList, weights: SrlWeights, embeddings: &
             }
         }
         if weights.deep != 0.0 && size.layers < full.layers {
-            let (loss, _) = embeddings.base_against(size, full.layers);
+            let (loss, _) = embeddings.base_against(size, full.layers, weights.deep_detached);
             total = total + loss.clone() * weights.deep;
             terms.push((format!("deep{size}"), loss));
         }

@@ -1,6 +1,6 @@
 //! `SizeList`: the sizes a model is trained for, checked once.
 
-use starbucks_model::{BertConfig, Size};
+use starbucks_model::{Size, config::BertConfig};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SizeListError {
@@ -27,7 +27,7 @@ impl SizeList {
         let (layers, dims) = (config.num_hidden_layers, config.hidden_size);
         let Some(&last) = sizes.last() else { return Err(SizeListError::Empty) };
         for (i, &size) in sizes.iter().enumerate() {
-            if size.layers == 0 || size.dims == 0 || size.layers > layers || size.dims > dims {
+            if size.outside(Size::new(layers, dims)).is_some() {
                 return Err(SizeListError::TooLarge { size, layers, dims });
             }
             if sizes[..i].contains(&size) {

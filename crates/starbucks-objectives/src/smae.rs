@@ -15,7 +15,10 @@ use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use starbucks_model::{
-    BertConfig, BertInput, BertLayer, BertModel, attention_bias, gelu, load_module, read_safetensors_header, settle,
+    bert::{BertInput, BertLayer, BertModel, attention_bias, settle},
+    config::BertConfig,
+    ops::gelu,
+    weights::{load_module, read_safetensors_header},
 };
 
 use crate::losses::cross_entropy_rows;

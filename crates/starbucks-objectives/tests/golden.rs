@@ -9,7 +9,12 @@ use burn::tensor::{Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use safetensors::SafeTensors;
-use starbucks_model::{BertConfig, BertInput, BertLayer, BertModel, Size, load_module};
+use starbucks_model::{
+    Size,
+    bert::{BertInput, BertLayer, BertModel},
+    config::BertConfig,
+    weights::load_module,
+};
 use starbucks_objectives::losses::{kl_divergence, mnrl};
 use starbucks_objectives::smae::{Masked, MlmHead, Smae, SmaeBatch};
 use starbucks_objectives::{
@@ -196,23 +201,36 @@ fn srl_retrieval_matches_pytorch() {
 /// the three flavours.
 #[test]
 fn srl_deep_matches_pytorch() {
+    srl_deep_cases("srl_deep", false);
+}
+
+/// The same with the deep terms' full-depth side detached: the gradients of the layer-6
+/// embeddings lose the deep terms' share.
+#[test]
+fn srl_deep_detached_matches_pytorch() {
+    srl_deep_cases("srl_deep_detached", true);
+}
+
+fn srl_deep_cases(prefix: &str, deep_detached: bool) {
     let fixture = Fixture::load();
-    let objective =
-        |kl| Objective::SrlDeep { sizes: minilm_sizes(), weights: SrlWeights { symmetric: 0.5, deep: 2.0, kl } };
+    let objective = |kl| Objective::SrlDeep {
+        sizes: minilm_sizes(),
+        weights: SrlWeights { symmetric: 0.5, deep: 2.0, kl, deep_detached },
+    };
     let rng = &mut ChaCha8Rng::seed_from_u64(0);
 
-    let case = "srl_deep_sts_b4";
+    let case = &format!("{prefix}_sts_b4");
     let layers = fixture.leaves(case, "layer", 7);
     let out = objective(0.3).loss(&Embeddings::Triplets { layers: layers.clone(), batch: 4 }, rng);
     check(&fixture, case, &out, &[("layer", &layers)]);
 
-    let case = "srl_deep_cosent_b4";
+    let case = &format!("{prefix}_cosent_b4");
     let layers = fixture.leaves(case, "layer", 7);
     let gold: Vec<f32> = fixture.f64s(&format!("{case}/labels")).0.iter().map(|&v| v as f32).collect();
     let embeddings = Embeddings::Scored { layers: layers.clone(), labels: labels::<B>(&gold, &Default::default()) };
     check(&fixture, case, &objective(0.3).loss(&embeddings, rng), &[("layer", &layers)]);
 
-    let case = "srl_deep_retrieval_b3";
+    let case = &format!("{prefix}_retrieval_b3");
     let (queries, passages) = (fixture.leaves(case, "query", 7), fixture.leaves(case, "passage", 7));
     let embeddings = Embeddings::Retrieval { queries: queries.clone(), passages: passages.clone(), group: 8 };
     check(&fixture, case, &objective(0.7).loss(&embeddings, rng), &[("query", &queries), ("passage", &passages)]);
@@ -227,7 +245,7 @@ fn srl_deep_without_its_deep_terms_is_srl() {
     let embeddings = Embeddings::Triplets { layers, batch: 5 };
     let rng = &mut ChaCha8Rng::seed_from_u64(0);
     let srl = Objective::srl(minilm_sizes(), false).loss(&embeddings, rng);
-    let weights = SrlWeights { symmetric: 1.0, deep: 0.0, kl: 0.3 };
+    let weights = SrlWeights { symmetric: 1.0, deep: 0.0, kl: 0.3, deep_detached: false };
     let deep = Objective::SrlDeep { sizes: minilm_sizes(), weights }.loss(&embeddings, rng);
     assert_eq!(value(&srl.total), value(&deep.total));
     let names = |out: &LossOutput<B>| out.terms.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();

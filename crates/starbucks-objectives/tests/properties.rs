@@ -4,7 +4,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::{Distribution, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use starbucks_model::{BertConfig, Size};
+use starbucks_model::{Size, config::BertConfig};
 use starbucks_objectives::losses::{cosent, kl_div_temperature, kl_divergence, mnrl, retrieval_ce, scores};
 use starbucks_objectives::{Mse2dConfig, SizeList, SizeListError};
 
@@ -129,7 +129,7 @@ fn misconfigured_size_lists_are_clear_errors() {
 #[test]
 fn the_smae_decoder_starts_as_layer_0_with_parameters_of_its_own() {
     use burn::module::{Module, ModuleVisitor, Param, ParamId};
-    use starbucks_model::BertModel;
+    use starbucks_model::bert::BertModel;
     use starbucks_objectives::smae::{MlmHead, Smae};
 
     struct Ids(Vec<(ParamId, Vec<f32>)>);

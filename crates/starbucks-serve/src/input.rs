@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde::de::{Deserializer, Error as _};
 use serde_json::{Value, json};
-use starbucks_model::Size;
+use starbucks_model::{Axis, Size, keys};
 use utoipa::openapi::{RefOr, Schema};
 
 use crate::error::ApiError;
@@ -171,17 +171,8 @@ pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError>
         return Err(ApiError::validation("the body must be a JSON object"));
     }
     let deserializer = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(deserializer).map_err(|e| {
-        let field = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::validation(format!("the body is not valid JSON: {inner}"))
-        } else if field == "." {
-            ApiError::validation(format!("the body: {inner}"))
-        } else {
-            ApiError::validation(format!("field `{field}`: {inner}"))
-        }
-    })
+    serde_path_to_error::deserialize(deserializer)
+        .map_err(|e| ApiError::validation(keys::json_message(e, "field", Some("the body"))))
 }
 
 /// What an embedding request asks for, checked against the model: its inputs, one size, and
@@ -215,21 +206,17 @@ impl SizeFields {
             }
             None => Size::new(self.layers.unwrap_or(full.layers), self.dimensions.unwrap_or(full.dims)),
         };
-        let field = |name: &str| if self.size.is_some() { "size".to_string() } else { name.to_string() };
-        for (name, value, bound, unit) in
-            [("layers", size.layers, full.layers, "layers"), ("dimensions", size.dims, full.dims, "dims")]
-        {
-            if value == 0 {
-                return Err(ApiError::validation(format!("field `{}`: {name} must be at least 1", field(name))));
-            }
-            if value > bound {
-                return Err(ApiError::validation(format!(
-                    "field `{}`: {value} {unit} is more than this model's {bound} {unit}",
-                    field(name)
-                )));
-            }
-        }
-        Ok(size)
+        let Some((axis, value, bound)) = size.outside(full) else { return Ok(size) };
+        let (name, unit) = match axis {
+            Axis::Layers => ("layers", "layers"),
+            Axis::Dims => ("dimensions", "dims"),
+        };
+        let field = if self.size.is_some() { "size" } else { name };
+        Err(ApiError::validation(if value == 0 {
+            format!("field `{field}`: {name} must be at least 1")
+        } else {
+            format!("field `{field}`: {value} {unit} is more than this model's {bound} {unit}")
+        }))
     }
 }
 

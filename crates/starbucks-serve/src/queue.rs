@@ -4,14 +4,14 @@
 //! One job per text. A batch is the oldest jobs, in arrival order, while the batch's padded
 //! cost (jobs × longest job, in tokens, as TEI counts it) stays within the budget; the first
 //! job always fits. Depths are mixed: the encoder answers each job when its own layer is done
-//! (`starbucks_model::Pass`), and with [`Schedule::Join`] the jobs that arrive while a batch
+//! (`starbucks_model::embedder::Pass`), and with [`Schedule::Join`] the jobs that arrive while a batch
 //! runs start at once and join it between layers, so a 1-layer job waits for no 6-layer job.
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
-use starbucks_model::{Size, Tokens};
+use starbucks_model::{Size, tokenizer::Tokens};
 use tokio::sync::oneshot;
 
 /// One text to embed at one size, and where its answer goes.
@@ -114,8 +114,8 @@ impl Queue {
     }
 }
 
-/// How batches are cut from the queue.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// How batches are cut from the queue (`--schedule join|mixed|by-depth`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Schedule {
     /// The oldest jobs whatever their depth, each answered when its own layer is done; jobs
     /// that arrive meanwhile start a batch of their own, which catches up layer by layer and

@@ -25,7 +25,7 @@ pub async fn run(worker: &Worker, info: Arc<ModelInfo>, options: Options, backen
         Some(port) => Some(bind(&options.host, port).await?),
         None => None,
     };
-    let header_timeout = options.header_timeout;
+    let header_timeout = options.header_timeout.0;
     let app = Arc::new(App {
         queue: worker.queue.clone(),
         metrics: worker.metrics.clone(),

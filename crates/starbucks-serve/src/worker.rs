@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use burn::tensor::backend::Backend;
-use starbucks_model::{BertConfig, Embedder, Pass, Pooling, Size, Tokenizer};
+use starbucks_model::{Embedder, Pooling, Size, config::BertConfig, embedder::Pass, tokenizer::Tokenizer};
 use tokio::sync::oneshot;
 
 use crate::Error;

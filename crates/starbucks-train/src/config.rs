@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use starbucks_model::Pooling;
+use starbucks_model::{Pooling, keys};
 
 use crate::error::{Error, Result};
 use crate::optim::Decay;
@@ -135,6 +135,9 @@ pub struct ObjectiveSection {
     /// SRL-deep: weight of the base loss of each shallower size against the other side at
     /// full depth; default 1.
     pub deep_weight: Option<f64>,
+    /// SRL-deep: the deep terms' full-depth side detached (only the shallow side learns from
+    /// them); default false.
+    pub deep_detached: Option<bool>,
     /// Single: the trained size; default the full model.
     pub size: Option<String>,
 }
@@ -303,11 +306,10 @@ impl RunConfig {
             }
         };
         let config: RunConfig = serde_path_to_error::deserialize(layered).map_err(|e| {
-            let key = e.path().to_string();
-            let inner = e.into_inner().to_string();
-            let inner = inner.split(" for key").next().unwrap_or(&inner).to_string();
-            let message = if key == "." { inner } else { format!("key `{key}`: {inner}") };
-            Error::Input(format!("{}: {message}", origin(&message)))
+            // The config crate's own errors end in " for key …", which the path already says.
+            let message = keys::message(e, "key", None);
+            let message = message.split(" for key").next().unwrap_or(&message);
+            Error::Input(format!("{}: {message}", origin(message)))
         })?;
         config.check().map_err(|message| Error::Input(format!("{}: {message}", origin(&message))))?;
         Ok(config)
@@ -392,11 +394,12 @@ impl RunConfig {
         if o.kl_weight.is_some() && !srl {
             return Err("key `objective.kl_weight` applies to `method = \"srl\"` and `\"srl-deep\"` only".into());
         }
-        if (o.symmetric_weight.is_some() || o.deep_weight.is_some()) && o.method != Method::SrlDeep {
-            return Err(
-                "keys `objective.symmetric_weight` and `objective.deep_weight` apply to `method = \"srl-deep\"` only"
-                    .into(),
-            );
+        if (o.symmetric_weight.is_some() || o.deep_weight.is_some() || o.deep_detached.is_some())
+            && o.method != Method::SrlDeep
+        {
+            return Err("keys `objective.symmetric_weight`, `objective.deep_weight` and `objective.deep_detached` \
+                 apply to `method = \"srl-deep\"` only"
+                .into());
         }
         for (key, weight) in
             [("kl_weight", o.kl_weight), ("symmetric_weight", o.symmetric_weight), ("deep_weight", o.deep_weight)]

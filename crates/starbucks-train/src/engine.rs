@@ -17,7 +17,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use starbucks_model::BertModel;
+use starbucks_model::bert::BertModel;
 use starbucks_objectives::LossOutput;
 
 use crate::checkpoint::TrainState;

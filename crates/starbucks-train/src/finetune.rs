@@ -10,7 +10,12 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use starbucks_data::batching::epoch_batches;
 use starbucks_data::finetune::{Group, RetrievalExample, Triplet, sample_group, triplet_texts};
-use starbucks_model::{BertInput, BertModel, Pooling, Tokenizer, pool};
+use starbucks_model::{
+    Pooling,
+    bert::{BertInput, BertModel},
+    pooling::pool,
+    tokenizer::Tokenizer,
+};
 use starbucks_objectives::{Embeddings, Objective};
 
 use crate::engine::{DataSource, Micro, Task};
@@ -120,9 +125,8 @@ pub struct FinetuneTask {
 }
 
 /// The fixed cost of one more encoder pass, in padded tokens, when a micro-batch is split into
-/// groups of similar length (`Batch::by_length`). On the CPU backend an SRL step of 32 SNLI
-/// triplets took the same time (within noise) for costs 16 to 128; 64 computes 1,474 tokens for
-/// its 1,232 real ones (one pass padded to the longest text: 3,456).
+/// groups of similar length (`Batch::by_length`): a group is worth its own pass when it saves
+/// more padding than this. Its measurement is in `docs/benchmarks.md`.
 pub const LENGTH_GROUP_COST: usize = 64;
 
 impl FinetuneTask {

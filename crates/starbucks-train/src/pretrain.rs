@@ -2,7 +2,8 @@
 //! `batch_size` documents and masks one random window of each (encoder 0.2 ⊂ decoder 0.4, whole
 //! words); at the end of the stream it starts over (the next epoch); its position is
 //! (epoch, shard, row group, row). [`PretrainTask`] runs the encoder once on the encoder-masked
-//! text and takes MLM + MAE at every size.
+//! text and takes MLM + MAE at every size; [`MlmTask`] is plain BERT MLM on the same data, the
+//! baseline `starbucks bench` times SMAE against.
 
 use burn::module::Module;
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -11,9 +12,13 @@ use serde::{Deserialize, Serialize};
 use starbucks_data::batching::pad_labels;
 use starbucks_data::fineweb::{DocumentStream, Position, Source};
 use starbucks_data::masking::{PretrainExample, SmaeMasker};
-use starbucks_model::{Batch, BertInput, BertModel};
-use starbucks_objectives::SizeList;
+use starbucks_model::{
+    bert::{BertInput, BertModel},
+    tokenizer::Batch,
+};
+use starbucks_objectives::losses::cross_entropy;
 use starbucks_objectives::smae::{Masked, Smae, SmaeBatch};
+use starbucks_objectives::{LossOutput, SizeList};
 
 use crate::engine::{DataSource, Micro, Task};
 use crate::error::{Error, Result};
@@ -158,6 +163,40 @@ impl<B: AutodiffBackend> Task<B> for PretrainTask {
             },
         );
         Ok(Micro { loss, tokens: inputs.tokens })
+    }
+
+    fn encoder(model: &PretrainModel<B>) -> &BertModel<B> {
+        &model.encoder
+    }
+}
+
+/// Plain MLM: the encoder's last layer at the full width through the SMAE head, at the
+/// encoder-masked positions only. The decoder is not used.
+pub struct MlmTask {
+    pub pad_id: u32,
+}
+
+impl<B: AutodiffBackend> Task<B> for MlmTask {
+    type Model = PretrainModel<B>;
+    type Data = PretrainData;
+
+    fn loss(
+        &self,
+        model: &PretrainModel<B>,
+        examples: Vec<PretrainExample>,
+        _rng: &mut ChaCha8Rng,
+    ) -> Result<Micro<B>> {
+        let device = model.encoder.devices()[0].clone();
+        let inputs = smae_inputs::<B>(&examples, self.pad_id, &device);
+        let layers = model.encoder.num_layers();
+        let hidden = model.encoder.forward(inputs.encoder_input, layers);
+        let head = &model.smae.head;
+        let logits = head.logits(
+            head.transform(inputs.encoder_masked.gather(hidden[layers].clone())),
+            model.encoder.embeddings.word_embeddings.weight.val(),
+        );
+        let total = cross_entropy(logits, inputs.encoder_masked.targets.clone());
+        Ok(Micro { loss: LossOutput { total, terms: Vec::new() }, tokens: inputs.tokens })
     }
 
     fn encoder(model: &PretrainModel<B>) -> &BertModel<B> {

@@ -25,7 +25,10 @@ use std::time::Instant;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressStyle};
-use starbucks_model::{BertModel, Embedder, Size, settle};
+use starbucks_model::{
+    Embedder, Size,
+    bert::{BertModel, settle},
+};
 use starbucks_model::{ExportOptions, export_sentence_transformers};
 use starbucks_objectives::smae::{MlmHead, Smae};
 

@@ -102,6 +102,11 @@ fn bad_values_name_their_key() {
     assert_eq!((config.objective.deep_weight, config.objective.symmetric_weight), (Some(2.0), Some(0.5)));
     let not_srl_deep = load(BASE, &[], &["objective.deep_weight=1"]).unwrap_err();
     assert!(not_srl_deep.contains("objective.deep_weight") && not_srl_deep.contains("srl-deep"), "{not_srl_deep}");
+    assert_eq!(load(&deep, &[], &["objective.deep_detached=true"]).unwrap().objective.deep_detached, Some(true));
+    let detached_srl = load(BASE, &[], &["objective.deep_detached=true"]).unwrap_err();
+    assert!(detached_srl.contains("objective.deep_detached") && detached_srl.contains("srl-deep"), "{detached_srl}");
+    let not_bool = load(&deep, &[], &["objective.deep_detached=maybe"]).unwrap_err();
+    assert!(not_bool.contains("objective.deep_detached"), "{not_bool}");
     let negative = load(&deep, &[], &["objective.deep_weight=-1"]).unwrap_err();
     assert!(negative.contains("objective.deep_weight") && negative.contains("≥ 0"), "{negative}");
     let file = RunConfig::load(std::path::Path::new("/nonexistent/run.toml"), &BTreeMap::new(), &[]).unwrap_err();

@@ -6,7 +6,12 @@ use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::{Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use starbucks_model::{BertConfig, BertInput, BertModel, Pooling, Size, pool};
+use starbucks_model::{
+    Pooling, Size,
+    bert::{BertInput, BertModel},
+    config::BertConfig,
+    pooling::pool,
+};
 use starbucks_objectives::{Embeddings, LossOutput, Objective, SizeList};
 use starbucks_train::checkpoint::TrainState;
 use starbucks_train::engine::DataSource;

@@ -107,7 +107,7 @@ pub struct Preset {
 }
 
 impl Preset {
-    /// The sizes of the list, one string each (`"1,32"`, `"demi"`).
+    /// The sizes of the list, one string each (`"1,32"`).
     pub fn sizes(&self) -> Vec<String> {
         self.sizes.split_whitespace().map(str::to_string).collect()
     }
@@ -191,5 +191,45 @@ pub fn load(name: &str) -> Result<Preset> {
     if let Some(unknown) = preset.methods.iter().find(|m| !METHODS.contains(&m.as_str())) {
         bail!("{}: key `methods`: unknown method '{unknown}'; the methods are {}", file.display(), METHODS.join(", "));
     }
+    let mut lists = vec![("sizes", &preset.sizes)];
+    lists.extend(preset.size_lists.iter().map(|l| ("size_lists.sizes", &l.sizes)));
+    if let Some(cross) = &preset.cross {
+        lists.extend([("cross.query_sizes", &cross.query_sizes), ("cross.corpus_sizes", &cross.corpus_sizes)]);
+    }
+    for (key, list) in lists {
+        pairs(list).map_err(|e| anyhow::anyhow!("{}: key `{key}`: {e}", file.display()))?;
+    }
     Ok(preset)
+}
+
+/// The sizes of a preset's list as (layers, dims). A preset writes its sizes as `layers,dims`
+/// pairs, which xtask reads without the model crate; the CLI's paper names (`"tall"`) and named
+/// lists (`"minilm"`) are refused here rather than dropped.
+pub fn pairs(list: &str) -> Result<Vec<(usize, usize)>> {
+    list.split_whitespace()
+        .map(|token| {
+            let pair = token.split_once(',').and_then(|(l, d)| Some((l.parse().ok()?, d.parse().ok()?)));
+            match pair {
+                Some((layers, dims)) if layers > 0 && dims > 0 => Ok((layers, dims)),
+                _ => bail!("'{token}' is not a `layers,dims` pair (presets write sizes as pairs)"),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_loads_and_names_are_refused_not_dropped() {
+        for name in names().unwrap() {
+            load(&name).unwrap();
+        }
+        assert_eq!(pairs("1,32  6,384").unwrap(), [(1, 32), (6, 384)]);
+        for bad in ["1,32 tall", "minilm", "0,32", "1,x"] {
+            let message = pairs(bad).unwrap_err().to_string();
+            assert!(message.contains("not a `layers,dims` pair"), "{message}");
+        }
+    }
 }

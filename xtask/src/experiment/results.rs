@@ -11,6 +11,7 @@ use serde::{Deserialize, Deserializer};
 use super::preset::Preset;
 use super::record::Timing;
 use super::{Method, Plan};
+use crate::stats::median;
 
 /// The fields of a `starbucks eval` report (`starbucks_eval::report::Report`) this reads. xtask
 /// builds without the workspace crates, so it reads them through these types.
@@ -265,15 +266,6 @@ fn step_seconds(run: &Path) -> Result<BTreeMap<usize, f64>> {
     Ok(by_step)
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
-}
-
 /// Each stage's invocations in `timings.jsonl`: wall clock summed, peak memory the largest.
 fn stage_timings(record: &Path) -> Result<BTreeMap<String, (f64, Option<u64>)>> {
     let path = record.join("timings.jsonl");
@@ -317,12 +309,9 @@ fn mean_grid(grids: &[&Grid]) -> Grid {
     grid
 }
 
-/// The sizes of a list (`"1,32 6,384"`) as (layers, dims).
+/// The sizes of a list the preset's loading checked.
 fn parse_sizes(list: &str) -> Vec<(usize, usize)> {
-    list.split_whitespace()
-        .filter_map(|s| s.split_once(','))
-        .filter_map(|(l, d)| Some((l.trim().parse().ok()?, d.trim().parse().ok()?)))
-        .collect()
+    super::preset::pairs(list).expect("checked when the preset was loaded")
 }
 
 /// A grid's mean over every cell, and over the cells not in `trained`.
@@ -406,8 +395,8 @@ fn cost(md: &mut String, record: &Path, plan: &Plan, timings: &BTreeMap<String, 
     md.push_str("| method | batch | s/step (each round) | × single (each round) | peak MiB (each round) |\n");
     md.push_str("|---|---|---|---|---|\n");
     let per_step = |run: &str| -> Result<f64> {
-        let mut seconds: Vec<f64> = step_seconds(&record.join(run))?.into_values().skip(1).collect();
-        Ok(median(&mut seconds))
+        let seconds: Vec<f64> = step_seconds(&record.join(run))?.into_values().skip(1).collect();
+        Ok(median(&seconds))
     };
     let mut keys: Vec<(usize, &str)> = Vec::new();
     for c in &plan.costs {

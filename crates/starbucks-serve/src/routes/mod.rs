@@ -18,7 +18,7 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use starbucks_model::{Tokens, normalize_vector};
+use starbucks_model::{pooling::normalize_vector, tokenizer::Tokens};
 use tokio::sync::oneshot;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -152,11 +152,11 @@ impl<T: serde::de::DeserializeOwned> FromRequest<Arc<App>> for JsonBody<T> {
     async fn from_request(request: Request, app: &Arc<App>) -> Result<Self, ApiError> {
         let options = &app.options;
         let read = Bytes::from_request(request, app);
-        let bytes = match tokio::time::timeout(options.body_timeout, read).await {
+        let bytes = match tokio::time::timeout(options.body_timeout.0, read).await {
             Err(_) => {
                 return Err(ApiError::timeout(format!(
                     "the body did not arrive within {} s, this server's --body-timeout",
-                    options.body_timeout.as_secs_f64()
+                    options.body_timeout.0.as_secs_f64()
                 )));
             }
             Ok(Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {

@@ -9,7 +9,7 @@ use burn::module::AutodiffModule;
 use burn::optim::AdamW;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::tensor::backend::AutodiffBackend;
-use starbucks_model::settle;
+use starbucks_model::bert::settle;
 
 use super::RunOptions;
 use super::setup::Common;

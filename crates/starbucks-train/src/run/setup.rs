@@ -6,7 +6,10 @@ use std::path::Path;
 use burn::tensor::backend::AutodiffBackend;
 use starbucks_data::fineweb::Source;
 use starbucks_data::masking::{MaskingConfig, SmaeMasker};
-use starbucks_model::{BertConfig, BertModel, Embedder, Pooling, SentenceConfig, Size, Tokenizer};
+use starbucks_model::{
+    Embedder, Pooling, Size, bert::BertModel, config::BertConfig, sentence_transformers::SentenceConfig,
+    tokenizer::Tokenizer,
+};
 use starbucks_objectives::{Mse2dConfig, Objective, SizeList, SrlWeights};
 
 use super::RunOptions;
@@ -91,6 +94,7 @@ fn resolve(config: &RunConfig, folder_max_seq_length: usize) -> RunConfig {
     if o.method == Method::SrlDeep {
         o.symmetric_weight.get_or_insert(1.0);
         o.deep_weight.get_or_insert(1.0);
+        o.deep_detached.get_or_insert(false);
     }
     config
 }
@@ -210,6 +214,7 @@ fn objective(c: &Common) -> Result<Objective> {
                 symmetric: o.symmetric_weight.expect(RESOLVED),
                 deep: o.deep_weight.expect(RESOLVED),
                 kl: o.kl_weight.expect(RESOLVED),
+                deep_detached: o.deep_detached.expect(RESOLVED),
             },
         },
         Method::Mse2d => {

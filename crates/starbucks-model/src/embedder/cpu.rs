@@ -13,13 +13,13 @@ use burn::module::Param;
 use burn::nn::{LayerNorm as BurnLayerNorm, Linear as BurnLinear};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+use starbucks_kernels::Linear;
 use starbucks_kernels::attention::attention;
-use starbucks_kernels::gemm::Linear;
 use starbucks_kernels::norm::LayerNorm;
 
 use crate::bert::{BertLayer, BertModel};
 use crate::config::{BertConfig, HiddenAct};
-use crate::embedder::values;
+use crate::host::values;
 use crate::pooling::Pooling;
 use crate::precision::Precision;
 use crate::tokenizer::Batch;

@@ -12,9 +12,10 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
+use super::Embedder;
 use crate::bert::attention_bias;
-use crate::embedder::Embedder;
 use crate::error::Result;
+use crate::host::values;
 use crate::size::Size;
 use crate::tokenizer::Batch;
 
@@ -34,7 +35,7 @@ enum Hidden<B: Backend> {
     /// `hidden` `[rows, seq, hidden]`, `mask` `[rows, seq]` (1.0 for tokens).
     Padded { hidden: Tensor<B, 3>, mask: Tensor<B, 2> },
     #[cfg(feature = "flex")]
-    Rows(crate::cpu::Rows),
+    Rows(super::cpu::Rows),
 }
 
 impl<B: Backend> Pass<B> {
@@ -114,7 +115,7 @@ impl<B: Backend> Embedder<B> {
     }
 
     /// Runs the pass's next layer; then every text whose size ends at it goes to `done(id,
-    /// vector)` (pooled, cut to its dims, not normalised: [`crate::normalize_vector`]) and
+    /// vector)` (pooled, cut to its dims, not normalised: [`crate::pooling::normalize_vector`]) and
     /// leaves the pass.
     pub fn step(&self, pass: &mut Pass<B>, mut done: impl FnMut(u64, Vec<f32>)) {
         if pass.is_done() {
@@ -165,7 +166,7 @@ impl<B: Backend> Embedder<B> {
             }
         };
         let width = pooled.dims()[1];
-        let values: Vec<f32> = crate::embedder::values(pooled);
+        let values: Vec<f32> = values(pooled);
         for (row, &i) in values.chunks(width).zip(&finished) {
             done(pass.ids[i], row[..pass.sizes[i].dims].to_vec());
         }
@@ -207,7 +208,7 @@ impl<B: Backend> Embedder<B> {
                     hidden = layer.forward(hidden, bias.clone());
                 }
                 let [_, seq, width] = hidden.dims();
-                let values = crate::embedder::values(hidden);
+                let values = values(hidden);
                 let texts = values.chunks(seq * width).zip(lengths);
                 Ok(texts.map(|(text, n)| text.chunks(width).take(n).map(<[f32]>::to_vec).collect()).collect())
             }

@@ -1,0 +1,9 @@
+//! Tensors to host values: where the encoder's results leave burn.
+
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+
+/// A tensor's values on the host, as f32.
+pub(crate) fn values<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f32> {
+    tensor.into_data().convert::<f32>().to_vec().expect("converted to f32")
+}
