@@ -8,15 +8,34 @@ use anyhow::{Context, Result, bail};
 
 use crate::flags::Backend;
 
+/// cargo, run in the workspace with the environment a shell gives it. `cargo xtask` runs
+/// xtask through `cargo run`, which sets `CARGO_PKG_*`, `CARGO_MANIFEST_DIR` and the like for
+/// it; some build scripts (ring's) rerun when those change, so a build started from here
+/// and the README's `cargo test` started from a shell would each recompile ring and every
+/// crate above it (the hub, the model, the rest of the workspace) for the other.
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(crate::fetch::workspace_root());
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let set_by_cargo_run = name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || ["CARGO_CRATE_NAME", "CARGO_BIN_NAME", "CARGO_PRIMARY_PACKAGE"].contains(&name.as_ref());
+        if set_by_cargo_run {
+            command.env_remove(name.as_ref());
+        }
+    }
+    command
+}
+
 /// `cargo build --release` of the CLI with the backend's feature. On the default backend the
 /// build resolves features over the whole workspace (`--workspace --bin starbucks`), exactly as
 /// the README's `cargo test --release --workspace` does: the two then share every compiled
 /// crate, so neither rebuilds what the other built. (`-p starbucks-cli` alone unifies fewer
 /// features, and burn's tree would be built twice.) Another backend builds the CLI alone.
 fn cargo_build(backend: Backend) -> Command {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = Command::new(cargo);
-    command.current_dir(crate::fetch::workspace_root()).args(["build", "--release"]);
+    let mut command = cargo();
+    command.args(["build", "--release"]);
     if backend == Backend::Flex {
         command.args(["--workspace", "--bin", "starbucks"]);
     } else {
@@ -48,9 +67,7 @@ pub fn build_tests() -> Result<()> {
         "building the starbucks CLI and the tests in one release build, shared with `cargo test --release \
          --workspace` (the first build takes tens of minutes, see the README)"
     );
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(crate::fetch::workspace_root())
+    let status = cargo()
         .args(["build", "--release", "--workspace", "--lib", "--bins", "--tests", "--examples"])
         .status()
         .context("cannot start cargo")?;
