@@ -12,7 +12,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use burn::tensor::backend::Backend;
 use indicatif::{ProgressBar, ProgressStyle};
-use starbucks_data::output::{Staged, check_writable};
+use starbucks_files::{Staged, check_writable};
 use starbucks_model::Embedder;
 
 use crate::args::{EmbedArgs, EmbedFormat};

@@ -10,12 +10,12 @@ use starbucks_data::eval::{
     read_trec_qrels, read_trec_run,
 };
 use starbucks_data::hub::HubDataset;
-use starbucks_data::output::{check_writable, write_atomic};
 use starbucks_eval::cross::CrossGrid;
 use starbucks_eval::metrics::RetrievalScores;
 use starbucks_eval::report::{Report, Row, compare, cross_heatmap_svg, heatmap_svg};
 use starbucks_eval::retrieval::{RetrievalConfig, RetrievalTask, Similarity, trec_run_text};
 use starbucks_eval::{retrieval, sts, throughput};
+use starbucks_files::{check_writable, write_atomic};
 use starbucks_hub::{Hub, Repo};
 use starbucks_model::{Embedder, Pooling};
 

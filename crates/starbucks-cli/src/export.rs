@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use burn::tensor::backend::Backend;
-use starbucks_data::output::check_writable;
+use starbucks_files::check_writable;
 use starbucks_model::{Embedder, ExportOptions, export_sentence_transformers};
 
 use crate::args::{ExportArgs, ExportFormat};

@@ -9,7 +9,6 @@
 //! - [`hub`]: datasets by hub id (`hf://datasets/org/name[/config][@revision]`) into the
 //!   HuggingFace cache; [`table`]: Parquet and JSON Lines rows read by column name;
 //! - [`batching`]: padding to the batch's longest, seeded (length-grouped) batch orders;
-//! - [`output`]: output files written whole or not at all, and outputs checked writable early.
 //!
 //! Every error names the file or URL and the line or row ([`DataError`]).
 //!
@@ -26,7 +25,6 @@ pub mod http;
 pub mod hub;
 pub mod lines;
 pub mod masking;
-pub mod output;
 pub mod table;
 
 pub use error::{DataError, Location, Result};

@@ -13,7 +13,6 @@
 //! optimisation of its own, neither needed nor read here.)
 
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -128,11 +127,9 @@ impl Cache {
     }
 }
 
-/// Writes a small file under a temporary name and renames it into place.
+/// Writes a small file whole or not at all (`starbucks_files`), its folder created first.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let parent = path.parent().expect("a cache file has a folder");
     fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    let temporary = parent.join(format!(".{}.{}.tmp", path.file_name().unwrap().to_string_lossy(), std::process::id()));
-    File::create(&temporary).and_then(|mut f| f.write_all(bytes)).map_err(|e| Error::io(&temporary, e))?;
-    fs::rename(&temporary, path).map_err(|e| Error::io(path, e))
+    starbucks_files::write_atomic(path, bytes).map_err(|e| Error::io(path, e))
 }

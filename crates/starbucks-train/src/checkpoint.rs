@@ -90,7 +90,7 @@ fn fsync(path: &Path) -> Result<()> {
 
 /// Writes `text` to `path` whole or not at all (a failed write leaves `path` as it was).
 pub fn write_atomic(path: &Path, text: &[u8]) -> Result<()> {
-    starbucks_data::output::write_atomic(path, text).map_err(|e| Error::io(path, e))
+    starbucks_files::write_atomic(path, text).map_err(|e| Error::io(path, e))
 }
 
 fn step_dir(root: &Path, step: usize) -> PathBuf {

@@ -97,13 +97,11 @@ impl Record {
     }
 }
 
-/// Writes `path` whole: to a temporary name beside it, renamed over it on success.
+/// Writes `path` whole or not at all (`starbucks_files`), its folder created first.
 pub fn write_atomic(path: &Path, contents: impl AsRef<[u8]>) -> Result<()> {
     let parent = path.parent().expect("a file in a folder");
     std::fs::create_dir_all(parent).with_context(|| format!("{}: cannot create", parent.display()))?;
-    let temporary = parent.join(format!(".{}.partial", path.file_name().expect("a file name").to_string_lossy()));
-    std::fs::write(&temporary, contents).with_context(|| format!("{}: cannot write", temporary.display()))?;
-    std::fs::rename(&temporary, path).with_context(|| format!("{}: cannot rename into place", path.display()))
+    starbucks_files::write_atomic(path, contents.as_ref()).with_context(|| format!("{}: cannot write", path.display()))
 }
 
 /// Waits for `child` and returns its exit status with its peak resident memory in KiB (the

@@ -111,7 +111,7 @@ pub(super) fn check_output(
     if output.exists() && !output.is_dir() {
         return Err(Error::Input(format!("{}: the output path is a file", output.display())));
     }
-    starbucks_data::output::check_writable(output).map_err(Error::Input)?;
+    starbucks_files::check_writable(output).map_err(Error::Input)?;
     let occupied = output.is_dir()
         && std::fs::read_dir(output).map_err(input)?.filter_map(|e| e.ok()).any(|e| e.file_name() != LOCK_FILE);
     if !occupied {

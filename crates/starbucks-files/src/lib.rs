@@ -2,6 +2,9 @@
 //! then renamed over it, so a failed or killed run leaves an existing file as it was and never a
 //! half-written one. [`check_writable`] lets a command refuse an output it cannot create before
 //! it spends minutes loading a model.
+//!
+//! The one home of these for the workspace and xtask: it must depend on nothing (xtask, which
+//! builds in seconds, uses it).
 
 use std::fs::File;
 use std::io::Write;
