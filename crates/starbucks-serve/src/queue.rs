@@ -4,8 +4,9 @@
 //! One job per text. A batch is the oldest jobs, in arrival order, while the batch's padded
 //! cost (jobs × longest job, in tokens, as TEI counts it) stays within the budget; the first
 //! job always fits. Depths are mixed: the encoder answers each job when its own layer is done
-//! (`starbucks_model::embedder::Pass`), and with [`Schedule::Join`] the jobs that arrive while a batch
-//! runs start at once and join it between layers, so a 1-layer job waits for no 6-layer job.
+//! (`starbucks_model::embedder::Pass`), and with [`Schedule::Join`] the jobs that arrive early in
+//! a batch start at once and join it between layers, so a 1-layer job seldom waits for a 6-layer
+//! job.
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -118,8 +119,8 @@ impl Queue {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Schedule {
     /// The oldest jobs whatever their depth, each answered when its own layer is done; jobs
-    /// that arrive meanwhile start a batch of their own, which catches up layer by layer and
-    /// then joins the running one.
+    /// that arrive during the first third of a batch's layers start a batch of their own,
+    /// which catches up layer by layer and then joins the running one.
     #[default]
     Join,
     /// As `Join`, but a running batch takes no one in: new jobs wait for it to finish.
