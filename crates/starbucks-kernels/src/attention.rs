@@ -15,21 +15,24 @@ use rayon::prelude::*;
 use crate::activation::exp_f32;
 use crate::simd::simd;
 
-/// The context of every query row: `qkv` holds, per row, the query (already scaled by
-/// `1/√head_dim`), key and value projections side by side (`[rows, 3 hidden]`, heads
-/// contiguous inside each), sequence `s` is rows `offsets[s]..offsets[s + 1]`, and `out`
-/// (`[rows, hidden]`) gets each head's context in that head's columns.
-pub fn attention(qkv: &[f32], offsets: &[usize], heads: usize, head_dim: usize, out: &mut [f32]) {
+/// The context of every query row, `[rows, hidden]` with each head's context in that head's
+/// columns: `qkv` holds, per row, the query (already scaled by `1/√head_dim`), key and value
+/// projections side by side (`[rows, 3 hidden]`, heads contiguous inside each), and sequence
+/// `s` is rows `offsets[s]..offsets[s + 1]`.
+///
+/// The output is written once, by the tasks, and never zeroed beforehand: a serial zeroing of
+/// a large batch's context kept the other cores idle (`docs/benchmarks.md`).
+pub fn attention(qkv: &[f32], offsets: &[usize], heads: usize, head_dim: usize) -> Vec<f32> {
     let hidden = heads * head_dim;
     let rows = offsets.last().copied().unwrap_or(0);
     assert_eq!(qkv.len(), rows * 3 * hidden, "qkv is not [{rows}, 3 × {hidden}]");
-    assert_eq!(out.len(), rows * hidden, "out is not [{rows}, {hidden}]");
     assert!(offsets.first() == Some(&0) && offsets.windows(2).all(|w| w[0] <= w[1]), "offsets must rise from 0");
     let sequences = offsets.len() - 1;
     // Enough sequences keep every core busy one task each; fewer are split by head too.
     let heads_per_task = if sequences >= 4 * rayon::current_num_threads() { heads } else { 1 };
     let groups = heads / heads_per_task;
-    let out = SharedOut(out.as_mut_ptr());
+    let mut buffer = Vec::<f32>::with_capacity(rows * hidden);
+    let out = SharedOut(buffer.as_mut_ptr());
     (0..sequences * groups).into_par_iter().for_each(|task| {
         let (s, group) = (task / groups, task % groups);
         let (start, len) = (offsets[s], offsets[s + 1] - offsets[s]);
@@ -45,14 +48,22 @@ pub fn attention(qkv: &[f32], offsets: &[usize], heads: usize, head_dim: usize, 
             }
             for i in 0..len {
                 let q = &qkv[i * 3 * hidden + column..][..head_dim];
-                // SAFETY: row start + i, this head's columns: inside `out`, and written by this
-                // task alone (tasks differ in sequence, so rows, or in head, so columns).
-                let context =
-                    unsafe { std::slice::from_raw_parts_mut(out.at((start + i) * hidden + column), head_dim) };
+                // SAFETY: row start + i, this head's columns: inside the buffer's capacity, and
+                // written by this task alone (tasks differ in sequence, so rows, or in head, so
+                // columns); zeroed first, so the slice never sees uninitialised memory.
+                let context = unsafe {
+                    let at = out.at((start + i) * hidden + column);
+                    at.write_bytes(0, head_dim);
+                    std::slice::from_raw_parts_mut(at, head_dim)
+                };
                 attend_one(q, &keys, qkv, hidden, column, &mut scores, context);
             }
         }
     });
+    // SAFETY: the tasks have written every row (each sequence's rows, offsets rising from 0 to
+    // rows) in every head's columns.
+    unsafe { buffer.set_len(rows * hidden) };
+    buffer
 }
 
 /// The output pointer, shared by tasks that write disjoint parts of it.

@@ -114,20 +114,24 @@ impl Panels {
 /// `x` (`[m, k]`, row-major) as consecutive tiles of [`TILE_ROWS`] rows, each `[k][TILE_ROWS]`
 /// (the rows past `m` zero): a tile's broadcasts then read one stream in order, at fixed
 /// offsets, instead of a row each. Copied once per product, in parallel over tiles, and read by
-/// every panel.
+/// every panel. Each value is written once, by its tile's task: zeroing the buffer first was a
+/// serial pass over a large batch's inputs while the other cores waited.
 fn pack_inputs(x: &[f32], m: usize, k: usize) -> Vec<f32> {
-    let mut packed = vec![0.0; m.div_ceil(TILE_ROWS) * TILE_ROWS * k];
-    if k == 0 {
-        return packed;
-    }
-    packed.par_chunks_mut(TILE_ROWS * k).enumerate().for_each(|(t, tile)| {
-        for r in 0..TILE_ROWS.min(m - t * TILE_ROWS) {
-            let row = &x[(t * TILE_ROWS + r) * k..][..k];
-            for (i, &v) in row.iter().enumerate() {
-                tile[i * TILE_ROWS + r] = v;
+    let len = m.div_ceil(TILE_ROWS) * TILE_ROWS * k;
+    let mut packed = Vec::<f32>::with_capacity(len);
+    if k > 0 {
+        packed.spare_capacity_mut()[..len].par_chunks_mut(TILE_ROWS * k).enumerate().for_each(|(t, tile)| {
+            let present = TILE_ROWS.min(m - t * TILE_ROWS);
+            for r in 0..TILE_ROWS {
+                let row = (r < present).then(|| &x[(t * TILE_ROWS + r) * k..][..k]);
+                for i in 0..k {
+                    tile[i * TILE_ROWS + r].write(row.map_or(0.0, |row| row[i]));
+                }
             }
-        }
-    });
+        });
+    }
+    // SAFETY: every tile wrote all of its k × TILE_ROWS values (zeros past row m).
+    unsafe { packed.set_len(len) };
     packed
 }
 

@@ -98,8 +98,7 @@ impl CpuLayer {
     fn forward(&self, x: &mut Vec<f32>, offsets: &[usize], heads: usize) {
         let (rows, hidden) = (offsets.last().copied().unwrap_or(0), self.attention_output.out_features());
         let qkv = self.qkv.forward(x, rows);
-        let mut context = vec![0.0; rows * hidden];
-        attention(&qkv, offsets, heads, hidden / heads, &mut context);
+        let context = attention(&qkv, offsets, heads, hidden / heads);
         let mut attended = self.attention_output.forward(&context, rows);
         self.attention_norm.forward(&mut attended, Some(x));
         let mut inner = self.intermediate.forward(&attended, rows);
