@@ -129,6 +129,19 @@ pub enum Schedule {
     ByDepth,
 }
 
+impl Schedule {
+    /// Whether the jobs waiting may start a pass of their own, catch up with a running pass
+    /// that has run `layer` of the model's `depth` layers, and join it: under [`Schedule::Join`],
+    /// in the first third of its layers only. Catching up runs `layer` steps over the newcomers
+    /// alone, and a step of a few texts costs nearly what a full batch's does (the layer's
+    /// weights are streamed whatever the rows), while joining saves only the steps the two
+    /// passes then share; later newcomers gather in the queue and start the next pass together,
+    /// as under [`Schedule::Mixed`]. Measured in `docs/serving.md` ("Joining early only").
+    pub fn joins_at(self, layer: usize, depth: usize) -> bool {
+        self == Schedule::Join && layer > 0 && layer * 3 <= depth
+    }
+}
+
 /// The oldest jobs (of the oldest job's depth, with [`Schedule::ByDepth`]) that, beside the
 /// `running` batch (rows, longest text; `(0, 0)` for none), keep `(rows + count) × longest ≤
 /// max_batch_tokens`. Without a running batch the first job always goes, alone if need be.
@@ -222,6 +235,19 @@ mod tests {
         let batch = queue.try_batch(40, Schedule::Join, (3, 8)).unwrap();
         assert_eq!(batch.iter().map(|j| j.tokens.len()).collect::<Vec<_>>(), [4]);
         assert!(queue.try_batch(40, Schedule::Join, (3, 8)).is_none(), "the 12-token job: 4 × 12 = 48 > 40");
+    }
+
+    #[test]
+    fn newcomers_join_in_the_first_third_of_the_layers_only() {
+        let layers = |schedule: Schedule, depth| {
+            (0..=depth).filter(|&layer| schedule.joins_at(layer, depth)).collect::<Vec<_>>()
+        };
+        assert_eq!(layers(Schedule::Join, 6), [1, 2]);
+        assert_eq!(layers(Schedule::Join, 12), [1, 2, 3, 4]);
+        // A model of one or two layers has no pass to join: every pass ends before anyone could.
+        assert!(layers(Schedule::Join, 2).is_empty());
+        assert_eq!(layers(Schedule::Join, 3), [1]);
+        assert!(layers(Schedule::Mixed, 6).is_empty() && layers(Schedule::ByDepth, 6).is_empty());
     }
 
     #[test]

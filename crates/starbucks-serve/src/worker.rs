@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use crate::Error;
 use crate::metrics::Metrics;
 use crate::options::Options;
-use crate::queue::{Answer, Job, Output, Queue, Schedule};
+use crate::queue::{Answer, Job, Output, Queue};
 
 /// What the HTTP side knows of the model: enough to validate and tokenise a request.
 #[derive(Debug)]
@@ -170,16 +170,6 @@ fn start_pass<B: Backend>(
     embedder.start_pass(&padded, &sizes, ids).map(Some)
 }
 
-/// Whether newcomers may catch up with a pass that has run `layer` of the model's `depth`
-/// layers: only in its first third. Catching up runs `layer` steps over the newcomers alone,
-/// and a step of a few texts costs nearly what a full batch's does (the layer's weights are
-/// streamed whatever the rows), while joining saves only the steps the two passes then share;
-/// later newcomers gather in the queue and start the next pass together, as under
-/// [`Schedule::Mixed`]. Measured in `docs/serving.md` ("Joining early only").
-fn joins_at(layer: usize, depth: usize) -> bool {
-    layer > 0 && layer * 3 <= depth
-}
-
 /// Answers token jobs (TEI's `embed_all`, rare beside sentence jobs) in one pass per depth.
 fn embed_tokens<B: Backend>(
     embedder: &Embedder<B>,
@@ -205,10 +195,10 @@ fn embed_tokens<B: Backend>(
     Ok(())
 }
 
-/// Runs batches until the queue closes. A pass steps one layer at a time; with
-/// [`Schedule::Join`], before each of a pass's first steps (see [`joins_at`]) the jobs waiting
-/// (as many as fit beside the running pass in the budget) start a pass of their own, catch up
-/// to the running one, and join it; later arrivals wait for the running pass to end.
+/// Runs batches until the queue closes. A pass steps one layer at a time; before each step that
+/// the schedule allows ([`Schedule::joins_at`](crate::queue::Schedule::joins_at)), the jobs
+/// waiting (as many as fit beside the running pass in the budget) start a pass of their own,
+/// catch up to the running one, and join it; later arrivals wait for the running pass to end.
 fn encode_loop<B: Backend>(embedder: &Embedder<B>, queue: &Queue, metrics: &Metrics, options: &Options) {
     let budget = options.max_batch_tokens;
     let mut replies = Replies::default();
@@ -225,8 +215,7 @@ fn encode_loop<B: Backend>(embedder: &Embedder<B>, queue: &Queue, metrics: &Metr
                     None => return Ok(false),
                 },
             };
-            if options.schedule == Schedule::Join
-                && joins_at(pass.layer(), embedder.full_size().layers)
+            if options.schedule.joins_at(pass.layer(), embedder.full_size().layers)
                 && let Some(jobs) = queue.try_batch(budget, options.schedule, (pass.rows(), pass.longest()))
                 && let Some(mut newcomer) = start_pass(embedder, jobs, &mut replies, metrics)?
             {
@@ -253,20 +242,5 @@ fn encode_loop<B: Backend>(embedder: &Embedder<B>, queue: &Queue, metrics: &Metr
         tracing::error!("batch failed: {failure}");
         running = None;
         replies.waiting.clear();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::joins_at;
-
-    #[test]
-    fn newcomers_join_in_the_first_third_of_the_layers_only() {
-        let layers = |depth| (0..=depth).filter(|&layer| joins_at(layer, depth)).collect::<Vec<_>>();
-        assert_eq!(layers(6), [1, 2]);
-        assert_eq!(layers(12), [1, 2, 3, 4]);
-        // A model of one or two layers has no pass to join: every pass ends before anyone could.
-        assert!(layers(2).is_empty());
-        assert_eq!(layers(3), [1]);
     }
 }
