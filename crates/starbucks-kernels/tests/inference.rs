@@ -37,8 +37,18 @@ fn reference(x: &[f32], w: &[f32], b: Option<&[f32]>, rows: usize, k: usize, n: 
 /// Odd shapes: rows that are not a multiple of any tile (3, 4 or 6 rows) nor of a 64- or
 /// 192-row task, an odd input width (a half-filled last group, a partial last block of 64
 /// inputs), outputs that fill no whole block, strip or panel.
-const SHAPES: [(usize, usize, usize); 8] =
-    [(1, 1, 1), (3, 37, 19), (13, 64, 8), (70, 129, 100), (5, 384, 1152), (130, 17, 200), (11, 40, 67), (197, 70, 72)];
+/// Rows, inputs, outputs: 197 and 451 rows split into two and three row blocks (a partial tile last).
+const SHAPES: [(usize, usize, usize); 9] = [
+    (1, 1, 1),
+    (3, 37, 19),
+    (13, 64, 8),
+    (70, 129, 100),
+    (5, 384, 1152),
+    (130, 17, 200),
+    (11, 40, 67),
+    (197, 70, 72),
+    (451, 33, 70),
+];
 
 #[test]
 fn f32_linear_matches_the_f64_product_at_every_tier() {

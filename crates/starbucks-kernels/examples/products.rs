@@ -1,0 +1,110 @@
+//! Our f32 product ([`Linear`]) against the gemm crate on the CPU encoder's four shapes, for a
+//! few row counts: a benchmark for kernel work, not a test (nothing asserts a time).
+//!
+//! `cargo run --release -p starbucks-kernels --example products -- THREADS ROWS...`, e.g.
+//! `-- 2 250 450 1000`. Each round times ours then gemm's (the order alternating by round) over
+//! enough calls for about 0.3 s of work, both writing `bias + x W` into fresh memory, and prints
+//! every round after an untimed one; the summary is the median of each side and of the per-round ratios (ours over
+//! gemm's, below 1 is faster).
+
+use std::time::Instant;
+
+use starbucks_kernels::Linear;
+
+/// MiniLM's products: `[in, out]` of query/key/value fused, attention output, intermediate,
+/// output.
+const SHAPES: [(usize, usize); 4] = [(384, 1152), (384, 384), (384, 1536), (1536, 384)];
+const ROUNDS: usize = 10;
+
+fn main() {
+    let args: Vec<usize> =
+        std::env::args().skip(1).map(|a| a.parse().expect("THREADS ROWS...: whole numbers")).collect();
+    let (threads, rows) = match args.split_first() {
+        Some((&threads, rows)) if !rows.is_empty() => (threads, rows.to_vec()),
+        _ => panic!("usage: products THREADS ROWS..., e.g. products 2 250 450 1000"),
+    };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("a thread pool");
+    pool.install(|| {
+        for &m in &rows {
+            for (k, n) in SHAPES {
+                compare(m, k, n);
+            }
+        }
+    });
+}
+
+/// Times both sides on one shape and prints the rounds and their medians.
+fn compare(m: usize, k: usize, n: usize) {
+    let value = |i: usize, prime: usize| ((i * prime) % 1000) as f32 / 1000.0 - 0.5;
+    let w: Vec<f32> = (0..k * n).map(|i| value(i, 7919)).collect();
+    let x: Vec<f32> = (0..m * k).map(|i| value(i, 104_729)).collect();
+    let bias: Vec<f32> = (0..n).map(|i| value(i, 31)).collect();
+    let ours = Linear::f32(w.clone(), k, n, Some(bias.clone()));
+    let gemm = || {
+        let mut out: Vec<f32> = (0..m).flat_map(|_| bias.iter().copied()).collect();
+        // SAFETY: `out` is [m, n], `x` [m, k] and `w` [k, n], all row-major at these strides.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                out.as_mut_ptr(),
+                1,
+                n as isize,
+                true,
+                x.as_ptr(),
+                1,
+                k as isize,
+                w.as_ptr(),
+                1,
+                n as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(0),
+            )
+        };
+        out
+    };
+    let calls = (300_000_000 / (m * k * n)).max(1);
+    let time = |f: &dyn Fn() -> Vec<f32>| {
+        let start = Instant::now();
+        for _ in 0..calls {
+            std::hint::black_box(f());
+        }
+        start.elapsed().as_secs_f64() * 1e6 / calls as f64
+    };
+    // One untimed round: first-touch page faults and the pool's first wake-up.
+    time(&|| ours.forward(&x, m));
+    time(&gemm);
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        if round % 2 == 0 {
+            a.push(time(&|| ours.forward(&x, m)));
+            b.push(time(&gemm));
+        } else {
+            b.push(time(&gemm));
+            a.push(time(&|| ours.forward(&x, m)));
+        }
+    }
+    let ratios: Vec<f64> = a.iter().zip(&b).map(|(a, b)| a / b).collect();
+    let show = |v: &[f64]| v.iter().map(|t| format!("{t:.0}")).collect::<Vec<_>>().join(" ");
+    println!("[{m} x {k}] -> {n}: ours {} us | gemm {} us", show(&a), show(&b));
+    println!(
+        "[{m} x {k}] -> {n}: median ours {:.0} us, gemm {:.0} us, ours/gemm {:.3} (rounds {:.2}-{:.2})",
+        median(&a),
+        median(&b),
+        median(&ratios),
+        ratios.iter().copied().fold(f64::MAX, f64::min),
+        ratios.iter().copied().fold(0.0, f64::max),
+    );
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    if sorted.len().is_multiple_of(2) { (sorted[mid - 1] + sorted[mid]) / 2.0 } else { sorted[mid] }
+}
