@@ -5,11 +5,12 @@
 //! text ran on one core of two. Here the weight is cut into panels of [`PANEL`] columns, each
 //! stored contiguously as strips of [`STRIP`] columns (a strip's row `i` is 64 bytes, its row
 //! `i + 1` right after), so that a panel streams in order from memory with no page or stride to
-//! follow, and a block of a strip fills L1 without aliasing its sets. One rayon task takes a
+//! follow, and a block of a strip is one run that aliases no L1 set more than another (a
+//! 64-float-wide block read in place aliased a quarter of them). One rayon task takes a
 //! panel and a block of up to [`ROW_BLOCK`] rows (the blocks of a product even): every core
 //! streams its own share of the weight however few the rows, and a large batch splits over
-//! rows too. Inside a task the input is walked in blocks of [`K_BLOCK`] weight rows, small
-//! enough to stay in L1 while every register tile of rows reads them; the inputs are first
+//! rows too. Inside a task the input is walked in blocks of [`K_BLOCK`] weight rows (AVX2:
+//! [`AVX2_K_BLOCK`]), read by every register tile of rows in turn; the inputs are first
 //! copied, once, tile by tile into one stream each, as the gemm crate packs its left-hand side.
 //!
 //! Each output is the bias plus its products added in input order, whatever the rows, tiles,
@@ -29,10 +30,13 @@ const PANEL: usize = 64;
 const TILE_ROWS: usize = 6;
 /// Columns of a strip: one AVX-512 register, two AVX2 ones.
 const STRIP: usize = 16;
-/// Weight rows per input block: 64 rows of a panel are 16 KiB, half a typical L1; 256 rows of
-/// an AVX2 strip are as many.
+/// Weight rows per input block: 64 rows of a panel are 16 KiB, half a typical L1.
 const K_BLOCK: usize = 64;
-const AVX2_K_BLOCK: usize = 256;
+/// AVX2's blocks are a strip's: 768 rows (48 KiB) outgrow L1, but L2 keeps up with two weight
+/// loads per twelve multiply-adds, and each block ends with every tile storing its sums and the
+/// next reloading them, so fewer, longer blocks measured faster than L1-sized ones (256 rows)
+/// on MiniLM's 1536-input product (`docs/benchmarks.md`).
+const AVX2_K_BLOCK: usize = 768;
 /// Most rows per task (a multiple of [`TILE_ROWS`]): the block's inputs and sums stay in L2.
 const ROW_BLOCK: usize = 192;
 
@@ -76,8 +80,8 @@ impl Panels {
             let rows = b * row_block..(b * row_block + row_block).min(m);
             let panel = &self.packed[p * k * PANEL..(p + 1) * k * PANEL];
             let bias = bias.map(|b| &b[columns.clone()]);
-            // AVX2 walks a panel in strips, each over all the rows before the next: only a
-            // strip's share of the block need stay in L1, so its blocks are longer.
+            // AVX2 walks a panel in strips, each over all the rows before the next, so its
+            // blocks are a strip's rows (see `AVX2_K_BLOCK`).
             let (strip_width, k_block) = match tier {
                 Tier::Avx2 => (STRIP, AVX2_K_BLOCK),
                 _ => (PANEL, K_BLOCK),
