@@ -1,15 +1,18 @@
-//! Our f32 product ([`Linear`]) against the gemm crate on the CPU encoder's four shapes, for a
-//! few row counts: a benchmark for kernel work, not a test (nothing asserts a time).
+//! Our f32 product ([`Linear`], the CPU encoder's) against the gemm crate's, as the training
+//! op [`linear`] calls it, on the encoder's four shapes for a few row counts: a benchmark for
+//! kernel work, not a test (nothing asserts a time).
 //!
 //! `cargo run --release -p starbucks-kernels --example products -- THREADS ROWS...`, e.g.
 //! `-- 2 250 450 1000`. Each round times ours then gemm's (the order alternating by round) over
 //! enough calls for about 0.3 s of work, both writing `bias + x W` into fresh memory, and prints
-//! every round after an untimed one; the summary is the median of each side and of the per-round ratios (ours over
-//! gemm's, below 1 is faster).
+//! every round after an untimed one; the summary is the median of each side and of the
+//! per-round ratios (ours over gemm's, below 1 is faster).
 
 use std::time::Instant;
 
-use starbucks_kernels::Linear;
+use burn::backend::Flex;
+use burn::tensor::{Tensor, TensorData};
+use starbucks_kernels::{Linear, linear};
 
 /// MiniLM's products: `[in, out]` of query/key/value fused, attention output, intermediate,
 /// output.
@@ -40,53 +43,31 @@ fn compare(m: usize, k: usize, n: usize) {
     let x: Vec<f32> = (0..m * k).map(|i| value(i, 104_729)).collect();
     let bias: Vec<f32> = (0..n).map(|i| value(i, 31)).collect();
     let ours = Linear::f32(w.clone(), k, n, Some(bias.clone()));
-    let gemm = || {
-        let mut out: Vec<f32> = (0..m).flat_map(|_| bias.iter().copied()).collect();
-        // SAFETY: `out` is [m, n], `x` [m, k] and `w` [k, n], all row-major at these strides.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                out.as_mut_ptr(),
-                1,
-                n as isize,
-                true,
-                x.as_ptr(),
-                1,
-                k as isize,
-                w.as_ptr(),
-                1,
-                n as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::Rayon(0),
-            )
-        };
-        out
+    // `linear` on flex tensors writes the bias rows in parallel, then one gemm call adds the
+    // product: the encoder's path before the panels. Cloning a tensor shares its buffer.
+    let device = Default::default();
+    let tensor = |values: &[f32], shape: Vec<usize>| {
+        Tensor::<Flex, 2>::from_data(TensorData::new(values.to_vec(), shape), &device)
     };
+    let (x_t, w_t) = (tensor(&x, vec![m, k]), tensor(&w, vec![k, n]));
+    let b_t = Tensor::<Flex, 1>::from_data(TensorData::new(bias.clone(), vec![n]), &device);
+    let gemm = || match linear(x_t.clone(), w_t.clone(), Some(b_t.clone())) {
+        Ok(out) => out,
+        Err(_) => unreachable!("flex f32 inputs take our linear"),
+    };
+    let ours = || ours.forward(&x, m);
     let calls = (300_000_000 / (m * k * n)).max(1);
-    let time = |f: &dyn Fn() -> Vec<f32>| {
-        let start = Instant::now();
-        for _ in 0..calls {
-            std::hint::black_box(f());
-        }
-        start.elapsed().as_secs_f64() * 1e6 / calls as f64
-    };
     // One untimed round: first-touch page faults and the pool's first wake-up.
-    time(&|| ours.forward(&x, m));
-    time(&gemm);
+    time(calls, ours);
+    time(calls, gemm);
     let (mut a, mut b) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         if round % 2 == 0 {
-            a.push(time(&|| ours.forward(&x, m)));
-            b.push(time(&gemm));
+            a.push(time(calls, ours));
+            b.push(time(calls, gemm));
         } else {
-            b.push(time(&gemm));
-            a.push(time(&|| ours.forward(&x, m)));
+            b.push(time(calls, gemm));
+            a.push(time(calls, ours));
         }
     }
     let ratios: Vec<f64> = a.iter().zip(&b).map(|(a, b)| a / b).collect();
@@ -100,6 +81,15 @@ fn compare(m: usize, k: usize, n: usize) {
         ratios.iter().copied().fold(f64::MAX, f64::min),
         ratios.iter().copied().fold(0.0, f64::max),
     );
+}
+
+/// Microseconds per call of `f`, over `calls` calls.
+fn time<T>(calls: usize, f: impl Fn() -> T) -> f64 {
+    let start = Instant::now();
+    for _ in 0..calls {
+        std::hint::black_box(f());
+    }
+    start.elapsed().as_secs_f64() * 1e6 / calls as f64
 }
 
 fn median(values: &[f64]) -> f64 {

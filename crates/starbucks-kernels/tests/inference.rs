@@ -37,7 +37,8 @@ fn reference(x: &[f32], w: &[f32], b: Option<&[f32]>, rows: usize, k: usize, n: 
 /// Odd shapes: rows that are not a multiple of any tile (3, 4 or 6 rows) nor of a 64- or
 /// 192-row task, an odd input width (a half-filled last group, a partial last block of 64
 /// inputs), outputs that fill no whole block, strip or panel.
-/// Rows, inputs, outputs: 197 and 451 rows split into two and three row blocks (a partial tile last).
+/// As (rows, inputs, outputs); 197 and 451 rows make two and three row blocks, a partial tile
+/// last.
 const SHAPES: [(usize, usize, usize); 9] = [
     (1, 1, 1),
     (3, 37, 19),
