@@ -183,6 +183,33 @@ fn spread(values: &[f64]) -> String {
     values.iter().map(|v| format!("{v:.0}")).collect::<Vec<_>>().join(" / ")
 }
 
+/// Round by round, `field` of one run over the same of another (each a scenario and a server)
+/// at one concurrency: the median ratio and every round's.
+fn ratios(
+    lines: &[serde_json::Value],
+    (scenario, server): (&str, &str),
+    (by_scenario, by_server): (&str, &str),
+    c: usize,
+    field: &dyn Fn(&serde_json::Value) -> Option<f64>,
+) -> (f64, Vec<f64>) {
+    let run = |scenario: &str, server: &str, round: &serde_json::Value| {
+        lines.iter().find(|l| {
+            l["scenario"] == scenario && l["server"] == server && l["concurrency"] == c && l["round"] == *round
+        })
+    };
+    let values: Vec<f64> = lines
+        .iter()
+        .filter(|l| l["scenario"] == scenario && l["server"] == server && l["concurrency"] == c)
+        .filter_map(|l| Some(field(l)? / field(run(by_scenario, by_server, &l["round"])?)?))
+        .collect();
+    (median(&values), values)
+}
+
+/// Ratios to two decimals, as [`spread`] shows values.
+fn spread_ratios(values: &[f64]) -> String {
+    values.iter().map(|v| format!("{v:.2}")).collect::<Vec<_>>().join(" / ")
+}
+
 /// The median over rounds of `field` for one scenario, server and concurrency, and every round's value.
 fn pick(
     lines: &[serde_json::Value],
@@ -227,11 +254,16 @@ pub fn run(backend: Backend, options: ServeBenchOptions) -> Result<()> {
     let mut lines = Vec::new();
     for round in 1..=options.rounds {
         for &c in &options.concurrency {
-            for server in [&ours, &infinity] {
-                lines.push(record(&mut raw, "full", &server.name, c, round, &server.load(&full, c, n)?));
+            // Our full-size run sits between the peer's and our mixed ones, the order flipped
+            // every other round, so that each ratio divides runs made next to each other: this
+            // VM's speed drifts by 10-30 % within a minute, as much as the targets' margins.
+            let mut runs = vec![("full", &infinity, &full), ("full", &ours, &full), ("mixed", &ours, &mixed)];
+            runs.extend(others.iter().map(|server| ("mixed", server, &mixed)));
+            if round % 2 == 0 {
+                runs.reverse();
             }
-            for server in std::iter::once(&ours).chain(&others) {
-                lines.push(record(&mut raw, "mixed", &server.name, c, round, &server.load(&mixed, c, n)?));
+            for (scenario, server, shots) in runs {
+                lines.push(record(&mut raw, scenario, &server.name, c, round, &server.load(shots, c, n)?));
             }
         }
     }
@@ -325,7 +357,7 @@ fn report(lines: &[serde_json::Value], options: &ServeBenchOptions, embed_one_ms
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "{} rounds, {} requests per run (one STS-B test sentence each), {} threads per server, alternated; medians over rounds, every round in brackets.\n",
+        "{} rounds, {} requests per run (one STS-B test sentence each), {} threads per server, alternated; medians over rounds, every round in brackets; a ratio is the median of the rounds' ratios, each dividing runs made next to each other.\n",
         options.rounds, options.requests, options.threads
     );
     let _ = writeln!(md, "Full size (6,384), `/v1/embeddings` on both:\n");
@@ -337,12 +369,13 @@ fn report(lines: &[serde_json::Value], options: &ServeBenchOptions, embed_one_ms
     for &c in &options.concurrency {
         let (ours, ours_all) = pick(lines, "full", "starbucks", c, &tput);
         let (peer, peer_all) = pick(lines, "full", "infinity", c, &tput);
+        let (ratio, ratio_all) = ratios(lines, ("full", "starbucks"), ("full", "infinity"), c, &tput);
         let _ = writeln!(
             md,
-            "| {c} | {ours:.0} ({}) | {peer:.0} ({}) | **{:.2}×** | {:.1} / {:.1} | {:.1} / {:.1} |",
+            "| {c} | {ours:.0} ({}) | {peer:.0} ({}) | **{ratio:.2}×** ({}) | {:.1} / {:.1} | {:.1} / {:.1} |",
             spread(&ours_all),
             spread(&peer_all),
-            ours / peer,
+            spread_ratios(&ratio_all),
             pick(lines, "full", "starbucks", c, &p50).0,
             pick(lines, "full", "starbucks", c, &p99).0,
             pick(lines, "full", "infinity", c, &p50).0,
@@ -356,20 +389,20 @@ fn report(lines: &[serde_json::Value], options: &ServeBenchOptions, embed_one_ms
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|");
     for &c in &options.concurrency {
-        let full = pick(lines, "full", "starbucks", c, &tput).0;
         for (server, schedule) in [("starbucks".to_string(), "join (default)")]
             .into_iter()
             .chain(SCHEDULES.iter().map(|s| (format!("starbucks-{s}"), *s)))
         {
             let server = server.as_str();
             let (t, all) = pick(lines, "mixed", server, c, &tput);
+            let (ratio, ratio_all) = ratios(lines, ("mixed", server), ("full", "starbucks"), c, &tput);
             let small = pick(lines, "mixed", server, c, &|l| l["p50_ms_by_size"]["1,32"].as_f64()).0;
             let big = pick(lines, "mixed", server, c, &|l| l["p50_ms_by_size"]["6,384"].as_f64()).0;
             let _ = writeln!(
                 md,
-                "| {c} | {schedule} | {t:.0} ({}) | {:.2}× | {small:.1} | {big:.1} | {:.2}× |",
+                "| {c} | {schedule} | {t:.0} ({}) | {ratio:.2}× ({}) | {small:.1} | {big:.1} | {:.2}× |",
                 spread(&all),
-                t / full,
+                spread_ratios(&ratio_all),
                 small / big
             );
         }
@@ -389,4 +422,36 @@ fn report(lines: &[serde_json::Value], options: &ServeBenchOptions, embed_one_ms
         soak.requests, soak.wall_s, soak.bad, soak.server_errors, soak.wrong, soak.rss_after_warmup_mb, soak.rss_end_mb
     );
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(scenario: &str, server: &str, round: usize, texts_per_s: f64) -> serde_json::Value {
+        json!({"scenario": scenario, "server": server, "concurrency": 8, "round": round, "texts_per_s": texts_per_s})
+    }
+
+    #[test]
+    fn ratios_divide_runs_of_the_same_round() {
+        let lines = [
+            run("full", "starbucks", 1, 400.0),
+            run("mixed", "starbucks", 1, 600.0),
+            run("full", "starbucks", 2, 300.0),
+            run("mixed", "starbucks", 2, 480.0),
+            run("full", "starbucks", 3, 500.0),
+            run("mixed", "starbucks", 3, 700.0),
+            // A round without its full-size run has no ratio.
+            run("mixed", "starbucks", 4, 900.0),
+        ];
+        let tput = |l: &serde_json::Value| l["texts_per_s"].as_f64();
+        let (ratio, all) = ratios(&lines, ("mixed", "starbucks"), ("full", "starbucks"), 8, &tput);
+        assert_eq!(all, vec![1.5, 1.6, 1.4]);
+        assert_eq!(ratio, 1.5);
+        // The median of the rounds' ratios, not the ratio of the medians (675 / 400).
+        assert_ne!(
+            ratio,
+            pick(&lines, "mixed", "starbucks", 8, &tput).0 / pick(&lines, "full", "starbucks", 8, &tput).0
+        );
+    }
 }

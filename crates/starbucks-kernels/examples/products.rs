@@ -1,9 +1,9 @@
 //! Our f32 product ([`Linear`], the CPU encoder's) against the gemm crate's, as the training
-//! op [`linear`] calls it, on the encoder's four shapes for a few row counts: a benchmark for
+//! op [`linear`] calls it, on an encoder's four shapes for a few row counts: a benchmark for
 //! kernel work, not a test (nothing asserts a time).
 //!
-//! `cargo run --release -p starbucks-kernels --example products -- THREADS ROWS...`, e.g.
-//! `-- 2 250 450 1000`. Each round times ours then gemm's (the order alternating by round) over
+//! `cargo run --release -p starbucks-kernels --example products -- MODEL THREADS ROWS...`, e.g.
+//! `-- minilm 2 250 450 1000`, MODEL one of [`MODELS`]. Each round times ours then gemm's (the order alternating by round) over
 //! enough calls for about 0.3 s of work, both writing `bias + x W` into fresh memory, and prints
 //! every round after an untimed one; the summary is the median of each side and of the
 //! per-round ratios (ours over gemm's, below 1 is faster).
@@ -14,26 +14,38 @@ use burn::backend::Flex;
 use burn::tensor::{Tensor, TensorData};
 use starbucks_kernels::{Linear, linear};
 
-/// MiniLM's products: `[in, out]` of query/key/value fused, attention output, intermediate,
-/// output.
-const SHAPES: [(usize, usize); 4] = [(384, 1152), (384, 384), (384, 1536), (1536, 384)];
+/// Each model's products by its `hidden_size`: `[in, out]` of query/key/value fused, attention
+/// output, intermediate, output.
+const MODELS: [(&str, usize); 2] = [("minilm", 384), ("bert-base", 768)];
 const ROUNDS: usize = 10;
+const USAGE: &str = "usage: products MODEL THREADS ROWS..., MODEL minilm or bert-base, \
+                     e.g. products minilm 2 250 450 1000";
 
-fn main() {
-    let args: Vec<usize> =
-        std::env::args().skip(1).map(|a| a.parse().expect("THREADS ROWS...: whole numbers")).collect();
-    let (threads, rows) = match args.split_first() {
-        Some((&threads, rows)) if !rows.is_empty() => (threads, rows.to_vec()),
-        _ => panic!("usage: products THREADS ROWS..., e.g. products 2 250 450 1000"),
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((hidden, threads, rows)) = parse(&args) else {
+        eprintln!("{USAGE}");
+        return std::process::ExitCode::FAILURE;
     };
+    let shapes = [(hidden, 3 * hidden), (hidden, hidden), (hidden, 4 * hidden), (4 * hidden, hidden)];
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("a thread pool");
     pool.install(|| {
         for &m in &rows {
-            for (k, n) in SHAPES {
+            for (k, n) in shapes {
                 compare(m, k, n);
             }
         }
     });
+    std::process::ExitCode::SUCCESS
+}
+
+/// The model's hidden size, the thread count and the row counts; `None` for anything else.
+fn parse(args: &[String]) -> Option<(usize, usize, Vec<usize>)> {
+    let (model, numbers) = args.split_first()?;
+    let hidden = MODELS.iter().find(|(name, _)| name == model)?.1;
+    let numbers: Vec<usize> = numbers.iter().map(|a| a.parse().ok()).collect::<Option<_>>()?;
+    let (&threads, rows) = numbers.split_first()?;
+    (threads > 0 && !rows.is_empty() && !rows.contains(&0)).then(|| (hidden, threads, rows.to_vec()))
 }
 
 /// Times both sides on one shape and prints the rounds and their medians.
