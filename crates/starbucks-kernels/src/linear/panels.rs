@@ -136,10 +136,22 @@ fn pack_inputs(x: &[f32], m: usize, k: usize) -> Vec<f32> {
     if k > 0 {
         packed.spare_capacity_mut()[..len].par_chunks_mut(TILE_ROWS * k).enumerate().for_each(|(t, tile)| {
             let present = TILE_ROWS.min(m - t * TILE_ROWS);
-            for r in 0..TILE_ROWS {
-                let row = (r < present).then(|| &x[(t * TILE_ROWS + r) * k..][..k]);
-                for i in 0..k {
-                    tile[i * TILE_ROWS + r].write(row.map_or(0.0, |row| row[i]));
+            let rows = &x[t * TILE_ROWS * k..][..present * k];
+            // Input by input, the tile's rows in turn: the writes run in order, where a row at
+            // a time wrote every sixth value and went over the tile six times (a 1,536-input
+            // tile is 36 KiB, more than L1), which cost 3-4 % of a batch's time.
+            if present == TILE_ROWS {
+                let rows: [&[f32]; TILE_ROWS] = std::array::from_fn(|r| &rows[r * k..][..k]);
+                for (i, values) in tile.chunks_exact_mut(TILE_ROWS).enumerate() {
+                    for (value, row) in values.iter_mut().zip(rows) {
+                        value.write(row[i]);
+                    }
+                }
+            } else {
+                for (i, values) in tile.chunks_exact_mut(TILE_ROWS).enumerate() {
+                    for (r, value) in values.iter_mut().enumerate() {
+                        value.write(if r < present { rows[r * k + i] } else { 0.0 });
+                    }
                 }
             }
         });
