@@ -448,7 +448,7 @@ mod tests {
         let (ratio, all) = ratios(&lines, ("mixed", "starbucks"), ("full", "starbucks"), 8, &tput);
         assert_eq!(all, vec![1.5, 1.6, 1.4]);
         assert_eq!(ratio, 1.5);
-        // The median of the rounds' ratios, not the ratio of the medians (675 / 400).
+        // The median of the rounds' ratios, not the ratio of the medians (650 / 400).
         assert_ne!(
             ratio,
             pick(&lines, "mixed", "starbucks", 8, &tput).0 / pick(&lines, "full", "starbucks", 8, &tput).0

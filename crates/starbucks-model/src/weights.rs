@@ -123,9 +123,9 @@ fn load_safetensors<B: Backend>(model: BertModel<B>, path: &Path) -> Result<(Ber
         header.iter().map(|(k, (_, shape))| (canonical(k, prefix), shape)).collect();
 
     // The tensors are copied in before the weights the model expects are listed: a new
-    // model's parameters are lazy, and listing them draws each one's random initial values
-    // (half of a one-text `starbucks embed` for MiniLM), which loading then throws away. On
-    // a file that does not fit, the checks below name the weight before the copy's own error.
+    // model's parameters are lazy, and listing them would draw each one's random initial
+    // values only for loading to throw them away (`docs/benchmarks.md`, "Loading a model").
+    // On a file that does not fit, the checks below name the weight before the copy's error.
     let (model, loaded) = copy_hf(model, path, prefix)?;
     let expected = expected_weights(&model);
     let missing: Vec<&str> = expected.iter().filter(|(k, _)| !found.contains_key(k)).map(|(k, _)| k.as_str()).collect();
@@ -173,8 +173,8 @@ fn first_non_finite<B: Backend>(model: &BertModel<B>) -> Option<String> {
                 return;
             }
             let data = param.val().into_data();
-            // On f32 a pass over the slice without an early exit, which the compiler
-            // vectorises: the per-value iterator took a tenth of a second for MiniLM.
+            // On f32 one pass over the slice without an early exit, which the compiler
+            // vectorises, where the per-value iterator converts each value on its own.
             let finite = match data.as_slice::<f32>() {
                 Ok(values) => values.iter().fold(true, |finite, x| finite & x.is_finite()),
                 Err(_) => data.iter::<f32>().all(f32::is_finite),

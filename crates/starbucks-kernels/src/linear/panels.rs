@@ -137,9 +137,9 @@ fn pack_inputs(x: &[f32], m: usize, k: usize) -> Vec<f32> {
         packed.spare_capacity_mut()[..len].par_chunks_mut(TILE_ROWS * k).enumerate().for_each(|(t, tile)| {
             let present = TILE_ROWS.min(m - t * TILE_ROWS);
             let rows = &x[t * TILE_ROWS * k..][..present * k];
-            // Input by input, the tile's rows in turn: the writes run in order, where a row at
-            // a time wrote every sixth value and went over the tile six times (a 1,536-input
-            // tile is 36 KiB, more than L1), which cost 3-4 % of a batch's time.
+            // Input by input, the tile's rows in turn, so that the writes run in order: a row at
+            // a time wrote every sixth value and went over the tile six times, and a tile of
+            // 1,536 inputs outgrows L1 (`docs/benchmarks.md`, "Packing the inputs in order").
             if present == TILE_ROWS {
                 let rows: [&[f32]; TILE_ROWS] = std::array::from_fn(|r| &rows[r * k..][..k]);
                 for (i, values) in tile.chunks_exact_mut(TILE_ROWS).enumerate() {
