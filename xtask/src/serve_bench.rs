@@ -179,8 +179,19 @@ fn record(
     line
 }
 
-fn spread(values: &[f64]) -> String {
-    values.iter().map(|v| format!("{v:.0}")).collect::<Vec<_>>().join(" / ")
+/// Every round's value, `decimals` after the point, as the tables show them in brackets.
+fn spread(values: &[f64], decimals: usize) -> String {
+    values.iter().map(|v| format!("{v:.decimals$}")).collect::<Vec<_>>().join(" / ")
+}
+
+/// The runs of one scenario and server at one concurrency, a line per round.
+fn runs<'a>(
+    lines: &'a [serde_json::Value],
+    scenario: &'a str,
+    server: &'a str,
+    c: usize,
+) -> impl Iterator<Item = &'a serde_json::Value> {
+    lines.iter().filter(move |l| l["scenario"] == scenario && l["server"] == server && l["concurrency"] == c)
 }
 
 /// Round by round, `field` of one run over the same of another (each a scenario and a server)
@@ -192,22 +203,13 @@ fn ratios(
     c: usize,
     field: &dyn Fn(&serde_json::Value) -> Option<f64>,
 ) -> (f64, Vec<f64>) {
-    let run = |scenario: &str, server: &str, round: &serde_json::Value| {
-        lines.iter().find(|l| {
-            l["scenario"] == scenario && l["server"] == server && l["concurrency"] == c && l["round"] == *round
+    let values: Vec<f64> = runs(lines, scenario, server, c)
+        .filter_map(|l| {
+            let by = runs(lines, by_scenario, by_server, c).find(|b| b["round"] == l["round"])?;
+            Some(field(l)? / field(by)?)
         })
-    };
-    let values: Vec<f64> = lines
-        .iter()
-        .filter(|l| l["scenario"] == scenario && l["server"] == server && l["concurrency"] == c)
-        .filter_map(|l| Some(field(l)? / field(run(by_scenario, by_server, &l["round"])?)?))
         .collect();
     (median(&values), values)
-}
-
-/// Ratios to two decimals, as [`spread`] shows values.
-fn spread_ratios(values: &[f64]) -> String {
-    values.iter().map(|v| format!("{v:.2}")).collect::<Vec<_>>().join(" / ")
 }
 
 /// The median over rounds of `field` for one scenario, server and concurrency, and every round's value.
@@ -218,11 +220,7 @@ fn pick(
     c: usize,
     field: &dyn Fn(&serde_json::Value) -> Option<f64>,
 ) -> (f64, Vec<f64>) {
-    let values: Vec<f64> = lines
-        .iter()
-        .filter(|l| l["scenario"] == scenario && l["server"] == server && l["concurrency"] == c)
-        .filter_map(field)
-        .collect();
+    let values: Vec<f64> = runs(lines, scenario, server, c).filter_map(field).collect();
     (median(&values), values)
 }
 
@@ -373,9 +371,9 @@ fn report(lines: &[serde_json::Value], options: &ServeBenchOptions, embed_one_ms
         let _ = writeln!(
             md,
             "| {c} | {ours:.0} ({}) | {peer:.0} ({}) | **{ratio:.2}×** ({}) | {:.1} / {:.1} | {:.1} / {:.1} |",
-            spread(&ours_all),
-            spread(&peer_all),
-            spread_ratios(&ratio_all),
+            spread(&ours_all, 0),
+            spread(&peer_all, 0),
+            spread(&ratio_all, 2),
             pick(lines, "full", "starbucks", c, &p50).0,
             pick(lines, "full", "starbucks", c, &p99).0,
             pick(lines, "full", "infinity", c, &p50).0,
@@ -401,8 +399,8 @@ fn report(lines: &[serde_json::Value], options: &ServeBenchOptions, embed_one_ms
             let _ = writeln!(
                 md,
                 "| {c} | {schedule} | {t:.0} ({}) | {ratio:.2}× ({}) | {small:.1} | {big:.1} | {:.2}× |",
-                spread(&all),
-                spread_ratios(&ratio_all),
+                spread(&all, 0),
+                spread(&ratio_all, 2),
                 small / big
             );
         }

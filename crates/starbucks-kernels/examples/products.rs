@@ -4,9 +4,9 @@
 //!
 //! `cargo run --release -p starbucks-kernels --example products -- MODEL THREADS ROWS...`, e.g.
 //! `-- minilm 2 250 450 1000`, MODEL one of [`MODELS`]. Each round times ours then gemm's (the
-//! order alternating by round) over enough calls for about 0.3 s of work, both writing `bias + x W` into fresh memory, and prints
-//! every round after an untimed one; the summary is the median of each side and of the
-//! per-round ratios (ours over gemm's, below 1 is faster).
+//! order alternating by round) over enough calls for about 0.3 s of work, both writing
+//! `bias + x W` into fresh memory, and prints every round after an untimed one; the summary is
+//! the median of each side and of the per-round ratios (ours over gemm's, below 1 is faster).
 
 use std::time::Instant;
 
