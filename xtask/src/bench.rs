@@ -6,10 +6,12 @@
 //! calls after a tenth as many). Training workloads run on two paths (ours and PyTorch, f32);
 //! inference workloads (`forward-N`, `embed`, `one-LENGTH-N`) on six: ours in f32 and int8,
 //! PyTorch eager f32 and bf16 autocast, ONNX Runtime f32 and dynamic int8 (an ONNX export of
-//! the same local weights, made in the bench environment). Prints every iteration (for a
-//! one-text workload, each run's p50 and p99; every call is in the raw lines), the medians, the
-//! spread and the ratios as Markdown, and writes `report.md` and `results.jsonl` (every run's
-//! raw line) to `--output`.
+//! the same local weights, made in the bench environment). The paths' order is reversed every
+//! other round, and a ratio between two paths is the median of the rounds' ratios, each
+//! dividing runs made next to each other. Prints every iteration (for a one-text workload,
+//! each run's p50 and p99; every call is in the raw lines), the medians, the spread and the
+//! ratios (every round's beside) as Markdown, and writes `report.md` and `results.jsonl` (every
+//! run's raw line, with its round) to `--output`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -21,7 +23,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use crate::flags::{Backend, BenchOptions};
-use crate::stats::{median, quantile};
+use crate::stats::{every_round, median, quantile};
 use crate::{cli, fetch};
 
 /// What the reference environment is installed from (PyPI). torch's Linux wheel brings its
@@ -130,13 +132,29 @@ struct Runs {
     lines: Vec<Value>,
 }
 
+/// The timed iterations of one run (for one text per call, its calls).
+fn run_times(line: &Value) -> Vec<f64> {
+    line["times_ms"].as_array().into_iter().flatten().filter_map(Value::as_f64).collect()
+}
+
 impl Runs {
     /// Every timed iteration of every run, in the order they ran.
     fn times(&self) -> Vec<f64> {
-        self.lines
+        self.lines.iter().flat_map(run_times).collect()
+    }
+
+    /// Round by round, `stat` of `peer`'s run over `stat` of ours (above 1: ours is faster):
+    /// the median ratio and every round's. A round either lacks has no ratio.
+    fn speedup(&self, peer: &Runs, stat: fn(&[f64]) -> f64) -> (f64, Vec<f64>) {
+        let ratios: Vec<f64> = self
+            .lines
             .iter()
-            .flat_map(|l| l["times_ms"].as_array().into_iter().flatten().filter_map(Value::as_f64))
-            .collect()
+            .filter_map(|ours| {
+                let theirs = peer.lines.iter().find(|l| l["round"] == ours["round"])?;
+                Some(stat(&run_times(theirs)) / stat(&run_times(ours)))
+            })
+            .collect();
+        (median(&ratios), ratios)
     }
 
     /// The median over every timed iteration of every run.
@@ -158,7 +176,7 @@ impl Runs {
     /// Every iteration, rounds separated by `/`; for one text per call, each run's p50 and p99.
     fn iterations(&self, one_text: bool) -> String {
         let round = |l: &Value| -> String {
-            let times: Vec<f64> = l["times_ms"].as_array().into_iter().flatten().filter_map(Value::as_f64).collect();
+            let times = run_times(l);
             if one_text {
                 return format!("p50 {:.2}, p99 {:.2}", quantile(&times, 0.5), quantile(&times, 0.99));
             }
@@ -183,12 +201,22 @@ impl Runs {
 
 type Results = BTreeMap<(String, String), Runs>;
 
+fn p99(times: &[f64]) -> f64 {
+    quantile(times, 0.99)
+}
+
+/// `ours`' speed-up over `peer` by `stat` of each round's run, as the report shows it.
+fn speedup(ours: &Runs, peer: &Runs, stat: fn(&[f64]) -> f64) -> String {
+    let (ratio, rounds) = ours.speedup(peer, stat);
+    format!("{ratio:.2}× ({})", every_round(&rounds, 2))
+}
+
 fn report(results: &Results, workloads: &[String], options: &BenchOptions) -> String {
     let get = |w: &str, path: &str| results.get(&(w.to_string(), path.to_string()));
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "{} rounds × {} timed iterations (after {} warm-up) per workload and path, {} threads, the paths alternated in each round.\n",
+        "{} rounds × {} timed iterations (after {} warm-up) per workload and path, {} threads, the paths alternated in each round (their order reversed every other round); × reference: the reference path's time over this path's, the median of the rounds' ratios (every round's in brackets).\n",
         options.rounds, options.iters, options.warmup, options.threads
     );
     let _ = writeln!(
@@ -197,15 +225,19 @@ fn report(results: &Results, workloads: &[String], options: &BenchOptions) -> St
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
     for w in workloads {
-        let base = get(w, reference(w)).map(Runs::median_ms);
+        let base = get(w, reference(w));
         for path in paths(w) {
             let Some(r) = get(w, path) else { continue };
             let tokens = match (r.field("tokens"), r.field("padded_tokens")) {
                 (Some(t), Some(p)) => format!("{t} ({p})"),
                 _ => "–".into(),
             };
-            // Above 1: faster than the reference path (its time over ours).
-            let ratio = base.map_or("–".into(), |b| format!("{:.2}×", b / r.median_ms()));
+            // Above 1: faster than the reference path.
+            let ratio = match base {
+                Some(_) if *path == reference(w) => "1×".into(),
+                Some(base) => speedup(r, base, median),
+                None => "–".into(),
+            };
             let _ = writeln!(
                 md,
                 "| {w} | {path} | {:.2} | {ratio} | ±{:.0} % | {} | {tokens} | {:.0} |",
@@ -259,9 +291,7 @@ fn report(results: &Results, workloads: &[String], options: &BenchOptions) -> St
                 })
                 .collect();
             let against = |ours: &str, peer: &str| match (get(w, ours), get(w, peer)) {
-                (Some(a), Some(b)) => {
-                    format!("{:.2}×, {:.2}×", b.median_ms() / a.median_ms(), b.quantile_ms(0.99) / a.quantile_ms(0.99))
-                }
+                (Some(a), Some(b)) => format!("{}, {}", speedup(a, b, median), speedup(a, b, p99)),
                 _ => "–".into(),
             };
             let _ = writeln!(
@@ -332,7 +362,13 @@ pub fn run(backend: Backend, options: BenchOptions) -> Result<()> {
     let wanted = |path: &str| options.paths.as_ref().is_none_or(|list| list.iter().any(|p| p == path));
     for w in &workloads {
         for round in 0..options.rounds {
-            for &path in paths(w).iter().filter(|p| wanted(p)) {
+            // Reversed every other round (A B C, C B A, ...), so that no path always runs
+            // first, or always right after the same one: this VM's speed drifts within a minute.
+            let mut order: Vec<&str> = paths(w).iter().copied().filter(|p| wanted(p)).collect();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for path in order {
                 let command = match path.strip_prefix("burn-") {
                     Some(precision) => {
                         let mut burn = Command::new(&starbucks);
@@ -355,7 +391,8 @@ pub fn run(backend: Backend, options: BenchOptions) -> Result<()> {
                         python
                     }
                 };
-                let line = run_side(command, &format!("{path} {w}"))?;
+                let mut line = run_side(command, &format!("{path} {w}"))?;
+                line["round"] = (round + 1).into();
                 println!(
                     "{w:>13} round {} {path:>10}: {:>10.1} ms",
                     round + 1,
@@ -371,4 +408,29 @@ pub fn run(backend: Backend, options: BenchOptions) -> Result<()> {
     std::fs::write(output.join("report.md"), &md).context("cannot write report.md")?;
     println!("written: {}/report.md and results.jsonl", output.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runs(rounds: &[(u64, &[f64])]) -> Runs {
+        let lines =
+            rounds.iter().map(|(round, times)| serde_json::json!({"round": round, "times_ms": times})).collect();
+        Runs { lines }
+    }
+
+    #[test]
+    fn speedups_divide_runs_of_the_same_round() {
+        // The peer's round 2 ran fast and ours slow: a ratio of the pooled medians would hide
+        // that each round's runs were 2.0, 1.5 and 2.0 apart.
+        let ours = runs(&[(1, &[10.0, 11.0, 9.0]), (2, &[20.0, 20.0, 20.0]), (3, &[5.0, 5.0, 5.0]), (4, &[1.0])]);
+        let peer = runs(&[(1, &[20.0, 20.0, 20.0]), (2, &[30.0, 30.0, 30.0]), (3, &[10.0, 10.0, 10.0])]);
+        let (ratio, rounds) = ours.speedup(&peer, median);
+        // Round 4 has no peer run, so no ratio.
+        assert_eq!(rounds, vec![2.0, 1.5, 2.0]);
+        assert_eq!(ratio, 2.0);
+        assert_ne!(ratio, peer.median_ms() / ours.median_ms());
+        assert_eq!(speedup(&ours, &peer, median), "2.00× (2.00 / 1.50 / 2.00)");
+    }
 }

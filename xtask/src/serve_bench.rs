@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::flags::{Backend, ServeBenchOptions};
 use crate::loadgen::{self, Load, Shot};
-use crate::stats::median;
+use crate::stats::{every_round, median};
 use crate::{cli, fetch};
 
 /// The peer's environment (PyPI); its pins (sentence-transformers < 4, numpy < 2) clash with
@@ -177,11 +177,6 @@ fn record(
     );
     let _ = writeln!(raw, "{line}");
     line
-}
-
-/// Every round's value, `decimals` after the point, as the tables show them in brackets.
-fn spread(values: &[f64], decimals: usize) -> String {
-    values.iter().map(|v| format!("{v:.decimals$}")).collect::<Vec<_>>().join(" / ")
 }
 
 /// The runs of one scenario and server at one concurrency, a line per round.
@@ -371,9 +366,9 @@ fn report(lines: &[serde_json::Value], options: &ServeBenchOptions, embed_one_ms
         let _ = writeln!(
             md,
             "| {c} | {ours:.0} ({}) | {peer:.0} ({}) | **{ratio:.2}×** ({}) | {:.1} / {:.1} | {:.1} / {:.1} |",
-            spread(&ours_all, 0),
-            spread(&peer_all, 0),
-            spread(&ratio_all, 2),
+            every_round(&ours_all, 0),
+            every_round(&peer_all, 0),
+            every_round(&ratio_all, 2),
             pick(lines, "full", "starbucks", c, &p50).0,
             pick(lines, "full", "starbucks", c, &p99).0,
             pick(lines, "full", "infinity", c, &p50).0,
@@ -399,8 +394,8 @@ fn report(lines: &[serde_json::Value], options: &ServeBenchOptions, embed_one_ms
             let _ = writeln!(
                 md,
                 "| {c} | {schedule} | {t:.0} ({}) | {ratio:.2}× ({}) | {small:.1} | {big:.1} | {:.2}× |",
-                spread(&all, 0),
-                spread(&ratio_all, 2),
+                every_round(&all, 0),
+                every_round(&ratio_all, 2),
                 small / big
             );
         }

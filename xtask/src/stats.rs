@@ -16,6 +16,11 @@ pub fn median(values: &[f64]) -> f64 {
     quantile(values, 0.5)
 }
 
+/// Every round's value, `decimals` after the point, as the reports show them in brackets.
+pub fn every_round(values: &[f64], decimals: usize) -> String {
+    values.iter().map(|v| format!("{v:.decimals$}")).collect::<Vec<_>>().join(" / ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
