@@ -12,12 +12,25 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Bytes, DType, Tensor, TensorMetadata};
 use burn_flex::{Flex, FlexTensor, Layout};
 
-use crate::dispatch::on_flex;
+use crate::dispatch::{cast, on_flex, same};
 use crate::rows::{par_rows, row_offset};
 
 /// `x` made contiguous by our copy when `B` is flex or autodiff over flex; `Err(x)` otherwise.
 pub fn contiguous<B: Backend, const D: usize>(x: Tensor<B, D>) -> Result<Tensor<B, D>, Tensor<B, D>> {
     on_flex(x, copy_contiguous, contiguous_autodiff)
+}
+
+/// The values of `x`, row-major, in one copy, when `B` is flex and `x` is f32; `Err(x)`
+/// otherwise. burn's `into_data` of a tensor whose buffer is shared (a model's parameter)
+/// copies it into bytes, then again to align them, and `TensorData::to_vec` a third time: three
+/// copies of every weight of a model the CPU encoder is made from.
+pub fn f32_values<B: Backend, const D: usize>(x: Tensor<B, D>) -> Result<Vec<f32>, Tensor<B, D>> {
+    let x = cast::<_, Tensor<Flex, D>>(x)?;
+    if x.dtype() != DType::F32 {
+        return Err(same(x));
+    }
+    let x = copy_contiguous(x.into_primitive().tensor());
+    Ok(x.storage::<f32>()[..x.layout().num_elements()].to_vec())
 }
 
 /// Rows (runs of the last dimension) per rayon task of a copy.

@@ -2,7 +2,8 @@
 //! has no fast op, and the kernels of the CPU inference path.
 //!
 //! Two kinds of kernel, one family a file:
-//! - ops on burn tensors ([`gelu`], [`dropout`], [`linear`], [`add_broadcast`], [`contiguous`]):
+//! - ops on burn tensors ([`gelu`], [`dropout`], [`linear`], [`add_broadcast`], [`contiguous`],
+//!   [`f32_values`]):
 //!   each takes the caller's `Tensor<B, D>` and runs our kernel when `B` is flex or autodiff over
 //!   flex (with its own autodiff op for the backward pass), or hands the inputs back (`Err`) so
 //!   that the caller runs burn's own op;
@@ -32,7 +33,7 @@ pub use activation::{
     erf_f32, exp_f32, gelu, gelu_f32, gelu_grad_f32, gelu_in_place, gelu_tanh_in_place, relu_in_place,
 };
 pub use add::add_broadcast;
-pub use copy::contiguous;
+pub use copy::{contiguous, f32_values};
 pub use dropout::{dropout, splitmix64};
 pub use linear::{Linear, LinearInputs, linear};
 

@@ -95,12 +95,13 @@ impl PackedInt8 {
     pub fn with_weight_max(weight: &[f32], in_features: usize, out_features: usize, weight_max: i32) -> Self {
         assert_eq!(weight.len(), in_features * out_features, "weight is not [{in_features}, {out_features}]");
         assert!((1..=WEIGHT_MAX_8BIT).contains(&weight_max), "weights are quantised to ±1..=127, not ±{weight_max}");
-        let scales: Vec<f32> = (0..out_features)
-            .map(|c| {
-                let max = (0..in_features).map(|k| weight[k * out_features + c].abs()).fold(0.0f32, f32::max);
-                if max > 0.0 { max / weight_max as f32 } else { 1.0 }
-            })
-            .collect();
+        // Each column's largest magnitude, the rows read in order (a column at a time strides
+        // through the whole weight, a cache line per value).
+        let mut max = vec![0.0f32; out_features];
+        for row in weight.chunks_exact(out_features.max(1)) {
+            max.iter_mut().zip(row).for_each(|(max, w)| *max = max.max(w.abs()));
+        }
+        let scales: Vec<f32> = max.iter().map(|&max| if max > 0.0 { max / weight_max as f32 } else { 1.0 }).collect();
         let groups = in_features.div_ceil(GROUP);
         let blocks = out_features.div_ceil(BLOCK);
         let mut values = vec![0i8; blocks * groups * GROUP * BLOCK];

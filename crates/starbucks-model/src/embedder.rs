@@ -33,8 +33,10 @@ use crate::tokenizer::{Batch, Tokenizer};
 #[derive(Debug)]
 pub struct Embedder<B: Backend> {
     model: BertModel<B>,
+    /// Built at first use, in the precision then set: `from_pretrained(..)?.with_precision(..)`
+    /// copies and packs the weights once, not once per precision.
     #[cfg(feature = "flex")]
-    cpu: Option<cpu::CpuEncoder>,
+    cpu: std::sync::OnceLock<cpu::CpuEncoder>,
     precision: Precision,
     /// The folder's Dense module, when it has one.
     dense: Option<Dense<B>>,
@@ -74,10 +76,10 @@ impl<B: Backend> Embedder<B> {
         sentence: SentenceConfig,
         device: &B::Device,
     ) -> Self {
-        let mut embedder = Embedder {
+        Embedder {
             model,
             #[cfg(feature = "flex")]
-            cpu: None,
+            cpu: std::sync::OnceLock::new(),
             precision: Precision::F32,
             dense,
             config,
@@ -85,9 +87,7 @@ impl<B: Backend> Embedder<B> {
             sentence,
             batch_size: 32,
             device: device.clone(),
-        };
-        embedder.prepare_cpu();
-        embedder
+        }
     }
 
     /// Whether this embedder runs on the CPU encoder: the flex backend, in a build with the
@@ -103,16 +103,8 @@ impl<B: Backend> Embedder<B> {
         }
     }
 
-    /// (Re)builds the CPU encoder from the model in the current precision, on flex.
-    fn prepare_cpu(&mut self) {
-        #[cfg(feature = "flex")]
-        {
-            self.cpu = Self::on_cpu().then(|| cpu::CpuEncoder::new(&self.model, &self.config, self.precision));
-        }
-    }
-
     /// Multiply in `precision` from now on. `Int8` needs the CPU (flex) backend; the weights are
-    /// quantised here, once.
+    /// quantised once, at the first embedding.
     pub fn with_precision(mut self, precision: Precision) -> Result<Self> {
         if precision != Precision::F32 && !Self::on_cpu() {
             let backend = std::any::type_name::<B>();
@@ -125,7 +117,10 @@ impl<B: Backend> Embedder<B> {
         }
         if precision != self.precision {
             self.precision = precision;
-            self.prepare_cpu();
+            #[cfg(feature = "flex")]
+            {
+                self.cpu = std::sync::OnceLock::new();
+            }
         }
         Ok(self)
     }
@@ -134,10 +129,11 @@ impl<B: Backend> Embedder<B> {
         self.precision
     }
 
-    /// The CPU encoder, when this embedder runs on one.
+    /// The CPU encoder, when this embedder runs on one: made from the model in the current
+    /// precision the first time it is asked for.
     #[cfg(feature = "flex")]
     fn cpu(&self) -> Option<&cpu::CpuEncoder> {
-        self.cpu.as_ref()
+        Self::on_cpu().then(|| self.cpu.get_or_init(|| cpu::CpuEncoder::new(&self.model, &self.config, self.precision)))
     }
 
     #[cfg(not(feature = "flex"))]
@@ -256,7 +252,7 @@ impl<B: Backend> Embedder<B> {
     /// [`BertModel::forward`].
     fn sentence_vectors(&self, batch: &Batch, layers: &[usize]) -> Vec<Vec<f32>> {
         #[cfg(feature = "flex")]
-        if let Some(cpu) = &self.cpu {
+        if let Some(cpu) = self.cpu() {
             let pooled = cpu.pooled(batch, layers, self.sentence.pooling);
             if self.dense.is_none() {
                 return pooled;

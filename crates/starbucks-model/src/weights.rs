@@ -16,6 +16,7 @@ use serde::Deserialize;
 use crate::bert::BertModel;
 use crate::config::BertConfig;
 use crate::error::{Error, Result};
+use crate::host::values;
 
 /// HF key pattern → burn module path (regex, replacement), for the two names Rust cannot spell as HF does.
 pub const HF_TO_BURN: [(&str, &str); 2] =
@@ -172,13 +173,8 @@ fn first_non_finite<B: Backend>(model: &BertModel<B>) -> Option<String> {
             if self.bad.is_some() {
                 return;
             }
-            let data = param.val().into_data();
-            // On f32 one pass over the slice without an early exit, which the compiler
-            // vectorises, where the per-value iterator converts each value on its own.
-            let finite = match data.as_slice::<f32>() {
-                Ok(values) => values.iter().fold(true, |finite, x| finite & x.is_finite()),
-                Err(_) => data.iter::<f32>().all(f32::is_finite),
-            };
+            // One pass over the values without an early exit, which the compiler vectorises.
+            let finite = values(param.val()).iter().fold(true, |finite, x| finite & x.is_finite());
             if !finite {
                 self.bad = Some(hf_name(&self.path.join(".")));
             }
