@@ -45,6 +45,7 @@ pub mod config;
 pub mod embedder;
 mod error;
 mod export;
+mod hf_layout;
 mod host;
 pub mod keys;
 pub mod ops;

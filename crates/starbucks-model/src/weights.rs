@@ -10,12 +10,13 @@ use std::io::Read;
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
-use burn_store::{KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use burn_store::{BurnToPyTorchAdapter, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use serde::Deserialize;
 
 use crate::bert::BertModel;
 use crate::config::BertConfig;
 use crate::error::{Error, Result};
+use crate::hf_layout::Transposed;
 use crate::host::values;
 
 /// HF key pattern → burn module path (regex, replacement), for the two names Rust cannot spell as HF does.
@@ -35,7 +36,7 @@ pub struct LoadReport {
 /// module (`bert.rs` is the one place the tree is written), through the same renaming and
 /// layout adapter a save uses.
 pub fn expected_weights<B: Backend>(model: &BertModel<B>) -> Vec<(String, Vec<usize>)> {
-    let snapshots = model.collect(None, Some(Box::new(burn_store::BurnToPyTorchAdapter)), false);
+    let snapshots = model.collect(None, Some(Box::new(Transposed(BurnToPyTorchAdapter))), false);
     let (snapshots, _) = burn_to_hf().remap(snapshots);
     snapshots.iter().map(|s| (s.full_path(), s.shape.to_vec())).collect()
 }
@@ -201,8 +202,10 @@ fn copy_hf<B: Backend, M: ModuleSnapshot<B>>(mut module: M, path: &Path, prefix:
         patterns.push((format!("^{}", prefix.replace('.', r"\.")), String::new()));
     }
     let remapper = KeyRemapper::from_patterns(patterns).expect("the key patterns are valid regexes");
-    let mut store =
-        SafetensorsStore::from_file(path).remap(remapper).with_from_adapter(PyTorchToBurnAdapter).allow_partial(true);
+    let mut store = SafetensorsStore::from_file(path)
+        .remap(remapper)
+        .with_from_adapter(Transposed(PyTorchToBurnAdapter))
+        .allow_partial(true);
     let result = module.load_from(&mut store).map_err(|e| Error::invalid(path, e.to_string()))?;
     let loaded = if let Some(error) = result.errors.first() {
         Err(Error::invalid(path, format!("under `{prefix}`: {error}")))
@@ -231,7 +234,7 @@ pub fn load_module<B: Backend, M: ModuleSnapshot<B>>(module: M, path: &Path, pre
 pub(crate) fn save_module<B: Backend, M: ModuleSnapshot<B>>(module: &M, path: &Path) -> Result<()> {
     let tmp = path.with_extension("safetensors.tmp");
     let mut store = SafetensorsStore::from_file(&tmp)
-        .with_to_adapter(burn_store::BurnToPyTorchAdapter)
+        .with_to_adapter(Transposed(BurnToPyTorchAdapter))
         .metadata("format", "pt")
         .overwrite(true);
     module.save_into(&mut store).map_err(|e| Error::invalid(path, format!("cannot write: {e}")))?;
@@ -251,7 +254,7 @@ pub fn save_hf_safetensors<B: Backend>(model: &BertModel<B>, path: &Path, layers
     let mut store = SafetensorsStore::from_file(&tmp)
         .with_regexes([r"^embeddings\.".to_string(), format!(r"^encoder\.layer\.({})\.", kept.join("|"))])
         .remap(remapper)
-        .with_to_adapter(burn_store::BurnToPyTorchAdapter)
+        .with_to_adapter(Transposed(BurnToPyTorchAdapter))
         .metadata("format", "pt")
         .overwrite(true);
     model.save_into(&mut store).map_err(|e| Error::invalid(path, format!("cannot write: {e}")))?;
