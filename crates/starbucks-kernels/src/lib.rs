@@ -2,11 +2,10 @@
 //! has no fast op, and the kernels of the CPU inference path.
 //!
 //! Two kinds of kernel, one family a file:
-//! - ops on burn tensors ([`gelu`], [`dropout`], [`linear`], [`add_broadcast`], [`contiguous`],
-//!   [`f32_values`]):
+//! - ops on burn tensors ([`gelu`], [`dropout`], [`linear`], [`add_broadcast`], [`contiguous`]):
 //!   each takes the caller's `Tensor<B, D>` and runs our kernel when `B` is flex or autodiff over
 //!   flex (with its own autodiff op for the backward pass), or hands the inputs back (`Err`) so
-//!   that the caller runs burn's own op;
+//!   that the caller runs burn's own op; [`f32_values`] reads a flex tensor out the same way;
 //! - kernels on slices for inference ([`Linear`], [`quant`], [`attention`], [`norm`]): matrix
 //!   products in f32 and int8, attention over sequences of different lengths without padding,
 //!   LayerNorm, used by the model crate's CPU encoder.

@@ -1,7 +1,8 @@
 //! The PyTorch layout of HF weights and burn's: a `Linear`'s weight is `[out, in]` in the file
 //! and `[in, out]` in burn. burn-store's adapters (`PyTorchToBurnAdapter` on load,
 //! `BurnToPyTorchAdapter` on save) convert it by copying one element's bytes at a time, each
-//! write a row apart: most of the instructions of loading MiniLM. [`Transposed`] wraps either
+//! write a row apart: the largest cost of loading a model (`docs/benchmarks.md`, "Loading, the
+//! copies"). [`Transposed`] wraps either
 //! adapter and transposes f32 weights in square blocks instead, leaving everything else (other
 //! element types, the LayerNorm renames) to it.
 
@@ -69,7 +70,7 @@ fn transpose(data: TensorData, rows: usize, cols: usize) -> Result<TensorData, T
 }
 
 /// Row-major `[rows, cols]` `values` as row-major `[cols, rows]`, a block at a time.
-pub(crate) fn transposed(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+fn transposed(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0.0; values.len()];
     for r0 in (0..rows).step_by(BLOCK) {
         for c0 in (0..cols).step_by(BLOCK) {
