@@ -23,7 +23,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use crate::flags::{Backend, BenchOptions};
-use crate::stats::{every_round, median, quantile};
+use crate::stats::{by_round, every_round, median, quantile};
 use crate::{cli, fetch};
 
 /// What the reference environment is installed from (PyPI). torch's Linux wheel brings its
@@ -146,15 +146,8 @@ impl Runs {
     /// Round by round, `stat` of `peer`'s run over `stat` of ours (above 1: ours is faster):
     /// the median ratio and every round's. A round either lacks has no ratio.
     fn speedup(&self, peer: &Runs, stat: fn(&[f64]) -> f64) -> (f64, Vec<f64>) {
-        let ratios: Vec<f64> = self
-            .lines
-            .iter()
-            .filter_map(|ours| {
-                let theirs = peer.lines.iter().find(|l| l["round"] == ours["round"])?;
-                Some(stat(&run_times(theirs)) / stat(&run_times(ours)))
-            })
-            .collect();
-        (median(&ratios), ratios)
+        let peer: Vec<&Value> = peer.lines.iter().collect();
+        by_round(&self.lines, &peer, |ours, theirs| Some(stat(&run_times(theirs)) / stat(&run_times(ours))))
     }
 
     /// The median over every timed iteration of every run.

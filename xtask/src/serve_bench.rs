@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::flags::{Backend, ServeBenchOptions};
 use crate::loadgen::{self, Load, Shot};
-use crate::stats::{every_round, median};
+use crate::stats::{by_round, every_round, median};
 use crate::{cli, fetch};
 
 /// The peer's environment (PyPI); its pins (sentence-transformers < 4, numpy < 2) clash with
@@ -198,13 +198,8 @@ fn ratios(
     c: usize,
     field: &dyn Fn(&serde_json::Value) -> Option<f64>,
 ) -> (f64, Vec<f64>) {
-    let values: Vec<f64> = runs(lines, scenario, server, c)
-        .filter_map(|l| {
-            let by = runs(lines, by_scenario, by_server, c).find(|b| b["round"] == l["round"])?;
-            Some(field(l)? / field(by)?)
-        })
-        .collect();
-    (median(&values), values)
+    let by: Vec<&serde_json::Value> = runs(lines, by_scenario, by_server, c).collect();
+    by_round(runs(lines, scenario, server, c), &by, |run, by| Some(field(run)? / field(by)?))
 }
 
 /// The median over rounds of `field` for one scenario, server and concurrency, and every round's value.

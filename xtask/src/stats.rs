@@ -16,6 +16,18 @@ pub fn median(values: &[f64]) -> f64 {
     quantile(values, 0.5)
 }
 
+/// Round by round, `ratio` of each run of `runs` and the run of `by` with the same `"round"`
+/// (a round `by` lacks has none): the median ratio and every round's.
+pub fn by_round<'a>(
+    runs: impl IntoIterator<Item = &'a serde_json::Value>,
+    by: &[&serde_json::Value],
+    ratio: impl Fn(&serde_json::Value, &serde_json::Value) -> Option<f64>,
+) -> (f64, Vec<f64>) {
+    let values: Vec<f64> =
+        runs.into_iter().filter_map(|run| ratio(run, by.iter().find(|b| b["round"] == run["round"])?)).collect();
+    (median(&values), values)
+}
+
 /// Every round's value, `decimals` after the point, as the reports show them in brackets.
 pub fn every_round(values: &[f64], decimals: usize) -> String {
     values.iter().map(|v| format!("{v:.decimals$}")).collect::<Vec<_>>().join(" / ")
