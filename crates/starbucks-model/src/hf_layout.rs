@@ -2,9 +2,8 @@
 //! and `[in, out]` in burn. burn-store's adapters (`PyTorchToBurnAdapter` on load,
 //! `BurnToPyTorchAdapter` on save) convert it by copying one element's bytes at a time, each
 //! write a row apart: the largest cost of loading a model (`docs/benchmarks.md`, "Loading, the
-//! copies"). [`Transposed`] wraps either
-//! adapter and transposes f32 weights in square blocks instead, leaving everything else (other
-//! element types, the LayerNorm renames) to it.
+//! copies"). [`Transposed`] wraps either adapter and transposes f32 weights in square blocks
+//! instead, leaving everything else (other element types, the LayerNorm renames) to it.
 
 use std::rc::Rc;
 

@@ -10,5 +10,5 @@ pub(crate) fn values<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f3
         Ok(values) => return values,
         Err(tensor) => tensor,
     };
-    tensor.into_data().convert::<f32>().to_vec().expect("converted to f32")
+    tensor.into_data().convert::<f32>().into_vec().expect("converted to f32")
 }
