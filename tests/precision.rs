@@ -1,5 +1,5 @@
 //! The CPU encoder (what `Embedder` runs on the flex backend) against the burn model it is
-//! copied from, and its int8 path against f32 on the shipped STS-B test.
+//! copied from, and its int8 and bf16 paths against f32 on the shipped STS-B test.
 
 use burn::tensor::Tensor;
 use starbucks_data::eval::read_stsb;
@@ -53,13 +53,13 @@ fn the_cpu_encoder_matches_the_burn_model_at_every_layer() {
 }
 
 /// The STS-B test Spearman at every size of the MiniLM list, from embedders made and run at
-/// `tier` (`None`: the CPU's widest), in f32 and int8.
-fn stsb_f32_and_int8(tier: Option<Tier>) -> [Vec<(Size, f64)>; 2] {
+/// `tier` (`None`: the CPU's widest), in f32 and in `other`.
+fn stsb_f32_and(other: Precision, tier: Option<Tier>) -> [Vec<(Size, f64)>; 2] {
     let run = || {
         let pairs = read_stsb(&workspace_root().join("data/stsb/sts-test.csv")).unwrap();
         let datasets = [("sts-test".to_string(), pairs)];
         let sizes = Size::parse_list("minilm").unwrap();
-        [Precision::F32, Precision::Int8].map(|precision| {
+        [Precision::F32, other].map(|precision| {
             let embedder = embedder().with_precision(precision).unwrap().with_batch_size(64);
             assert_eq!(embedder.precision(), precision);
             let scores = sts::evaluate(&embedder, &datasets, &sizes).unwrap();
@@ -72,22 +72,37 @@ fn stsb_f32_and_int8(tier: Option<Tier>) -> [Vec<(Size, f64)>; 2] {
     }
 }
 
-fn assert_int8_within_0_005([f32, int8]: [Vec<(Size, f64)>; 2], what: &str) {
-    for ((size, a), (_, b)) in f32.iter().zip(&int8) {
+fn assert_within_0_005([f32, other]: [Vec<(Size, f64)>; 2], what: &str) {
+    for ((size, a), (_, b)) in f32.iter().zip(&other) {
         let gap = (a - b).abs();
-        assert!(gap < 0.005, "{what}, {size}: int8 {b:.5} vs f32 {a:.5} (gap {gap:.5})");
+        assert!(gap < 0.005, "{what}, {size}: {b:.5} vs f32 {a:.5} (gap {gap:.5})");
     }
+}
+
+/// `precision` really is another arithmetic: its vectors differ from f32's.
+fn assert_differs_from_f32(precision: Precision) {
+    let texts = &sentences()[..4];
+    let other = embedder().with_precision(precision).unwrap();
+    let (a, b) = (embedder().embed(texts, Size::new(6, 384)).unwrap(), other.embed(texts, Size::new(6, 384)).unwrap());
+    assert!(max_abs_diff(&a.concat(), &b.concat()) > 1e-4, "{precision} gave f32's numbers");
 }
 
 #[test]
 fn int8_stays_within_0_005_spearman_of_f32_on_stsb_test_at_every_size() {
-    assert_int8_within_0_005(stsb_f32_and_int8(None), "the widest tier");
-    // The int8 path really is another arithmetic: its vectors differ from f32's.
-    let texts = &sentences()[..4];
-    let int8_embedder = embedder().with_precision(Precision::Int8).unwrap();
-    let (a, b) =
-        (embedder().embed(texts, Size::new(6, 384)).unwrap(), int8_embedder.embed(texts, Size::new(6, 384)).unwrap());
-    assert!(max_abs_diff(&a.concat(), &b.concat()) > 1e-4, "int8 gave f32's numbers");
+    assert_within_0_005(stsb_f32_and(Precision::Int8, None), "int8, the widest tier");
+    assert_differs_from_f32(Precision::Int8);
+}
+
+#[test]
+fn bf16_stays_within_0_005_spearman_of_f32_on_stsb_test_at_every_size_where_the_cpu_has_it() {
+    if !Precision::Bf16.runs_on_this_cpu() {
+        let refused = embedder().with_precision(Precision::Bf16).unwrap_err().to_string();
+        assert!(refused.contains("needs a CPU with AVX-512 BF16"), "{refused}");
+        eprintln!("bf16 not checked on STS-B: this CPU has no AVX-512 BF16");
+        return;
+    }
+    assert_within_0_005(stsb_f32_and(Precision::Bf16, None), "bf16");
+    assert_differs_from_f32(Precision::Bf16);
 }
 
 #[test]
@@ -95,7 +110,7 @@ fn int8_of_7_bits_stays_within_0_005_spearman_where_the_cpu_has_avx_512_too() {
     // An AVX2 CPU quantises the weights to 7 bits (its pairs would saturate on 8); a CPU with
     // AVX-512 VNNI runs the 8 bits above. Forced to AVX2, this one checks the 7 bits as well.
     if Tier::widest() > Tier::Avx2 {
-        assert_int8_within_0_005(stsb_f32_and_int8(Some(Tier::Avx2)), "AVX2 (7-bit weights)");
+        assert_within_0_005(stsb_f32_and(Precision::Int8, Some(Tier::Avx2)), "int8, AVX2 (7-bit weights)");
     }
 }
 
@@ -103,7 +118,7 @@ fn int8_of_7_bits_stays_within_0_005_spearman_where_the_cpu_has_avx_512_too() {
 fn a_text_embeds_to_the_same_bits_alone_or_in_any_batch() {
     // No padding enters any product, and int8 quantises each token's row on its own.
     let texts = sentences();
-    for precision in Precision::ALL {
+    for precision in Precision::ALL.into_iter().filter(|p| p.runs_on_this_cpu()) {
         let embedder = embedder().with_precision(precision).unwrap();
         let all = embedder.embed(&texts, Size::new(6, 384)).unwrap();
         for (i, text) in texts.iter().enumerate().take(5) {
@@ -117,7 +132,8 @@ fn a_text_embeds_to_the_same_bits_alone_or_in_any_batch() {
 fn precisions_parse_by_name_and_refuse_others() {
     assert_eq!("int8".parse::<Precision>(), Ok(Precision::Int8));
     assert_eq!("f32".parse::<Precision>(), Ok(Precision::F32));
-    assert_eq!("bf16".parse::<Precision>().unwrap_err(), "unknown precision `bf16`: expected f32 or int8");
+    assert_eq!("bf16".parse::<Precision>(), Ok(Precision::Bf16));
+    assert_eq!("fp16".parse::<Precision>().unwrap_err(), "unknown precision `fp16`: expected f32, int8 or bf16");
 }
 
 #[test]

@@ -4,9 +4,9 @@
 //! every path alternately (round 1: each path in turn, round 2: again, …), each run a fresh
 //! process that times `--iters` iterations after `--warmup` (a one-text workload: `--calls`
 //! calls after a tenth as many). Training workloads run on two paths (ours and PyTorch, f32);
-//! inference workloads (`forward-N`, `embed`, `one-LENGTH-N`) on six: ours in f32 and int8,
-//! PyTorch eager f32 and bf16 autocast, ONNX Runtime f32 and dynamic int8 (an ONNX export of
-//! the same local weights, made in the bench environment). The paths' order is reversed every
+//! inference workloads (`forward-N`, `embed`, `one-LENGTH-N`) on seven: ours in f32, int8 and
+//! bf16 (where the CPU has AVX-512 BF16), PyTorch eager f32 and bf16 autocast, ONNX Runtime f32
+//! and dynamic int8 (an ONNX export of the same local weights, made in the bench environment). The paths' order is reversed every
 //! other round, and a ratio between two paths is the median of the rounds' ratios, each
 //! dividing runs made next to each other. Prints every iteration (for a one-text workload,
 //! each run's p50 and p99; every call is in the raw lines), the medians, the spread and the
@@ -41,7 +41,28 @@ const REQUIREMENTS: &[&str] = &[
 /// The paths of a training workload, then of an inference one; each a `side` name of the
 /// JSON lines. Ours are `starbucks bench --precision P`, the others `bench.py --path P`.
 const TRAIN_PATHS: &[&str] = &["burn-f32", "torch-f32"];
-pub const INFERENCE_PATHS: &[&str] = &["burn-f32", "burn-int8", "torch-f32", "torch-bf16", "ort-f32", "ort-int8"];
+pub const INFERENCE_PATHS: &[&str] =
+    &["burn-f32", "burn-int8", "burn-bf16", "torch-f32", "torch-bf16", "ort-f32", "ort-int8"];
+
+/// Each of our precisions and the peer path of the same arithmetic it is compared with.
+const SAME_PRECISION: [(&str, &str); 3] =
+    [("burn-f32", "ort-f32"), ("burn-int8", "ort-int8"), ("burn-bf16", "torch-bf16")];
+
+/// Whether this machine runs `path`: ours in bf16 needs AVX-512 BF16 (`starbucks` refuses it
+/// elsewhere).
+fn runs_here(path: &str) -> bool {
+    if path != "burn-bf16" {
+        return true;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
 
 fn paths(workload: &str) -> &'static [&'static str] {
     if workload.starts_with("train-") { TRAIN_PATHS } else { INFERENCE_PATHS }
@@ -270,12 +291,10 @@ fn report(results: &Results, workloads: &[String], options: &BenchOptions) -> St
             "\nOne text per call: p50 / p99 ms over every call of every run, and ours against ONNX Runtime of the \
              same precision (its time over ours: above 1, ours is faster).\n"
         );
-        let _ = writeln!(
-            md,
-            "| workload | {} | f32 × ort-f32 (p50, p99) | int8 × ort-int8 (p50, p99) |",
-            INFERENCE_PATHS.join(" | ")
-        );
-        let _ = writeln!(md, "|---|{}---|---|", "---|".repeat(INFERENCE_PATHS.len()));
+        let same: Vec<String> =
+            SAME_PRECISION.iter().map(|(ours, peer)| format!("{ours} × {peer} (p50, p99)")).collect();
+        let _ = writeln!(md, "| workload | {} | {} |", INFERENCE_PATHS.join(" | "), same.join(" | "));
+        let _ = writeln!(md, "|---|{}{}", "---|".repeat(INFERENCE_PATHS.len()), "---|".repeat(same.len()));
         for w in latency {
             let cells: Vec<String> = INFERENCE_PATHS
                 .iter()
@@ -287,13 +306,29 @@ fn report(results: &Results, workloads: &[String], options: &BenchOptions) -> St
                 (Some(a), Some(b)) => format!("{}, {}", speedup(a, b, median), speedup(a, b, p99)),
                 _ => "–".into(),
             };
-            let _ = writeln!(
-                md,
-                "| {w} | {} | {} | {} |",
-                cells.join(" | "),
-                against("burn-f32", "ort-f32"),
-                against("burn-int8", "ort-int8")
-            );
+            let same: Vec<String> = SAME_PRECISION.iter().map(|(ours, peer)| against(ours, peer)).collect();
+            let _ = writeln!(md, "| {w} | {} | {} |", cells.join(" | "), same.join(" | "));
+        }
+    }
+    let batches: Vec<&String> = workloads.iter().filter(|w| !one_text(w) && !w.starts_with("train-")).collect();
+    if !batches.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nBatches: ours against the peer of the same arithmetic (its median time over ours: above 1, ours is \
+             faster).\n"
+        );
+        let same: Vec<String> = SAME_PRECISION.iter().map(|(ours, peer)| format!("{ours} × {peer}")).collect();
+        let _ = writeln!(md, "| workload | {} |", same.join(" | "));
+        let _ = writeln!(md, "|---|{}", "---|".repeat(same.len()));
+        for w in batches {
+            let cells: Vec<String> = SAME_PRECISION
+                .iter()
+                .map(|(ours, peer)| match (get(w, ours), get(w, peer)) {
+                    (Some(a), Some(b)) => speedup(a, b, median),
+                    _ => "–".into(),
+                })
+                .collect();
+            let _ = writeln!(md, "| {w} | {} |", cells.join(" | "));
         }
     }
     let ratio = |a: &str, b: &str, path: &str| match (get(a, path), get(b, path)) {
@@ -353,11 +388,14 @@ pub fn run(backend: Backend, options: BenchOptions) -> Result<()> {
     let raw_path = output.join("results.jsonl");
     let mut raw = std::fs::File::create(&raw_path).with_context(|| format!("cannot create {}", raw_path.display()))?;
     let wanted = |path: &str| options.paths.as_ref().is_none_or(|list| list.iter().any(|p| p == path));
+    if workloads.iter().any(|w| !w.starts_with("train-")) && wanted("burn-bf16") && !runs_here("burn-bf16") {
+        println!("burn-bf16 left out: this CPU has no AVX-512 BF16");
+    }
     for w in &workloads {
         for round in 0..options.rounds {
             // Reversed every other round (A B C, C B A, ...), so that no path always runs
             // first, or always right after the same one: this VM's speed drifts within a minute.
-            let mut order: Vec<&str> = paths(w).iter().copied().filter(|p| wanted(p)).collect();
+            let mut order: Vec<&str> = paths(w).iter().copied().filter(|p| wanted(p) && runs_here(p)).collect();
             if round % 2 == 1 {
                 order.reverse();
             }

@@ -22,9 +22,10 @@ tasks:
                    the fine-tuned model on STS-B dev and test at every size and print both rows
   bench            the side-by-side benchmark (docs/benchmarks.md): every workload (training
                    steps: SRL, single size, SMAE, plain MLM, ours and PyTorch in f32; forward at
-                   each depth and embedding throughput, ours in f32 and int8, PyTorch f32 and
-                   bf16 autocast, ONNX Runtime f32 and dynamic int8; one text per call, short,
-                   medium and long, at each depth: p50 and p99 of --calls calls), alternated, in
+                   each depth and embedding throughput, ours in f32, int8 and bf16 (where the
+                   CPU has AVX-512 BF16), PyTorch f32 and bf16 autocast, ONNX Runtime f32 and
+                   dynamic int8; one text per call, short, medium and long, at each depth: p50
+                   and p99 of --calls calls), alternated, in
                    fresh processes; prints every iteration, medians, spreads, ratios, STS-B
                    Spearman per path and size, peak RSS; writes report.md and results.jsonl. Installs
                    torch, sentence-transformers and onnxruntime from PyPI into

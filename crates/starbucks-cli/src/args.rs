@@ -153,7 +153,8 @@ pub struct BenchArgs {
     /// Timed iterations (the median is reported).
     #[arg(long, default_value_t = 3)]
     pub iters: usize,
-    /// The arithmetic of `embed`, `one-LENGTH-N` and `forward-N`: f32 or int8 (CPU backend only).
+    /// The arithmetic of `embed`, `one-LENGTH-N` and `forward-N`: f32, int8 or bf16 (those two on
+    /// the CPU backend only; bf16 where the CPU has AVX-512 BF16).
     #[arg(long, default_value_t = Precision::F32)]
     pub precision: Precision,
     /// Triplets per step of `train-srl` and `train-single` (the first rows of the triplets file).
@@ -265,8 +266,9 @@ pub struct EvalArgs {
     /// Texts per forward pass.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// The arithmetic of the matrix products: f32, or int8 (int8 weights, activations
-    /// quantised per token at run time; the CPU backend only).
+    /// The arithmetic of the matrix products: f32; int8 (int8 weights, activations quantised per
+    /// token at run time); or bf16 (bf16 weights and activations, f32 sums; a CPU with AVX-512
+    /// BF16). int8 and bf16 run on the CPU backend only.
     #[arg(long, default_value_t = Precision::F32)]
     pub precision: Precision,
     /// Truncate every text at this many tokens (default: each model's
@@ -358,8 +360,9 @@ pub struct EmbedArgs {
     /// Texts per forward pass.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// The arithmetic of the matrix products: f32, or int8 (int8 weights, activations
-    /// quantised per token at run time; the CPU backend only).
+    /// The arithmetic of the matrix products: f32; int8 (int8 weights, activations quantised per
+    /// token at run time); or bf16 (bf16 weights and activations, f32 sums; a CPU with AVX-512
+    /// BF16). int8 and bf16 run on the CPU backend only.
     #[arg(long, default_value_t = Precision::F32)]
     pub precision: Precision,
 }

@@ -1,6 +1,6 @@
-//! `x W + b`, f32 and int8, in two forms:
-//! - [`Linear`], for the CPU encoder: a weight prepared once, in f32 (`panels.rs`) or int8
-//!   ([`crate::quant`]), then applied to any number of rows of a slice;
+//! `x W + b`, f32, bf16 and int8, in two forms:
+//! - [`Linear`], for the CPU encoder: a weight prepared once, in f32 or bf16 (`panels.rs`) or
+//!   int8 ([`crate::quant`]), then applied to any number of rows of a slice;
 //! - [`linear`], burn's linear op on flex tensors (training): the output starts as the bias rows
 //!   and one call of the gemm crate accumulates the product of the strided matrices into it,
 //!   with its autodiff op. burn-flex zeroes a fresh buffer for every product, copies it once
@@ -36,8 +36,9 @@ pub struct Linear {
 /// Shapes and precision only: the weights are megabytes of numbers.
 impl std::fmt::Debug for Linear {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let precision = match self.weight {
-            Weight::F32(_) => "f32",
+        let precision = match &self.weight {
+            Weight::Panels(panels) if panels.is_bf16() => "bf16",
+            Weight::Panels(_) => "f32",
             Weight::Int8(_) => "int8",
         };
         f.debug_struct("Linear")
@@ -51,7 +52,8 @@ impl std::fmt::Debug for Linear {
 
 #[derive(Clone)]
 enum Weight {
-    F32(panels::Panels),
+    /// f32 or bf16.
+    Panels(panels::Panels),
     Int8(PackedInt8),
 }
 
@@ -63,11 +65,19 @@ impl Linear {
     pub fn f32(weight: Vec<f32>, in_features: usize, out_features: usize, bias: Option<Vec<f32>>) -> Self {
         assert_eq!(weight.len(), in_features * out_features, "weight is not [{in_features}, {out_features}]");
         Self::with(
-            Weight::F32(panels::Panels::pack(&weight, in_features, out_features)),
+            Weight::Panels(panels::Panels::pack(&weight, in_features, out_features)),
             in_features,
             out_features,
             bias,
         )
+    }
+
+    /// The same layer with its weight rounded to bf16; its products round their inputs to bf16
+    /// and sum in f32. Runs at speed where [`crate::simd::bf16_supported`], in portable code
+    /// elsewhere.
+    pub fn bf16(weight: &[f32], in_features: usize, out_features: usize, bias: Option<Vec<f32>>) -> Self {
+        let panels = panels::Panels::pack_bf16(weight, in_features, out_features);
+        Self::with(Weight::Panels(panels), in_features, out_features, bias)
     }
 
     /// The same layer with its weight quantised to int8 per output column.
@@ -96,7 +106,7 @@ impl Linear {
         assert_eq!(x.len(), rows * k, "x is not [{rows}, {k}]");
         match &self.weight {
             Weight::Int8(packed) => packed.forward(x, rows, self.bias.as_deref()),
-            Weight::F32(panels) => panels.forward(Tier::current(), x, rows, self.bias.as_deref()),
+            Weight::Panels(panels) => panels.forward(Tier::current(), x, rows, self.bias.as_deref()),
         }
     }
 }

@@ -63,6 +63,23 @@ impl Tier {
     }
 }
 
+/// Whether this CPU has AVX-512 BF16 (`vdpbf16ps`) beside the AVX-512 tier: what the bf16
+/// products need to run at speed. A tier forced below AVX-512 ([`with_tier`]) runs them in
+/// portable code.
+pub fn bf16_supported() -> bool {
+    static BF16: OnceLock<bool> = OnceLock::new();
+    *BF16.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            Tier::Avx512.supported() && std::arch::is_x86_feature_detected!("avx512bf16")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
+}
+
 impl fmt::Display for Tier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

@@ -77,6 +77,53 @@ fn f32_linear_matches_the_f64_product_at_every_tier() {
     }
 }
 
+/// `v` rounded to the nearest bf16 (ties to even), as an f32.
+fn bf16(v: f32) -> f32 {
+    let bits = v.to_bits();
+    f32::from_bits(bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) & 0xffff_0000)
+}
+
+#[test]
+fn bf16_linear_is_the_product_of_the_rounded_values_at_every_tier() {
+    for (i, &(rows, k, n)) in SHAPES.iter().enumerate() {
+        let (x, w, b) = (values(rows * k, 40 + i as u64, 2.0), values(k * n, 400 + i as u64, 0.5), values(n, 11, 1.0));
+        let (x16, w16): (Vec<f32>, Vec<f32>) =
+            (x.iter().map(|&v| bf16(v)).collect(), w.iter().map(|&v| bf16(v)).collect());
+        for bias in [Some(b.clone()), None] {
+            let linear = Linear::bf16(&w, k, n, bias.clone());
+            let exact = reference(&x16, &w16, bias.as_deref(), rows, k, n);
+            let f32_product = reference(&x, &w, bias.as_deref(), rows, k, n);
+            let mut first: Option<Vec<f32>> = None;
+            // The AVX2 tier runs the portable tile: bf16 products need AVX-512 BF16.
+            for tier in tiers() {
+                let got = with_tier(tier, || linear.forward(&x, rows));
+                // The products of two bf16 are exact in f32, and every tile adds them in the
+                // same order (a pair's second, then its first, as `vdpbf16ps`).
+                match &first {
+                    None => first = Some(got.clone()),
+                    Some(want) => assert_eq!(&got, want, "{tier}, [{rows}, {k}] × [{k}, {n}]: the tiers differ"),
+                }
+                for (j, (g, e)) in got.iter().zip(&exact).enumerate() {
+                    // f32 sums of the rounded values' exact products...
+                    let g = *g as f64;
+                    assert!(
+                        (g - e).abs() < 1e-5 * (k as f64).sqrt() * 2.0,
+                        "{tier}, [{rows}, {k}] × [{k}, {n}]: {g} vs {e}"
+                    );
+                    // ... each value within half a bf16 step (2^-9 of it) of the f32 one.
+                    let (r, c) = (j / n, j % n);
+                    let bound: f64 = (0..k).map(|i| (x[r * k + i] * w[i * n + c]).abs() as f64 * 2.0 / 512.0).sum();
+                    assert!(
+                        (g - f32_product[j]).abs() <= bound + 1e-5,
+                        "{tier}, [{rows}, {k}] × [{k}, {n}]: {g} vs f32 {}",
+                        f32_product[j]
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// `packed` run at every tier this CPU has, which must all give the same bits; the result.
 fn int8_at_every_tier(packed: &PackedInt8, x: &[f32], rows: usize, bias: Option<&[f32]>) -> Vec<f32> {
     let (k, n) = (packed.in_features(), packed.out_features());

@@ -28,7 +28,7 @@ use crate::tokenizer::{Batch, Tokenizer};
 /// Embeds texts with a 2D Matryoshka BERT at any [`Size`], in batches, on any backend.
 ///
 /// On the CPU (flex) backend the forward pass runs on the CPU encoder (`cpu.rs`: real tokens
-/// only, fused kernels), in f32 by default or in int8 ([`Embedder::with_precision`]); on other
+/// only, fused kernels), in f32 by default or in int8 or bf16 ([`Embedder::with_precision`]); on other
 /// backends it runs [`BertModel::forward`].
 #[derive(Debug)]
 pub struct Embedder<B: Backend> {
@@ -103,8 +103,8 @@ impl<B: Backend> Embedder<B> {
         }
     }
 
-    /// Multiply in `precision` from now on. `Int8` needs the CPU (flex) backend; the weights are
-    /// quantised once, at the first embedding.
+    /// Multiply in `precision` from now on. `Int8` and `Bf16` need the CPU (flex) backend, and
+    /// `Bf16` a CPU with AVX-512 BF16; the weights are converted once, at the first embedding.
     pub fn with_precision(mut self, precision: Precision) -> Result<Self> {
         if precision != Precision::F32 && !Self::on_cpu() {
             let backend = std::any::type_name::<B>();
@@ -114,6 +114,9 @@ impl<B: Backend> Embedder<B> {
                 format!("{backend}, in a build of starbucks-model without its `flex` feature")
             };
             return Err(Error::Precision { precision, backend });
+        }
+        if !precision.runs_on_this_cpu() {
+            return Err(Error::NoBf16);
         }
         if precision != self.precision {
             self.precision = precision;

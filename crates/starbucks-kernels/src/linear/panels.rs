@@ -17,10 +17,16 @@
 //! blocks or threads (a sum is kept in the output between input blocks, exactly): a text gets
 //! the same bits alone or in any batch, and the AVX-512 and AVX2 kernels (fused multiply-adds)
 //! give the same bits as each other; the scalar one rounds each product before adding it.
+//!
+//! A weight may also be packed in bf16 ([`Panels::pack_bf16`]): the same panels with each value
+//! a [`Pair`] of consecutive weight rows, so that AVX-512 BF16's `vdpbf16ps` multiplies a
+//! broadcast pair of inputs by 16 columns' pairs and adds both products into f32 sums. The
+//! inputs are rounded to bf16 too (as PyTorch's bf16 autocast does); the sums, the bias and the
+//! output stay f32. Half the bytes of f32 to stream, twice the products per instruction.
 
 use rayon::prelude::*;
 
-use crate::simd::Tier;
+use crate::simd::{Tier, bf16_supported};
 
 /// Columns of one panel: four AVX-512 registers, or four AVX2 strips of two registers.
 const PANEL: usize = 64;
@@ -41,12 +47,45 @@ const AVX2_K_BLOCK: usize = 768;
 const ROW_BLOCK: usize = 192;
 
 /// A row-major `[k, n]` weight packed into panels of [`PANEL`] columns, zero-padded on the
-/// right of the last one.
+/// right of the last one: in f32, or in bf16 pairs of rows.
 #[derive(Clone)]
 pub(crate) struct Panels {
     k: usize,
     n: usize,
-    packed: Vec<f32>,
+    values: Values,
+}
+
+#[derive(Clone)]
+enum Values {
+    F32(Vec<f32>),
+    /// `k.div_ceil(2)` rows of pairs, the last one's second value 0 when `k` is odd.
+    Bf16(Vec<Pair>),
+}
+
+/// Two bf16 values in one 32-bit word, the first in the low half: weight rows `2p` and
+/// `2p + 1` of one column, or inputs `2p` and `2p + 1` of one row (`vdpbf16ps`'s operands).
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+#[repr(transparent)]
+pub(crate) struct Pair(u32);
+
+impl Pair {
+    fn new(first: f32, second: f32) -> Self {
+        Pair(bf16_bits(first) as u32 | (bf16_bits(second) as u32) << 16)
+    }
+
+    /// Both values as f32 (exact: a bf16 is the high half of an f32).
+    fn values(self) -> (f32, f32) {
+        (f32::from_bits(self.0 << 16), f32::from_bits(self.0 & 0xffff_0000))
+    }
+}
+
+/// `v` rounded to the nearest bf16, ties to even (as `vcvtne2ps2bf16`); a NaN stays a NaN.
+pub(crate) fn bf16_bits(v: f32) -> u16 {
+    let bits = v.to_bits();
+    if v.is_nan() {
+        return ((bits >> 16) | 0x40) as u16;
+    }
+    (bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16) as u16
 }
 
 impl Panels {
@@ -59,7 +98,28 @@ impl Panels {
                 packed[(c / PANEL) * k * PANEL + at(k, i, c % PANEL)] = v;
             }
         }
-        Panels { k, n, packed }
+        Panels { k, n, values: Values::F32(packed) }
+    }
+
+    /// The weight rounded to bf16, rows in pairs (see [`Pair`]).
+    pub(crate) fn pack_bf16(w: &[f32], k: usize, n: usize) -> Self {
+        assert_eq!(w.len(), k * n, "weight is not [{k}, {n}]");
+        let (panels, pairs) = (n.div_ceil(PANEL), k.div_ceil(2));
+        let mut packed = vec![Pair::default(); panels * pairs * PANEL];
+        for p in 0..pairs {
+            let first = &w[2 * p * n..][..n];
+            let second = (2 * p + 1 < k).then(|| &w[(2 * p + 1) * n..][..n]);
+            for (c, &v) in first.iter().enumerate() {
+                packed[(c / PANEL) * pairs * PANEL + at(pairs, p, c % PANEL)] =
+                    Pair::new(v, second.map_or(0.0, |s| s[c]));
+            }
+        }
+        Panels { k, n, values: Values::Bf16(packed) }
+    }
+
+    /// Whether the weight is held in bf16.
+    pub(crate) fn is_bf16(&self) -> bool {
+        matches!(self.values, Values::Bf16(_))
     }
 
     /// `bias + x[m, k] · W` (bias: `n` values or none) as a new row-major `[m, n]` buffer, with
@@ -69,51 +129,129 @@ impl Panels {
         let (k, n) = (self.k, self.n);
         assert_eq!(x.len(), m * k, "x is not [{m}, {k}]");
         assert!(bias.is_none_or(|b| b.len() == n), "{n} outputs but {} biases", bias.map_or(0, <[f32]>::len));
-        let mut out = Vec::<f32>::with_capacity(m * n);
-        let out_ptr = SharedOut(out.as_mut_ptr());
-        let inputs = pack_inputs(x, m, k);
-        let panels = n.div_ceil(PANEL);
-        let row_block = row_block(m);
-        (0..panels * m.div_ceil(row_block)).into_par_iter().for_each(|t| {
-            let (p, b) = (t % panels, t / panels);
-            let columns = p * PANEL..(p * PANEL + PANEL).min(n);
-            let rows = b * row_block..(b * row_block + row_block).min(m);
-            let panel = &self.packed[p * k * PANEL..(p + 1) * k * PANEL];
-            let bias = bias.map(|b| &b[columns.clone()]);
-            // AVX2 walks a panel in strips, each over all the rows before the next, so its
-            // blocks are a strip's rows (see `AVX2_K_BLOCK`).
-            let (strip_width, k_block) = match tier {
-                Tier::Avx2 => (STRIP, AVX2_K_BLOCK),
-                _ => (PANEL, K_BLOCK),
-            };
-            for k0 in (0..k.max(1)).step_by(k_block) {
-                let block = k0..(k0 + k_block).min(k);
-                for strip in (0..columns.len()).step_by(strip_width) {
-                    for r0 in rows.clone().step_by(TILE_ROWS) {
-                        let tile = Tile {
-                            k,
-                            n,
-                            x: &inputs[(r0 * k + block.start * TILE_ROWS)..][..block.len() * TILE_ROWS],
-                            panel,
-                            bias,
-                            out: out_ptr,
-                            r0,
-                            rows: TILE_ROWS.min(rows.end - r0),
-                            columns: columns.clone(),
-                            inputs: block.clone(),
-                        };
-                        // SAFETY: this task alone writes these rows × columns of `out`, whose
-                        // capacity is m × n.
-                        unsafe { tile.run(tier, strip) };
-                    }
+        match &self.values {
+            Values::F32(packed) => product(tier, packed, &pack_inputs(x, m, k), k, n, m, bias),
+            Values::Bf16(packed) => {
+                let pairs = k.div_ceil(2);
+                product(tier, packed, &pack_inputs(&input_pairs(x, m, k), m, pairs), pairs, n, m, bias)
+            }
+        }
+    }
+}
+
+/// `bias + x · W` over `depth` packed weight rows (f32 values or bf16 pairs): one task per panel
+/// and row block, each walking its inputs in blocks read by every register tile in turn.
+fn product<T: Element>(
+    tier: Tier,
+    packed: &[T],
+    inputs: &[T],
+    depth: usize,
+    n: usize,
+    m: usize,
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let mut out = Vec::<f32>::with_capacity(m * n);
+    let out_ptr = SharedOut(out.as_mut_ptr());
+    let panels = n.div_ceil(PANEL);
+    let row_block = row_block(m);
+    let (strip_width, k_block) = T::blocking(tier);
+    (0..panels * m.div_ceil(row_block)).into_par_iter().for_each(|t| {
+        let (p, b) = (t % panels, t / panels);
+        let columns = p * PANEL..(p * PANEL + PANEL).min(n);
+        let rows = b * row_block..(b * row_block + row_block).min(m);
+        let panel = &packed[p * depth * PANEL..(p + 1) * depth * PANEL];
+        let bias = bias.map(|b| &b[columns.clone()]);
+        for k0 in (0..depth.max(1)).step_by(k_block) {
+            let block = k0..(k0 + k_block).min(depth);
+            for strip in (0..columns.len()).step_by(strip_width) {
+                for r0 in rows.clone().step_by(TILE_ROWS) {
+                    let tile = Tile {
+                        k: depth,
+                        n,
+                        x: &inputs[(r0 * depth + block.start * TILE_ROWS)..][..block.len() * TILE_ROWS],
+                        panel,
+                        bias,
+                        out: out_ptr,
+                        r0,
+                        rows: TILE_ROWS.min(rows.end - r0),
+                        columns: columns.clone(),
+                        inputs: block.clone(),
+                    };
+                    // SAFETY: this task alone writes these rows × columns of `out`, whose
+                    // capacity is m × n.
+                    unsafe { T::run(&tile, tier, strip) };
                 }
             }
-        });
-        // SAFETY: the tasks have written every one of the m × n values (every panel of every
-        // row block, the first input block from the bias even where k is 0).
-        unsafe { out.set_len(m * n) };
-        out
+        }
+    });
+    // SAFETY: the tasks have written every one of the m × n values (every panel of every row
+    // block, the first input block from the bias even where the depth is 0).
+    unsafe { out.set_len(m * n) };
+    out
+}
+
+/// What a panel holds, and the register tiles that multiply it.
+trait Element: Copy + Default + Send + Sync {
+    /// Columns per strip walked over all of a block's rows before the next, and packed rows
+    /// per input block.
+    fn blocking(tier: Tier) -> (usize, usize);
+
+    /// # Safety
+    /// As [`Tile::run`].
+    unsafe fn run(tile: &Tile<Self>, tier: Tier, strip: usize);
+}
+
+impl Element for f32 {
+    fn blocking(tier: Tier) -> (usize, usize) {
+        // AVX2 walks a panel in strips, each over all the rows before the next, so its blocks
+        // are a strip's rows (see `AVX2_K_BLOCK`).
+        match tier {
+            Tier::Avx2 => (STRIP, AVX2_K_BLOCK),
+            _ => (PANEL, K_BLOCK),
+        }
     }
+
+    unsafe fn run(tile: &Tile<f32>, tier: Tier, strip: usize) {
+        // SAFETY: the caller's contract.
+        unsafe { tile.run(tier, strip) }
+    }
+}
+
+impl Element for Pair {
+    fn blocking(_: Tier) -> (usize, usize) {
+        // 64 rows of pairs: 16 KiB of a panel, as f32's blocks.
+        (PANEL, K_BLOCK)
+    }
+
+    unsafe fn run(tile: &Tile<Pair>, tier: Tier, _: usize) {
+        // SAFETY: the caller's contract; the CPU has AVX-512 BF16 (`bf16_supported`).
+        unsafe {
+            match tier {
+                #[cfg(target_arch = "x86_64")]
+                Tier::Avx512 if bf16_supported() => tile.avx512_bf16(),
+                _ => tile.scalar_bf16(),
+            }
+        }
+    }
+}
+
+/// `x` `[m, k]` as rows of bf16 [`Pair`]s `[m, k.div_ceil(2)]`, an odd row's last pair
+/// completed by 0.
+fn input_pairs(x: &[f32], m: usize, k: usize) -> Vec<Pair> {
+    let pairs = k.div_ceil(2);
+    let mut out = vec![Pair::default(); m * pairs];
+    if pairs > 0 {
+        out.par_chunks_mut(pairs).zip(x.par_chunks(k)).for_each(|(out, row)| {
+            let (whole, last) = row.as_chunks::<2>();
+            for (pair, &[a, b]) in out.iter_mut().zip(whole) {
+                *pair = Pair::new(a, b);
+            }
+            if let [a] = last {
+                out[pairs - 1] = Pair::new(*a, 0.0);
+            }
+        });
+    }
+    out
 }
 
 /// Rows per task for a product of `m` rows: at most [`ROW_BLOCK`], the blocks as even as whole
@@ -130,9 +268,9 @@ fn row_block(m: usize) -> usize {
 /// offsets, instead of a row each. Copied once per product, in parallel over tiles, and read by
 /// every panel. Each value is written once, by its tile's task: zeroing the buffer first was a
 /// serial pass over a large batch's inputs while the other cores waited.
-fn pack_inputs(x: &[f32], m: usize, k: usize) -> Vec<f32> {
+fn pack_inputs<T: Copy + Default + Send + Sync>(x: &[T], m: usize, k: usize) -> Vec<T> {
     let len = m.div_ceil(TILE_ROWS) * TILE_ROWS * k;
-    let mut packed = Vec::<f32>::with_capacity(len);
+    let mut packed = Vec::<T>::with_capacity(len);
     if k > 0 {
         packed.spare_capacity_mut()[..len].par_chunks_mut(TILE_ROWS * k).enumerate().for_each(|(t, tile)| {
             let present = TILE_ROWS.min(m - t * TILE_ROWS);
@@ -143,7 +281,7 @@ fn pack_inputs(x: &[f32], m: usize, k: usize) -> Vec<f32> {
             // Every tile but a product's last is whole, and takes a loop without the test for
             // absent rows or the index arithmetic, which measured 2.5 times as fast.
             if present == TILE_ROWS {
-                let rows: [&[f32]; TILE_ROWS] = std::array::from_fn(|r| &rows[r * k..][..k]);
+                let rows: [&[T]; TILE_ROWS] = std::array::from_fn(|r| &rows[r * k..][..k]);
                 for (i, values) in tile.chunks_exact_mut(TILE_ROWS).enumerate() {
                     for (value, row) in values.iter_mut().zip(rows) {
                         value.write(row[i]);
@@ -152,7 +290,7 @@ fn pack_inputs(x: &[f32], m: usize, k: usize) -> Vec<f32> {
             } else {
                 for (i, values) in tile.chunks_exact_mut(TILE_ROWS).enumerate() {
                     for (r, value) in values.iter_mut().enumerate() {
-                        value.write(if r < present { rows[r * k + i] } else { 0.0 });
+                        value.write(if r < present { rows[r * k + i] } else { T::default() });
                     }
                 }
             }
@@ -179,11 +317,11 @@ unsafe impl Sync for SharedOut {}
 /// `x` holds the rows' inputs as `[inputs][TILE_ROWS]` (see [`pack_inputs`]), `panel` is the
 /// packed panel, `bias` its columns' biases. The sums start from the bias at the first input
 /// block and from the output after it.
-struct Tile<'a> {
+struct Tile<'a, T> {
     k: usize,
     n: usize,
-    x: &'a [f32],
-    panel: &'a [f32],
+    x: &'a [T],
+    panel: &'a [T],
     bias: Option<&'a [f32]>,
     out: SharedOut,
     r0: usize,
@@ -192,7 +330,168 @@ struct Tile<'a> {
     inputs: std::ops::Range<usize>,
 }
 
-impl Tile<'_> {
+impl<T> Tile<'_, T> {
+    /// Where output row `r0 + r` at panel column `c` lies.
+    fn out_at(&self, r: usize, c: usize) -> *mut f32 {
+        self.out.0.wrapping_add((self.r0 + r) * self.n + self.columns.start + c)
+    }
+
+    /// The sum an output starts from: its bias at the first input block, after it the sum of
+    /// the earlier blocks.
+    ///
+    /// # Safety
+    /// As [`Tile::run`].
+    unsafe fn start(&self, r: usize, c: usize) -> f32 {
+        match self.inputs.start {
+            0 => self.bias.map_or(0.0, |b| b[c]),
+            // SAFETY: written by the earlier input blocks (the caller's contract).
+            _ => unsafe { self.out_at(r, c).read() },
+        }
+    }
+
+    /// One mask per vector of 16 columns: all set but in a last, partial panel.
+    #[cfg(target_arch = "x86_64")]
+    fn avx512_masks(&self) -> [std::arch::x86_64::__mmask16; 4] {
+        std::array::from_fn(|j| {
+            let have = self.columns.len().saturating_sub(16 * j).min(16);
+            ((1u32 << have) - 1) as std::arch::x86_64::__mmask16
+        })
+    }
+
+    /// The sums an AVX-512 tile of `R` rows starts from (see [`Self::start`]), in registers.
+    ///
+    /// # Safety
+    /// As [`Tile::run`], and the CPU has AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn avx512_start<const R: usize>(
+        &self,
+        masks: [std::arch::x86_64::__mmask16; 4],
+    ) -> [[std::arch::x86_64::__m512; 4]; R] {
+        use std::arch::x86_64::*;
+        // Plain loops, not closures: a closure does not inherit the target feature, and the
+        // sums would pass through the stack.
+        let mut acc = [[_mm512_setzero_ps(); 4]; R];
+        for (r, sums) in acc.iter_mut().enumerate() {
+            for (j, sum) in sums.iter_mut().enumerate() {
+                // SAFETY: the masked columns of the tile's rows are inside the output and, past
+                // the first input block, written (the caller's contract); the masked biases are
+                // inside `bias`.
+                unsafe {
+                    match (self.inputs.start, self.bias) {
+                        (0, Some(b)) => *sum = _mm512_maskz_loadu_ps(masks[j], b.as_ptr().wrapping_add(16 * j)),
+                        (0, None) => {}
+                        _ => *sum = _mm512_maskz_loadu_ps(masks[j], self.out_at(r, 16 * j)),
+                    }
+                }
+            }
+        }
+        acc
+    }
+
+    /// Stores an AVX-512 tile's sums into the output.
+    ///
+    /// # Safety
+    /// As [`Self::avx512_start`].
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn avx512_store<const R: usize>(
+        &self,
+        acc: &[[std::arch::x86_64::__m512; 4]; R],
+        masks: [std::arch::x86_64::__mmask16; 4],
+    ) {
+        use std::arch::x86_64::*;
+        for (r, sums) in acc.iter().enumerate() {
+            for (j, &sum) in sums.iter().enumerate() {
+                // SAFETY: as the loads of `avx512_start`.
+                unsafe { _mm512_mask_storeu_ps(self.out_at(r, 16 * j), masks[j], sum) };
+            }
+        }
+    }
+}
+
+impl Tile<'_, Pair> {
+    /// The tile in portable code: each pair's second product added first, then its first, as
+    /// `vdpbf16ps` adds them (each product of two bf16 is exact in f32).
+    ///
+    /// # Safety
+    /// As [`Tile::run`].
+    unsafe fn scalar_bf16(&self) {
+        for r in 0..self.rows {
+            for c in 0..self.columns.len() {
+                // SAFETY: the caller's contract.
+                let mut sum = unsafe { self.start(r, c) };
+                for (p, x) in self.inputs.clone().zip(self.x[r..].iter().step_by(TILE_ROWS)) {
+                    let ((x0, x1), (w0, w1)) = (x.values(), self.panel[at(self.k, p, c)].values());
+                    sum += x1 * w1;
+                    sum += x0 * w0;
+                }
+                // SAFETY: inside the output (the caller's contract).
+                unsafe { self.out_at(r, c).write(sum) };
+            }
+        }
+    }
+
+    /// # Safety
+    /// As [`Tile::run`], and the CPU has AVX-512F and AVX-512 BF16.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    unsafe fn avx512_bf16(&self) {
+        // SAFETY: the caller's contract; `rows` is 1 to TILE_ROWS.
+        unsafe {
+            match self.rows {
+                6 => self.avx512_bf16_n::<6>(),
+                5 => self.avx512_bf16_n::<5>(),
+                4 => self.avx512_bf16_n::<4>(),
+                3 => self.avx512_bf16_n::<3>(),
+                2 => self.avx512_bf16_n::<2>(),
+                1 => self.avx512_bf16_n::<1>(),
+                _ => unreachable!("tiles are 1 to {TILE_ROWS} rows"),
+            }
+        }
+    }
+
+    /// The f32 tile of [`Tile::avx512_n`] with `vdpbf16ps`: per packed row, one broadcast pair
+    /// of inputs per row of the tile times the four strips' pairs, both products added into
+    /// each column's f32 sum.
+    ///
+    /// # Safety
+    /// As [`Self::avx512_bf16`].
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    unsafe fn avx512_bf16_n<const R: usize>(&self) {
+        use std::arch::x86_64::*;
+        let masks = self.avx512_masks();
+        // SAFETY: the caller's contract.
+        let mut acc = unsafe { self.avx512_start::<R>(masks) };
+        let (x, w, k, k0) = (self.x.as_ptr(), self.panel.as_ptr(), self.k, self.inputs.start);
+        for p in self.inputs.clone() {
+            // SAFETY: packed row p of the panel's four strips is inside it; `x` holds pair p of
+            // R rows. A `Pair` is a u32, and 16 of them are one register of 32 bf16.
+            unsafe {
+                let row = w.add(p * STRIP);
+                let mut weights = [_mm512_setzero_si512(); 4];
+                for (j, weight) in weights.iter_mut().enumerate() {
+                    *weight = _mm512_loadu_si512(row.add(j * k * STRIP).cast());
+                }
+                let weights: [__m512bh; 4] = std::mem::transmute(weights);
+                for (r, sums) in acc.iter_mut().enumerate() {
+                    let pair: __m512bh =
+                        std::mem::transmute(_mm512_set1_epi32((*x.add((p - k0) * TILE_ROWS + r)).0 as i32));
+                    for (sum, &weight) in sums.iter_mut().zip(&weights) {
+                        *sum = _mm512_dpbf16_ps(*sum, pair, weight);
+                    }
+                }
+            }
+        }
+        // SAFETY: the caller's contract.
+        unsafe { self.avx512_store(&acc, masks) };
+    }
+}
+
+impl Tile<'_, f32> {
     /// # Safety
     /// The tile's rows × columns are inside the output, no other thread touches them meanwhile,
     /// and unless `inputs` starts at 0 they hold the sums of the earlier input blocks.
@@ -209,27 +508,18 @@ impl Tile<'_> {
         }
     }
 
-    /// Where output row `r0 + r` at panel column `c` lies.
-    fn out_at(&self, r: usize, c: usize) -> *mut f32 {
-        self.out.0.wrapping_add((self.r0 + r) * self.n + self.columns.start + c)
-    }
-
     /// # Safety
     /// As [`Self::run`].
     unsafe fn scalar(&self) {
         for r in 0..self.rows {
             for c in 0..self.columns.len() {
-                let out = self.out_at(r, c);
-                let mut sum = match self.inputs.start {
-                    0 => self.bias.map_or(0.0, |b| b[c]),
-                    // SAFETY: written by the earlier input blocks (the caller's contract).
-                    _ => unsafe { out.read() },
-                };
+                // SAFETY: the caller's contract.
+                let mut sum = unsafe { self.start(r, c) };
                 for (i, x) in self.inputs.clone().zip(self.x[r..].iter().step_by(TILE_ROWS)) {
                     sum += x * self.panel[at(self.k, i, c)];
                 }
                 // SAFETY: inside the output (the caller's contract).
-                unsafe { out.write(sum) };
+                unsafe { self.out_at(r, c).write(sum) };
             }
         }
     }
@@ -259,28 +549,9 @@ impl Tile<'_> {
     #[target_feature(enable = "avx512f")]
     unsafe fn avx512_n<const R: usize>(&self) {
         use std::arch::x86_64::*;
-        // One mask per vector of 16 columns: all set but in a last, partial panel.
-        let masks: [__mmask16; 4] = std::array::from_fn(|j| {
-            let have = self.columns.len().saturating_sub(16 * j).min(16);
-            ((1u32 << have) - 1) as __mmask16
-        });
-        // Plain loops, not closures: a closure does not inherit the target feature, and the
-        // sums would pass through the stack.
-        let mut acc = [[_mm512_setzero_ps(); 4]; R];
-        for (r, sums) in acc.iter_mut().enumerate() {
-            for (j, sum) in sums.iter_mut().enumerate() {
-                // SAFETY: the masked columns of the tile's rows are inside the output and, past
-                // the first input block, written (the caller's contract); the masked biases are
-                // inside `bias`.
-                unsafe {
-                    match (self.inputs.start, self.bias) {
-                        (0, Some(b)) => *sum = _mm512_maskz_loadu_ps(masks[j], b.as_ptr().wrapping_add(16 * j)),
-                        (0, None) => {}
-                        _ => *sum = _mm512_maskz_loadu_ps(masks[j], self.out_at(r, 16 * j)),
-                    }
-                }
-            }
-        }
+        let masks = self.avx512_masks();
+        // SAFETY: the caller's contract.
+        let mut acc = unsafe { self.avx512_start::<R>(masks) };
         let (x, w, k, k0) = (self.x.as_ptr(), self.panel.as_ptr(), self.k, self.inputs.start);
         for i in self.inputs.clone() {
             // SAFETY: row i of the panel's four strips is inside it; `x` holds input i of R rows.
@@ -300,12 +571,8 @@ impl Tile<'_> {
                 }
             }
         }
-        for (r, sums) in acc.iter().enumerate() {
-            for (j, &sum) in sums.iter().enumerate() {
-                // SAFETY: as the loads above.
-                unsafe { _mm512_mask_storeu_ps(self.out_at(r, 16 * j), masks[j], sum) };
-            }
-        }
+        // SAFETY: the caller's contract.
+        unsafe { self.avx512_store(&acc, masks) };
     }
 
     /// Panel columns `strip..strip + STRIP` of the tile (`strip` a multiple of [`STRIP`]).

@@ -440,6 +440,7 @@ pub async fn info(State(app): State<Arc<App>>) -> Response {
         model_sha: None,
         model_dtype: match options.precision {
             starbucks_model::Precision::F32 => "float32".into(),
+            starbucks_model::Precision::Bf16 => "bfloat16".into(),
             other => other.to_string(),
         },
         model_type: ModelType { embedding: EmbeddingModel { pooling } },
