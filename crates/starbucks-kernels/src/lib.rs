@@ -7,8 +7,8 @@
 //!   flex (with its own autodiff op for the backward pass), or hands the inputs back (`Err`) so
 //!   that the caller runs burn's own op; [`f32_values`] reads a flex tensor out the same way;
 //! - kernels on slices for inference ([`Linear`], [`quant`], [`attention`], [`norm`]): matrix
-//!   products in f32 and int8, attention over sequences of different lengths without padding,
-//!   LayerNorm, used by the model crate's CPU encoder.
+//!   products in f32, bf16 and int8, attention over sequences of different lengths without
+//!   padding, LayerNorm, used by the model crate's CPU encoder.
 //!
 //! Vectorised loops are compiled for AVX-512, AVX2 + FMA and the baseline and picked at run time
 //! (`simd.rs`); work is split over rayon's threads.

@@ -80,7 +80,7 @@ impl Pair {
 }
 
 /// `v` rounded to the nearest bf16, ties to even (as `vcvtne2ps2bf16`); a NaN stays a NaN.
-pub(crate) fn bf16_bits(v: f32) -> u16 {
+fn bf16_bits(v: f32) -> u16 {
     let bits = v.to_bits();
     if v.is_nan() {
         return ((bits >> 16) | 0x40) as u16;
@@ -313,6 +313,22 @@ struct SharedOut(*mut f32);
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
+/// `self.kernel::<R>(args)` with `R` the tile's rows (1 to [`TILE_ROWS`]) as a constant, so
+/// that each height of tile keeps its sums in registers.
+macro_rules! by_rows {
+    ($tile:ident . $kernel:ident ( $($arg:expr),* )) => {
+        match $tile.rows {
+            6 => $tile.$kernel::<6>($($arg),*),
+            5 => $tile.$kernel::<5>($($arg),*),
+            4 => $tile.$kernel::<4>($($arg),*),
+            3 => $tile.$kernel::<3>($($arg),*),
+            2 => $tile.$kernel::<2>($($arg),*),
+            1 => $tile.$kernel::<1>($($arg),*),
+            _ => unreachable!("tiles are 1 to {TILE_ROWS} rows"),
+        }
+    };
+}
+
 /// Output rows `r0..r0 + rows` at `columns` (one panel's), summed over weight rows `inputs`:
 /// `x` holds the rows' inputs as `[inputs][TILE_ROWS]` (see [`pack_inputs`]), `panel` is the
 /// packed panel, `bias` its columns' biases. The sums start from the bias at the first input
@@ -439,18 +455,8 @@ impl Tile<'_, Pair> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bf16")]
     unsafe fn avx512_bf16(&self) {
-        // SAFETY: the caller's contract; `rows` is 1 to TILE_ROWS.
-        unsafe {
-            match self.rows {
-                6 => self.avx512_bf16_n::<6>(),
-                5 => self.avx512_bf16_n::<5>(),
-                4 => self.avx512_bf16_n::<4>(),
-                3 => self.avx512_bf16_n::<3>(),
-                2 => self.avx512_bf16_n::<2>(),
-                1 => self.avx512_bf16_n::<1>(),
-                _ => unreachable!("tiles are 1 to {TILE_ROWS} rows"),
-            }
-        }
+        // SAFETY: the caller's contract.
+        unsafe { by_rows!(self.avx512_bf16_n()) }
     }
 
     /// The f32 tile of [`Tile::avx512_n`] with `vdpbf16ps`: per packed row, one broadcast pair
@@ -529,18 +535,8 @@ impl Tile<'_, f32> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn avx512(&self) {
-        // SAFETY: the caller's contract; `rows` is 1 to TILE_ROWS.
-        unsafe {
-            match self.rows {
-                6 => self.avx512_n::<6>(),
-                5 => self.avx512_n::<5>(),
-                4 => self.avx512_n::<4>(),
-                3 => self.avx512_n::<3>(),
-                2 => self.avx512_n::<2>(),
-                1 => self.avx512_n::<1>(),
-                _ => unreachable!("tiles are 1 to {TILE_ROWS} rows"),
-            }
-        }
+        // SAFETY: the caller's contract.
+        unsafe { by_rows!(self.avx512_n()) }
     }
 
     /// # Safety
@@ -582,18 +578,8 @@ impl Tile<'_, f32> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn avx2(&self, strip: usize) {
-        // SAFETY: the caller's contract; `rows` is 1 to TILE_ROWS.
-        unsafe {
-            match self.rows {
-                6 => self.avx2_n::<6>(strip),
-                5 => self.avx2_n::<5>(strip),
-                4 => self.avx2_n::<4>(strip),
-                3 => self.avx2_n::<3>(strip),
-                2 => self.avx2_n::<2>(strip),
-                1 => self.avx2_n::<1>(strip),
-                _ => unreachable!("tiles are 1 to {TILE_ROWS} rows"),
-            }
-        }
+        // SAFETY: the caller's contract.
+        unsafe { by_rows!(self.avx2_n(strip)) }
     }
 
     /// # Safety
