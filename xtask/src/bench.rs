@@ -6,9 +6,9 @@
 //! calls after a tenth as many). Training workloads run on two paths (ours and PyTorch, f32);
 //! inference workloads (`forward-N`, `embed`, `one-LENGTH-N`) on seven: ours in f32, int8 and
 //! bf16 (where the CPU has AVX-512 BF16), PyTorch eager f32 and bf16 autocast, ONNX Runtime f32
-//! and dynamic int8 (an ONNX export of the same local weights, made in the bench environment). The paths' order is reversed every
-//! other round, and a ratio between two paths is the median of the rounds' ratios, each
-//! dividing runs made next to each other. Prints every iteration (for a one-text workload,
+//! and dynamic int8 (an ONNX export of the same local weights, made in the bench environment).
+//! The paths' order is reversed every other round, and a ratio between two paths is the median
+//! of the rounds' ratios, each dividing runs made next to each other. Prints every iteration (for a one-text workload,
 //! each run's p50 and p99; every call is in the raw lines), the medians, the spread and the
 //! ratios (every round's beside) as Markdown, and writes `report.md` and `results.jsonl` (every
 //! run's raw line, with its round) to `--output`.
@@ -288,8 +288,8 @@ fn report(results: &Results, workloads: &[String], options: &BenchOptions) -> St
     if !latency.is_empty() {
         let _ = writeln!(
             md,
-            "\nOne text per call: p50 / p99 ms over every call of every run, and ours against ONNX Runtime of the \
-             same precision (its time over ours: above 1, ours is faster).\n"
+            "\nOne text per call: p50 / p99 ms over every call of every run, and ours against the peer of the \
+             same arithmetic (its time over ours: above 1, ours is faster).\n"
         );
         let same: Vec<String> =
             SAME_PRECISION.iter().map(|(ours, peer)| format!("{ours} × {peer} (p50, p99)")).collect();

@@ -28,8 +28,8 @@ use crate::tokenizer::{Batch, Tokenizer};
 /// Embeds texts with a 2D Matryoshka BERT at any [`Size`], in batches, on any backend.
 ///
 /// On the CPU (flex) backend the forward pass runs on the CPU encoder (`cpu.rs`: real tokens
-/// only, fused kernels), in f32 by default or in int8 or bf16 ([`Embedder::with_precision`]); on other
-/// backends it runs [`BertModel::forward`].
+/// only, fused kernels), in f32 by default or in int8 or bf16 ([`Embedder::with_precision`]);
+/// on other backends it runs [`BertModel::forward`].
 #[derive(Debug)]
 pub struct Embedder<B: Backend> {
     model: BertModel<B>,

@@ -22,8 +22,8 @@
 //! [`ops`]), and [`Embedder`] runs inference on the CPU encoder (real tokens only, fused
 //! blocks), in f32, int8 or bf16 ([`Precision`]). Without it (a GPU-only build:
 //! `default-features = false`) every backend, flex included, runs burn's own ops, and
-//! [`Embedder::with_precision`] refuses int8 and bf16 with an error that names the feature. The f32
-//! results of the two paths agree to float rounding.
+//! [`Embedder::with_precision`] refuses int8 and bf16 with an error that names the feature. The
+//! f32 results of the two paths agree to float rounding.
 //!
 //! This crate must never depend on training code (objectives, data, the train loop,
 //! evaluation) nor pick a concrete backend: users embed it in their own programs. Of the other
