@@ -8,10 +8,10 @@
 //! bf16 (where the CPU has AVX-512 BF16), PyTorch eager f32 and bf16 autocast, ONNX Runtime f32
 //! and dynamic int8 (an ONNX export of the same local weights, made in the bench environment).
 //! The paths' order is reversed every other round, and a ratio between two paths is the median
-//! of the rounds' ratios, each dividing runs made next to each other. Prints every iteration (for a one-text workload,
-//! each run's p50 and p99; every call is in the raw lines), the medians, the spread and the
-//! ratios (every round's beside) as Markdown, and writes `report.md` and `results.jsonl` (every
-//! run's raw line, with its round) to `--output`.
+//! of the rounds' ratios, each dividing runs made next to each other. Prints every iteration
+//! (for a one-text workload, each run's p50 and p99; every call is in the raw lines), the
+//! medians, the spread and the ratios (every round's beside) as Markdown, and writes
+//! `report.md` and `results.jsonl` (every run's raw line, with its round) to `--output`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -284,6 +284,16 @@ fn report(results: &Results, workloads: &[String], options: &BenchOptions) -> St
             let _ = writeln!(md, "| {path} | {:.0} | {} | {gap:.4} |", texts / r.median_ms() * 1e3, cells.join(" | "));
         }
     }
+    // Each of our paths against its peer of the same arithmetic at `w`, by each of `stats`.
+    let same_precision = |w: &str, stats: &[fn(&[f64]) -> f64]| -> Vec<String> {
+        SAME_PRECISION
+            .iter()
+            .map(|(ours, peer)| match (get(w, ours), get(w, peer)) {
+                (Some(a), Some(b)) => stats.iter().map(|&stat| speedup(a, b, stat)).collect::<Vec<_>>().join(", "),
+                _ => "–".into(),
+            })
+            .collect()
+    };
     let latency: Vec<&String> = workloads.iter().filter(|w| one_text(w)).collect();
     if !latency.is_empty() {
         let _ = writeln!(
@@ -302,11 +312,7 @@ fn report(results: &Results, workloads: &[String], options: &BenchOptions) -> St
                     get(w, p).map_or("–".into(), |r| format!("{:.2} / {:.2}", r.median_ms(), r.quantile_ms(0.99)))
                 })
                 .collect();
-            let against = |ours: &str, peer: &str| match (get(w, ours), get(w, peer)) {
-                (Some(a), Some(b)) => format!("{}, {}", speedup(a, b, median), speedup(a, b, p99)),
-                _ => "–".into(),
-            };
-            let same: Vec<String> = SAME_PRECISION.iter().map(|(ours, peer)| against(ours, peer)).collect();
+            let same = same_precision(w, &[median, p99]);
             let _ = writeln!(md, "| {w} | {} | {} |", cells.join(" | "), same.join(" | "));
         }
     }
@@ -321,14 +327,7 @@ fn report(results: &Results, workloads: &[String], options: &BenchOptions) -> St
         let _ = writeln!(md, "| workload | {} |", same.join(" | "));
         let _ = writeln!(md, "|---|{}", "---|".repeat(same.len()));
         for w in batches {
-            let cells: Vec<String> = SAME_PRECISION
-                .iter()
-                .map(|(ours, peer)| match (get(w, ours), get(w, peer)) {
-                    (Some(a), Some(b)) => speedup(a, b, median),
-                    _ => "–".into(),
-                })
-                .collect();
-            let _ = writeln!(md, "| {w} | {} |", cells.join(" | "));
+            let _ = writeln!(md, "| {w} | {} |", same_precision(w, &[median]).join(" | "));
         }
     }
     let ratio = |a: &str, b: &str, path: &str| match (get(a, path), get(b, path)) {

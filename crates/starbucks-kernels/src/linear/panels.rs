@@ -196,8 +196,12 @@ trait Element: Copy + Default + Send + Sync {
     /// per input block.
     fn blocking(tier: Tier) -> (usize, usize);
 
+    /// Runs `tile` (panel columns `strip..` for a kernel that walks strips) with the kernel of
+    /// `tier`.
+    ///
     /// # Safety
-    /// As [`Tile::run`].
+    /// The tile's rows × columns are inside the output, no other thread touches them meanwhile,
+    /// and unless `inputs` starts at 0 they hold the sums of the earlier input blocks.
     unsafe fn run(tile: &Tile<Self>, tier: Tier, strip: usize);
 }
 
@@ -212,8 +216,16 @@ impl Element for f32 {
     }
 
     unsafe fn run(tile: &Tile<f32>, tier: Tier, strip: usize) {
-        // SAFETY: the caller's contract.
-        unsafe { tile.run(tier, strip) }
+        // SAFETY: the caller's contract; `Tier::current` only names tiers the CPU runs.
+        unsafe {
+            match tier {
+                #[cfg(target_arch = "x86_64")]
+                Tier::Avx512 => tile.avx512(),
+                #[cfg(target_arch = "x86_64")]
+                Tier::Avx2 => tile.avx2(strip),
+                _ => tile.scalar(),
+            }
+        }
     }
 }
 
@@ -356,7 +368,7 @@ impl<T> Tile<'_, T> {
     /// the earlier blocks.
     ///
     /// # Safety
-    /// As [`Tile::run`].
+    /// As [`Element::run`].
     unsafe fn start(&self, r: usize, c: usize) -> f32 {
         match self.inputs.start {
             0 => self.bias.map_or(0.0, |b| b[c]),
@@ -377,7 +389,7 @@ impl<T> Tile<'_, T> {
     /// The sums an AVX-512 tile of `R` rows starts from (see [`Self::start`]), in registers.
     ///
     /// # Safety
-    /// As [`Tile::run`], and the CPU has AVX-512F.
+    /// As [`Element::run`], and the CPU has AVX-512F.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     #[inline]
@@ -433,7 +445,7 @@ impl Tile<'_, Pair> {
     /// `vdpbf16ps` adds them (each product of two bf16 is exact in f32).
     ///
     /// # Safety
-    /// As [`Tile::run`].
+    /// As [`Element::run`].
     unsafe fn scalar_bf16(&self) {
         for r in 0..self.rows {
             for c in 0..self.columns.len() {
@@ -451,7 +463,7 @@ impl Tile<'_, Pair> {
     }
 
     /// # Safety
-    /// As [`Tile::run`], and the CPU has AVX-512F and AVX-512 BF16.
+    /// As [`Element::run`], and the CPU has AVX-512F and AVX-512 BF16.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bf16")]
     unsafe fn avx512_bf16(&self) {
@@ -499,23 +511,7 @@ impl Tile<'_, Pair> {
 
 impl Tile<'_, f32> {
     /// # Safety
-    /// The tile's rows × columns are inside the output, no other thread touches them meanwhile,
-    /// and unless `inputs` starts at 0 they hold the sums of the earlier input blocks.
-    unsafe fn run(&self, tier: Tier, strip: usize) {
-        // SAFETY: the caller's contract; `Tier::current` only names tiers the CPU runs.
-        unsafe {
-            match tier {
-                #[cfg(target_arch = "x86_64")]
-                Tier::Avx512 => self.avx512(),
-                #[cfg(target_arch = "x86_64")]
-                Tier::Avx2 => self.avx2(strip),
-                _ => self.scalar(),
-            }
-        }
-    }
-
-    /// # Safety
-    /// As [`Self::run`].
+    /// As [`Element::run`].
     unsafe fn scalar(&self) {
         for r in 0..self.rows {
             for c in 0..self.columns.len() {
@@ -531,7 +527,7 @@ impl Tile<'_, f32> {
     }
 
     /// # Safety
-    /// As [`Self::run`], and the CPU has AVX-512F.
+    /// As [`Element::run`], and the CPU has AVX-512F.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn avx512(&self) {
@@ -574,7 +570,7 @@ impl Tile<'_, f32> {
     /// Panel columns `strip..strip + STRIP` of the tile (`strip` a multiple of [`STRIP`]).
     ///
     /// # Safety
-    /// As [`Self::run`], and the CPU has AVX2 and FMA.
+    /// As [`Element::run`], and the CPU has AVX2 and FMA.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn avx2(&self, strip: usize) {
