@@ -13,7 +13,7 @@
 use rayon::prelude::*;
 
 use crate::activation::exp_f32;
-use crate::simd::simd;
+use crate::simd::{LANES, lanes, simd};
 
 /// The context of every query row, `[rows, hidden]` with each head's context in that head's
 /// columns: `qkv` holds, per row, the query (already scaled by `1/√head_dim`), key and value
@@ -107,9 +107,11 @@ simd!(attend_one(q: &[f32], keys: &[f32], qkv: &[f32], hidden: usize, column: us
     for (j, score) in rest.iter_mut().enumerate() {
         *score = dot(q, &qkv[(chunked + j) * 3 * hidden + hidden + column..][..head_dim]);
     }
-    let max = lanes(scores, f32::NEG_INFINITY, |m, s| if s > m { s } else { m });
+    let larger = |m: f32, s: f32| if s > m { s } else { m };
+    let max = lanes(scores, f32::NEG_INFINITY, larger, larger);
     scores.iter_mut().for_each(|s| *s = exp_f32(*s - max));
-    let inverse = 1.0 / lanes(scores, 0.0, |a, b| a + b);
+    let add = |a: f32, b: f32| a + b;
+    let inverse = 1.0 / lanes(scores, 0.0, add, add);
     for (c, chunk) in context.chunks_mut(LANES).enumerate() {
         let columns = c * LANES..c * LANES + chunk.len();
         if let Ok(chunk) = <&mut [f32; LANES]>::try_from(&mut *chunk) {
@@ -157,21 +159,4 @@ fn add_scaled(sum: &mut [f32; LANES], p: f32, v: &[f32; LANES]) {
     for l in 0..LANES {
         sum[l] += p * v[l];
     }
-}
-
-/// Lanes of the reductions and of a chunk of keys or of the context: one AVX-512 register.
-const LANES: usize = 16;
-
-/// `values` folded by `op` from `init`, in [`LANES`] independent lanes, then across them.
-#[inline(always)]
-fn lanes(values: &[f32], init: f32, op: impl Fn(f32, f32) -> f32) -> f32 {
-    let mut acc = [init; LANES];
-    let chunks = values.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for chunk in chunks {
-        for l in 0..LANES {
-            acc[l] = op(acc[l], chunk[l]);
-        }
-    }
-    acc.iter().chain(tail).fold(init, |a, &b| op(a, b))
 }

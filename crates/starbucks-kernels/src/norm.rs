@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use crate::simd::simd;
+use crate::simd::{lanes, simd};
 
 /// Rows per rayon task.
 const TASK_ROWS: usize = 32;
@@ -45,10 +45,13 @@ simd!(add_row(row: &mut [f32], residual: &[f32]) {
 
 simd!(normalize_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let n = row.len() as f32;
-    let mean = row.iter().sum::<f32>() / n;
-    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let add = |a: f32, b: f32| a + b;
+    let mean = lanes(row, 0.0, add, add) / n;
+    // Centred in place first, so that the variance is a sum of squares in lanes.
+    row.iter_mut().for_each(|v| *v -= mean);
+    let var = lanes(row, 0.0, |a, v| a + v * v, add) / n;
     let inv = 1.0 / (var + eps).sqrt();
     for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
-        *v = (*v - mean) * inv * g + b;
+        *v = *v * inv * g + b;
     }
 });

@@ -135,3 +135,37 @@ macro_rules! simd {
 }
 
 pub(crate) use simd;
+
+/// Floats in one AVX-512 register: the lanes of the kernels' reductions.
+pub(crate) const LANES: usize = 16;
+
+/// `values` folded by `step` from `init` in [`LANES`] independent lanes, the lanes then joined by
+/// `combine` (for a plain fold, the same function). A fold over floats in one accumulator is a
+/// chain of dependent operations, each waiting for the last (the compiler may not reorder float
+/// sums); lanes let it run a register of them at a time, and give the same result at every tier.
+#[inline(always)]
+pub(crate) fn lanes(
+    values: &[f32],
+    init: f32,
+    step: impl Fn(f32, f32) -> f32,
+    combine: impl Fn(f32, f32) -> f32,
+) -> f32 {
+    let mut acc = [init; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for l in 0..LANES {
+            acc[l] = step(acc[l], chunk[l]);
+        }
+    }
+    // Across the lanes in halves (8 pairs, 4, 2, 1): shuffles of one register, not 16 dependent
+    // steps.
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for l in 0..width {
+            acc[l] = combine(acc[l], acc[l + width]);
+        }
+    }
+    tail.iter().fold(acc[0], |a, &b| step(a, b))
+}
