@@ -328,6 +328,8 @@ pub fn run<B: AutodiffBackend>(mut args: BenchArgs, device: &B::Device) -> Resul
         "side": format!("burn-{}", args.precision),
         "workload": w,
         "backend": crate::backend::NAME,
+        // The instruction-set tier of our CPU kernels (`STARBUCKS_SIMD` may hold it lower).
+        "simd": (crate::backend::NAME == "flex").then(|| starbucks_model::simd::Tier::widest().name()),
         "times_ms": measured.times_ms,
         "median_ms": sorted[sorted.len() / 2],
         "items": measured.items,

@@ -63,6 +63,11 @@ fn keep_freed_memory() {}
 fn main() -> ExitCode {
     keep_freed_memory();
     let cli = args::Cli::parse();
+    // The kernels read the tier cap where they run and cannot refuse it there.
+    if let Err(e) = starbucks_model::simd::Tier::cap() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("STARBUCKS_LOG").unwrap_or_else(|_| EnvFilter::new(default_log(&cli.command))),

@@ -1,7 +1,7 @@
 //! The `starbucks` binary: bad input is one line on stderr and a non-zero exit, never a panic.
 
 mod support;
-use support::{minilm, starbucks};
+use support::{minilm, starbucks, starbucks_with_env};
 
 /// Three STS-B lines (score, sentence 1, sentence 2 in columns 5–7).
 const STS_PAIRS: &str = "g\tf\t2012\t1\t5.0\tA cat sits.\tA cat is sitting.\ng\tf\t2012\t2\t0.5\tA cat sits.\tStocks fell.\ng\tf\t2012\t3\t3.0\tA dog runs.\tA dog is running fast.\n";
@@ -165,14 +165,39 @@ fn bench_times_a_workload_and_prints_one_json_line() {
     }
 }
 
+#[test]
+fn starbucks_simd_holds_the_kernels_to_a_lower_tier_and_an_unknown_tier_is_refused() {
+    let (model, data) = (minilm(), data_dir());
+    let bench = |precision: &str, simd: &str| {
+        let args =
+            ["bench", "--workload", "forward-1", "--model", &model, "--data", &data, "--warmup", "0", "--iters", "1"];
+        starbucks_with_env(&[&args[..], &["--precision", precision]].concat(), &[("STARBUCKS_SIMD", simd)])
+    };
+    let avx2 = cpu_has(&["avx2", "fma"]);
+    for (simd, runs) in [("scalar", "scalar"), ("avx2", if avx2 { "avx2" } else { "scalar" })] {
+        let (code, stdout, stderr) = bench("int8", simd);
+        assert_eq!(code, 0, "{stderr}");
+        let line: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+        assert_eq!(line["simd"], runs, "STARBUCKS_SIMD={simd}");
+        // bf16 runs at speed on the AVX-512 tier only, and is refused below it.
+        let (code, _, stderr) = bench("bf16", simd);
+        assert_clean_failure(code, &stderr, "or STARBUCKS_SIMD holds the kernels below avx512");
+    }
+    let (code, _, stderr) = bench("f32", "avx3");
+    assert_clean_failure(code, &stderr, "STARBUCKS_SIMD=\"avx3\" names no instruction-set tier");
+}
+
 /// Whether this CPU has what the bf16 products need (the kernels' own test, read from
 /// /proc/cpuinfo here so that the test does not share the code it checks).
 fn cpu_has_avx512_bf16() -> bool {
+    cpu_has(&["avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16"])
+}
+
+/// Whether /proc/cpuinfo lists every one of `wanted` among the CPU's flags.
+fn cpu_has(wanted: &[&str]) -> bool {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let flags = cpuinfo.lines().find(|l| l.starts_with("flags")).unwrap_or_default();
-    ["avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16"]
-        .iter()
-        .all(|flag| flags.split_whitespace().any(|f| f == *flag))
+    wanted.iter().all(|flag| flags.split_whitespace().any(|f| f == *flag))
 }
 
 #[test]

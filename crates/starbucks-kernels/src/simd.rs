@@ -3,7 +3,8 @@
 //! tier ([`simd!`]).
 //!
 //! Tests can run any kernel at a lower tier than the CPU's widest ([`with_tier`]), so that every
-//! tier's code is checked on a machine that has the widest.
+//! tier's code is checked on a machine that has the widest; a whole process can be held to a
+//! lower tier by the environment ([`TIER_VARIABLE`]), so that a narrower tier is measured there.
 
 use std::cell::Cell;
 use std::fmt;
@@ -51,10 +52,36 @@ impl Tier {
         }
     }
 
-    /// The widest tier this CPU runs.
+    /// The tier named `name` ([`Tier::name`]).
+    pub fn from_name(name: &str) -> Option<Tier> {
+        Tier::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// The widest tier the kernels may use, as [`TIER_VARIABLE`] sets it: `None` when it is
+    /// unset, an error naming the variable when its value names no tier. A cap above what the
+    /// CPU runs is no error: the CPU's widest tier runs.
+    pub fn cap() -> Result<Option<Tier>, String> {
+        match std::env::var(TIER_VARIABLE) {
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Ok(value) => Tier::from_name(&value).map(Some).ok_or_else(|| {
+                let names: Vec<&str> = Tier::ALL.iter().map(|t| t.name()).collect();
+                format!("{TIER_VARIABLE}={value:?} names no instruction-set tier: expected one of {}", names.join(", "))
+            }),
+            Err(std::env::VarError::NotUnicode(value)) => {
+                Err(format!("{TIER_VARIABLE}={value:?} names no instruction-set tier"))
+            }
+        }
+    }
+
+    /// The widest tier this CPU runs, at most the [`Tier::cap`] (read once; a value that names
+    /// no tier is ignored here: programs check [`Tier::cap`] when they start, as the
+    /// `starbucks` CLI does).
     pub fn widest() -> Tier {
         static WIDEST: OnceLock<Tier> = OnceLock::new();
-        *WIDEST.get_or_init(|| Tier::ALL.into_iter().rev().find(|t| t.supported()).unwrap_or(Tier::Scalar))
+        *WIDEST.get_or_init(|| {
+            let cap = Tier::cap().ok().flatten().unwrap_or(Tier::Avx512);
+            Tier::ALL.into_iter().rev().find(|t| *t <= cap && t.supported()).unwrap_or(Tier::Scalar)
+        })
     }
 
     /// The tier the kernels run at on this thread: the one [`with_tier`] set, or the widest.
@@ -63,15 +90,20 @@ impl Tier {
     }
 }
 
-/// Whether this CPU has AVX-512 BF16 (`vdpbf16ps`) beside the AVX-512 tier: what the bf16
-/// products need to run at speed. A tier forced below AVX-512 ([`with_tier`]) runs them in
-/// portable code.
+/// The environment variable that holds every kernel of the process to a tier at most, by its
+/// [`Tier::name`] (`scalar`, `avx2` or `avx512`), as oneDNN's `ONEDNN_MAX_CPU_ISA` does: to
+/// measure a narrower tier's kernels on a CPU that has a wider one.
+pub const TIER_VARIABLE: &str = "STARBUCKS_SIMD";
+
+/// Whether this CPU has AVX-512 BF16 (`vdpbf16ps`) beside the AVX-512 tier, and no cap holds
+/// the process below that tier: what the bf16 products need to run at speed. A tier forced
+/// below AVX-512 ([`with_tier`]) runs them in portable code.
 pub fn bf16_supported() -> bool {
     static BF16: OnceLock<bool> = OnceLock::new();
     *BF16.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         {
-            Tier::Avx512.supported() && std::arch::is_x86_feature_detected!("avx512bf16")
+            Tier::widest() == Tier::Avx512 && std::arch::is_x86_feature_detected!("avx512bf16")
         }
         #[cfg(not(target_arch = "x86_64"))]
         {

@@ -29,10 +29,10 @@ pub enum Error {
     /// A precision this build or backend does not run.
     #[error("precision {precision} runs on the CPU (flex) backend only; this embedder runs on {backend}")]
     Precision { precision: crate::precision::Precision, backend: String },
-    /// bf16 asked of a CPU without AVX-512 BF16.
+    /// bf16 asked of a CPU without AVX-512 BF16, or of a process held below the AVX-512 tier.
     #[error(
         "precision bf16 needs a CPU with AVX-512 BF16 (`avx512_bf16` in /proc/cpuinfo's flags, as on Zen 4 or \
-         Sapphire Rapids); this one has none: use f32 or int8"
+         Sapphire Rapids); this one has none, or STARBUCKS_SIMD holds the kernels below avx512: use f32 or int8"
     )]
     NoBf16,
 }

@@ -65,3 +65,7 @@ pub use size::{Axis, Size};
 /// Hub ids for models: a folder at the path wins, else `org/name[@revision]` is fetched into the
 /// HuggingFace cache (`HF_ENDPOINT`, `HF_TOKEN`, `HF_HUB_CACHE`, `HF_HUB_OFFLINE` honoured).
 pub use starbucks_hub::resolve_model;
+/// The CPU kernels' instruction-set tiers, and the variable that holds a process to a lower one
+/// (`STARBUCKS_SIMD`, checked by [`simd::Tier::cap`]).
+#[cfg(feature = "flex")]
+pub use starbucks_kernels::simd;

@@ -21,11 +21,14 @@ pub fn minilm() -> String {
     dir.display().to_string()
 }
 
-/// The binary with the hub settings of `env` only: the machine's own are cleared, so that no
-/// test reaches past loopback or reads the user's cache.
+/// The binary with the hub settings and tier cap of `env` only: the machine's own are cleared,
+/// so that no test reaches past loopback or reads the user's cache, and the kernels run at the
+/// CPU's widest tier unless a test asks for another.
 pub fn command(env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_starbucks"));
-    for name in ["HF_ENDPOINT", "HF_TOKEN", "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_TOKEN_PATH"] {
+    for name in
+        ["HF_ENDPOINT", "HF_TOKEN", "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_TOKEN_PATH", "STARBUCKS_SIMD"]
+    {
         command.env_remove(name);
     }
     command.envs(env.iter().copied());
