@@ -54,18 +54,13 @@ fn runs_here(path: &str) -> bool {
     if path != "burn-bf16" {
         return true;
     }
+    #[cfg(target_arch = "x86_64")]
+    let bf16 = std::arch::is_x86_feature_detected!("avx512bf16");
+    #[cfg(not(target_arch = "x86_64"))]
+    let bf16 = false;
     // The name is `starbucks_kernels::simd::TIER_VARIABLE`; this debug-built tool does not link
     // the kernels.
-    let held_below = std::env::var("STARBUCKS_SIMD").is_ok_and(|tier| tier != "avx512");
-    #[cfg(target_arch = "x86_64")]
-    {
-        !held_below && std::arch::is_x86_feature_detected!("avx512bf16")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = held_below;
-        false
-    }
+    bf16 && !std::env::var("STARBUCKS_SIMD").is_ok_and(|tier| tier != "avx512")
 }
 
 fn paths(workload: &str) -> &'static [&'static str] {

@@ -26,9 +26,9 @@ tasks:
                    CPU has AVX-512 BF16), PyTorch f32 and bf16 autocast, ONNX Runtime f32 and
                    dynamic int8; one text per call, short, medium and long, at each depth: p50
                    and p99 of --calls calls), alternated, in fresh processes; prints every
-                   iteration, medians, spreads, ratios, STS-B
-                   Spearman per path and size, peak RSS; writes report.md and results.jsonl. Installs
-                   torch, sentence-transformers and onnxruntime from PyPI into
+                   iteration, medians, spreads, ratios, STS-B Spearman per path and size, peak
+                   RSS; writes report.md and results.jsonl. Installs torch,
+                   sentence-transformers and onnxruntime from PyPI into
                    ~/.cache/starbucks-rs/bench-venv the first time (~6 GB).
                    [--rounds {}] [--iters {}] [--warmup {}] [--calls {}] [--threads <cores>]
                    [--workloads train-srl,forward-1,one-short-6,...] [--paths burn-f32,ort-f32,...]

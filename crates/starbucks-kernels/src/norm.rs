@@ -47,11 +47,9 @@ simd!(normalize_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let n = row.len() as f32;
     let add = |a: f32, b: f32| a + b;
     let mean = lanes(row, 0.0, add, add) / n;
-    // Centred in place first, so that the variance is a sum of squares in lanes.
-    row.iter_mut().for_each(|v| *v -= mean);
-    let var = lanes(row, 0.0, |a, v| a + v * v, add) / n;
+    let var = lanes(row, 0.0, |a, v| a + (v - mean) * (v - mean), add) / n;
     let inv = 1.0 / (var + eps).sqrt();
     for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
-        *v = *v * inv * g + b;
+        *v = (*v - mean) * inv * g + b;
     }
 });
