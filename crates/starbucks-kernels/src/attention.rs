@@ -13,6 +13,7 @@
 use rayon::prelude::*;
 
 use crate::activation::exp_f32;
+use crate::scratch;
 use crate::simd::{LANES, lanes, simd};
 
 /// The context of every query row, `[rows, hidden]` with each head's context in that head's
@@ -20,7 +21,7 @@ use crate::simd::{LANES, lanes, simd};
 /// projections side by side (`[rows, 3 hidden]`, heads contiguous inside each), and sequence
 /// `s` is rows `offsets[s]..offsets[s + 1]`.
 ///
-/// The output is written once, by the tasks, and never zeroed beforehand: a serial zeroing of
+/// The output, from [`crate::scratch`], is written once, by the tasks, and never zeroed beforehand: a serial zeroing of
 /// a large batch's context kept the other cores idle (`docs/benchmarks.md`).
 pub fn attention(qkv: &[f32], offsets: &[usize], heads: usize, head_dim: usize) -> Vec<f32> {
     let hidden = heads * head_dim;
@@ -31,7 +32,7 @@ pub fn attention(qkv: &[f32], offsets: &[usize], heads: usize, head_dim: usize) 
     // Enough sequences keep every core busy one task each; fewer are split by head too.
     let heads_per_task = if sequences >= 4 * rayon::current_num_threads() { heads } else { 1 };
     let groups = heads / heads_per_task;
-    let mut buffer = Vec::<f32>::with_capacity(rows * hidden);
+    let mut buffer = scratch::F32.take(rows * hidden);
     let out = SharedOut(buffer.as_mut_ptr());
     (0..sequences * groups).into_par_iter().for_each(|task| {
         let (s, group) = (task / groups, task % groups);

@@ -8,7 +8,8 @@
 //!   that the caller runs burn's own op; [`f32_values`] reads a flex tensor out the same way;
 //! - kernels on slices for inference ([`Linear`], [`quant`], [`attention`], [`norm`]): matrix
 //!   products in f32, bf16 and int8, attention over sequences of different lengths without
-//!   padding, LayerNorm, used by the model crate's CPU encoder.
+//!   padding, LayerNorm, used by the model crate's CPU encoder. Their buffers come from
+//!   [`scratch`], and go back to it with [`scratch::keep`].
 //!
 //! Vectorised loops are compiled for AVX-512, AVX2 + FMA and the baseline and picked at run time
 //! (`simd.rs`); work is split over rayon's threads.
@@ -26,6 +27,7 @@ mod linear;
 pub mod norm;
 pub mod quant;
 mod rows;
+pub mod scratch;
 pub mod simd;
 
 pub use activation::{

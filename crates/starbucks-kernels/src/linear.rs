@@ -100,7 +100,8 @@ impl Linear {
         self.out_features
     }
 
-    /// `x W + b` for `rows` rows of `x`, as a new `[rows, out_features]` buffer.
+    /// `x W + b` for `rows` rows of `x`, as a `[rows, out_features]` buffer from
+    /// [`crate::scratch`] (give it back with [`crate::scratch::keep`] when done with it).
     pub fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
         let k = self.in_features;
         assert_eq!(x.len(), rows * k, "x is not [{rows}, {k}]");

@@ -22,6 +22,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use crate::scratch::{self, Scratch};
 use crate::simd::{Tier, simd};
 
 mod tile;
@@ -142,10 +143,10 @@ impl PackedInt8 {
         out
     }
 
-    /// `x W + bias` for row-major `x` `[rows, in_features]`, as a new `[rows, out_features]`
-    /// buffer. It is not zeroed first: every value is written once.
+    /// `x W + bias` for row-major `x` `[rows, in_features]`, as a `[rows, out_features]` buffer
+    /// from [`crate::scratch`]. It is not zeroed first: every value is written once.
     pub fn forward(&self, x: &[f32], rows: usize, bias: Option<&[f32]>) -> Vec<f32> {
-        let mut out = Vec::with_capacity(rows * self.out_features);
+        let mut out = scratch::F32.take(rows * self.out_features);
         self.matmul_with(self.kernel(), x, rows, bias, &mut out.spare_capacity_mut()[..rows * self.out_features]);
         // SAFETY: `matmul_with` has written all `rows × out_features` values.
         unsafe { out.set_len(rows * self.out_features) };
@@ -207,6 +208,7 @@ impl PackedInt8 {
                 }
             }
         });
+        QUANTIZED.keep(quantized.values);
     }
 
     /// [`Self::task`] compiled for AVX2, so that the tile kernels and the scaling inline into it.
@@ -430,6 +432,9 @@ struct SharedOut(*mut f32);
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
+/// The quantised activations' buffers, kept between products.
+static QUANTIZED: Scratch<u8> = Scratch::new();
+
 /// Activations quantised per row to 0..=`ACTIVATION_MAX` (each row padded to the weight's
 /// groups of 4 with its zero point, which adds nothing): `x ≈ (q - zero_point) × scale`.
 struct QuantizedRows {
@@ -443,7 +448,7 @@ impl QuantizedRows {
         // Each row's values are zeroed by its own task (in cache, just before it is written)
         // rather than the whole buffer at once: a serial zeroing kept the other cores idle.
         assert_eq!(x.len(), rows * k, "x is not [{rows}, {k}]");
-        let mut values = Vec::<u8>::with_capacity(rows * width);
+        let mut values = QUANTIZED.take(rows * width);
         let levels = ACTIVATION_MAX as f32;
         let mut scales = vec![0f32; rows];
         let mut zero_points = vec![0i32; rows];

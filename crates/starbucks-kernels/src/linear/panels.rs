@@ -26,6 +26,7 @@
 
 use rayon::prelude::*;
 
+use crate::scratch::{self, Scratch};
 use crate::simd::{Tier, bf16_supported};
 
 /// Columns of one panel: four AVX-512 registers, or four AVX2 strips of two registers.
@@ -122,18 +123,28 @@ impl Panels {
         matches!(self.values, Values::Bf16(_))
     }
 
-    /// `bias + x[m, k] · W` (bias: `n` values or none) as a new row-major `[m, n]` buffer, with
-    /// the kernel of `tier`. The first input block's sums start from the bias in registers, so
-    /// the output is never zeroed or read before it is written.
+    /// `bias + x[m, k] · W` (bias: `n` values or none) as a row-major `[m, n]` buffer from
+    /// [`crate::scratch`], with the kernel of `tier`. The first input block's sums start from
+    /// the bias in registers, so the output is never zeroed or read before it is written.
     pub(crate) fn forward(&self, tier: Tier, x: &[f32], m: usize, bias: Option<&[f32]>) -> Vec<f32> {
         let (k, n) = (self.k, self.n);
         assert_eq!(x.len(), m * k, "x is not [{m}, {k}]");
         assert!(bias.is_none_or(|b| b.len() == n), "{n} outputs but {} biases", bias.map_or(0, <[f32]>::len));
         match &self.values {
-            Values::F32(packed) => product(tier, packed, &pack_inputs(x, m, k), k, n, m, bias),
+            Values::F32(packed) => {
+                let inputs = pack_inputs(x, m, k);
+                let out = product(tier, packed, &inputs, k, n, m, bias);
+                f32::scratch().keep(inputs);
+                out
+            }
             Values::Bf16(packed) => {
                 let pairs = k.div_ceil(2);
-                product(tier, packed, &pack_inputs(&input_pairs(x, m, k), m, pairs), pairs, n, m, bias)
+                let rows = input_pairs(x, m, k);
+                let inputs = pack_inputs(&rows, m, pairs);
+                Pair::scratch().keep(rows);
+                let out = product(tier, packed, &inputs, pairs, n, m, bias);
+                Pair::scratch().keep(inputs);
+                out
             }
         }
     }
@@ -150,7 +161,7 @@ fn product<T: Element>(
     m: usize,
     bias: Option<&[f32]>,
 ) -> Vec<f32> {
-    let mut out = Vec::<f32>::with_capacity(m * n);
+    let mut out = scratch::F32.take(m * n);
     let out_ptr = SharedOut(out.as_mut_ptr());
     let panels = n.div_ceil(PANEL);
     let row_block = row_block(m);
@@ -191,7 +202,10 @@ fn product<T: Element>(
 }
 
 /// What a panel holds, and the register tiles that multiply it.
-trait Element: Copy + Default + Send + Sync {
+trait Element: Copy + Default + Send + Sync + 'static {
+    /// Where packed inputs of this kind are kept between products.
+    fn scratch() -> &'static Scratch<Self>;
+
     /// Columns per strip walked over all of a block's rows before the next, and packed rows
     /// per input block.
     fn blocking(tier: Tier) -> (usize, usize);
@@ -206,6 +220,10 @@ trait Element: Copy + Default + Send + Sync {
 }
 
 impl Element for f32 {
+    fn scratch() -> &'static Scratch<f32> {
+        &scratch::F32
+    }
+
     fn blocking(tier: Tier) -> (usize, usize) {
         // AVX2 walks a panel in strips, each over all the rows before the next, so its blocks
         // are a strip's rows (see `AVX2_K_BLOCK`).
@@ -229,7 +247,14 @@ impl Element for f32 {
     }
 }
 
+/// Packed bf16 inputs, kept between products.
+static PAIRS: Scratch<Pair> = Scratch::new();
+
 impl Element for Pair {
+    fn scratch() -> &'static Scratch<Pair> {
+        &PAIRS
+    }
+
     fn blocking(_: Tier) -> (usize, usize) {
         // 64 rows of pairs: 16 KiB of a panel, as f32's blocks.
         (PANEL, K_BLOCK)
@@ -251,18 +276,20 @@ impl Element for Pair {
 /// completed by 0.
 fn input_pairs(x: &[f32], m: usize, k: usize) -> Vec<Pair> {
     let pairs = k.div_ceil(2);
-    let mut out = vec![Pair::default(); m * pairs];
+    let mut out = PAIRS.take(m * pairs);
     if pairs > 0 {
-        out.par_chunks_mut(pairs).zip(x.par_chunks(k)).for_each(|(out, row)| {
+        out.spare_capacity_mut()[..m * pairs].par_chunks_mut(pairs).zip(x.par_chunks(k)).for_each(|(out, row)| {
             let (whole, last) = row.as_chunks::<2>();
             for (pair, &[a, b]) in out.iter_mut().zip(whole) {
-                *pair = Pair::new(a, b);
+                pair.write(Pair::new(a, b));
             }
             if let [a] = last {
-                out[pairs - 1] = Pair::new(*a, 0.0);
+                out[pairs - 1].write(Pair::new(*a, 0.0));
             }
         });
     }
+    // SAFETY: each of the m rows wrote its `pairs` pairs (the whole ones, then an odd last).
+    unsafe { out.set_len(m * pairs) };
     out
 }
 
@@ -280,9 +307,9 @@ fn row_block(m: usize) -> usize {
 /// offsets, instead of a row each. Copied once per product, in parallel over tiles, and read by
 /// every panel. Each value is written once, by its tile's task: zeroing the buffer first was a
 /// serial pass over a large batch's inputs while the other cores waited.
-fn pack_inputs<T: Copy + Default + Send + Sync>(x: &[T], m: usize, k: usize) -> Vec<T> {
+fn pack_inputs<T: Element>(x: &[T], m: usize, k: usize) -> Vec<T> {
     let len = m.div_ceil(TILE_ROWS) * TILE_ROWS * k;
-    let mut packed = Vec::<T>::with_capacity(len);
+    let mut packed = T::scratch().take(len);
     if k > 0 {
         packed.spare_capacity_mut()[..len].par_chunks_mut(TILE_ROWS * k).enumerate().for_each(|(t, tile)| {
             let present = TILE_ROWS.min(m - t * TILE_ROWS);

@@ -16,6 +16,7 @@ use burn::tensor::backend::Backend;
 use starbucks_kernels::Linear;
 use starbucks_kernels::attention::attention;
 use starbucks_kernels::norm::LayerNorm;
+use starbucks_kernels::scratch;
 
 use crate::bert::{BertLayer, BertModel};
 use crate::config::{BertConfig, HiddenAct};
@@ -97,9 +98,13 @@ impl CpuLayer {
     /// One layer on `x` (`[rows, hidden]`, sequences at `offsets`), in place.
     fn forward(&self, x: &mut Vec<f32>, offsets: &[usize], heads: usize) {
         let (rows, hidden) = (offsets.last().copied().unwrap_or(0), self.attention_output.out_features());
+        // Each buffer goes back to the kernels' scratch as soon as it is read for the last time,
+        // where the next product takes it: a layer reuses its own buffers, a call the last one's.
         let qkv = self.qkv.forward(x, rows);
         let context = attention(&qkv, offsets, heads, hidden / heads);
+        scratch::keep(qkv);
         let mut attended = self.attention_output.forward(&context, rows);
+        scratch::keep(context);
         self.attention_norm.forward(&mut attended, Some(x));
         let mut inner = self.intermediate.forward(&attended, rows);
         match self.hidden_act {
@@ -108,8 +113,10 @@ impl CpuLayer {
             HiddenAct::Relu => starbucks_kernels::relu_in_place(&mut inner),
         }
         let mut out = self.output.forward(&inner, rows);
+        scratch::keep(inner);
         self.output_norm.forward(&mut out, Some(&attended));
-        *x = out;
+        scratch::keep(attended);
+        scratch::keep(std::mem::replace(x, out));
     }
 }
 
@@ -163,7 +170,7 @@ impl CpuEncoder {
     /// after another.
     pub fn start(&self, batch: &Batch) -> Rows {
         let (hidden, seq) = (self.hidden, batch.seq_len);
-        let mut x = Vec::with_capacity(batch.input_ids.len() * hidden);
+        let mut x = scratch::take(batch.input_ids.len() * hidden);
         let mut offsets = vec![0];
         for row in 0..batch.batch_size {
             for position in 0..seq {
@@ -202,6 +209,13 @@ pub struct Rows {
     hidden: usize,
 }
 
+/// The rows' buffer goes back to the kernels' scratch, for the next call's first layer.
+impl Drop for Rows {
+    fn drop(&mut self) {
+        scratch::keep(std::mem::take(&mut self.x));
+    }
+}
+
 impl Rows {
     pub fn texts(&self) -> usize {
         self.offsets.len() - 1
@@ -230,7 +244,7 @@ impl Rows {
     /// `other`'s texts after these.
     pub fn append(&mut self, other: Rows) {
         let base = self.offsets.last().copied().unwrap_or(0);
-        self.x.extend(other.x);
+        self.x.extend_from_slice(&other.x);
         self.offsets.extend(other.offsets[1..].iter().map(|o| o + base));
     }
 }
