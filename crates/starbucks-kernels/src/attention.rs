@@ -21,8 +21,9 @@ use crate::simd::{LANES, lanes, simd};
 /// projections side by side (`[rows, 3 hidden]`, heads contiguous inside each), and sequence
 /// `s` is rows `offsets[s]..offsets[s + 1]`.
 ///
-/// The output, from [`crate::scratch`], is written once, by the tasks, and never zeroed beforehand: a serial zeroing of
-/// a large batch's context kept the other cores idle (`docs/benchmarks.md`).
+/// The output, from [`crate::scratch`], is written once, by the tasks, and never zeroed
+/// beforehand: a serial zeroing of a large batch's context kept the other cores idle
+/// (`docs/benchmarks.md`).
 pub fn attention(qkv: &[f32], offsets: &[usize], heads: usize, head_dim: usize) -> Vec<f32> {
     let hidden = heads * head_dim;
     let rows = offsets.last().copied().unwrap_or(0);
