@@ -7,14 +7,19 @@
 //! that asks for it, and the CPU encoder runs each call on whichever rayon worker takes it, so
 //! each worker's first call grew its own arena by thousands of fresh pages, and a process's
 //! second call was as slow as its first (`docs/benchmarks.md`). A kept buffer serves whichever
-//! thread asks next, as ONNX Runtime's CPU arena does. Like that arena, the
-//! memory of the largest batch seen stays with the process: at most [`KEPT`] buffers of each
-//! kind, and none smaller than [`SMALLEST`] bytes (the allocator serves those well).
+//! thread asks next, as ONNX Runtime's CPU arena does. Like that arena, the memory of the
+//! largest batch seen stays with the process, up to a bound: at most [`KEPT`] buffers and
+//! [`KEPT_BYTES`] bytes of each kind, and none smaller than [`SMALLEST`] bytes (the allocator
+//! serves those well).
 
 use std::sync::{Mutex, PoisonError};
 
 /// Buffers kept of each kind: a layer of the encoder has about eight alive at once.
 const KEPT: usize = 16;
+/// Bytes kept of each kind at most: a batch of 256 STS-B sentences keeps about 80 MB; a far
+/// larger one (32 texts of 512 tokens: 100 MB in one FFN buffer) falls back to the allocator
+/// for what does not fit, instead of holding its peak for the life of the process.
+const KEPT_BYTES: usize = 256 << 20;
 /// Buffers below this many bytes are left to the allocator.
 const SMALLEST: usize = 64 * 1024;
 
@@ -42,18 +47,19 @@ impl<T> Scratch<T> {
         }
     }
 
-    /// Keeps `buffer`'s memory for a later [`Self::take`]; past [`KEPT`] buffers the smallest
-    /// goes back to the allocator.
+    /// Keeps `buffer`'s memory for a later [`Self::take`]; past [`KEPT`] buffers or
+    /// [`KEPT_BYTES`] bytes the smallest go back to the allocator (the largest cost the most
+    /// page faults to make again).
     pub(crate) fn keep(&self, mut buffer: Vec<T>) {
-        if buffer.capacity() * size_of::<T>() < SMALLEST {
+        let bytes = |v: &Vec<T>| v.capacity() * size_of::<T>();
+        if !(SMALLEST..=KEPT_BYTES).contains(&bytes(&buffer)) {
             return;
         }
         buffer.clear();
         let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
         kept.push(buffer);
-        if kept.len() > KEPT
-            && let Some(smallest) = kept.iter().enumerate().min_by_key(|(_, v)| v.capacity()).map(|(i, _)| i)
-        {
+        while kept.len() > KEPT || kept.iter().map(bytes).sum::<usize>() > KEPT_BYTES {
+            let smallest = kept.iter().enumerate().min_by_key(|(_, v)| v.capacity()).map_or(0, |(i, _)| i);
             kept.remove(smallest);
         }
     }
@@ -99,5 +105,17 @@ mod tests {
         let kept = scratch.kept.lock().unwrap();
         assert_eq!(kept.len(), KEPT);
         assert!(kept.iter().all(|v| v.is_empty() && v.capacity() >= SMALLEST + 3), "the smallest went");
+    }
+
+    #[test]
+    fn keep_holds_at_most_kept_bytes_and_lets_the_smallest_go_first() {
+        let scratch = Scratch::<u8>::new();
+        scratch.keep(Vec::with_capacity(KEPT_BYTES + 1)); // larger than all that is kept
+        assert!(scratch.kept.lock().unwrap().is_empty());
+        scratch.keep(Vec::with_capacity(KEPT_BYTES / 4));
+        scratch.keep(Vec::with_capacity(KEPT_BYTES / 2));
+        scratch.keep(Vec::with_capacity(KEPT_BYTES / 2));
+        let kept: Vec<usize> = scratch.kept.lock().unwrap().iter().map(Vec::capacity).collect();
+        assert_eq!(kept, [KEPT_BYTES / 2, KEPT_BYTES / 2]);
     }
 }
