@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "fuzz" / "seeds"
-SECTION = b"\n\x00--8<--\n"  # starbucks_fuzz::SECTION
+SECTION = b"\n\x00--8<--\n"  # starbucks_fuzz_targets::SECTION
 
 
 def head(path, lines=12):

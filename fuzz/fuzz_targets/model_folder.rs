@@ -1,20 +1,5 @@
-//! A model folder as `Embedder::from_pretrained` reads it: `config.json`, `tokenizer.json` and
-//! `model.safetensors` (three sections of the input), then, when it loads, one text embedded.
+//! libFuzzer's entry to `starbucks_fuzz_targets::model_folder` (what it parses: `fuzz/targets/src/model_folder.rs`).
 
 #![no_main]
 
-use burn::backend::Flex;
-use libfuzzer_sys::fuzz_target;
-use starbucks_fuzz::{file, scratch, sections};
-use starbucks_model::{Embedder, Size};
-
-fuzz_target!(|data: &[u8]| {
-    let parts = sections(data, 3);
-    file("model/config.json", parts[0]);
-    file("model/tokenizer.json", parts[1]);
-    file("model/model.safetensors", parts[2]);
-    let device = Default::default();
-    if let Ok(embedder) = Embedder::<Flex>::from_pretrained(scratch().join("model"), &device) {
-        let _ = embedder.embed(&["a short text", ""], Size::new(1, 1));
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| starbucks_fuzz_targets::model_folder(data));

@@ -1,26 +1,5 @@
-//! The server's request bodies: TEI `/embed` and OpenAI `/v1/embeddings` (texts and token ids),
-//! parsed and resolved against all-MiniLM-L6-v2's shape (6 layers, 384 dims) as the handlers do.
+//! libFuzzer's entry to `starbucks_fuzz_targets::serve_request` (what it parses: `fuzz/targets/src/serve_request.rs`).
 
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use starbucks_model::Size;
-use starbucks_serve::{EmbedRequest, Input, OpenAiRequest, parse_body};
-
-fuzz_target!(|data: &[u8]| {
-    let full = Size::new(6, 384);
-    let check = |inputs: &[Input], size: Size| {
-        assert!(size.layers <= 6 && size.dims <= 384, "a size within the model");
-        assert!(inputs.iter().all(|i| !matches!(i, Input::Ids(ids) if ids.is_empty())), "no empty id list");
-    };
-    if let Ok(request) = parse_body::<EmbedRequest>(data) {
-        if let Ok(resolved) = request.resolve(full) {
-            check(&resolved.inputs, resolved.size);
-        }
-    }
-    if let Ok(request) = parse_body::<OpenAiRequest>(data) {
-        if let Ok((resolved, _)) = request.resolve(full) {
-            check(&resolved.inputs, resolved.size);
-        }
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| starbucks_fuzz_targets::serve_request(data));
