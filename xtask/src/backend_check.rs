@@ -67,7 +67,6 @@ impl Row {
 /// when a demo preset does.
 fn config(root: &Path, head_model: &Path, task: &str, method: &str, sizes: &str) -> String {
     let model = if task == "pretrain" { head_model.to_path_buf() } else { root.join(fetch::MINILM_DIR) };
-    // SMAE's vocabulary products dominate its step on a software driver: short windows.
     let (data, steps) = match task {
         "pretrain" => (
             format!(

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::support::{file, sections};
+use crate::support::{file, overwrite, sections};
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use parquet::arrow::ArrowWriter;
 use starbucks_data::fineweb::Source;
@@ -33,13 +33,10 @@ pub fn fineweb(data: &[u8]) {
         1 => file("shard.json", rest),
         2 => file("shard.parquet", rest),
         _ => {
-            // Lines of text, then (position: 2 bytes, value: 1 byte) overwrites.
+            // Lines of text, then overwrites.
             let parts = sections(rest, 2);
             let mut bytes = parquet(parts[0]);
-            for edit in parts[1].chunks_exact(3) {
-                let at = u16::from_le_bytes([edit[0], edit[1]]) as usize % bytes.len();
-                bytes[at] = edit[2];
-            }
+            overwrite(&mut bytes, parts[1]);
             file("shard.parquet", &bytes)
         }
     };

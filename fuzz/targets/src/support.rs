@@ -30,6 +30,16 @@ pub(crate) fn file(name: &str, bytes: &[u8]) -> PathBuf {
     path
 }
 
+/// Overwrites bytes of a valid file at input-chosen places, which reaches past the checks that
+/// random bytes rarely pass: `edits` is (position: 2 bytes, value: 1 byte) triples, each
+/// position taken modulo the file's length.
+pub(crate) fn overwrite(bytes: &mut [u8], edits: &[u8]) {
+    for edit in edits.chunks_exact(3) {
+        let at = u16::from_le_bytes([edit[0], edit[1]]) as usize % bytes.len();
+        bytes[at] = edit[2];
+    }
+}
+
 /// The section marker of multi-file inputs (a line of its own).
 pub const SECTION: &[u8] = b"\n\x00--8<--\n";
 

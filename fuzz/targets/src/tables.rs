@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::support::{file, sections};
+use crate::support::{file, overwrite, sections};
 use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
 use parquet::arrow::ArrowWriter;
 use starbucks_data::{eval, finetune};
@@ -41,14 +41,11 @@ pub fn tables(data: &[u8]) {
         0 => (file("test.jsonl", rest), 0),
         n @ 1..=3 => (file("train.parquet", rest), n as usize - 1),
         n => {
-            // Lines of text, then (position: 2 bytes, value: 1 byte) overwrites.
+            // Lines of text, then overwrites.
             let layout = n as usize - 4;
             let parts = sections(rest, 2);
             let mut bytes = parquet(layouts[layout], parts[0]);
-            for edit in parts[1].chunks_exact(3) {
-                let at = u16::from_le_bytes([edit[0], edit[1]]) as usize % bytes.len();
-                bytes[at] = edit[2];
-            }
+            overwrite(&mut bytes, parts[1]);
             (file("train.parquet", &bytes), layout)
         }
     };
