@@ -36,6 +36,26 @@ fn teis_routes_answer_in_teis_shapes() {
     assert!(scores[0] > scores[1], "a paraphrase scores above an unrelated text: {scores:?}");
     let parameters = json!({"inputs": {"source_sentence": "a", "sentences": ["b"]}, "parameters": {"truncate": true}});
     assert_eq!(post(&server, "/similarity", &parameters).0, 200);
+    // Nested objects are objects: serde would read a struct from a list field by field
+    // (schemathesis sent `"parameters": []`).
+    for (body, needle) in [
+        (json!({"inputs": {"source_sentence": "a", "sentences": ["b"]}, "parameters": []}), "`parameters`"),
+        (json!({"inputs": ["a", ["b"]]}), "`inputs`"),
+        (
+            json!({"inputs": {"source_sentence": "a", "sentences": ["b"]}, "parameters": {"truncate": 3}}),
+            "`parameters.truncate`",
+        ),
+    ] {
+        let (status, error) = post(&server, "/similarity", &body);
+        assert_eq!(status, 422, "{body}: {error}");
+        assert!(error["error"].as_str().unwrap().contains(needle), "{body}: {error}");
+    }
+    let prompt = json!({"inputs": {"source_sentence": "a", "sentences": ["b"]}, "parameters": {"prompt_name": "q"}});
+    let (status, error) = post(&server, "/similarity", &prompt);
+    assert_eq!(status, 422, "{error}");
+    assert!(error["error"].as_str().unwrap().contains("`parameters.prompt_name`"), "{error}");
+    let null = json!({"inputs": {"source_sentence": "a", "sentences": ["b"]}, "parameters": null});
+    assert_eq!(post(&server, "/similarity", &null).0, 200);
 
     // /tokenize: ids, byte offsets and special tokens; /decode inverts it.
     let (status, tokens) = post(&server, "/tokenize", &json!({"inputs": "Hello, café!"}));

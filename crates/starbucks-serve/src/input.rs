@@ -175,6 +175,31 @@ pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError>
         .map_err(|e| ApiError::validation(keys::json_message(e, "field", Some("the body"))))
 }
 
+/// `deserialize_with` for a struct nested in a body: a JSON object only. serde's derive would
+/// also read a struct from a list, field by field in order (`"parameters": []` would pass).
+/// The fields are read through the caller's map, so errors still name their path.
+pub fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<T, D::Error> {
+    struct ObjectOnly<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectOnly<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+        }
+    }
+    deserializer.deserialize_map(ObjectOnly(std::marker::PhantomData))
+}
+
+/// [`object`] for an optional field: a JSON object or null.
+pub fn object_or_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<T>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(bound = "T: Deserialize<'de>")]
+    struct Object<T>(#[serde(deserialize_with = "object")] T);
+    Ok(Option::<Object<T>>::deserialize(deserializer)?.map(|o| o.0))
+}
+
 /// What an embedding request asks for, checked against the model: its inputs, one size, and
 /// whether vectors are normalised and long inputs cut (`None`: the server's `--auto-truncate`).
 #[derive(Debug, Clone, PartialEq)]
@@ -220,10 +245,11 @@ impl SizeFields {
     }
 }
 
-/// TEI's `prompt_name`: prompts from `config_sentence_transformers.json` are not supported.
-pub fn refuse_prompt(prompt_name: &Option<String>) -> Result<(), ApiError> {
+/// TEI's `prompt_name` (at `field`): prompts from `config_sentence_transformers.json` are not
+/// supported.
+pub fn refuse_prompt(field: &str, prompt_name: &Option<String>) -> Result<(), ApiError> {
     match prompt_name {
-        Some(name) => Err(ApiError::validation(format!("field `prompt_name`: {name:?}: prompts are not supported"))),
+        Some(name) => Err(ApiError::validation(format!("field `{field}`: {name:?}: prompts are not supported"))),
         None => Ok(()),
     }
 }

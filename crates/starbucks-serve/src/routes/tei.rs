@@ -79,7 +79,7 @@ pub fn null_only() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
 
 impl EmbedRequest {
     pub fn resolve(self, full: Size) -> Result<Resolved, ApiError> {
-        refuse_prompt(&self.prompt_name)?;
+        refuse_prompt("prompt_name", &self.prompt_name)?;
         let size = SizeFields { dimensions: self.dimensions, layers: self.layers, size: self.size }.resolve(full)?;
         Ok(Resolved { inputs: self.inputs.0, size, normalize: self.normalize, truncate: self.truncate })
     }
@@ -161,7 +161,7 @@ pub async fn embed_all(
     JsonBody(request): JsonBody<EmbedAllRequest>,
 ) -> Result<Response, ApiError> {
     let _slot = InFlight::acquire(&app)?;
-    refuse_prompt(&request.prompt_name)?;
+    refuse_prompt("prompt_name", &request.prompt_name)?;
     let hidden = Size::new(app.info.config.num_hidden_layers, app.info.config.hidden_size);
     let size =
         SizeFields { dimensions: request.dimensions, layers: request.layers, size: request.size }.resolve(hidden)?;
@@ -199,8 +199,9 @@ pub struct SimilarityParameters {
 /// `POST /similarity`: TEI's body, and the size fields beside `inputs`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SimilarityRequest {
+    #[serde(deserialize_with = "crate::input::object")]
     pub inputs: SimilarityInput,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::input::object_or_null")]
     pub parameters: Option<SimilarityParameters>,
     #[schema(minimum = 1)]
     pub dimensions: Option<usize>,
@@ -234,7 +235,7 @@ pub async fn similarity(
         return Err(ApiError::empty("field `inputs.sentences`: no sentences to compare"));
     }
     let parameters = request.parameters.unwrap_or_default();
-    refuse_prompt(&parameters.prompt_name)?;
+    refuse_prompt("parameters.prompt_name", &parameters.prompt_name)?;
     let fields = SizeFields { dimensions: request.dimensions, layers: request.layers, size: request.size };
     let size = fields.resolve(app.info.full)?;
     let inputs = std::iter::once(source_sentence).chain(sentences).map(crate::input::Input::Text).collect();
@@ -290,7 +291,7 @@ pub async fn tokenize(
     State(app): State<Arc<App>>,
     JsonBody(request): JsonBody<TokenizeRequest>,
 ) -> Result<Response, ApiError> {
-    refuse_prompt(&request.prompt_name)?;
+    refuse_prompt("prompt_name", &request.prompt_name)?;
     app.check_batch(request.inputs.0.len(), "inputs", "nothing to do")?;
     let tokenizer = app.info.tokenizer.inner();
     let mut out = Vec::with_capacity(request.inputs.0.len());
