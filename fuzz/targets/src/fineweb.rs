@@ -5,13 +5,12 @@
 
 use std::sync::Arc;
 
-use crate::support::{file, overwrite, sections};
+use crate::support::{file, overwrite, parquet, sections};
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
-use parquet::arrow::ArrowWriter;
 use starbucks_data::fineweb::Source;
 
 /// A Parquet file of FineWeb's `text` and `id` columns, one document per line of `text`.
-fn parquet(text: &[u8]) -> Vec<u8> {
+fn shard(text: &[u8]) -> Vec<u8> {
     let docs: Vec<String> = String::from_utf8_lossy(text).lines().map(str::to_string).collect();
     let ids: Vec<String> = (0..docs.len()).map(|i| format!("doc-{i}")).collect();
     let batch = RecordBatch::try_from_iter(vec![
@@ -19,11 +18,7 @@ fn parquet(text: &[u8]) -> Vec<u8> {
         ("id", Arc::new(StringArray::from_iter_values(&ids)) as ArrayRef),
     ])
     .expect("two string columns of one length");
-    let mut bytes = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut bytes, batch.schema(), None).expect("a writer");
-    writer.write(&batch).expect("written to memory");
-    writer.close().expect("closed in memory");
-    bytes
+    parquet(&batch, None)
 }
 
 pub fn fineweb(data: &[u8]) {
@@ -35,7 +30,7 @@ pub fn fineweb(data: &[u8]) {
         _ => {
             // Lines of text, then overwrites.
             let parts = sections(rest, 2);
-            let mut bytes = parquet(parts[0]);
+            let mut bytes = shard(parts[0]);
             overwrite(&mut bytes, parts[1]);
             file("shard.parquet", &bytes)
         }

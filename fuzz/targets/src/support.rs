@@ -1,8 +1,11 @@
 //! What the targets share: a scratch folder per thread (the parsers under test read files, as
-//! they do in use) and a split of one input into sections.
+//! they do in use), a split of one input into sections, and valid Parquet files to overwrite.
 
 use std::path::{Path, PathBuf};
 
+use arrow_array::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
 use tempfile::TempDir;
 
 thread_local! {
@@ -28,6 +31,15 @@ pub(crate) fn file(name: &str, bytes: &[u8]) -> PathBuf {
     }
     std::fs::write(&path, bytes).expect("scratch is writable");
     path
+}
+
+/// `batch` as the bytes of a Parquet file (`properties`: the writer's defaults if none).
+pub(crate) fn parquet(batch: &RecordBatch, properties: Option<WriterProperties>) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut bytes, batch.schema(), properties).expect("a writer");
+    writer.write(batch).expect("written to memory");
+    writer.close().expect("closed in memory");
+    bytes
 }
 
 /// Overwrites bytes of a valid file at input-chosen places, which reaches past the checks that

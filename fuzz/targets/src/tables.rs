@@ -5,14 +5,14 @@
 
 use std::sync::Arc;
 
-use crate::support::{file, overwrite, sections};
+use crate::support::{file, overwrite, parquet, sections};
 use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
-use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
 use starbucks_data::{eval, finetune};
 
 /// A Parquet file whose string columns are `names`, filled from the input's lines in turn, and
 /// a `score` column from their lengths (row groups of 8 rows, so a file has several).
-fn parquet(names: &[&str], text: &[u8]) -> Vec<u8> {
+fn table(names: &[&str], text: &[u8]) -> Vec<u8> {
     let lines: Vec<String> = String::from_utf8_lossy(text).lines().map(str::to_string).collect();
     let rows = lines.len() / names.len();
     let mut columns: Vec<(&str, ArrayRef)> = names
@@ -25,12 +25,7 @@ fn parquet(names: &[&str], text: &[u8]) -> Vec<u8> {
         .collect();
     columns.push(("score", Arc::new(Float64Array::from_iter_values((0..rows).map(|r| lines[r].len() as f64)))));
     let batch = RecordBatch::try_from_iter(columns).expect("columns of one length");
-    let props = parquet::file::properties::WriterProperties::builder().set_max_row_group_row_count(Some(8)).build();
-    let mut bytes = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut bytes, batch.schema(), Some(props)).expect("a writer");
-    writer.write(&batch).expect("written to memory");
-    writer.close().expect("closed in memory");
-    bytes
+    parquet(&batch, Some(WriterProperties::builder().set_max_row_group_row_count(Some(8)).build()))
 }
 
 pub fn tables(data: &[u8]) {
@@ -44,7 +39,7 @@ pub fn tables(data: &[u8]) {
             // Lines of text, then overwrites.
             let layout = n as usize - 4;
             let parts = sections(rest, 2);
-            let mut bytes = parquet(layouts[layout], parts[0]);
+            let mut bytes = table(layouts[layout], parts[0]);
             overwrite(&mut bytes, parts[1]);
             (file("train.parquet", &bytes), layout)
         }
