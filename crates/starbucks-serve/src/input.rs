@@ -165,19 +165,17 @@ pub struct SizeFields {
 }
 
 /// Parses a JSON body; a syntax error or a field of the wrong type is a 422 naming the field.
+/// The body is an object, as every struct nested in it (see [`object`]).
 pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    // serde would also read a struct from a JSON list, field by field in order.
-    if body.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|&b| b != b'{') {
-        return Err(ApiError::validation("the body must be a JSON object"));
-    }
     let deserializer = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(deserializer)
+        .map(|Object(body)| body)
         .map_err(|e| ApiError::validation(keys::json_message(e, "field", Some("the body"))))
 }
 
-/// `deserialize_with` for a struct nested in a body: a JSON object only. serde's derive would
-/// also read a struct from a list, field by field in order (`"parameters": []` would pass).
-/// The fields are read through the caller's map, so errors still name their path.
+/// `deserialize_with` for a struct in a body: a JSON object only. serde's derive would also
+/// read a struct from a list, field by field in order (`"parameters": []` would pass). The
+/// fields are read through the caller's map, so errors still name their path.
 pub fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<T, D::Error> {
     struct ObjectOnly<T>(std::marker::PhantomData<T>);
     impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectOnly<T> {
@@ -194,11 +192,13 @@ pub fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -
 
 /// [`object`] for an optional field: a JSON object or null.
 pub fn object_or_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<T>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(bound = "T: Deserialize<'de>")]
-    struct Object<T>(#[serde(deserialize_with = "object")] T);
-    Ok(Option::<Object<T>>::deserialize(deserializer)?.map(|o| o.0))
+    Ok(Option::<Object<T>>::deserialize(deserializer)?.map(|Object(o)| o))
 }
+
+/// A `T` read by [`object`].
+#[derive(Deserialize)]
+#[serde(bound = "T: Deserialize<'de>")]
+struct Object<T>(#[serde(deserialize_with = "object")] T);
 
 /// What an embedding request asks for, checked against the model: its inputs, one size, and
 /// whether vectors are normalised and long inputs cut (`None`: the server's `--auto-truncate`).
@@ -295,6 +295,17 @@ mod tests {
             assert_eq!(e.status, 422, "{body}");
             assert!(e.message.contains(needle), "{body}: {:?} lacks {needle:?}", e.message);
         }
+    }
+
+    #[test]
+    fn a_body_is_an_object() {
+        for body in [r#"[["a"]]"#, r#""a""#, "3", " null"] {
+            let e = inputs(body).unwrap_err();
+            assert_eq!(e.status, 422, "{body}");
+            assert!(e.message.starts_with("the body: invalid type"), "{body}: {:?}", e.message);
+            assert!(e.message.contains("expected a JSON object"), "{body}: {:?}", e.message);
+        }
+        assert!(inputs("").unwrap_err().message.starts_with("the body is not valid JSON"));
     }
 
     #[test]
