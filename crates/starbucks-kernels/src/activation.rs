@@ -51,7 +51,12 @@ pub fn exp_f32(x: f32) -> f32 {
     p = r.mul_add(p, 1.666_666_5e-1);
     p = r.mul_add(p, 0.5);
     let y = (r * r).mul_add(p, r) + 1.0;
-    y * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    // 2ⁿ from n's bits: adding 1.5 × 2²³ puts the integer n (|n| ≤ 127 here) in the low bits of
+    // the sum's mantissa, whose higher bits the shift drops. Rust's `n as i32` saturates and
+    // maps NaN to 0, which compiled to scalar code lane by lane and was most of a vectorised
+    // loop's time (a NaN stays a NaN through `y`).
+    let shifted = (n + 12_582_912.0).to_bits();
+    y * f32::from_bits(shifted.wrapping_add(127) << 23)
 }
 
 /// GELU of one value.

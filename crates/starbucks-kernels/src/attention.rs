@@ -1,20 +1,27 @@
 //! Multi-head self-attention over sequences of different lengths, without padding: the rows of
 //! every sequence lie one after another, and each sequence attends over its own rows only, so no
-//! padded `[batch, heads, seq, seq]` score tensor is made and no padding key is scored.
+//! padded `[batch, heads, seq, seq]` score tensor is made.
 //!
 //! One rayon task per sequence, or per (sequence, head) when there are too few sequences to
-//! keep every core busy, so that a single long text still runs on every core.
-//! A task copies its head's keys transposed in whole chunks of [`LANES`] (`[head_dim, keys]`),
-//! so that a query's scores against a chunk are a sum of whole rows (vectorised along the keys,
-//! no horizontal sums); the keys past the last whole chunk (all of a short text's) are scored
-//! by dot products on their rows, which costs no copy. Then per query: softmax and the weighted
-//! sum of the values, in one pass over a row of scratch.
+//! keep every core busy, so that a single long text still runs on every core. A task first lays
+//! out its heads, reading the sequence's rows once, in order: each head's keys transposed
+//! (`[head_dim, keys]`, in whole chunks of [`LANES`] keys), so that a query's scores against a
+//! chunk are one register summed over the head's dims, with no horizontal sums; its queries in
+//! tiles of [`QUERIES`], scored together as a matrix product's register tile, so that each
+//! chunk of keys is read once for all of them; its values, each row read once for a tile's
+//! context. Keys past a sequence's end, in its last chunk, are scored and dropped before the
+//! softmax. Most sentences are shorter than one chunk: scoring them key by key, a dot product
+//! and a horizontal sum each, took most of attention's time (`docs/benchmarks.md`).
 
 use rayon::prelude::*;
 
 use crate::activation::exp_f32;
 use crate::scratch;
 use crate::simd::{LANES, lanes, simd};
+
+/// Queries per register tile: 6 rows × 2 AVX2 registers of sums, 2 of keys or values and a
+/// broadcast fit AVX2's 16 registers (as the products' tiles).
+const QUERIES: usize = 6;
 
 /// The context of every query row, `[rows, hidden]` with each head's context in that head's
 /// columns: `qkv` holds, per row, the query (already scaled by `1/√head_dim`), key and value
@@ -35,31 +42,22 @@ pub fn attention(qkv: &[f32], offsets: &[usize], heads: usize, head_dim: usize) 
     let groups = heads / heads_per_task;
     let mut buffer = scratch::F32.take(rows * hidden);
     let out = SharedOut(buffer.as_mut_ptr());
-    (0..sequences * groups).into_par_iter().for_each(|task| {
+    // Each of rayon's jobs keeps one `Work` for the tasks it runs: allocating and zeroing a
+    // task's buffers cost as much as its arithmetic.
+    (0..sequences * groups).into_par_iter().for_each_init(Work::default, |work, task| {
         let (s, group) = (task / groups, task % groups);
         let (start, len) = (offsets[s], offsets[s + 1] - offsets[s]);
-        let qkv = &qkv[start * 3 * hidden..(start + len) * 3 * hidden];
-        let chunked = len - len % LANES;
-        let (mut keys, mut scores) = (vec![0f32; head_dim * chunked], vec![0f32; len]);
-        for head in group * heads_per_task..(group + 1) * heads_per_task {
-            let column = head * head_dim;
-            for j in 0..chunked {
-                for (d, &k) in qkv[j * 3 * hidden + hidden + column..][..head_dim].iter().enumerate() {
-                    keys[d * chunked + j] = k;
-                }
-            }
-            for i in 0..len {
-                let q = &qkv[i * 3 * hidden + column..][..head_dim];
-                // SAFETY: row start + i, this head's columns: inside the buffer's capacity, and
-                // written by this task alone (tasks differ in sequence, so rows, or in head, so
-                // columns); zeroed first, so the slice never sees uninitialised memory.
-                let context = unsafe {
-                    let at = out.at((start + i) * hidden + column);
-                    at.write_bytes(0, head_dim);
-                    std::slice::from_raw_parts_mut(at, head_dim)
-                };
-                attend_one(q, &keys, qkv, hidden, column, &mut scores, context);
-            }
+        let width = heads_per_task * head_dim;
+        let first = group * width;
+        work.load(&qkv[start * 3 * hidden..(start + len) * 3 * hidden], [hidden, heads_per_task, head_dim], first);
+        for head in 0..heads_per_task {
+            attend_head(work, head);
+        }
+        for (i, row) in work.context.chunks_exact(width).enumerate() {
+            // SAFETY: row start + i, this group's columns: inside the buffer's capacity, and
+            // written by this task alone (tasks differ in sequence, so rows, or in group, so
+            // columns).
+            unsafe { out.at((start + i) * hidden + first).copy_from_nonoverlapping(row.as_ptr(), width) };
         }
     });
     // SAFETY: the tasks have written every row (each sequence's rows, offsets rising from 0 to
@@ -86,79 +84,141 @@ impl SharedOut {
     }
 }
 
-// One query against its sequence: `keys` is the head's keys of the whole chunks transposed
-// (`[head_dim, chunked]`). Every reduction runs in 8 or 16 lanes and every update of the
-// context in registers, so that each loop vectorises instead of waiting on the previous
-// iteration's sum.
-simd!(attend_one(q: &[f32], keys: &[f32], qkv: &[f32], hidden: usize, column: usize, scores: &mut [f32], context: &mut [f32]) {
-    let (head_dim, len) = (q.len(), scores.len());
-    let chunked = len - len % LANES;
-    let value = |j: usize| &qkv[j * 3 * hidden + 2 * hidden + column..][..head_dim];
-    let (whole, rest) = scores.split_at_mut(chunked);
-    for (c, chunk) in whole.chunks_exact_mut(LANES).enumerate() {
-        // 16 keys at a time, their scores summed in one register over the head's dims.
-        let mut sum = [0f32; LANES];
-        for (d, &qd) in q.iter().enumerate() {
-            let k: &[f32; LANES] = keys[d * chunked + c * LANES..][..LANES].try_into().expect("LANES keys");
-            for l in 0..LANES {
-                sum[l] += qd * k[l];
+/// One task's sequence and heads, laid out for the tiles, and its buffers, kept from task to
+/// task. The padding (keys past the sequence, queries past it in the last tile) holds whatever
+/// an earlier task left: no query of the padding is read, and the padding keys' scores are
+/// computed with their chunk's and dropped before the softmax sums.
+#[derive(Default)]
+pub(crate) struct Work {
+    len: usize,
+    /// `len` rounded up to whole chunks of [`LANES`] keys.
+    padded: usize,
+    heads: usize,
+    head_dim: usize,
+    /// Each head's keys transposed, `[heads][head_dim, padded]`.
+    keys: Vec<f32>,
+    /// Each head's queries in tiles, `[heads][tiles][head_dim][QUERIES]`: a tile's broadcasts
+    /// read one stream at fixed offsets, as the products' packed inputs.
+    queries: Vec<f32>,
+    /// Each head's values, `[heads][len, head_dim]`.
+    values: Vec<f32>,
+    /// A tile's scores, `[QUERIES, padded]`.
+    scores: Vec<f32>,
+    /// A tile's probabilities, transposed and normalised: `[len][QUERIES]`.
+    probabilities: Vec<f32>,
+    /// The context, `[len, heads × head_dim]`: the task's columns of its rows of the output.
+    context: Vec<f32>,
+}
+
+impl Work {
+    /// Lays out `heads` heads of `head_dim` at columns `first..` of a sequence's `qkv` rows
+    /// (`[len, 3 hidden]`), reading the rows in order: the product that wrote them has left
+    /// most in L3 or memory, and read a head at a time, 128 bytes of every 4.6 KB row, the
+    /// loads missed most.
+    fn load(&mut self, qkv: &[f32], [hidden, heads, head_dim]: [usize; 3], first: usize) {
+        let len = qkv.len() / (3 * hidden);
+        let (padded, tiles) = (len.next_multiple_of(LANES), len.div_ceil(QUERIES));
+        (self.len, self.padded, self.heads, self.head_dim) = (len, padded, heads, head_dim);
+        self.keys.resize(heads * head_dim * padded, 0.0);
+        self.queries.resize(heads * tiles * head_dim * QUERIES, 0.0);
+        self.values.resize(heads * len * head_dim, 0.0);
+        self.scores.resize(QUERIES * padded, 0.0);
+        self.probabilities.resize(len * QUERIES, 0.0);
+        self.context.resize(len * heads * head_dim, 0.0);
+        for (i, row) in qkv.chunks_exact(3 * hidden).enumerate() {
+            let part = |p: usize| row[p * hidden + first..].chunks_exact(head_dim);
+            for (h, ((q, k), v)) in part(0).zip(part(1)).zip(part(2)).take(heads).enumerate() {
+                let tile = (h * tiles + i / QUERIES) * head_dim * QUERIES;
+                let queries = self.queries[tile + i % QUERIES..].iter_mut().step_by(QUERIES);
+                queries.zip(q).for_each(|(slot, &value)| *slot = value);
+                let keys = self.keys[h * head_dim * padded + i..].iter_mut().step_by(padded);
+                keys.zip(k).for_each(|(slot, &value)| *slot = value);
+                self.values[(h * len + i) * head_dim..][..head_dim].copy_from_slice(v);
             }
         }
-        chunk.copy_from_slice(&sum);
     }
-    for (j, score) in rest.iter_mut().enumerate() {
-        *score = dot(q, &qkv[(chunked + j) * 3 * hidden + hidden + column..][..head_dim]);
-    }
-    let larger = |m: f32, s: f32| if s > m { s } else { m };
-    let max = lanes(scores, f32::NEG_INFINITY, larger, larger);
-    scores.iter_mut().for_each(|s| *s = exp_f32(*s - max));
-    let add = |a: f32, b: f32| a + b;
-    let inverse = 1.0 / lanes(scores, 0.0, add, add);
-    for (c, chunk) in context.chunks_mut(LANES).enumerate() {
-        let columns = c * LANES..c * LANES + chunk.len();
-        if let Ok(chunk) = <&mut [f32; LANES]>::try_from(&mut *chunk) {
-            // A whole chunk: four register accumulators, taking the keys in turn.
-            let v = |j: usize| -> &[f32; LANES] { value(j)[columns.clone()].try_into().expect("LANES columns") };
-            let mut sums = [[0f32; LANES]; 4];
-            let quads = len / 4;
-            for j in (0..quads).map(|q| 4 * q) {
-                add_scaled(&mut sums[0], scores[j], v(j));
-                add_scaled(&mut sums[1], scores[j + 1], v(j + 1));
-                add_scaled(&mut sums[2], scores[j + 2], v(j + 2));
-                add_scaled(&mut sums[3], scores[j + 3], v(j + 3));
-            }
-            for (j, &p) in scores.iter().enumerate().skip(4 * quads) {
-                add_scaled(&mut sums[0], p, v(j));
-            }
-            for l in 0..LANES {
-                chunk[l] = (sums[0][l] + sums[1][l] + (sums[2][l] + sums[3][l])) * inverse;
-            }
-        } else {
-            for (l, c) in chunk.iter_mut().enumerate() {
-                *c = scores.iter().enumerate().map(|(j, &p)| p * value(j)[columns.start + l]).sum::<f32>() * inverse;
-            }
+}
+
+// Head `head` of the task's into its columns of `work.context`. Each tile of queries is a
+// const-generic call, so that its sums stay in registers.
+simd!(attend_head(work: &mut Work, head: usize) {
+    for i0 in (0..work.len).step_by(QUERIES) {
+        match (work.len - i0).min(QUERIES) {
+            6 => attend::<6>(work, head, i0),
+            5 => attend::<5>(work, head, i0),
+            4 => attend::<4>(work, head, i0),
+            3 => attend::<3>(work, head, i0),
+            2 => attend::<2>(work, head, i0),
+            1 => attend::<1>(work, head, i0),
+            _ => unreachable!("tiles are 1 to {QUERIES} queries"),
         }
     }
 });
 
-/// `a · b`, summed in 8 lanes so that the loop vectorises.
+/// Scores, softmax and context of the `R` queries from `i0` of `head`.
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = a8.remainder().iter().zip(b8.remainder()).map(|(x, y)| x * y).sum();
-    for (a, b) in a8.zip(b8) {
-        for l in 0..8 {
-            lanes[l] += a[l] * b[l];
+fn attend<const R: usize>(work: &mut Work, head: usize, i0: usize) {
+    let (len, padded, head_dim) = (work.len, work.padded, work.head_dim);
+    let tiles = len.div_ceil(QUERIES);
+    let queries = &work.queries[(head * tiles + i0 / QUERIES) * head_dim * QUERIES..][..head_dim * QUERIES];
+    let keys = &work.keys[head * head_dim * padded..][..head_dim * padded];
+    // Scores: each chunk of keys against every query of the tile, summed over the dims.
+    let (queries, _) = queries.as_chunks::<QUERIES>();
+    for c in (0..padded).step_by(LANES) {
+        let mut sums = [[0f32; LANES]; R];
+        for (q, keys) in queries.iter().zip(keys.chunks_exact(padded)) {
+            let k: &[f32; LANES] = keys[c..][..LANES].try_into().expect("LANES keys");
+            for r in 0..R {
+                add_scaled(&mut sums[r], q[r], k);
+            }
+        }
+        for (r, sum) in sums.iter().enumerate() {
+            work.scores[r * padded + c..][..LANES].copy_from_slice(sum);
         }
     }
-    lanes.iter().sum::<f32>() + tail
+    // Softmax over the real keys, each query's probabilities then in its column.
+    for r in 0..R {
+        let row = &mut work.scores[r * padded..][..padded];
+        let larger = |m: f32, s: f32| if s > m { s } else { m };
+        let max = lanes(&row[..len], f32::NEG_INFINITY, larger, larger);
+        row.iter_mut().for_each(|s| *s = exp_f32(*s - max));
+        row[len..].fill(0.0);
+        let add = |a: f32, b: f32| a + b;
+        let inverse = 1.0 / lanes(row, 0.0, add, add);
+        for (j, &p) in row[..len].iter().enumerate() {
+            work.probabilities[j * QUERIES + r] = p * inverse;
+        }
+    }
+    // Context: each value row read once for every query of the tile.
+    let values = &work.values[head * len * head_dim..][..len * head_dim];
+    let (probabilities, _) = work.probabilities.as_chunks::<QUERIES>();
+    let context = |r: usize, d: usize| (i0 + r) * work.heads * head_dim + head * head_dim + d;
+    let whole = head_dim - head_dim % LANES;
+    for d0 in (0..whole).step_by(LANES) {
+        let mut sums = [[0f32; LANES]; R];
+        for (p, value) in probabilities.iter().zip(values.chunks_exact(head_dim)) {
+            let v: &[f32; LANES] = value[d0..][..LANES].try_into().expect("LANES dims");
+            for r in 0..R {
+                add_scaled(&mut sums[r], p[r], v);
+            }
+        }
+        for (r, sum) in sums.iter().enumerate() {
+            work.context[context(r, d0)..][..LANES].copy_from_slice(sum);
+        }
+    }
+    for d in whole..head_dim {
+        for r in 0..R {
+            let terms = probabilities.iter().zip(values.chunks_exact(head_dim));
+            let sum = terms.fold(0f32, |sum, (p, value)| p[r].mul_add(value[d], sum));
+            work.context[context(r, d)] = sum;
+        }
+    }
 }
 
-/// `sum += p v`, one register.
+/// `sum += p v`, one register (fused multiply-adds where the tier has them).
 #[inline(always)]
 fn add_scaled(sum: &mut [f32; LANES], p: f32, v: &[f32; LANES]) {
     for l in 0..LANES {
-        sum[l] += p * v[l];
+        sum[l] = p.mul_add(v[l], sum[l]);
     }
 }

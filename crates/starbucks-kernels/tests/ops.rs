@@ -56,6 +56,8 @@ fn exp_is_within_3e7_relative() {
         assert!(err < 3e-7, "exp({x}): relative error {err}");
     }
     assert_eq!(exp_f32(-1000.0), exp_f32(-87.3));
+    assert_eq!(exp_f32(0.0), 1.0);
+    assert!(exp_f32(f32::NAN).is_nan());
 }
 
 #[test]
