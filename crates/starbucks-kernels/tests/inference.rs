@@ -260,9 +260,13 @@ fn attention_reference(qkv: &[f32], offsets: &[usize], heads: usize, head_dim: u
 
 #[test]
 fn attention_matches_the_per_sequence_reference_on_odd_lengths() {
-    // Head widths of whole 16-lane chunks and not; lengths of whole chunks of keys and not.
-    for (heads, head_dim) in [(12, 32), (3, 7), (1, 1), (2, 24)] {
-        let lengths = [1, 7, 33, 2, 0, 90, 16, 128];
+    // Head widths of whole 16-lane chunks and not; lengths of whole chunks of keys and not,
+    // after longer and shorter ones (a task's buffers are kept for the next); enough sequences
+    // for a task each, and too few (a task per head).
+    let batches: [&[usize]; 2] = [&[1, 7, 33, 2, 0, 90, 16, 128], &[5, 40]];
+    for ((heads, head_dim), lengths) in
+        [(12, 32), (3, 7), (1, 1), (2, 24)].into_iter().flat_map(|h| batches.map(|b| (h, b)))
+    {
         let mut offsets = vec![0];
         for len in lengths {
             offsets.push(offsets.last().unwrap() + len);
