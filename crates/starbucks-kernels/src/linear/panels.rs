@@ -478,7 +478,7 @@ impl Tile<'_, Pair> {
             for c in 0..self.columns.len() {
                 // SAFETY: the caller's contract.
                 let mut sum = unsafe { self.start(r, c) };
-                for (p, x) in self.inputs.clone().zip(self.x[r..].iter().step_by(TILE_ROWS)) {
+                for (p, x) in self.inputs.clone().zip(self.x.iter().skip(r).step_by(TILE_ROWS)) {
                     let ((x0, x1), (w0, w1)) = (x.values(), self.panel[at(self.k, p, c)].values());
                     sum += x1 * w1;
                     sum += x0 * w0;
@@ -544,7 +544,7 @@ impl Tile<'_, f32> {
             for c in 0..self.columns.len() {
                 // SAFETY: the caller's contract.
                 let mut sum = unsafe { self.start(r, c) };
-                for (i, x) in self.inputs.clone().zip(self.x[r..].iter().step_by(TILE_ROWS)) {
+                for (i, x) in self.inputs.clone().zip(self.x.iter().skip(r).step_by(TILE_ROWS)) {
                     sum += x * self.panel[at(self.k, i, c)];
                 }
                 // SAFETY: inside the output (the caller's contract).
