@@ -165,13 +165,7 @@ fn attend<const R: usize>(work: &mut Work, head: usize, i0: usize) {
     // Scores: each chunk of keys against every query of the tile, summed over the dims.
     let (queries, _) = queries.as_chunks::<QUERIES>();
     for c in (0..padded).step_by(LANES) {
-        let mut sums = [[0f32; LANES]; R];
-        for (q, keys) in queries.iter().zip(keys.chunks_exact(padded)) {
-            let k: &[f32; LANES] = keys[c..][..LANES].try_into().expect("LANES keys");
-            for r in 0..R {
-                add_scaled(&mut sums[r], q[r], k);
-            }
-        }
+        let sums = tile_sums::<R>(queries, keys, padded, c);
         for (r, sum) in sums.iter().enumerate() {
             work.scores[r * padded + c..][..LANES].copy_from_slice(sum);
         }
@@ -195,13 +189,7 @@ fn attend<const R: usize>(work: &mut Work, head: usize, i0: usize) {
     let context = |r: usize, d: usize| (i0 + r) * work.heads * head_dim + head * head_dim + d;
     let whole = head_dim - head_dim % LANES;
     for d0 in (0..whole).step_by(LANES) {
-        let mut sums = [[0f32; LANES]; R];
-        for (p, value) in probabilities.iter().zip(values.chunks_exact(head_dim)) {
-            let v: &[f32; LANES] = value[d0..][..LANES].try_into().expect("LANES dims");
-            for r in 0..R {
-                add_scaled(&mut sums[r], p[r], v);
-            }
-        }
+        let sums = tile_sums::<R>(probabilities, values, head_dim, d0);
         for (r, sum) in sums.iter().enumerate() {
             work.context[context(r, d0)..][..LANES].copy_from_slice(sum);
         }
@@ -213,6 +201,21 @@ fn attend<const R: usize>(work: &mut Work, head: usize, i0: usize) {
             work.context[context(r, d)] = sum;
         }
     }
+}
+
+/// A register tile's sums: for each of its `R` rows, `Σ_t a[t][r] · b[t][at..at + LANES]` over
+/// the rows `t` of `a` and of `b` (`width` apart). Scores: `a` the tile's queries by dim, `b`
+/// the transposed keys; context: `a` the probabilities by key, `b` the values.
+#[inline(always)]
+fn tile_sums<const R: usize>(a: &[[f32; QUERIES]], b: &[f32], width: usize, at: usize) -> [[f32; LANES]; R] {
+    let mut sums = [[0f32; LANES]; R];
+    for (a, row) in a.iter().zip(b.chunks_exact(width)) {
+        let chunk: &[f32; LANES] = row[at..][..LANES].try_into().expect("LANES values");
+        for r in 0..R {
+            add_scaled(&mut sums[r], a[r], chunk);
+        }
+    }
+    sums
 }
 
 /// `sum += p v`, one register (fused multiply-adds where the tier has them).
