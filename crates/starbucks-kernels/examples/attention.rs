@@ -15,14 +15,11 @@ const USAGE: &str = "usage: attention THREADS TEXTS LENGTH..., e.g. attention 2 
 
 fn main() -> std::process::ExitCode {
     let numbers: Option<Vec<usize>> = std::env::args().skip(1).map(|a| a.parse().ok()).collect();
-    let Some([threads, texts, lengths @ ..]) = numbers.as_deref() else {
+    let valid = |n: &&[usize]| n.len() > 2 && n[0] > 0;
+    let Some([threads, texts, lengths @ ..]) = numbers.as_deref().filter(valid) else {
         eprintln!("{USAGE}");
         return std::process::ExitCode::FAILURE;
     };
-    if *threads == 0 || lengths.is_empty() {
-        eprintln!("{USAGE}");
-        return std::process::ExitCode::FAILURE;
-    }
     let (heads, head_dim) = (12, 32);
     let mut offsets = vec![0];
     for i in 0..*texts {
