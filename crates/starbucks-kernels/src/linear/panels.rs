@@ -619,6 +619,17 @@ impl Tile<'_, f32> {
         // A masked store costs AVX2 many cycles (on Zen 3 it was a fifth of the kernel's time):
         // full strips, all but a partial last one, load and store whole vectors.
         let full = self.columns.len() >= strip + STRIP;
+        if self.inputs.start == 0 {
+            // The first block starts from the bias and only stores its sums, into output lines
+            // that an earlier product left in L3 or memory: fetched now, they arrive during
+            // the products; otherwise the stores wait for them at the end, and the next tile's
+            // set-up waits on the stores (`docs/benchmarks.md`, "Output lines fetched ahead").
+            for r in 0..R {
+                for c in [strip, strip + STRIP - 1] {
+                    _mm_prefetch::<_MM_HINT_T0>(self.out_at(r, c).cast_const().cast());
+                }
+            }
+        }
         let mut acc = [[_mm256_setzero_ps(); 2]; R];
         for (r, sums) in acc.iter_mut().enumerate() {
             for (j, sum) in sums.iter_mut().enumerate() {
