@@ -168,6 +168,24 @@ macro_rules! simd {
 
 pub(crate) use simd;
 
+/// Asks for the cache lines that hold `len` f32s from `first` (at most 16, so one line, or two
+/// where they straddle a boundary; the first and the last value's lines) ahead of a register
+/// tile's stores to them. A tile's output rows were last written by an earlier product and lie
+/// in L3 or memory: fetched before the tile's products, they arrive meanwhile, where otherwise
+/// the stores wait for them at the end and the next tile's set-up waits on the stores
+/// (`docs/benchmarks.md`, "Output lines fetched ahead"). A prefetch never faults.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn prefetch_row(first: *const f32, len: usize) {
+    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+    debug_assert!((1..=16).contains(&len), "{len} values span more than two lines");
+    for at in [first, first.wrapping_add(len - 1)] {
+        // SAFETY: a prefetch reads nothing the program sees and never faults, whatever the
+        // address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(at.cast()) };
+    }
+}
+
 /// Floats in one AVX-512 register: the lanes of the kernels' reductions.
 pub(crate) const LANES: usize = 16;
 

@@ -27,6 +27,8 @@
 use rayon::prelude::*;
 
 use crate::scratch::{self, Scratch};
+#[cfg(target_arch = "x86_64")]
+use crate::simd::prefetch_row;
 use crate::simd::{Tier, bf16_supported};
 
 /// Columns of one panel: four AVX-512 registers, or four AVX2 strips of two registers.
@@ -620,14 +622,10 @@ impl Tile<'_, f32> {
         // full strips, all but a partial last one, load and store whole vectors.
         let full = self.columns.len() >= strip + STRIP;
         if self.inputs.start == 0 {
-            // The first block starts from the bias and only stores its sums, into output lines
-            // that an earlier product left in L3 or memory: fetched now, they arrive during
-            // the products; otherwise the stores wait for them at the end, and the next tile's
-            // set-up waits on the stores (`docs/benchmarks.md`, "Output lines fetched ahead").
+            // The first block starts from the bias and only stores its sums (later blocks load
+            // the output first).
             for r in 0..R {
-                for c in [strip, strip + STRIP - 1] {
-                    _mm_prefetch::<_MM_HINT_T0>(self.out_at(r, c).cast_const().cast());
-                }
+                prefetch_row(self.out_at(r, strip), STRIP);
             }
         }
         let mut acc = [[_mm256_setzero_ps(); 2]; R];

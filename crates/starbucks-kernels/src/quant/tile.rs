@@ -72,12 +72,8 @@ unsafe fn avx2_tile_n<const R: usize>(x: *const u8, w: *const i8, groups: usize,
     use std::arch::x86_64::*;
     let ones = _mm256_set1_epi16(1);
     if let Finish::Write(s) = &finish {
-        // The output lines, fetched now, arrive during the products instead of holding up the
-        // stores at the end (see `linear::panels`' AVX2 tile).
         for r in 0..R {
-            for c in [0, BLOCK - 1] {
-                _mm_prefetch::<_MM_HINT_T0>(s.out.wrapping_add(r * s.stride + c).cast_const().cast());
-            }
+            crate::simd::prefetch_row(s.out.wrapping_add(r * s.stride), BLOCK);
         }
     }
     let mut acc = [[_mm256_setzero_si256(); 2]; R];
